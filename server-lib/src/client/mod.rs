@@ -1,0 +1,532 @@
+//! `idict::client`: the typed async client every other part (CLI, GUI,
+//! benchmarks) uses to reach a run. It talks only through the v1 wire
+//! contract and turns gRPC statuses into a [`ClientError`] a caller can
+//! match on.
+
+mod resolve;
+
+pub use resolve::{Target, resolve};
+
+use crate::history::Series;
+use crate::model::{AppliedWrite, KeyInfo, LogMessage, Role, Status};
+use crate::value::Value;
+use crate::wire::{self, WireError};
+use futures::Stream;
+use idict_proto::v1 as pb;
+use idict_proto::v1::inspector_client::InspectorClient;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tonic::codegen::InterceptedService;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+
+/// What can go wrong talking to a run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("run not found: {0}")]
+    RunNotFound(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("refused in the run's state: {0}")]
+    FailedPrecondition(String),
+    #[error("the run is busy: {0}")]
+    ResourceExhausted(String),
+    #[error("cannot reach the run at {address}: {message}")]
+    Unreachable { address: String, message: String },
+    #[error("disconnected: {0}")]
+    Disconnected(String),
+    #[error("bad address '{0}'")]
+    BadAddress(String),
+    #[error("unexpected data from the run: {0}")]
+    Protocol(String),
+    #[error("{code:?}: {message}")]
+    Rpc { code: tonic::Code, message: String },
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        use tonic::Code;
+        let message = s.message().to_string();
+        match s.code() {
+            Code::NotFound => ClientError::NotFound(message),
+            Code::Unauthenticated => ClientError::Unauthenticated(message),
+            Code::PermissionDenied => ClientError::PermissionDenied(message),
+            Code::InvalidArgument => ClientError::InvalidArgument(message),
+            Code::FailedPrecondition => ClientError::FailedPrecondition(message),
+            Code::ResourceExhausted => ClientError::ResourceExhausted(message),
+            Code::Unavailable | Code::Cancelled | Code::Aborted => ClientError::Disconnected(message),
+            code => ClientError::Rpc { code, message },
+        }
+    }
+}
+
+impl From<WireError> for ClientError {
+    fn from(e: WireError) -> Self {
+        ClientError::Protocol(e.to_string())
+    }
+}
+
+/// Adds the bearer token and client name to every request.
+#[derive(Clone)]
+pub struct Credentials {
+    token: Option<MetadataValue<Ascii>>,
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.token {
+            r.metadata_mut().insert("authorization", t.clone());
+        }
+        Ok(r)
+    }
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Overrides the token from the run file or `IDICT_TOKEN`.
+    pub token: Option<String>,
+    /// Shown to the run as the origin of steering writes.
+    pub client_name: String,
+    pub connect_timeout: Duration,
+    /// Largest message accepted from the run (one array must fit). Default 1 GiB.
+    pub max_receive_bytes: usize,
+    /// Largest request sent. Default 64 MiB.
+    pub max_send_bytes: usize,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        let user = std::env::var("USER").unwrap_or_default();
+        ConnectOptions {
+            token: None,
+            client_name: format!("idict-client {user}@{}", crate::runfile::host_name()),
+            connect_timeout: Duration::from_secs(5),
+            max_receive_bytes: 1 << 30,
+            max_send_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The run's identity, status and keys (GetInfo).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    pub name: String,
+    pub pid: u32,
+    pub host: String,
+    pub started_unix_ms: i64,
+    pub protocol_version: u32,
+    pub status: Status,
+    pub version: u64,
+    pub keys: Vec<KeyInfo>,
+    pub watchers: u64,
+    pub updates_per_second: f64,
+    pub uptime_seconds: f64,
+    pub pending_writes: u64,
+    /// The role this client's token has.
+    pub role: Option<Role>,
+    pub server_version: String,
+}
+
+/// The run's published state at one version (GetSnapshot).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub version: u64,
+    pub status: Status,
+    /// Seconds since the run started.
+    pub time: f64,
+    pub values: BTreeMap<String, Value>,
+}
+
+/// One delivered update of a watch. The first (`reset`) holds the whole
+/// state; later ones what changed, coalesced over `version`s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    pub version: u64,
+    /// Drop the state you have: `changed` is all of it.
+    pub reset: bool,
+    /// Sorted by key.
+    pub changed: Vec<(String, Value)>,
+    pub removed: Vec<String>,
+    /// New samples of scalar keys since the previous update.
+    pub samples: Vec<(String, Series)>,
+    pub status: Status,
+    pub messages: Vec<LogMessage>,
+    pub applied: Vec<AppliedWrite>,
+    /// Seconds since the run started, at `version`.
+    pub time: f64,
+    /// The last update: the run finished or failed; the stream ends.
+    pub last: bool,
+}
+
+/// What to watch.
+#[derive(Debug, Clone, Default)]
+pub struct WatchOptions {
+    /// Resume from this version (0: start with the full state).
+    pub since_version: u64,
+    /// Only keys with this prefix.
+    pub prefix: String,
+    /// Include every scalar's whole history in the first update.
+    pub with_history: bool,
+}
+
+/// A steering write accepted by the run (not yet applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteReceipt {
+    /// Matches [`AppliedWrite::write_id`] once applied.
+    pub write_id: u64,
+    pub queue_position: u64,
+}
+
+/// A connection to one run. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Client {
+    rpc: InspectorClient<InterceptedService<Channel, Credentials>>,
+    target: Target,
+    client_name: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("address", &self.target.address).finish()
+    }
+}
+
+impl Client {
+    /// Connects to RUN: an address, a run name, a pid or a run file.
+    pub async fn connect(run: &str) -> Result<Client, ClientError> {
+        Self::connect_with(run, ConnectOptions::default()).await
+    }
+
+    pub async fn connect_with(run: &str, opts: ConnectOptions) -> Result<Client, ClientError> {
+        let mut target = resolve(run)?;
+        if opts.token.is_some() {
+            target.token = opts.token.clone();
+        }
+        Self::connect_target(target, opts).await
+    }
+
+    /// Connects to a resolved target.
+    pub async fn connect_target(target: Target, opts: ConnectOptions) -> Result<Client, ClientError> {
+        let endpoint = Endpoint::from_shared(target.address.clone())
+            .map_err(|_| ClientError::BadAddress(target.address.clone()))?
+            .connect_timeout(opts.connect_timeout)
+            .tcp_nodelay(true)
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(16 << 20))
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        let channel = endpoint.connect().await.map_err(|e| ClientError::Unreachable {
+            address: target.address.clone(),
+            message: error_chain(&e),
+        })?;
+        let token = match &target.token {
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse::<MetadataValue<Ascii>>()
+                    .map_err(|_| ClientError::Unauthenticated("the token has characters a header cannot carry".into()))?,
+            ),
+            None => None,
+        };
+        let rpc = InspectorClient::with_interceptor(channel, Credentials { token })
+            .max_decoding_message_size(opts.max_receive_bytes)
+            .max_encoding_message_size(opts.max_send_bytes);
+        Ok(Client {
+            rpc,
+            target,
+            client_name: opts.client_name,
+        })
+    }
+
+    /// Where this client is connected.
+    pub fn address(&self) -> &str {
+        &self.target.address
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    pub async fn info(&self) -> Result<RunInfo, ClientError> {
+        let r = self.rpc.clone().get_info(pb::GetInfoRequest {}).await?.into_inner();
+        let stats = r.stats.unwrap_or_default();
+        Ok(RunInfo {
+            name: r.name,
+            pid: r.pid,
+            host: r.host,
+            started_unix_ms: r.started_unix_ms,
+            protocol_version: r.protocol_version,
+            status: wire::status_from_proto(r.status)?,
+            version: r.version,
+            keys: r
+                .keys
+                .into_iter()
+                .map(wire::key_info_from_proto)
+                .collect::<Result<_, _>>()?,
+            watchers: stats.watchers,
+            updates_per_second: stats.updates_per_second,
+            uptime_seconds: stats.uptime_seconds,
+            pending_writes: stats.pending_writes,
+            role: wire::role_from_proto(r.role),
+            server_version: r.server_version,
+        })
+    }
+
+    /// The current state, optionally only keys starting with `prefix`.
+    pub async fn snapshot(&self, prefix: &str) -> Result<Snapshot, ClientError> {
+        let r = self
+            .rpc
+            .clone()
+            .get_snapshot(pb::GetSnapshotRequest {
+                prefix: prefix.to_owned(),
+            })
+            .await?
+            .into_inner();
+        Ok(Snapshot {
+            version: r.version,
+            status: wire::status_from_proto(r.status)?,
+            time: r.time,
+            values: entries(r.entries)?.into_iter().collect(),
+        })
+    }
+
+    /// A stream of updates: first the whole state (one `reset` update, the
+    /// chunks already joined), then one per delivery until the run ends.
+    pub async fn watch(
+        &self,
+        opts: WatchOptions,
+    ) -> Result<impl Stream<Item = Result<Update, ClientError>> + Send + Unpin + 'static, ClientError> {
+        let stream = self
+            .rpc
+            .clone()
+            .watch(pb::WatchRequest {
+                since_version: opts.since_version,
+                prefix: opts.prefix,
+                with_history: opts.with_history,
+            })
+            .await?
+            .into_inner();
+        Ok(Box::pin(join_chunks(stream)))
+    }
+
+    /// The recorded samples of `keys` (all scalar keys if empty) after
+    /// version `since`.
+    pub async fn history(&self, keys: &[&str], since: u64) -> Result<BTreeMap<String, Series>, ClientError> {
+        let mut stream = self
+            .rpc
+            .clone()
+            .get_history(pb::GetHistoryRequest {
+                keys: keys.iter().map(|k| k.to_string()).collect(),
+                since_version: since,
+            })
+            .await?
+            .into_inner();
+        let mut out: BTreeMap<String, Series> = BTreeMap::new();
+        while let Some(chunk) = stream.message().await? {
+            for s in chunk.series {
+                let (k, s) = wire::series_from_proto(s)?;
+                out.entry(k).or_default().extend(&s);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn control(&self, action: pb::Action, steps: u64) -> Result<Status, ClientError> {
+        let r = self
+            .rpc
+            .clone()
+            .control(pb::ControlRequest {
+                action: action as i32,
+                steps,
+            })
+            .await?
+            .into_inner();
+        Ok(wire::status_from_proto(r.status)?)
+    }
+
+    pub async fn pause(&self) -> Result<Status, ClientError> {
+        self.control(pb::Action::Pause, 0).await
+    }
+    pub async fn resume(&self) -> Result<Status, ClientError> {
+        self.control(pb::Action::Resume, 0).await
+    }
+    /// Lets `n` more `wait()` calls pass, then holds (pauses a running run).
+    pub async fn step(&self, n: u64) -> Result<Status, ClientError> {
+        self.control(pb::Action::Step, n).await
+    }
+    pub async fn terminate(&self) -> Result<Status, ClientError> {
+        self.control(pb::Action::Terminate, 0).await
+    }
+
+    /// Asks the run to set a writable key; applied at its next safe point.
+    pub async fn set(&self, key: &str, value: impl Into<Value>) -> Result<WriteReceipt, ClientError> {
+        let r = self
+            .rpc
+            .clone()
+            .set(pb::SetRequest {
+                key: key.to_owned(),
+                value: Some(wire::value_to_proto(&value.into())),
+                client_name: self.client_name.clone(),
+            })
+            .await?
+            .into_inner();
+        Ok(WriteReceipt {
+            write_id: r.write_id,
+            queue_position: r.queue_position,
+        })
+    }
+
+    /// The raw generated client, for calls this API does not wrap.
+    pub fn raw(&self) -> InspectorClient<InterceptedService<Channel, Credentials>> {
+        self.rpc.clone()
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn entries(es: Vec<pb::Entry>) -> Result<Vec<(String, Value)>, ClientError> {
+    es.into_iter()
+        .map(|e| {
+            let v = e.value.ok_or(WireError::MissingValue)?;
+            Ok((e.key, wire::value_from_proto(v)?))
+        })
+        .collect()
+}
+
+fn update_from_proto(m: pb::WatchUpdate) -> Result<Update, ClientError> {
+    Ok(Update {
+        version: m.version,
+        reset: m.reset,
+        changed: entries(m.changed)?,
+        removed: m.removed,
+        samples: m
+            .samples
+            .into_iter()
+            .map(wire::series_from_proto)
+            .collect::<Result<_, _>>()?,
+        status: wire::status_from_proto(m.status)?,
+        messages: m.messages.into_iter().map(wire::message_from_proto).collect(),
+        applied: m
+            .applied
+            .into_iter()
+            .map(wire::applied_from_proto)
+            .collect::<Result<_, _>>()?,
+        time: m.time,
+        last: m.last,
+    })
+}
+
+/// Joins the chunks of a full state (`more`) into one update, and maps
+/// stream errors; a clean end after the last update ends the stream.
+fn join_chunks(
+    stream: tonic::Streaming<pb::WatchUpdate>,
+) -> impl Stream<Item = Result<Update, ClientError>> + Send + 'static {
+    futures::stream::unfold((stream, false), |(mut s, ended)| async move {
+        if ended {
+            return None;
+        }
+        let mut acc: Option<Update> = None;
+        loop {
+            let m = match s.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    return match acc {
+                        Some(u) => Some((Ok(u), (s, true))),
+                        None => None,
+                    };
+                }
+                Err(e) => return Some((Err(ClientError::from(e)), (s, true))),
+            };
+            let more = m.more;
+            let u = match update_from_proto(m) {
+                Ok(u) => u,
+                Err(e) => return Some((Err(e), (s, true))),
+            };
+            let merged = match acc.take() {
+                None => u,
+                Some(mut a) => {
+                    a.version = u.version;
+                    a.changed.extend(u.changed);
+                    a.removed.extend(u.removed);
+                    for (k, ser) in u.samples {
+                        match a.samples.iter_mut().find(|(ak, _)| *ak == k) {
+                            Some((_, existing)) => existing.extend(&ser),
+                            None => a.samples.push((k, ser)),
+                        }
+                    }
+                    a.messages.extend(u.messages);
+                    a.applied.extend(u.applied);
+                    a.status = u.status;
+                    a.time = u.time;
+                    a.last = u.last;
+                    a
+                }
+            };
+            if !more {
+                let last = merged.last;
+                return Some((Ok(merged), (s, last)));
+            }
+            acc = Some(merged);
+        }
+    })
+}
+
+/// Applies updates to a local copy of the state; what a GUI or CLI keeps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    pub version: u64,
+    pub values: BTreeMap<String, Value>,
+    pub status: Option<Status>,
+}
+
+impl State {
+    pub fn apply(&mut self, u: &Update) {
+        if u.reset {
+            self.values.clear();
+        }
+        for (k, v) in &u.changed {
+            self.values.insert(k.clone(), v.clone());
+        }
+        for k in &u.removed {
+            self.values.remove(k);
+        }
+        self.version = u.version;
+        self.status = Some(u.status.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_typed_errors() {
+        assert!(matches!(
+            ClientError::from(tonic::Status::permission_denied("x")),
+            ClientError::PermissionDenied(m) if m == "x"
+        ));
+        assert!(matches!(
+            ClientError::from(tonic::Status::unauthenticated("x")),
+            ClientError::Unauthenticated(_)
+        ));
+        assert!(matches!(
+            ClientError::from(tonic::Status::unavailable("x")),
+            ClientError::Disconnected(_)
+        ));
+    }
+}

@@ -1,0 +1,158 @@
+//! Turning what a user types for a RUN (an address, a run name, a pid or a
+//! run file) into an address and a token. `IDICT_ADDR` / `IDICT_TOKEN`
+//! override for remote runs.
+
+use super::ClientError;
+use crate::runfile::{self, FoundRun, RunFile};
+use std::path::Path;
+
+/// Where to connect and with which token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `http://host:port`, `https://…` or `unix:/path`.
+    pub address: String,
+    pub token: Option<String>,
+    /// The run file it came from, if any.
+    pub run: Option<RunFile>,
+}
+
+/// Normalises an address: `host:port` gains `http://`.
+fn normalise(addr: &str) -> String {
+    if addr.contains("://") || addr.starts_with("unix:") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// True if `s` reads as an address rather than a name: a URL, `unix:…`, or
+/// `host:port` with a numeric port.
+fn looks_like_address(s: &str) -> bool {
+    if s.contains("://") || s.starts_with("unix:") {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
+}
+
+fn describe(runs: &[FoundRun]) -> String {
+    runs.iter()
+        .map(|r| format!("{} (pid {})", r.run.name, r.run.pid))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn from_run(run: RunFile) -> Target {
+    Target {
+        address: normalise(&run.address),
+        token: Some(run.controller_token.clone()),
+        run: Some(run),
+    }
+}
+
+/// Resolves `run` using the local runs directory. An empty `run` means
+/// `IDICT_ADDR`, or the only live run.
+pub fn resolve(run: &str) -> Result<Target, ClientError> {
+    let env_addr = std::env::var("IDICT_ADDR").ok().filter(|a| !a.is_empty());
+    let env_token = std::env::var("IDICT_TOKEN").ok().filter(|t| !t.is_empty());
+    let mut target = resolve_without_env(run, env_addr.as_deref())?;
+    if env_token.is_some() {
+        target.token = env_token;
+    }
+    Ok(target)
+}
+
+fn runs() -> Result<Vec<FoundRun>, ClientError> {
+    runfile::list_runs().map_err(|e| ClientError::RunNotFound(e.to_string()))
+}
+
+fn resolve_without_env(run: &str, env_addr: Option<&str>) -> Result<Target, ClientError> {
+    let run = run.trim();
+    if run.is_empty() {
+        if let Some(addr) = env_addr {
+            return Ok(Target {
+                address: normalise(addr),
+                token: None,
+                run: None,
+            });
+        }
+        let mut all = runs()?;
+        return match all.len() {
+            1 => Ok(from_run(all.remove(0).run)),
+            0 => Err(ClientError::RunNotFound(
+                "no run given and no live runs found (see `idict ls`)".into(),
+            )),
+            _ => Err(ClientError::RunNotFound(format!(
+                "several runs are live; name one: {}",
+                describe(&all)
+            ))),
+        };
+    }
+    if looks_like_address(run) {
+        let address = normalise(run);
+        // A local run at that address lends its token.
+        let known = runs()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|r| normalise(&r.run.address) == address);
+        return Ok(match known {
+            Some(r) => from_run(r.run),
+            None => Target {
+                address,
+                token: None,
+                run: None,
+            },
+        });
+    }
+    let path = Path::new(run);
+    if run.ends_with(".json") || (path.components().count() > 1 && path.exists()) {
+        let rf = runfile::read_run_file(path).map_err(|e| ClientError::RunNotFound(e.to_string()))?;
+        return Ok(from_run(rf));
+    }
+    let all = runs()?;
+    if let Ok(pid) = run.parse::<u32>() {
+        if let Some(r) = all.iter().find(|r| r.run.pid == pid) {
+            return Ok(from_run(r.run.clone()));
+        }
+    }
+    let mut named: Vec<_> = all.iter().filter(|r| r.run.name == run).cloned().collect();
+    match named.len() {
+        1 => Ok(from_run(named.remove(0).run)),
+        0 => Err(ClientError::RunNotFound(if all.is_empty() {
+            format!("no run named '{run}': no live runs found (see `idict ls`)")
+        } else {
+            format!("no run named '{run}'; live runs: {}", describe(&all))
+        })),
+        _ => Err(ClientError::RunNotFound(format!(
+            "several runs are named '{run}'; give a pid: {}",
+            describe(&named)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_told_from_names() {
+        assert!(looks_like_address("127.0.0.1:50051"));
+        assert!(looks_like_address("node7:4000"));
+        assert!(looks_like_address("http://x"));
+        assert!(looks_like_address("unix:/tmp/s"));
+        assert!(looks_like_address("[::1]:80"));
+        assert!(!looks_like_address("heat"));
+        assert!(!looks_like_address("1234"));
+        assert!(!looks_like_address("heat:run"));
+        assert_eq!(normalise("127.0.0.1:1"), "http://127.0.0.1:1");
+        assert_eq!(normalise("unix:/a"), "unix:/a");
+    }
+
+    #[test]
+    fn env_address_is_used_when_no_run_is_named() {
+        let t = resolve_without_env("", Some("10.1.2.3:7000")).unwrap();
+        assert_eq!(t.address, "http://10.1.2.3:7000");
+    }
+}

@@ -1,0 +1,896 @@
+//! `IDict`: the dictionary a computation embeds. The computation writes keys
+//! under `lock()`, publishes them with `notify_update()`, and calls `wait()`
+//! at its safe point, where it may be paused, stepped or terminated and
+//! where clients' steering writes are applied.
+
+use crate::history::{BoundedSeries, Sample};
+use crate::model::{AppliedWrite, Level, LogMessage, RunState, Status};
+use crate::published::{Published, Record};
+use crate::steer::{Rejected, Validator, WritableSpec, WriteQueue};
+use crate::value::Value;
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Options of an [`IDict`], set with [`IDict::builder`].
+#[derive(Debug, Clone)]
+pub struct IDictOptions {
+    /// Hold the first `wait()` until a client (or the program) resumes.
+    pub start_paused: bool,
+    /// Memory budget of each scalar key's history, in bytes (24 per sample).
+    pub history_budget_bytes: usize,
+    /// How many log messages are kept for late joiners.
+    pub message_capacity: usize,
+}
+
+impl Default for IDictOptions {
+    fn default() -> Self {
+        IDictOptions {
+            start_paused: false,
+            history_budget_bytes: 1 << 20,
+            message_capacity: 1000,
+        }
+    }
+}
+
+/// Builds an [`IDict`] with options.
+#[derive(Debug, Clone)]
+pub struct IDictBuilder {
+    name: String,
+    options: IDictOptions,
+}
+
+impl IDictBuilder {
+    /// Hold the first `wait()` until resumed, so a client can attach before step 0.
+    pub fn start_paused(mut self, yes: bool) -> Self {
+        self.options.start_paused = yes;
+        self
+    }
+    /// Memory budget per scalar key's history (default 1 MiB ≈ 43,000 samples).
+    pub fn history_budget_bytes(mut self, bytes: usize) -> Self {
+        self.options.history_budget_bytes = bytes;
+        self
+    }
+    /// How many log messages late joiners get (default 1000).
+    pub fn message_capacity(mut self, n: usize) -> Self {
+        self.options.message_capacity = n.max(1);
+        self
+    }
+    pub fn build(self) -> IDict {
+        IDict::with_options(self.name, self.options)
+    }
+}
+
+/// Why an update was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    #[error("the run has finished: notify_update_final() was already called")]
+    Finished,
+    #[error("the run has failed: {0}")]
+    Failed(String),
+}
+
+/// What a callback is told after each published update.
+#[derive(Debug)]
+pub struct UpdateEvent<'a> {
+    version: u64,
+    time: f64,
+    changed: &'a [Arc<str>],
+    removed: &'a [Arc<str>],
+    applied: &'a [AppliedWrite],
+    last: bool,
+}
+
+impl UpdateEvent<'_> {
+    /// The version just published.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+    /// Seconds since the run started.
+    pub fn time(&self) -> f64 {
+        self.time
+    }
+    /// Keys whose value changed in this version, sorted.
+    pub fn changed(&self) -> impl Iterator<Item = &str> {
+        self.changed.iter().map(|k| &**k)
+    }
+    /// Keys removed in this version.
+    pub fn removed(&self) -> impl Iterator<Item = &str> {
+        self.removed.iter().map(|k| &**k)
+    }
+    /// Steering writes that first appear in this version.
+    pub fn applied(&self) -> &[AppliedWrite] {
+        self.applied
+    }
+    /// True for the final update.
+    pub fn is_final(&self) -> bool {
+        self.last
+    }
+}
+
+/// Identifies a callback for [`IDict::remove_callback`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallbackId(u64);
+
+type Callback = Box<dyn FnMut(&UpdateEvent<'_>) + Send>;
+
+/// One key of the working map.
+#[derive(Debug, Clone)]
+struct Slot {
+    value: Value,
+    /// Already listed in `Working::touched` since the last notify.
+    dirty: bool,
+}
+
+/// The computation's working map: changes collect here until a notify.
+#[derive(Debug, Default)]
+struct Working {
+    map: BTreeMap<Arc<str>, Slot>,
+    /// Keys inserted or removed since the last notify (may repeat).
+    touched: Vec<Arc<str>>,
+    /// Steering writes applied since the last notify.
+    applied: Vec<AppliedWrite>,
+}
+
+impl Working {
+    fn insert(&mut self, key: &str, value: Value) -> Option<Value> {
+        if let Some(slot) = self.map.get_mut(key) {
+            if !slot.dirty {
+                slot.dirty = true;
+                if let Some((k, _)) = self.map.get_key_value(key) {
+                    self.touched.push(k.clone());
+                }
+            }
+            let slot = self.map.get_mut(key)?;
+            return Some(std::mem::replace(&mut slot.value, value));
+        }
+        let k: Arc<str> = Arc::from(key);
+        self.touched.push(k.clone());
+        self.map.insert(k, Slot { value, dirty: true });
+        None
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Value> {
+        let (k, slot) = self.map.remove_entry(key)?;
+        self.touched.push(k);
+        Some(slot.value)
+    }
+}
+
+/// Pause gate and life cycle.
+#[derive(Debug, Default)]
+struct Gate {
+    paused: bool,
+    steps: u64,
+    terminated: bool,
+    held: bool,
+    finished: bool,
+    failed: Option<String>,
+}
+
+impl Gate {
+    fn status(&self) -> Status {
+        let state = if self.failed.is_some() {
+            RunState::Failed
+        } else if self.finished {
+            RunState::Finished
+        } else if self.terminated {
+            RunState::Terminating
+        } else if self.paused {
+            RunState::Paused
+        } else {
+            RunState::Running
+        };
+        Status {
+            state,
+            message: self.failed.clone().unwrap_or_default(),
+            held: self.held,
+            steps_pending: if self.paused { self.steps } else { 0 },
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) name: String,
+    pub(crate) started: Instant,
+    pub(crate) started_unix_ms: i64,
+    options: IDictOptions,
+    /// The thread that last ran the loop (wait / notify): its panic fails the run.
+    owner: AtomicU64,
+    data: Mutex<Working>,
+    pub(crate) published: RwLock<Published>,
+    gate: Mutex<Gate>,
+    gate_cv: Condvar,
+    /// Mirrors `gate.paused` so `wait()` is one atomic read while running.
+    paused_hint: AtomicBool,
+    terminated: AtomicBool,
+    writes: Mutex<WriteQueue>,
+    pending_writes: AtomicUsize,
+    pub(crate) writable: RwLock<HashMap<String, WritableSpec>>,
+    callbacks: Mutex<Vec<(CallbackId, Callback)>>,
+    next_callback: AtomicU64,
+    /// Bumped on anything clients should see (a version, status, message).
+    epoch: AtomicU64,
+    /// Wakes the server's dispatcher; it fans the news out to watchers, so
+    /// this thread wakes at most one task however many clients there are.
+    pub(crate) changed: tokio::sync::Notify,
+    pub(crate) served: AtomicBool,
+}
+
+/// The dictionary a computation embeds and serves. Cloning gives another
+/// handle to the same run.
+#[derive(Clone)]
+pub struct IDict {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for IDict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IDict")
+            .field("name", &self.inner.name)
+            .field("version", &self.version())
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+/// Exclusive access to the working map (see [`IDict::lock`]). Nothing a
+/// client sees changes until `notify_update()`.
+pub struct DictGuard<'a> {
+    w: MutexGuard<'a, Working>,
+}
+
+impl DictGuard<'_> {
+    /// Sets `key` to `value`; returns the previous value.
+    pub fn insert(&mut self, key: impl AsRef<str>, value: impl Into<Value>) -> Option<Value> {
+        self.w.insert(key.as_ref(), value.into())
+    }
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.w.map.get(key).map(|s| &s.value)
+    }
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.w.remove(key)
+    }
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.w.map.contains_key(key)
+    }
+    /// Keys in sorted order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.w.map.keys().map(|k| &**k)
+    }
+    /// Entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.w.map.iter().map(|(k, s)| (&**k, &s.value))
+    }
+    pub fn len(&self) -> usize {
+        self.w.map.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.w.map.is_empty()
+    }
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        let Working { map, touched, .. } = &mut *self.w;
+        touched.extend(std::mem::take(map).into_keys());
+    }
+}
+
+/// The rule of a writable key, refined with builder-style calls that take
+/// effect at once: `idict.writable("dt", 0.01).range(0.0, 0.25);`
+pub struct Writable<'a> {
+    idict: &'a IDict,
+    key: String,
+}
+
+impl Writable<'_> {
+    fn edit(self, f: impl FnOnce(&mut WritableSpec)) -> Self {
+        if let Some(spec) = self.idict.inner.writable.write().get_mut(&self.key) {
+            f(spec);
+        }
+        self
+    }
+    /// Inclusive lower bound for a numeric key.
+    pub fn min(self, min: f64) -> Self {
+        self.edit(|s| s.min = Some(min))
+    }
+    /// Inclusive upper bound for a numeric key.
+    pub fn max(self, max: f64) -> Self {
+        self.edit(|s| s.max = Some(max))
+    }
+    /// Inclusive bounds for a numeric key.
+    pub fn range(self, min: f64, max: f64) -> Self {
+        self.min(min).max(max)
+    }
+    /// A check of its own; `Err(reason)` refuses the write with that reason.
+    pub fn validate(self, f: impl Fn(&Value) -> Result<(), String> + Send + Sync + 'static) -> Self {
+        let v: Validator = Arc::new(f);
+        self.edit(|s| s.validator = Some(v))
+    }
+    /// The rule in words, shown to clients instead of the generated one.
+    pub fn describe(self, text: impl Into<String>) -> Self {
+        let text = text.into();
+        self.edit(|s| s.description = text)
+    }
+}
+
+thread_local! {
+    static THREAD_TAG: u64 = NEXT_THREAD_TAG.fetch_add(1, Ordering::Relaxed);
+}
+static NEXT_THREAD_TAG: AtomicU64 = AtomicU64::new(1);
+static LIVE: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
+static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
+
+fn thread_tag() -> u64 {
+    THREAD_TAG.with(|t| *t)
+}
+
+/// A panic in the thread running a run's loop marks that run Failed with the
+/// panic's message; the previous hook still runs (and prints as usual).
+fn install_panic_hook() {
+    PANIC_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_string());
+            let message = match info.location() {
+                Some(l) => format!("panicked at {}:{}: {text}", l.file(), l.line()),
+                None => format!("panicked: {text}"),
+            };
+            let me = thread_tag();
+            if let Some(live) = LIVE.try_lock_for(Duration::from_millis(100)) {
+                for inner in live.iter().filter_map(Weak::upgrade) {
+                    if inner.owner.load(Ordering::Relaxed) == me {
+                        inner.fail(message.clone());
+                    }
+                }
+            }
+            previous(info);
+        }));
+    });
+}
+
+impl IDict {
+    /// A new run called `name`, with default options.
+    pub fn new(name: impl Into<String>) -> IDict {
+        Self::with_options(name.into(), IDictOptions::default())
+    }
+
+    /// A builder for a run with options (`start_paused`, history budget…).
+    pub fn builder(name: impl Into<String>) -> IDictBuilder {
+        IDictBuilder {
+            name: name.into(),
+            options: IDictOptions::default(),
+        }
+    }
+
+    pub fn with_options(name: impl Into<String>, options: IDictOptions) -> IDict {
+        install_panic_hook();
+        let started_unix_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let inner = Arc::new(Inner {
+            name: name.into(),
+            started: Instant::now(),
+            started_unix_ms,
+            owner: AtomicU64::new(thread_tag()),
+            data: Mutex::new(Working::default()),
+            published: RwLock::new(Published::new(options.message_capacity)),
+            gate: Mutex::new(Gate {
+                paused: options.start_paused,
+                ..Gate::default()
+            }),
+            gate_cv: Condvar::new(),
+            paused_hint: AtomicBool::new(options.start_paused),
+            terminated: AtomicBool::new(false),
+            writes: Mutex::new(WriteQueue::default()),
+            pending_writes: AtomicUsize::new(0),
+            writable: RwLock::new(HashMap::new()),
+            callbacks: Mutex::new(Vec::new()),
+            next_callback: AtomicU64::new(1),
+            epoch: AtomicU64::new(0),
+            changed: tokio::sync::Notify::new(),
+            served: AtomicBool::new(false),
+            options,
+        });
+        let mut live = LIVE.lock();
+        live.retain(|w| w.strong_count() > 0);
+        live.push(Arc::downgrade(&inner));
+        drop(live);
+        IDict { inner }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Exclusive access to the working map.
+    pub fn lock(&self) -> DictGuard<'_> {
+        DictGuard {
+            w: self.inner.data.lock(),
+        }
+    }
+
+    /// Publishes the keys changed since the last notify as one new version,
+    /// records a history sample per changed numeric scalar, wakes clients
+    /// (without waiting on any) and runs the callbacks. Returns the version.
+    pub fn notify_update(&self) -> Result<u64, UpdateError> {
+        self.inner.publish(false)
+    }
+
+    /// Like `notify_update`, and marks the run Finished: every watcher gets
+    /// this update and then its stream ends. Later updates are refused.
+    pub fn notify_update_final(&self) -> Result<u64, UpdateError> {
+        self.inner.publish(true)
+    }
+
+    /// The safe point of the loop: applies queued steering writes, then
+    /// returns at once while running; blocks while paused until resume,
+    /// step or terminate.
+    pub fn wait(&self) {
+        self.inner.wait_until(None);
+    }
+
+    /// Like `wait`, giving up after `timeout`. Returns true if the gate let
+    /// it through, false if it is still paused.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.inner.wait_until(Some(Instant::now() + timeout))
+    }
+
+    /// Applies queued steering writes now (a safe point of the computation's
+    /// choosing) and returns what was applied, in arrival order.
+    pub fn sync(&self) -> Vec<AppliedWrite> {
+        self.inner.apply_writes()
+    }
+
+    /// Pauses: the next `wait()` blocks.
+    pub fn pause(&self) {
+        self.inner.pause();
+    }
+
+    /// Resumes a paused run.
+    pub fn resume(&self) {
+        self.inner.resume();
+    }
+
+    /// Lets exactly `n` more `wait()` calls pass, then holds again. Pauses a
+    /// running run first. Steps add up.
+    pub fn step(&self, n: u64) {
+        self.inner.step(n);
+    }
+
+    /// Asks the computation to stop; wakes a paused `wait()`. Irreversible.
+    pub fn terminate(&self) {
+        self.inner.terminate();
+    }
+
+    /// True once terminate was asked (a cheap atomic read).
+    pub fn terminated(&self) -> bool {
+        self.inner.terminated.load(Ordering::Relaxed)
+    }
+
+    pub fn status(&self) -> Status {
+        self.inner.status()
+    }
+
+    /// The newest published version (0 before the first update).
+    pub fn version(&self) -> u64 {
+        self.inner.published.read().version
+    }
+
+    /// Declares `key` writable by clients and sets its initial value (published
+    /// with the next update). The type of `initial` is the type writes must
+    /// have; refine the rule on the returned handle.
+    pub fn writable(&self, key: impl Into<String>, initial: impl Into<Value>) -> Writable<'_> {
+        let key = key.into();
+        let initial = initial.into();
+        self.inner
+            .writable
+            .write()
+            .insert(key.clone(), WritableSpec::for_initial(&initial));
+        self.inner.data.lock().insert(&key, initial);
+        Writable { idict: self, key }
+    }
+
+    /// Logs a message every client sees; late joiners get the recent ones.
+    pub fn message(&self, level: Level, text: impl Into<String>) {
+        self.inner.log(level, text.into());
+    }
+
+    /// Runs `f` on the computation's thread after each published update.
+    /// `f` must not call `add_callback`/`remove_callback`.
+    pub fn add_callback(&self, f: impl FnMut(&UpdateEvent<'_>) + Send + 'static) -> CallbackId {
+        let id = CallbackId(self.inner.next_callback.fetch_add(1, Ordering::Relaxed));
+        self.inner.callbacks.lock().push((id, Box::new(f)));
+        id
+    }
+
+    pub fn remove_callback(&self, id: CallbackId) -> bool {
+        let mut cbs = self.inner.callbacks.lock();
+        let before = cbs.len();
+        cbs.retain(|(i, _)| *i != id);
+        cbs.len() != before
+    }
+
+    /// Marks the run Failed with `message` (as a panic in its loop does).
+    pub fn fail(&self, message: impl Into<String>) {
+        self.inner.fail(message.into());
+    }
+
+    /// The recorded samples of a scalar key (a copy).
+    pub fn history(&self, key: &str) -> Option<crate::history::Series> {
+        let series = self.inner.published.read().history.get(key).cloned()?;
+        let s = series.lock().series().clone();
+        Some(s)
+    }
+}
+
+impl Inner {
+    pub(crate) fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_one();
+    }
+
+    fn claim_thread(&self) {
+        self.owner.store(thread_tag(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        self.gate.lock().status()
+    }
+
+    pub(crate) fn pending_writes(&self) -> usize {
+        self.pending_writes.load(Ordering::Relaxed)
+    }
+
+    fn publish(&self, last: bool) -> Result<u64, UpdateError> {
+        self.claim_thread();
+        {
+            let g = self.gate.lock();
+            if let Some(why) = &g.failed {
+                return Err(UpdateError::Failed(why.clone()));
+            }
+            if g.finished {
+                return Err(UpdateError::Finished);
+            }
+        }
+        let time = self.elapsed();
+        let (mut changed, mut removed, mut applied) = (Vec::new(), Vec::new(), Vec::new());
+        let mut values = Vec::new();
+        {
+            let mut w = self.data.lock();
+            let mut touched = std::mem::take(&mut w.touched);
+            if touched.len() > 1 {
+                touched.sort_unstable();
+                touched.dedup();
+            }
+            for k in touched {
+                match w.map.get_mut(&k) {
+                    Some(slot) => {
+                        slot.dirty = false;
+                        values.push(slot.value.clone());
+                        changed.push(k);
+                    }
+                    None => removed.push(k),
+                }
+            }
+            std::mem::swap(&mut applied, &mut w.applied);
+        }
+        let version;
+        {
+            let mut p = self.published.write();
+            p.version += 1;
+            version = p.version;
+            p.time = time;
+            for (k, value) in changed.iter().zip(values) {
+                if let Some(x) = value.as_scalar() {
+                    let budget = self.options.history_budget_bytes;
+                    p.history
+                        .entry(k.clone())
+                        .or_insert_with(|| Arc::new(Mutex::new(BoundedSeries::new(budget))))
+                        .lock()
+                        .push(Sample {
+                            version,
+                            time,
+                            value: x,
+                        });
+                }
+                p.tombstones.remove(k);
+                p.entries.insert(k.clone(), crate::published::PubEntry { value, version });
+            }
+            for k in &removed {
+                p.entries.remove(k);
+                p.remember_removal(k.clone(), version);
+            }
+            for a in &mut applied {
+                a.version = version;
+            }
+            p.push_record(Record {
+                version,
+                time,
+                changed,
+                removed,
+                applied,
+            });
+        }
+        if last {
+            let mut g = self.gate.lock();
+            g.finished = true;
+            self.gate_cv.notify_all();
+        }
+        self.bump();
+        self.run_callbacks(version, time, last);
+        Ok(version)
+    }
+
+    fn run_callbacks(&self, version: u64, time: f64, last: bool) {
+        let mut cbs = self.callbacks.lock();
+        if cbs.is_empty() {
+            return;
+        }
+        let p = self.published.read();
+        let Some(r) = p.records.back().filter(|r| r.version == version) else {
+            return;
+        };
+        let event = UpdateEvent {
+            version,
+            time,
+            changed: &r.changed,
+            removed: &r.removed,
+            applied: &r.applied,
+            last,
+        };
+        for (_, cb) in cbs.iter_mut() {
+            cb(&event);
+        }
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        self.claim_thread();
+        if self.pending_writes.load(Ordering::Acquire) > 0 {
+            self.apply_writes();
+        }
+        if !self.paused_hint.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut g = self.gate.lock();
+        let passed = loop {
+            if g.terminated || !g.paused || g.finished || g.failed.is_some() {
+                break true;
+            }
+            if g.steps > 0 {
+                g.steps -= 1;
+                // The last step re-arms the hold: status changes (steps_pending).
+                self.bump();
+                break true;
+            }
+            if !g.held {
+                g.held = true;
+                self.bump();
+            }
+            match deadline {
+                Some(d) => {
+                    if self.gate_cv.wait_until(&mut g, d).timed_out() {
+                        break false;
+                    }
+                }
+                None => self.gate_cv.wait(&mut g),
+            }
+            // Writes that arrived while held are applied before passing.
+            if self.pending_writes.load(Ordering::Acquire) > 0 {
+                MutexGuard::unlocked(&mut g, || {
+                    self.apply_writes();
+                });
+            }
+        };
+        let was_held = std::mem::replace(&mut g.held, false);
+        drop(g);
+        if was_held {
+            self.bump();
+        }
+        passed
+    }
+
+    fn pause(&self) {
+        self.control(|g| {
+            g.paused = true;
+            g.steps = 0;
+        });
+    }
+
+    fn resume(&self) {
+        self.control(|g| {
+            g.paused = false;
+            g.steps = 0;
+        });
+    }
+
+    fn step(&self, n: u64) {
+        self.control(|g| {
+            if !g.paused {
+                g.paused = true;
+                g.steps = 0;
+            }
+            g.steps = g.steps.saturating_add(n);
+        });
+    }
+
+    fn terminate(&self) {
+        self.control(|g| g.terminated = true);
+    }
+
+    fn control(&self, f: impl FnOnce(&mut Gate)) {
+        let mut g = self.gate.lock();
+        f(&mut g);
+        self.paused_hint.store(g.paused, Ordering::Release);
+        if g.terminated {
+            self.terminated.store(true, Ordering::Release);
+        }
+        self.gate_cv.notify_all();
+        drop(g);
+        self.bump();
+    }
+
+    /// Applies the server's control actions (Control RPC).
+    pub(crate) fn control_action(&self, action: ControlAction) -> Result<Status, ControlRefused> {
+        {
+            let g = self.gate.lock();
+            let status = g.status();
+            if status.state.is_terminal() {
+                return match action {
+                    ControlAction::Terminate => Ok(status),
+                    _ => Err(ControlRefused(format!(
+                        "the run is {}: it cannot be paused, resumed or stepped",
+                        status.state
+                    ))),
+                };
+            }
+        }
+        match action {
+            ControlAction::Pause => self.pause(),
+            ControlAction::Resume => self.resume(),
+            ControlAction::Step(n) => self.step(n),
+            ControlAction::Terminate => self.terminate(),
+        }
+        Ok(self.status())
+    }
+
+    /// Queues a client's write after checking it against the key's rule.
+    pub(crate) fn queue_write(&self, key: &str, value: Value, origin: String) -> Result<(u64, usize), WriteRefused> {
+        let checked = {
+            let specs = self.writable.read();
+            let spec = specs.get(key).ok_or_else(|| {
+                let mut names: Vec<_> = specs.keys().cloned().collect();
+                names.sort();
+                WriteRefused::NotWritable(if names.is_empty() {
+                    format!("key '{key}' is not writable: this run declares no writable keys")
+                } else {
+                    format!(
+                        "key '{key}' is not writable; writable keys: {}",
+                        names.join(", ")
+                    )
+                })
+            })?;
+            spec.check(key, value).map_err(|Rejected(why)| WriteRefused::Invalid(why))?
+        };
+        let status = self.status();
+        if status.state.is_terminal() || status.state == RunState::Terminating {
+            return Err(WriteRefused::NotRunning(format!(
+                "the run is {}: writes are no longer applied",
+                status.state
+            )));
+        }
+        let mut q = self.writes.lock();
+        let r = q
+            .push(key.to_owned(), checked, origin)
+            .ok_or_else(|| WriteRefused::QueueFull("too many writes waiting; retry later".into()))?;
+        self.pending_writes.store(q.len(), Ordering::Release);
+        drop(q);
+        // A run held in wait() applies the write at once.
+        self.gate_cv.notify_all();
+        Ok(r)
+    }
+
+    fn apply_writes(&self) -> Vec<AppliedWrite> {
+        let batch = {
+            let mut q = self.writes.lock();
+            self.pending_writes.store(0, Ordering::Release);
+            q.take_all()
+        };
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let mut w = self.data.lock();
+        let mut out = Vec::with_capacity(batch.len());
+        for pw in batch {
+            let a = pw.into_applied();
+            w.insert(&a.key, a.value.clone());
+            w.applied.push(a.clone());
+            out.push(a);
+        }
+        out
+    }
+
+    pub(crate) fn log(&self, level: Level, text: String) {
+        let time = self.elapsed();
+        {
+            let mut p = self.published.write();
+            let version = p.version;
+            p.push_message(LogMessage {
+                seq: 0,
+                level,
+                text,
+                time,
+                version,
+            });
+        }
+        self.bump();
+    }
+
+    pub(crate) fn fail(&self, message: String) {
+        {
+            let Some(mut g) = self.gate.try_lock_for(Duration::from_millis(200)) else {
+                return;
+            };
+            if g.failed.is_some() || g.finished {
+                return;
+            }
+            g.failed = Some(message.clone());
+            self.terminated.store(true, Ordering::Release);
+            self.gate_cv.notify_all();
+        }
+        if let Some(mut p) = self.published.try_write_for(Duration::from_millis(200)) {
+            let version = p.version;
+            let time = self.elapsed();
+            p.push_message(LogMessage {
+                seq: 0,
+                level: Level::Error,
+                text: message,
+                time,
+                version,
+            });
+        }
+        self.bump();
+    }
+}
+
+/// A control action from a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ControlAction {
+    Pause,
+    Resume,
+    Step(u64),
+    Terminate,
+}
+
+/// A control action that cannot apply in the run's state.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ControlRefused(pub String);
+
+/// Why a client's write was not queued.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum WriteRefused {
+    #[error("{0}")]
+    NotWritable(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotRunning(String),
+    #[error("{0}")]
+    QueueFull(String),
+}

@@ -1,0 +1,181 @@
+//! The recorded samples of one numeric scalar key, kept within a memory
+//! budget. When the budget is full the older half is thinned (every other
+//! sample dropped), so the whole run stays visible at decreasing resolution
+//! instead of the beginning being forgotten. The first and the newest samples
+//! are always kept exactly.
+
+/// Bytes one sample takes (version, time, value).
+pub const SAMPLE_BYTES: usize = 24;
+
+/// One sample of a scalar.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub version: u64,
+    /// Seconds since the run started.
+    pub time: f64,
+    pub value: f64,
+}
+
+/// Samples of one key, as parallel arrays (the wire's layout), oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    pub versions: Vec<u64>,
+    pub times: Vec<f64>,
+    pub values: Vec<f64>,
+}
+
+impl Series {
+    pub fn len(&self) -> usize {
+        self.versions.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty()
+    }
+    pub fn get(&self, i: usize) -> Option<Sample> {
+        Some(Sample {
+            version: *self.versions.get(i)?,
+            time: self.times[i],
+            value: self.values[i],
+        })
+    }
+    pub fn last(&self) -> Option<Sample> {
+        self.len().checked_sub(1).and_then(|i| self.get(i))
+    }
+    pub fn iter(&self) -> impl Iterator<Item = Sample> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+    pub(crate) fn push(&mut self, s: Sample) {
+        self.versions.push(s.version);
+        self.times.push(s.time);
+        self.values.push(s.value);
+    }
+    /// Appends another series' samples (for clients assembling chunks).
+    pub fn extend(&mut self, other: &Series) {
+        self.versions.extend_from_slice(&other.versions);
+        self.times.extend_from_slice(&other.times);
+        self.values.extend_from_slice(&other.values);
+    }
+    /// The samples with `after < version <= upto`.
+    pub fn range(&self, after: u64, upto: u64) -> Series {
+        let lo = self.versions.partition_point(|&v| v <= after);
+        let hi = self.versions.partition_point(|&v| v <= upto);
+        let hi = hi.max(lo);
+        Series {
+            versions: self.versions[lo..hi].to_vec(),
+            times: self.times[lo..hi].to_vec(),
+            values: self.values[lo..hi].to_vec(),
+        }
+    }
+}
+
+/// A series bounded by a sample budget, thinning its older half when full.
+#[derive(Debug, Clone)]
+pub struct BoundedSeries {
+    series: Series,
+    capacity: usize,
+    /// How many samples thinning has dropped in all.
+    dropped: u64,
+}
+
+impl BoundedSeries {
+    /// A series that holds at most `budget_bytes` of samples (at least 8 samples).
+    pub fn new(budget_bytes: usize) -> Self {
+        let capacity = (budget_bytes / SAMPLE_BYTES).max(8);
+        BoundedSeries {
+            series: Series::default(),
+            capacity,
+            dropped: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    pub fn series(&self) -> &Series {
+        &self.series
+    }
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Records a sample; thins the older half first if the budget is full.
+    pub fn push(&mut self, s: Sample) {
+        if self.series.len() >= self.capacity {
+            self.thin();
+        }
+        self.series.push(s);
+    }
+
+    /// Drops every other sample of the older half, keeping sample 0.
+    fn thin(&mut self) {
+        let half = self.series.len() / 2;
+        let keep = |i: usize| i >= half || i % 2 == 0;
+        let before = self.series.len();
+        let mut i = 0;
+        self.series.versions.retain(|_| {
+            i += 1;
+            keep(i - 1)
+        });
+        i = 0;
+        self.series.times.retain(|_| {
+            i += 1;
+            keep(i - 1)
+        });
+        i = 0;
+        self.series.values.retain(|_| {
+            i += 1;
+            keep(i - 1)
+        });
+        self.dropped += (before - self.series.len()) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(i: u64) -> Sample {
+        Sample {
+            version: i,
+            time: i as f64 * 0.5,
+            value: (i as f64).sqrt(),
+        }
+    }
+
+    #[test]
+    fn stays_within_budget_and_keeps_first_and_last_exact() {
+        let mut h = BoundedSeries::new(SAMPLE_BYTES * 1000);
+        for i in 1..=1_000_000 {
+            h.push(sample(i));
+        }
+        assert!(h.len() <= 1000, "len {}", h.len());
+        assert!(h.len() >= 500, "thinning kept too little: {}", h.len());
+        assert_eq!(h.series().get(0), Some(sample(1)));
+        assert_eq!(h.series().last(), Some(sample(1_000_000)));
+        // Still ordered, and the whole run is covered evenly enough: no gap is
+        // larger than a small fraction of the run.
+        let v = &h.series().versions;
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
+        let max_gap = v.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(max_gap < 20_000, "largest gap {max_gap}");
+        assert_eq!(h.dropped() as usize + h.len(), 1_000_000);
+    }
+
+    #[test]
+    fn range_selects_by_version() {
+        let mut h = BoundedSeries::new(SAMPLE_BYTES * 100);
+        for i in 1..=10 {
+            h.push(sample(i));
+        }
+        let r = h.series().range(3, 6);
+        assert_eq!(r.versions, vec![4, 5, 6]);
+        assert!(h.series().range(10, 20).is_empty());
+        assert!(h.series().range(7, 2).is_empty());
+    }
+}

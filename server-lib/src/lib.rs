@@ -1,0 +1,52 @@
+//! idict: an interactive dictionary a long-running computation embeds, so
+//! that it can be watched, plotted, paused, stepped, steered and terminated
+//! from outside (the `idict` CLI, the `idict-inspector` desktop app, or any
+//! gRPC client) without slowing it down.
+//!
+//! ```no_run
+//! use idict::{IDict, serve};
+//! use std::time::Duration;
+//!
+//! let idict = IDict::new("heat");
+//! idict.writable("dt", 0.01).range(0.0, 0.25);
+//! let server = serve(&idict)?;            // 127.0.0.1, free port, token, run file
+//! let mut step = 0u64;
+//! while !idict.terminated() && step < 1000 {
+//!     idict.wait();                      // pause gate; steering writes land here
+//!     let dt = idict.lock().get("dt").and_then(|v| v.as_f64()).unwrap_or(0.01);
+//!     {
+//!         let mut d = idict.lock();
+//!         d.insert("step", step);
+//!         d.insert("residual", 1.0 / (1.0 + step as f64 * dt));
+//!     }
+//!     idict.notify_update()?;            // publish; never blocks on clients
+//!     step += 1;
+//! }
+//! idict.notify_update_final()?;
+//! server.wait_then_close(Duration::from_secs(10));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The pieces: [`IDict`] (the dictionary and its pause gate), [`Value`] (the
+//! typed values), [`serve`] (the embedded gRPC server), [`client`] (the
+//! typed client), [`runfile`] (how runs are found).
+
+pub mod client;
+mod dict;
+pub mod history;
+pub mod model;
+mod published;
+pub mod runfile;
+mod server;
+mod steer;
+pub mod value;
+pub mod wire;
+
+pub use dict::{CallbackId, DictGuard, IDict, IDictBuilder, IDictOptions, UpdateError, UpdateEvent, Writable};
+pub use history::{Sample, Series};
+pub use model::{AppliedWrite, KeyInfo, Level, LogMessage, Role, RunState, Status, WritableInfo};
+pub use server::{Bind, ServeError, ServeOptions, Server, Tokens, random_token, serve};
+pub use value::{ArrayError, DType, Element, NdArray, Value, ValueKind};
+
+/// The wire contract, re-exported for clients that need the raw messages.
+pub use idict_proto as proto;

@@ -1,0 +1,169 @@
+//! The typed run model shared by the embedded server and the client: a run's
+//! status, its log messages, applied steering writes and key metadata.
+
+use crate::value::{DType, Value, ValueKind};
+use std::fmt;
+
+/// The life cycle of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunState {
+    /// Computing; `wait()` returns at once.
+    Running,
+    /// `wait()` blocks until resume, step or terminate.
+    Paused,
+    /// Terminate was asked; the final update is not published yet.
+    Terminating,
+    /// The final update is published; nothing changes any more.
+    Finished,
+    /// The computation failed (panicked); see [`Status::message`].
+    Failed,
+}
+
+impl RunState {
+    /// The status word the CLI prints and its JSON carries.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Paused => "paused",
+            RunState::Terminating => "terminating",
+            RunState::Finished => "finished",
+            RunState::Failed => "failed",
+        }
+    }
+
+    /// Finished or Failed: the run will not change any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunState::Finished | RunState::Failed)
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A run's status: level-triggered state, always whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub state: RunState,
+    /// Why the run failed; empty otherwise.
+    pub message: String,
+    /// True while the computation is blocked in `wait()`.
+    pub held: bool,
+    /// While paused: how many more `wait()` calls will pass.
+    pub steps_pending: u64,
+}
+
+impl Status {
+    pub fn running() -> Self {
+        Status {
+            state: RunState::Running,
+            message: String::new(),
+            held: false,
+            steps_pending: 0,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.state.name())?;
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Severity of a log message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One entry of a run's message log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogMessage {
+    /// Increasing from 1.
+    pub seq: u64,
+    pub level: Level,
+    pub text: String,
+    /// Seconds since the run started.
+    pub time: f64,
+    /// The newest published version when it was logged.
+    pub version: u64,
+}
+
+/// A steering write the computation applied at a safe point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedWrite {
+    /// The id the Set reply gave.
+    pub write_id: u64,
+    pub key: String,
+    pub value: Value,
+    /// Who sent it: client name and peer address.
+    pub origin: String,
+    /// The version in which it first appears (0 until published).
+    pub version: u64,
+}
+
+/// The rule a client's write to a writable key must follow, as clients see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WritableInfo {
+    pub kind: ValueKind,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub description: String,
+}
+
+/// Metadata of one published key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyInfo {
+    pub name: String,
+    pub kind: ValueKind,
+    /// For arrays: element type and shape.
+    pub array: Option<(DType, Vec<usize>)>,
+    pub changed_version: u64,
+    /// Present when clients may write the key.
+    pub writable: Option<WritableInfo>,
+    pub history_len: u64,
+}
+
+/// Which RPCs a token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Read-only.
+    Observer,
+    /// Read, control and steer.
+    Controller,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Observer => "observer",
+            Role::Controller => "controller",
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Run files: how a served run says where it is. A run file is a small JSON
+//! document (name, pid, host, address, tokens, start time) written with mode
+//! 0600 into the runs directory (`$IDICT_RUNS_DIR`, else the platform data
+//! directory) and removed when the server closes. Files of processes that
+//! are gone are ignored, so a crashed run never shows up as live.
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The contents of a run file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFile {
+    pub name: String,
+    pub pid: u32,
+    pub host: String,
+    /// Where to connect: `http://127.0.0.1:PORT` or `unix:/path`.
+    pub address: String,
+    pub observer_token: String,
+    pub controller_token: String,
+    /// Unix time of the run's start, in milliseconds.
+    pub started_unix_ms: i64,
+    pub protocol_version: u32,
+}
+
+/// A run file found in the runs directory.
+#[derive(Debug, Clone)]
+pub struct FoundRun {
+    pub path: PathBuf,
+    pub run: RunFile,
+}
+
+/// Errors reading or writing run files.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFileError {
+    #[error("no runs directory: set IDICT_RUNS_DIR or HOME")]
+    NoRunsDir,
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not an idict run file: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path} is readable by other users (mode {mode:o}); refusing to use its tokens")]
+    Insecure { path: PathBuf, mode: u32 },
+}
+
+/// The directory where run files live.
+pub fn runs_dir() -> Result<PathBuf, RunFileError> {
+    if let Some(dir) = std::env::var_os("IDICT_RUNS_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    dirs::data_local_dir()
+        .map(|d| d.join("idict").join("runs"))
+        .ok_or(RunFileError::NoRunsDir)
+}
+
+/// This machine's host name.
+pub fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// True if a process with this pid exists on this machine.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    match rustix::process::Pid::from_raw(pid) {
+        Some(p) => match rustix::process::test_kill_process(p) {
+            Ok(()) => true,
+            // The process exists but belongs to someone else.
+            Err(e) => e == rustix::io::Errno::PERM,
+        },
+        None => false,
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunFileError + '_ {
+    move |source| RunFileError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes a run file atomically (temp file, then rename) with mode 0600.
+pub fn write_run_file(dir: &Path, run: &RunFile) -> Result<PathBuf, RunFileError> {
+    create_private_dir(dir)?;
+    let safe: String = run
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .take(64)
+        .collect();
+    let path = dir.join(format!("{safe}-{}.json", run.pid));
+    let tmp = dir.join(format!(".{safe}-{}.json.tmp", run.pid));
+    let json = serde_json::to_vec_pretty(run).map_err(|source| RunFileError::Parse {
+        path: path.clone(),
+        source,
+    })?;
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&json).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    Ok(path)
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), RunFileError> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir).map_err(io_err(dir))
+}
+
+/// Reads one run file; refuses one that other users can read.
+pub fn read_run_file(path: &Path) -> Result<RunFile, RunFileError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(io_err(path))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(RunFileError::Insecure {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    }
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    serde_json::from_slice(&bytes).map_err(|source| RunFileError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// True if the run's process is alive, or it lives on another host (a shared
+/// home directory on a cluster) where its pid cannot be checked.
+pub fn is_live(run: &RunFile) -> bool {
+    run.host != host_name() || process_alive(run.pid)
+}
+
+/// The live runs in the runs directory, oldest first. Unreadable files and
+/// files of dead processes are skipped.
+pub fn list_runs() -> Result<Vec<FoundRun>, RunFileError> {
+    list_runs_in(&runs_dir()?)
+}
+
+/// The live runs in `dir`, oldest first.
+pub fn list_runs_in(dir: &Path) -> Result<Vec<FoundRun>, RunFileError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut runs: Vec<FoundRun> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|path| {
+            let run = read_run_file(&path).ok()?;
+            is_live(&run).then_some(FoundRun { path, run })
+        })
+        .collect();
+    runs.sort_by_key(|r| (r.run.started_unix_ms, r.run.pid));
+    Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(name: &str, pid: u32) -> RunFile {
+        RunFile {
+            name: name.into(),
+            pid,
+            host: host_name(),
+            address: "http://127.0.0.1:1".into(),
+            observer_token: "o".into(),
+            controller_token: "c".into(),
+            started_unix_ms: 1,
+            protocol_version: 1,
+        }
+    }
+
+    #[test]
+    fn run_files_are_private_and_dead_pids_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        let path = write_run_file(dir.path(), &run("heat/2d", me)).unwrap();
+        assert_eq!(path.file_name().unwrap(), format!("heat_2d-{me}.json").as_str());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // A pid that cannot exist: ignored.
+        write_run_file(dir.path(), &run("ghost", 0x7fff_fff0)).unwrap();
+        let runs = list_runs_in(dir.path()).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].run.name, "heat/2d");
+        assert_eq!(read_run_file(&path).unwrap(), run("heat/2d", me));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn world_readable_run_files_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_run_file(dir.path(), &run("x", std::process::id())).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(read_run_file(&path), Err(RunFileError::Insecure { .. })));
+    }
+}

@@ -1,0 +1,472 @@
+//! The embedded gRPC server: `serve(&idict)` starts it on its own thread and
+//! tokio runtime (never the computation's), bound to 127.0.0.1 on a free
+//! port by default, with fresh tokens and a run file. It serves the
+//! Inspector service plus gRPC health and reflection (v1 and v1alpha).
+
+mod auth;
+mod service;
+mod watch;
+
+pub use auth::{Tokens, random_token};
+
+use crate::dict::{IDict, Inner};
+use crate::runfile::{self, RunFile};
+use auth::Auth;
+use idict_proto::v1::inspector_server::InspectorServer;
+use service::InspectorService;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch as tokio_watch};
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    /// A TCP address; port 0 picks a free port.
+    Tcp(SocketAddr),
+    /// A Unix domain socket at this path (created; removed on close).
+    Unix(PathBuf),
+}
+
+/// How to serve a run. `ServeOptions::default()` is what `serve` uses.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Default 127.0.0.1:0 (loopback, a free port).
+    pub bind: Bind,
+    /// Observer (read-only) token; random if `None`.
+    pub observer_token: Option<String>,
+    /// Controller token; random if `None`.
+    pub controller_token: Option<String>,
+    /// Write a run file so `idict ls` and names find the run (default true).
+    pub write_run_file: bool,
+    /// Where to write it; default `runfile::runs_dir()`.
+    pub runs_dir: Option<PathBuf>,
+    /// Print one line to stderr saying how to connect (default true).
+    pub announce: bool,
+    /// Largest request accepted (a Set with an array), bytes. Default 64 MiB.
+    pub max_request_bytes: usize,
+    /// Largest message sent (one array must fit), bytes. Default 1 GiB.
+    pub max_response_bytes: usize,
+    /// Target size of the chunks of a watcher's first full state. Default 4 MiB.
+    pub snapshot_chunk_bytes: usize,
+    /// Worker threads of the server's runtime. Default 2.
+    pub worker_threads: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            bind: Bind::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
+            observer_token: None,
+            controller_token: None,
+            write_run_file: true,
+            runs_dir: None,
+            announce: true,
+            max_request_bytes: 64 << 20,
+            max_response_bytes: 1 << 30,
+            snapshot_chunk_bytes: 4 << 20,
+            worker_threads: 2,
+        }
+    }
+}
+
+/// Why a run could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("this IDict is already being served")]
+    AlreadyServed,
+    #[error("cannot bind {what}: {source}")]
+    Bind {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the server's runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot make a token: {0}")]
+    Token(String),
+    #[error("cannot write the run file: {0}")]
+    RunFile(#[from] runfile::RunFileError),
+    #[error("the server thread stopped before it was ready")]
+    Stopped,
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
+}
+
+/// What the server's tasks share.
+pub(crate) struct Shared {
+    pub watchers: AtomicUsize,
+    pub messages_sent: AtomicU64,
+    /// The newest epoch, fanned out by the dispatcher.
+    pub news: tokio_watch::Receiver<u64>,
+    pub options: ServeOptions,
+}
+
+/// A running server. Dropping it closes the server and removes its run file.
+pub struct Server {
+    address: String,
+    tokens: Tokens,
+    run_file: Option<PathBuf>,
+    unix_socket: Option<PathBuf>,
+    close: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    shared: Arc<Shared>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("address", &self.address)
+            .field("run_file", &self.run_file)
+            .finish()
+    }
+}
+
+/// Serves `idict` with the default options: 127.0.0.1 on a free port, fresh
+/// tokens, a run file, and one line on stderr saying where to connect.
+pub fn serve(idict: &IDict) -> Result<Server, ServeError> {
+    ServeOptions::default().serve(idict)
+}
+
+impl ServeOptions {
+    pub fn bind(mut self, bind: Bind) -> Self {
+        self.bind = bind;
+        self
+    }
+    pub fn tokens(mut self, observer: impl Into<String>, controller: impl Into<String>) -> Self {
+        self.observer_token = Some(observer.into());
+        self.controller_token = Some(controller.into());
+        self
+    }
+    pub fn runs_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.runs_dir = Some(dir.into());
+        self
+    }
+    pub fn write_run_file(mut self, yes: bool) -> Self {
+        self.write_run_file = yes;
+        self
+    }
+    pub fn announce(mut self, yes: bool) -> Self {
+        self.announce = yes;
+        self
+    }
+
+    /// Starts the server on a thread and runtime of its own; works whether
+    /// or not the caller is inside a tokio runtime.
+    pub fn serve(&self, idict: &IDict) -> Result<Server, ServeError> {
+        self.start(idict)
+    }
+
+    /// The same, for async callers: awaits readiness without blocking the
+    /// caller's runtime. The server still runs on its own thread and runtime,
+    /// so a busy application runtime never delays it.
+    pub async fn serve_async(&self, idict: &IDict) -> Result<Server, ServeError> {
+        let opts = self.clone();
+        let idict = idict.clone();
+        tokio::task::spawn_blocking(move || opts.start(&idict))
+            .await
+            .map_err(|_| ServeError::Stopped)?
+    }
+
+    fn start(&self, idict: &IDict) -> Result<Server, ServeError> {
+        let inner = idict.inner.clone();
+        if inner.served.swap(true, Ordering::AcqRel) {
+            return Err(ServeError::AlreadyServed);
+        }
+        let result = self.start_served(inner.clone());
+        if result.is_err() {
+            inner.served.store(false, Ordering::Release);
+        }
+        result
+    }
+
+    fn start_served(&self, inner: Arc<Inner>) -> Result<Server, ServeError> {
+        let token = |given: &Option<String>| match given {
+            Some(t) => Ok(t.clone()),
+            None => random_token().map_err(|e| ServeError::Token(e.to_string())),
+        };
+        let tokens = Tokens {
+            observer: token(&self.observer_token)?,
+            controller: token(&self.controller_token)?,
+        };
+        let (news_tx, news_rx) = tokio_watch::channel(inner.epoch());
+        let shared = Arc::new(Shared {
+            watchers: AtomicUsize::new(0),
+            messages_sent: AtomicU64::new(0),
+            news: news_rx,
+            options: self.clone(),
+        });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, ServeError>>();
+        let (close_tx, close_rx) = oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.worker_threads.max(1))
+            .thread_name("idict-server")
+            .enable_all()
+            .build()
+            .map_err(ServeError::Runtime)?;
+        let ctx = ServerTask {
+            inner: inner.clone(),
+            shared: shared.clone(),
+            tokens: Arc::new(tokens.clone()),
+            news: news_tx,
+        };
+        let bind = self.bind.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("idict-server-{}", inner.name))
+            .spawn(move || {
+                runtime.block_on(ctx.run(bind, ready_tx, close_rx));
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })
+            .map_err(ServeError::Runtime)?;
+        let address = match ready_rx.recv() {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(ServeError::Stopped);
+            }
+        };
+        let mut server = Server {
+            address,
+            tokens,
+            run_file: None,
+            unix_socket: match &self.bind {
+                Bind::Unix(p) => Some(p.clone()),
+                Bind::Tcp(_) => None,
+            },
+            close: Some(close_tx),
+            thread: Some(thread),
+            shared,
+            inner,
+        };
+        if self.write_run_file {
+            let dir = match &self.runs_dir {
+                Some(d) => d.clone(),
+                None => runfile::runs_dir()?,
+            };
+            let rf = RunFile {
+                name: server.inner.name.clone(),
+                pid: std::process::id(),
+                host: runfile::host_name(),
+                address: server.address.clone(),
+                observer_token: server.tokens.observer.clone(),
+                controller_token: server.tokens.controller.clone(),
+                started_unix_ms: server.inner.started_unix_ms,
+                protocol_version: idict_proto::PROTOCOL_VERSION,
+            };
+            server.run_file = Some(runfile::write_run_file(&dir, &rf)?);
+        }
+        if self.announce {
+            let name = &server.inner.name;
+            eprintln!(
+                "idict: run '{name}' (pid {}) served at {} — watch: `idict watch {name}`, inspect: `idict-inspector {name}`",
+                std::process::id(),
+                server.address,
+            );
+        }
+        tracing::info!(address = %server.address, run_file = ?server.run_file, "idict server ready");
+        Ok(server)
+    }
+}
+
+/// The server's own task, run on its runtime.
+struct ServerTask {
+    inner: Arc<Inner>,
+    shared: Arc<Shared>,
+    tokens: Arc<Tokens>,
+    news: tokio_watch::Sender<u64>,
+}
+
+impl ServerTask {
+    async fn run(
+        self,
+        bind: Bind,
+        ready: std::sync::mpsc::Sender<Result<String, ServeError>>,
+        close: oneshot::Receiver<()>,
+    ) {
+        let ServerTask {
+            inner,
+            shared,
+            tokens,
+            news,
+        } = self;
+        // The dispatcher: one wake from the computation fans out to every
+        // watcher from here, off the computation's thread.
+        let dispatch_inner = inner.clone();
+        let dispatcher = tokio::spawn(async move {
+            loop {
+                dispatch_inner.changed.notified().await;
+                news.send_replace(dispatch_inner.epoch());
+            }
+        });
+        let opts = shared.options.clone();
+        let svc = InspectorServer::new(InspectorService {
+            inner: inner.clone(),
+            shared: shared.clone(),
+        })
+        .max_decoding_message_size(opts.max_request_bytes)
+        .max_encoding_message_size(opts.max_response_bytes);
+        let (health, health_svc) = tonic_health::server::health_reporter();
+        health.set_serving::<InspectorServer<InspectorService>>().await;
+        let reflection = |b: tonic_reflection::server::Builder<'static>| {
+            b.register_encoded_file_descriptor_set(idict_proto::FILE_DESCRIPTOR_SET)
+        };
+        let refl_v1 = match reflection(tonic_reflection::server::Builder::configure()).build_v1() {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready.send(Err(ServeError::Reflection(e.to_string())));
+                return;
+            }
+        };
+        let refl_v1alpha = match reflection(tonic_reflection::server::Builder::configure()).build_v1alpha() {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready.send(Err(ServeError::Reflection(e.to_string())));
+                return;
+            }
+        };
+        let router = tonic::transport::Server::builder()
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(16 << 20))
+            .max_frame_size(Some(1 << 20))
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(tonic::service::InterceptorLayer::new(Auth { tokens }))
+            .add_service(health_svc)
+            .add_service(refl_v1)
+            .add_service(refl_v1alpha)
+            .add_service(svc);
+        let closing = Arc::new(tokio::sync::Notify::new());
+        let closing2 = closing.clone();
+        let signal = async move {
+            let _ = close.await;
+            // Ending the fan-out ends every watch stream.
+            dispatcher.abort();
+            closing2.notify_one();
+        };
+        let served = match bind {
+            Bind::Tcp(addr) => {
+                let listener = match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => l,
+                    Err(source) => {
+                        let _ = ready.send(Err(ServeError::Bind {
+                            what: addr.to_string(),
+                            source,
+                        }));
+                        return;
+                    }
+                };
+                let local = listener.local_addr().map(|a| format!("http://{a}"));
+                let _ = ready.send(local.map_err(|source| ServeError::Bind {
+                    what: addr.to_string(),
+                    source,
+                }));
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                let serve = router.serve_with_incoming_shutdown(incoming, signal);
+                with_grace(serve, closing).await
+            }
+            Bind::Unix(path) => {
+                let _ = std::fs::remove_file(&path);
+                let listener = match tokio::net::UnixListener::bind(&path) {
+                    Ok(l) => l,
+                    Err(source) => {
+                        let _ = ready.send(Err(ServeError::Bind {
+                            what: path.display().to_string(),
+                            source,
+                        }));
+                        return;
+                    }
+                };
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+                }
+                let _ = ready.send(Ok(format!("unix:{}", path.display())));
+                let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+                let serve = router.serve_with_incoming_shutdown(incoming, signal);
+                with_grace(serve, closing).await
+            }
+        };
+        if let Err(e) = served {
+            tracing::error!("idict server stopped: {e}");
+        }
+        inner.served.store(false, Ordering::Release);
+    }
+}
+
+/// Runs the server until it stops, giving connections at most 3 s after the
+/// close signal to finish.
+async fn with_grace(
+    serve: impl std::future::Future<Output = Result<(), tonic::transport::Error>>,
+    closing: Arc<tokio::sync::Notify>,
+) -> Result<(), tonic::transport::Error> {
+    tokio::select! {
+        r = serve => r,
+        _ = async { closing.notified().await; tokio::time::sleep(Duration::from_secs(3)).await } => Ok(()),
+    }
+}
+
+impl Server {
+    /// Where clients connect: `http://127.0.0.1:PORT` or `unix:/path`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+    /// The run file, if one was written.
+    pub fn run_file(&self) -> Option<&std::path::Path> {
+        self.run_file.as_deref()
+    }
+    /// Watch streams open now.
+    pub fn watchers(&self) -> usize {
+        self.shared.watchers.load(Ordering::Acquire)
+    }
+
+    /// Keeps serving until every watcher has had the final update (their
+    /// streams have ended) or `timeout` passes, then closes.
+    pub fn wait_then_close(self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let done = self.inner.status().state.is_terminal() && self.watchers() == 0;
+            if done {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(self);
+    }
+
+    /// Closes now: open streams end, the run file is removed.
+    pub fn close(self) {
+        drop(self);
+    }
+
+    fn shut_down(&mut self) {
+        if let Some(tx) = self.close.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(p) = self.run_file.take() {
+            let _ = std::fs::remove_file(p);
+        }
+        if let Some(p) = self.unix_socket.take() {
+            let _ = std::fs::remove_file(p);
+        }
+        self.inner.served.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}

@@ -1,0 +1,284 @@
+//! The `idict.v1.Inspector` service: each RPC of the wire contract, reading
+//! the published state and acting on the pause gate and the write queue.
+
+use super::Shared;
+use super::auth::{require_controller, role};
+use super::watch::Watcher;
+use crate::dict::{ControlAction, Inner, WriteRefused};
+use crate::wire;
+use idict_proto::v1 as pb;
+use idict_proto::v1::inspector_server::Inspector;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+/// History samples per chunk of GetHistory.
+const HISTORY_CHUNK_SAMPLES: usize = 65_536;
+
+pub(crate) struct InspectorService {
+    pub inner: Arc<Inner>,
+    pub shared: Arc<Shared>,
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+impl InspectorService {
+    fn updates_per_second(&self) -> f64 {
+        let p = self.inner.published.read();
+        let (Some(last), now) = (p.records.back(), self.inner.elapsed()) else {
+            return 0.0;
+        };
+        if now - last.time > 5.0 {
+            return 0.0;
+        }
+        let start = p.records.partition_point(|r| r.time < now - 5.0);
+        let Some(first) = p.records.get(start) else {
+            return 0.0;
+        };
+        let span = now - first.time;
+        if span <= 0.0 {
+            return 0.0;
+        }
+        (last.version - first.version + 1) as f64 / span.max(1e-3)
+    }
+
+    fn key_infos(&self) -> Vec<pb::KeyInfo> {
+        let specs = self.inner.writable.read();
+        let (entries, hist_lens): (Vec<_>, Vec<_>) = {
+            let p = self.inner.published.read();
+            let entries = p.sorted_entries("");
+            let lens = entries
+                .iter()
+                .map(|(k, _)| p.history.get(k).map_or(0, |s| s.lock().len() as u64))
+                .collect();
+            (entries, lens)
+        };
+        let mut keys: Vec<pb::KeyInfo> = entries
+            .into_iter()
+            .zip(hist_lens)
+            .map(|((k, e), history_len)| {
+                let spec = specs.get(&*k);
+                let (dtype, shape) = match e.value.as_array() {
+                    Some(a) => (
+                        wire::dtype_to_proto(a.dtype()) as i32,
+                        a.shape().iter().map(|&d| d as u64).collect(),
+                    ),
+                    None => (0, Vec::new()),
+                };
+                pb::KeyInfo {
+                    name: k.to_string(),
+                    kind: wire::kind_to_proto(e.value.kind()) as i32,
+                    dtype,
+                    shape,
+                    changed_version: e.version,
+                    writable: spec.is_some(),
+                    spec: spec.map(spec_to_proto),
+                    history_len,
+                }
+            })
+            .collect();
+        // Writable keys declared but not yet published.
+        for (name, spec) in specs.iter() {
+            if !keys.iter().any(|k| &k.name == name) {
+                keys.push(pb::KeyInfo {
+                    name: name.clone(),
+                    kind: wire::kind_to_proto(spec.kind) as i32,
+                    writable: true,
+                    spec: Some(spec_to_proto(spec)),
+                    ..Default::default()
+                });
+            }
+        }
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        keys
+    }
+}
+
+fn spec_to_proto(s: &crate::steer::WritableSpec) -> pb::WritableSpec {
+    let info = s.info();
+    pb::WritableSpec {
+        kind: wire::kind_to_proto(info.kind) as i32,
+        min: info.min,
+        max: info.max,
+        description: info.description,
+    }
+}
+
+fn origin<T>(req: &Request<T>, client_name: &str) -> String {
+    let peer = req
+        .remote_addr()
+        .map_or_else(|| "local socket".to_string(), |a| a.to_string());
+    let name: String = client_name.chars().filter(|c| !c.is_control()).take(128).collect();
+    if name.is_empty() {
+        format!("client at {peer}")
+    } else {
+        format!("{name} at {peer}")
+    }
+}
+
+#[tonic::async_trait]
+impl Inspector for InspectorService {
+    async fn get_info(&self, req: Request<pb::GetInfoRequest>) -> Result<Response<pb::RunInfo>, Status> {
+        let role = role(&req)?;
+        let status = self.inner.status();
+        let version = self.inner.published.read().version;
+        Ok(Response::new(pb::RunInfo {
+            name: self.inner.name.clone(),
+            pid: std::process::id(),
+            host: crate::runfile::host_name(),
+            started_unix_ms: self.inner.started_unix_ms,
+            protocol_version: idict_proto::PROTOCOL_VERSION,
+            status: Some(wire::status_to_proto(&status)),
+            version,
+            keys: self.key_infos(),
+            stats: Some(pb::ServerStats {
+                watchers: self.shared.watchers.load(Ordering::Acquire) as u64,
+                updates_per_second: self.updates_per_second(),
+                uptime_seconds: self.inner.elapsed(),
+                messages_sent: self.shared.messages_sent.load(Ordering::Relaxed),
+                pending_writes: self.inner.pending_writes() as u64,
+            }),
+            role: wire::role_to_proto(role) as i32,
+            server_version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    async fn get_snapshot(&self, req: Request<pb::GetSnapshotRequest>) -> Result<Response<pb::Snapshot>, Status> {
+        role(&req)?;
+        let prefix = req.into_inner().prefix;
+        let status = self.inner.status();
+        let p = self.inner.published.read();
+        Ok(Response::new(pb::Snapshot {
+            version: p.version,
+            status: Some(wire::status_to_proto(&status)),
+            entries: p
+                .sorted_entries(&prefix)
+                .iter()
+                .map(|(k, e)| pb::Entry {
+                    key: k.to_string(),
+                    value: Some(wire::value_to_proto(&e.value)),
+                })
+                .collect(),
+            time: p.time,
+        }))
+    }
+
+    type WatchStream = BoxStream<pb::WatchUpdate>;
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        role(&req)?;
+        let watcher = Watcher::new(self.inner.clone(), self.shared.clone(), req.into_inner());
+        let stream = futures::stream::unfold(watcher, |mut w| async move {
+            let m = w.next().await?;
+            Some((Ok(m), w))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type GetHistoryStream = BoxStream<pb::HistoryChunk>;
+
+    async fn get_history(&self, req: Request<pb::GetHistoryRequest>) -> Result<Response<Self::GetHistoryStream>, Status> {
+        role(&req)?;
+        let req = req.into_inner();
+        let series: Vec<_> = {
+            let p = self.inner.published.read();
+            if req.keys.is_empty() {
+                p.histories("")
+            } else {
+                let mut out = Vec::new();
+                for k in &req.keys {
+                    match p.history.get(k.as_str()) {
+                        Some(s) => out.push((Arc::<str>::from(k.as_str()), s.clone())),
+                        None if p.entries.contains_key(k.as_str()) => {
+                            return Err(Status::invalid_argument(format!(
+                                "key '{k}' has no history: only numeric scalars (int, float, bool) are recorded"
+                            )));
+                        }
+                        None => return Err(Status::not_found(format!("no key '{k}' in this run"))),
+                    }
+                }
+                out
+            }
+        };
+        let since = req.since_version;
+        // Chunks are built lazily, one key's slice at a time.
+        let chunks = series.into_iter().flat_map(move |(k, s)| {
+            let r = s.lock().series().range(since, u64::MAX);
+            let mut out = Vec::new();
+            let mut start = 0;
+            loop {
+                let end = (start + HISTORY_CHUNK_SAMPLES).min(r.len());
+                out.push(Ok(pb::HistoryChunk {
+                    series: vec![pb::SampleSeries {
+                        key: k.to_string(),
+                        versions: r.versions[start..end].to_vec(),
+                        times: r.times[start..end].to_vec(),
+                        values: r.values[start..end].to_vec(),
+                    }],
+                }));
+                start = end;
+                if start >= r.len() {
+                    break;
+                }
+            }
+            out
+        });
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn control(&self, req: Request<pb::ControlRequest>) -> Result<Response<pb::ControlReply>, Status> {
+        require_controller(&req, "Control")?;
+        let r = req.into_inner();
+        let action = match pb::Action::try_from(r.action) {
+            Ok(pb::Action::Pause) => ControlAction::Pause,
+            Ok(pb::Action::Resume) => ControlAction::Resume,
+            Ok(pb::Action::Terminate) => ControlAction::Terminate,
+            Ok(pb::Action::Step) if r.steps == 0 => {
+                return Err(Status::invalid_argument("step needs steps >= 1"));
+            }
+            Ok(pb::Action::Step) => ControlAction::Step(r.steps),
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown action {}: expected PAUSE, RESUME, STEP or TERMINATE",
+                    r.action
+                )));
+            }
+        };
+        let status = self
+            .inner
+            .control_action(action)
+            .map_err(|e| Status::failed_precondition(e.0))?;
+        Ok(Response::new(pb::ControlReply {
+            status: Some(wire::status_to_proto(&status)),
+        }))
+    }
+
+    async fn set(&self, req: Request<pb::SetRequest>) -> Result<Response<pb::SetReply>, Status> {
+        require_controller(&req, "Set")?;
+        let origin = origin(&req, &req.get_ref().client_name);
+        let r = req.into_inner();
+        wire::check_key(&r.key).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let value = r
+            .value
+            .ok_or_else(|| Status::invalid_argument(format!("no value given for '{}'", r.key)))
+            .and_then(|v| {
+                wire::value_from_proto(v)
+                    .map_err(|e| Status::invalid_argument(format!("bad value for '{}': {e}", r.key)))
+            })?;
+        let (write_id, position) = self
+            .inner
+            .queue_write(&r.key, value, origin)
+            .map_err(|e| match e {
+                WriteRefused::NotWritable(m) => Status::permission_denied(m),
+                WriteRefused::Invalid(m) => Status::invalid_argument(m),
+                WriteRefused::NotRunning(m) => Status::failed_precondition(m),
+                WriteRefused::QueueFull(m) => Status::resource_exhausted(m),
+            })?;
+        Ok(Response::new(pb::SetReply {
+            write_id,
+            queue_position: position as u64,
+        }))
+    }
+}

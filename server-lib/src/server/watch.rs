@@ -1,0 +1,238 @@
+//! One client's Watch stream. The client has a cursor (the version it has);
+//! whenever it can take a message, the stream builds one from the cursor to
+//! the newest version. Nothing is queued per client: a slow client simply
+//! gets the newest state coalesced, with every scalar sample since its
+//! previous message read from the history. The first messages are the full
+//! state, chunked.
+
+use super::Shared;
+use crate::dict::Inner;
+use crate::model::Status;
+use crate::published::SharedSeries;
+use crate::value::Value;
+use crate::wire;
+use idict_proto::v1 as pb;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::watch;
+
+/// Samples per series per message when sending whole histories.
+const SAMPLES_PER_CHUNK: usize = 65_536;
+/// Recent log messages a newly attached watcher gets.
+const MESSAGES_FOR_LATE_JOINERS: usize = 200;
+
+/// Counts a watcher while it lives.
+struct WatcherGuard(Arc<Shared>);
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub(crate) struct Watcher {
+    inner: Arc<Inner>,
+    shared: Arc<Shared>,
+    news: watch::Receiver<u64>,
+    prefix: String,
+    cursor: u64,
+    message_cursor: u64,
+    last_status: Option<Status>,
+    /// Chunks of the initial state still to send.
+    pending: VecDeque<pb::WatchUpdate>,
+    done: bool,
+    _guard: WatcherGuard,
+}
+
+/// A rough byte size of a value on the wire, for chunking.
+fn approx_size(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => s.len() + 8,
+        Value::Bytes(b) => b.len() + 8,
+        Value::Array(a) => a.bytes().len() + 16 + 8 * a.shape().len(),
+        Value::List(l) => l.iter().map(approx_size).sum::<usize>() + 8,
+        Value::Map(m) => m.iter().map(|(k, v)| k.len() + approx_size(v)).sum::<usize>() + 8,
+        _ => 12,
+    }
+}
+
+fn entry(key: &str, v: &Value) -> pb::Entry {
+    pb::Entry {
+        key: key.to_owned(),
+        value: Some(wire::value_to_proto(v)),
+    }
+}
+
+impl Watcher {
+    pub fn new(inner: Arc<Inner>, shared: Arc<Shared>, req: pb::WatchRequest) -> Self {
+        shared.watchers.fetch_add(1, Ordering::AcqRel);
+        let mut w = Watcher {
+            news: shared.news.clone(),
+            inner,
+            prefix: req.prefix,
+            cursor: req.since_version,
+            message_cursor: 0,
+            last_status: None,
+            pending: VecDeque::new(),
+            done: false,
+            _guard: WatcherGuard(shared.clone()),
+            shared,
+        };
+        let newest = w.inner.published.read().version;
+        if req.since_version == 0 || req.since_version > newest {
+            w.initial_state(req.with_history);
+        } else {
+            // A resuming client keeps its messages; send only newer ones.
+            w.message_cursor = u64::MAX;
+        }
+        w
+    }
+
+    /// The next message for the client, waiting for news if there is none;
+    /// `None` ends the stream.
+    pub async fn next(&mut self) -> Option<pb::WatchUpdate> {
+        loop {
+            if let Some(m) = self.pending.pop_front() {
+                return Some(self.sent(m));
+            }
+            if self.done {
+                return None;
+            }
+            self.news.borrow_and_update();
+            if let Some(m) = self.delta() {
+                return Some(self.sent(m));
+            }
+            if self.news.changed().await.is_err() {
+                // The server is closing.
+                return None;
+            }
+        }
+    }
+
+    fn sent(&self, m: pb::WatchUpdate) -> pb::WatchUpdate {
+        self.shared.messages_sent.fetch_add(1, Ordering::Relaxed);
+        m
+    }
+
+    /// The full state as one or more chunks, into `pending`.
+    fn initial_state(&mut self, with_history: bool) {
+        let status = self.inner.status();
+        let (version, time, entries, histories, messages) = {
+            let p = self.inner.published.read();
+            let histories = if with_history {
+                p.histories(&self.prefix)
+            } else {
+                Vec::new()
+            };
+            let mut messages = p.messages_after(0);
+            let skip = messages.len().saturating_sub(MESSAGES_FOR_LATE_JOINERS);
+            messages.drain(..skip);
+            (p.version, p.time, p.sorted_entries(&self.prefix), histories, messages)
+        };
+        let budget = self.shared.options.snapshot_chunk_bytes;
+        let mut chunks: Vec<pb::WatchUpdate> = Vec::new();
+        let mut cur = pb::WatchUpdate::default();
+        let mut size = 0usize;
+        for (k, e) in &entries {
+            let s = approx_size(&e.value) + k.len();
+            if size > 0 && size + s > budget {
+                chunks.push(std::mem::take(&mut cur));
+                size = 0;
+            }
+            cur.changed.push(entry(k, &e.value));
+            size += s;
+        }
+        for (k, series) in histories {
+            let full = series.lock().series().range(0, version);
+            let mut start = 0;
+            while start < full.len() {
+                let end = (start + SAMPLES_PER_CHUNK).min(full.len());
+                let s = (end - start) * 24 + k.len();
+                if size > 0 && size + s > budget {
+                    chunks.push(std::mem::take(&mut cur));
+                    size = 0;
+                }
+                cur.samples.push(pb::SampleSeries {
+                    key: k.to_string(),
+                    versions: full.versions[start..end].to_vec(),
+                    times: full.times[start..end].to_vec(),
+                    values: full.values[start..end].to_vec(),
+                });
+                size += s;
+                start = end;
+            }
+        }
+        self.message_cursor = messages.last().map_or(0, |m| m.seq);
+        cur.messages = messages.iter().map(wire::message_to_proto).collect();
+        chunks.push(cur);
+        let n = chunks.len();
+        let terminal = status.state.is_terminal();
+        for (i, mut c) in chunks.into_iter().enumerate() {
+            c.version = version;
+            c.time = time;
+            c.reset = i == 0;
+            c.more = i + 1 < n;
+            c.status = Some(wire::status_to_proto(&status));
+            c.last = terminal && i + 1 == n;
+            self.pending.push_back(c);
+        }
+        self.cursor = version;
+        self.done = terminal;
+        self.last_status = Some(status);
+    }
+
+    /// Everything after the cursor as one message, or `None` if nothing new.
+    fn delta(&mut self) -> Option<pb::WatchUpdate> {
+        // Status first: once it reads Finished, the final version is published.
+        let status = self.inner.status();
+        let (d, series, messages) = {
+            let p = self.inner.published.read();
+            let (d, series) = p.delta_since(self.cursor, &self.prefix);
+            let messages = if self.message_cursor == u64::MAX {
+                self.message_cursor = p.next_message_seq - 1;
+                Vec::new()
+            } else {
+                p.messages_after(self.message_cursor)
+            };
+            (d, series, messages)
+        };
+        let terminal = status.state.is_terminal();
+        let status_changed = self.last_status.as_ref() != Some(&status);
+        if d.version == self.cursor && messages.is_empty() && !status_changed && !terminal {
+            return None;
+        }
+        let samples = copy_samples(series, self.cursor, d.version);
+        let m = pb::WatchUpdate {
+            version: d.version,
+            reset: d.reset,
+            more: false,
+            changed: d.changed.iter().map(|(k, v)| entry(k, v)).collect(),
+            removed: d.removed.iter().map(|k| k.to_string()).collect(),
+            samples,
+            status: Some(wire::status_to_proto(&status)),
+            messages: messages.iter().map(wire::message_to_proto).collect(),
+            applied: d.applied.iter().map(wire::applied_to_proto).collect(),
+            time: d.time,
+            last: terminal,
+        };
+        self.cursor = d.version;
+        if let Some(last) = messages.last() {
+            self.message_cursor = last.seq;
+        }
+        self.last_status = Some(status);
+        self.done = terminal;
+        Some(m)
+    }
+}
+
+/// Copies each key's samples in `(after, upto]`, one key at a time so the
+/// computation is never held up for long.
+fn copy_samples(series: Vec<(Arc<str>, SharedSeries)>, after: u64, upto: u64) -> Vec<pb::SampleSeries> {
+    series
+        .into_iter()
+        .filter_map(|(k, s)| {
+            let r = s.lock().series().range(after, upto);
+            (!r.is_empty()).then(|| wire::series_to_proto(&k, r))
+        })
+        .collect()
+}

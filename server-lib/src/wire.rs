@@ -1,0 +1,405 @@
+//! Conversions between the typed model (`Value`, `Status`, …) and the v1
+//! protobuf messages. Decoding is where input from outside enters, so every
+//! decode here is bounded and validated: nesting depth, key length, array
+//! byte length against shape × dtype. Arrays are never copied: their bytes
+//! are shared between `Value` and the message.
+
+use crate::history::Series;
+use crate::model::{AppliedWrite, KeyInfo, Level, LogMessage, Role, RunState, Status, WritableInfo};
+use crate::value::{ArrayError, DType, NdArray, Value, ValueKind};
+use idict_proto::v1 as pb;
+use std::collections::BTreeMap;
+
+/// Deepest nesting of lists and maps accepted from a client.
+pub const MAX_DEPTH: usize = 64;
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Why a message from the other side is not a valid value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WireError {
+    #[error("a value is missing (empty oneof)")]
+    MissingValue,
+    #[error("values nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("a key of {0} bytes is longer than the limit of {MAX_KEY_BYTES}")]
+    KeyTooLong(usize),
+    #[error("unknown array dtype {0}")]
+    UnknownDType(i32),
+    #[error("array shape dimension {0} does not fit this machine")]
+    HugeDimension(u64),
+    #[error(transparent)]
+    Array(#[from] ArrayError),
+    #[error("duplicate map key '{0}'")]
+    DuplicateKey(String),
+    #[error("unknown {what} value {value}")]
+    UnknownEnum { what: &'static str, value: i32 },
+}
+
+/// Checks a key from outside.
+pub fn check_key(key: &str) -> Result<(), WireError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(WireError::KeyTooLong(key.len()));
+    }
+    Ok(())
+}
+
+pub(crate) fn dtype_to_proto(d: DType) -> pb::Dtype {
+    match d {
+        DType::F64 => pb::Dtype::F64,
+        DType::F32 => pb::Dtype::F32,
+        DType::I64 => pb::Dtype::I64,
+        DType::I32 => pb::Dtype::I32,
+        DType::U8 => pb::Dtype::U8,
+        DType::Bool => pb::Dtype::Bool,
+    }
+}
+
+pub(crate) fn dtype_from_proto(d: i32) -> Result<DType, WireError> {
+    Ok(match pb::Dtype::try_from(d) {
+        Ok(pb::Dtype::F64) => DType::F64,
+        Ok(pb::Dtype::F32) => DType::F32,
+        Ok(pb::Dtype::I64) => DType::I64,
+        Ok(pb::Dtype::I32) => DType::I32,
+        Ok(pb::Dtype::U8) => DType::U8,
+        Ok(pb::Dtype::Bool) => DType::Bool,
+        _ => return Err(WireError::UnknownDType(d)),
+    })
+}
+
+/// A value as a protobuf message (arrays share their bytes).
+pub fn value_to_proto(v: &Value) -> pb::Value {
+    use pb::value::Kind;
+    let kind = match v {
+        Value::Null => Kind::NullValue(pb::Null {}),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Int(i) => Kind::IntValue(*i),
+        Value::Float(x) => Kind::FloatValue(*x),
+        Value::Str(s) => Kind::StrValue(s.clone()),
+        Value::Bytes(b) => Kind::BytesValue(b.clone()),
+        Value::Array(a) => Kind::ArrayValue(pb::NdArray {
+            dtype: dtype_to_proto(a.dtype()) as i32,
+            shape: a.shape().iter().map(|&d| d as u64).collect(),
+            data: a.bytes().clone(),
+        }),
+        Value::List(items) => Kind::ListValue(pb::ListValue {
+            items: items.iter().map(value_to_proto).collect(),
+        }),
+        Value::Map(m) => Kind::MapValue(pb::MapValue {
+            entries: m
+                .iter()
+                .map(|(k, v)| pb::Entry {
+                    key: k.clone(),
+                    value: Some(value_to_proto(v)),
+                })
+                .collect(),
+        }),
+    };
+    pb::Value { kind: Some(kind) }
+}
+
+/// A protobuf value as a `Value`, validated.
+pub fn value_from_proto(v: pb::Value) -> Result<Value, WireError> {
+    from_proto_at(v, 0)
+}
+
+fn from_proto_at(v: pb::Value, depth: usize) -> Result<Value, WireError> {
+    use pb::value::Kind;
+    if depth > MAX_DEPTH {
+        return Err(WireError::TooDeep);
+    }
+    Ok(match v.kind.ok_or(WireError::MissingValue)? {
+        Kind::NullValue(_) => Value::Null,
+        Kind::BoolValue(b) => Value::Bool(b),
+        Kind::IntValue(i) => Value::Int(i),
+        Kind::FloatValue(x) => Value::Float(x),
+        Kind::StrValue(s) => Value::Str(s),
+        Kind::BytesValue(b) => Value::Bytes(b),
+        Kind::ArrayValue(a) => {
+            let dtype = dtype_from_proto(a.dtype)?;
+            let shape = a
+                .shape
+                .iter()
+                .map(|&d| usize::try_from(d).map_err(|_| WireError::HugeDimension(d)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Value::Array(NdArray::from_bytes(dtype, shape, a.data)?)
+        }
+        Kind::ListValue(l) => Value::List(
+            l.items
+                .into_iter()
+                .map(|x| from_proto_at(x, depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
+        Kind::MapValue(m) => {
+            let mut out = BTreeMap::new();
+            for e in m.entries {
+                check_key(&e.key)?;
+                let value = from_proto_at(e.value.ok_or(WireError::MissingValue)?, depth + 1)?;
+                if out.insert(e.key.clone(), value).is_some() {
+                    return Err(WireError::DuplicateKey(e.key));
+                }
+            }
+            Value::Map(out)
+        }
+    })
+}
+
+pub(crate) fn kind_to_proto(k: ValueKind) -> pb::ValueKind {
+    match k {
+        ValueKind::Null => pb::ValueKind::Null,
+        ValueKind::Bool => pb::ValueKind::Bool,
+        ValueKind::Int => pb::ValueKind::Int,
+        ValueKind::Float => pb::ValueKind::Float,
+        ValueKind::Str => pb::ValueKind::Str,
+        ValueKind::Bytes => pb::ValueKind::Bytes,
+        ValueKind::Array => pb::ValueKind::Array,
+        ValueKind::List => pb::ValueKind::List,
+        ValueKind::Map => pb::ValueKind::Map,
+    }
+}
+
+pub(crate) fn kind_from_proto(k: i32) -> Result<ValueKind, WireError> {
+    Ok(match pb::ValueKind::try_from(k) {
+        Ok(pb::ValueKind::Null) => ValueKind::Null,
+        Ok(pb::ValueKind::Bool) => ValueKind::Bool,
+        Ok(pb::ValueKind::Int) => ValueKind::Int,
+        Ok(pb::ValueKind::Float) => ValueKind::Float,
+        Ok(pb::ValueKind::Str) => ValueKind::Str,
+        Ok(pb::ValueKind::Bytes) => ValueKind::Bytes,
+        Ok(pb::ValueKind::Array) => ValueKind::Array,
+        Ok(pb::ValueKind::List) => ValueKind::List,
+        Ok(pb::ValueKind::Map) => ValueKind::Map,
+        _ => {
+            return Err(WireError::UnknownEnum {
+                what: "ValueKind",
+                value: k,
+            });
+        }
+    })
+}
+
+pub(crate) fn status_to_proto(s: &Status) -> pb::Status {
+    pb::Status {
+        state: match s.state {
+            RunState::Running => pb::RunState::Running,
+            RunState::Paused => pb::RunState::Paused,
+            RunState::Terminating => pb::RunState::Terminating,
+            RunState::Finished => pb::RunState::Finished,
+            RunState::Failed => pb::RunState::Failed,
+        } as i32,
+        message: s.message.clone(),
+        held: s.held,
+        steps_pending: s.steps_pending,
+    }
+}
+
+pub(crate) fn status_from_proto(s: Option<pb::Status>) -> Result<Status, WireError> {
+    let s = s.ok_or(WireError::MissingValue)?;
+    let state = match pb::RunState::try_from(s.state) {
+        Ok(pb::RunState::Running) => RunState::Running,
+        Ok(pb::RunState::Paused) => RunState::Paused,
+        Ok(pb::RunState::Terminating) => RunState::Terminating,
+        Ok(pb::RunState::Finished) => RunState::Finished,
+        Ok(pb::RunState::Failed) => RunState::Failed,
+        _ => {
+            return Err(WireError::UnknownEnum {
+                what: "RunState",
+                value: s.state,
+            });
+        }
+    };
+    Ok(Status {
+        state,
+        message: s.message,
+        held: s.held,
+        steps_pending: s.steps_pending,
+    })
+}
+
+pub(crate) fn level_to_proto(l: Level) -> pb::Level {
+    match l {
+        Level::Debug => pb::Level::Debug,
+        Level::Info => pb::Level::Info,
+        Level::Warn => pb::Level::Warn,
+        Level::Error => pb::Level::Error,
+    }
+}
+
+pub(crate) fn message_to_proto(m: &LogMessage) -> pb::LogMessage {
+    pb::LogMessage {
+        seq: m.seq,
+        level: level_to_proto(m.level) as i32,
+        text: m.text.clone(),
+        time: m.time,
+        version: m.version,
+    }
+}
+
+pub(crate) fn message_from_proto(m: pb::LogMessage) -> LogMessage {
+    let level = match pb::Level::try_from(m.level) {
+        Ok(pb::Level::Debug) => Level::Debug,
+        Ok(pb::Level::Warn) => Level::Warn,
+        Ok(pb::Level::Error) => Level::Error,
+        _ => Level::Info,
+    };
+    LogMessage {
+        seq: m.seq,
+        level,
+        text: m.text,
+        time: m.time,
+        version: m.version,
+    }
+}
+
+pub(crate) fn applied_to_proto(a: &AppliedWrite) -> pb::AppliedWrite {
+    pb::AppliedWrite {
+        write_id: a.write_id,
+        key: a.key.clone(),
+        value: Some(value_to_proto(&a.value)),
+        origin: a.origin.clone(),
+        version: a.version,
+    }
+}
+
+pub(crate) fn applied_from_proto(a: pb::AppliedWrite) -> Result<AppliedWrite, WireError> {
+    Ok(AppliedWrite {
+        write_id: a.write_id,
+        key: a.key,
+        value: value_from_proto(a.value.ok_or(WireError::MissingValue)?)?,
+        origin: a.origin,
+        version: a.version,
+    })
+}
+
+pub(crate) fn series_to_proto(key: &str, s: Series) -> pb::SampleSeries {
+    pb::SampleSeries {
+        key: key.to_owned(),
+        versions: s.versions,
+        times: s.times,
+        values: s.values,
+    }
+}
+
+/// A sample series from the wire; parallel arrays must have equal lengths.
+pub(crate) fn series_from_proto(s: pb::SampleSeries) -> Result<(String, Series), WireError> {
+    let n = s.versions.len();
+    if s.times.len() != n || s.values.len() != n {
+        return Err(WireError::Array(ArrayError::LengthMismatch {
+            dtype: DType::F64,
+            shape: vec![n],
+            expected: n,
+            actual: s.times.len().min(s.values.len()),
+        }));
+    }
+    Ok((
+        s.key,
+        Series {
+            versions: s.versions,
+            times: s.times,
+            values: s.values,
+        },
+    ))
+}
+
+pub(crate) fn role_to_proto(r: Role) -> pb::Role {
+    match r {
+        Role::Observer => pb::Role::Observer,
+        Role::Controller => pb::Role::Controller,
+    }
+}
+
+pub(crate) fn role_from_proto(r: i32) -> Option<Role> {
+    match pb::Role::try_from(r) {
+        Ok(pb::Role::Observer) => Some(Role::Observer),
+        Ok(pb::Role::Controller) => Some(Role::Controller),
+        _ => None,
+    }
+}
+
+pub(crate) fn key_info_from_proto(k: pb::KeyInfo) -> Result<KeyInfo, WireError> {
+    let kind = kind_from_proto(k.kind)?;
+    let array = if kind == ValueKind::Array {
+        Some((
+            dtype_from_proto(k.dtype)?,
+            k.shape.iter().map(|&d| d as usize).collect(),
+        ))
+    } else {
+        None
+    };
+    let writable = match (k.writable, k.spec) {
+        (true, Some(s)) => Some(WritableInfo {
+            kind: kind_from_proto(s.kind)?,
+            min: s.min,
+            max: s.max,
+            description: s.description,
+        }),
+        (true, None) => Some(WritableInfo {
+            kind,
+            min: None,
+            max: None,
+            description: String::new(),
+        }),
+        _ => None,
+    };
+    Ok(KeyInfo {
+        name: k.name,
+        kind,
+        array,
+        changed_version: k.changed_version,
+        writable,
+        history_len: k.history_len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn values_round_trip_and_arrays_share_bytes() {
+        let arr = Value::array(vec![1.5f64, -2.0, f64::NAN, f64::INFINITY], vec![2, 2]).unwrap();
+        let mut m = BTreeMap::new();
+        m.insert("a".to_string(), arr.clone());
+        m.insert("b".to_string(), Value::List(vec![Value::Null, Value::Int(-7), "s".into()]));
+        let v = Value::Map(m);
+        let back = value_from_proto(value_to_proto(&v)).unwrap();
+        // NaN != NaN, so compare the bytes of the array.
+        let Value::Map(bm) = &back else { panic!() };
+        assert_eq!(bm["a"].as_array().unwrap().bytes(), arr.as_array().unwrap().bytes());
+        assert_eq!(bm["b"], Value::List(vec![Value::Null, Value::Int(-7), "s".into()]));
+        let p = value_to_proto(&arr);
+        let Some(pb::value::Kind::ArrayValue(a)) = p.kind else { panic!() };
+        assert_eq!(a.data.as_ptr(), arr.as_array().unwrap().bytes().as_ptr());
+    }
+
+    #[test]
+    fn bad_arrays_and_deep_nesting_are_refused() {
+        let bad = pb::Value {
+            kind: Some(pb::value::Kind::ArrayValue(pb::NdArray {
+                dtype: pb::Dtype::F64 as i32,
+                shape: vec![3],
+                data: Bytes::from(vec![0u8; 16]),
+            })),
+        };
+        assert!(matches!(value_from_proto(bad), Err(WireError::Array(_))));
+        let unknown = pb::Value {
+            kind: Some(pb::value::Kind::ArrayValue(pb::NdArray {
+                dtype: 99,
+                shape: vec![],
+                data: Bytes::new(),
+            })),
+        };
+        assert_eq!(value_from_proto(unknown), Err(WireError::UnknownDType(99)));
+        let mut deep = pb::Value {
+            kind: Some(pb::value::Kind::IntValue(1)),
+        };
+        for _ in 0..100 {
+            deep = pb::Value {
+                kind: Some(pb::value::Kind::ListValue(pb::ListValue { items: vec![deep] })),
+            };
+        }
+        assert_eq!(value_from_proto(deep), Err(WireError::TooDeep));
+        assert_eq!(value_from_proto(pb::Value { kind: None }), Err(WireError::MissingValue));
+    }
+}
