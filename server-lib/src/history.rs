@@ -1,11 +1,11 @@
 //! The recorded samples of one numeric scalar key, kept within a memory
-//! budget. When the budget is full the older half is thinned (every other
-//! sample dropped), so the whole run stays visible at decreasing resolution
-//! instead of the beginning being forgotten. The first and the newest samples
-//! are always kept exactly.
+//! budget. When the budget is full the older part is thinned to a uniform
+//! stride, so the whole run stays visible at a coarser resolution instead of
+//! the beginning being forgotten. The first and the newest samples are
+//! always kept exactly.
 
-/// Bytes one sample takes (version, time, value).
-pub const SAMPLE_BYTES: usize = 24;
+/// Bytes one held sample takes (version, time, value, push number).
+pub const SAMPLE_BYTES: usize = 32;
 
 /// One sample of a scalar.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,21 +68,31 @@ impl Series {
     }
 }
 
-/// A series bounded by a sample budget, thinning its older half when full.
+/// A series bounded by a sample budget. The newest quarter of the budget
+/// keeps every sample (so a client that lags a little loses nothing); older
+/// samples are kept at a uniform stride (every `stride`-th push) that doubles
+/// whenever the budget fills, so the whole run stays visible evenly.
 #[derive(Debug, Clone)]
 pub struct BoundedSeries {
     series: Series,
+    /// Push number of each held sample (parallel to `series`).
+    seqs: Vec<u64>,
+    pushes: u64,
+    stride: u64,
     capacity: usize,
     /// How many samples thinning has dropped in all.
     dropped: u64,
 }
 
 impl BoundedSeries {
-    /// A series that holds at most `budget_bytes` of samples (at least 8 samples).
+    /// A series that holds at most `budget_bytes` of samples (at least 16 samples).
     pub fn new(budget_bytes: usize) -> Self {
-        let capacity = (budget_bytes / SAMPLE_BYTES).max(8);
+        let capacity = (budget_bytes / SAMPLE_BYTES).max(16);
         BoundedSeries {
             series: Series::default(),
+            seqs: Vec::new(),
+            pushes: 0,
+            stride: 1,
             capacity,
             dropped: 0,
         }
@@ -104,36 +114,50 @@ impl BoundedSeries {
         self.dropped
     }
 
-    /// Records a sample; thins the older half first if the budget is full.
+    /// Records a sample; thins the older part first if the budget is full.
     pub fn push(&mut self, s: Sample) {
         if self.series.len() >= self.capacity {
             self.thin();
         }
         self.series.push(s);
+        self.seqs.push(self.pushes);
+        self.pushes += 1;
     }
 
-    /// Drops every other sample of the older half, keeping sample 0.
+    /// Coarsens everything but the newest quarter to the current stride,
+    /// doubling it until the older part fits in half the budget.
     fn thin(&mut self) {
-        let half = self.series.len() / 2;
-        let keep = |i: usize| i >= half || i % 2 == 0;
+        let recent = self.capacity / 4;
+        let old_end = self.series.len().saturating_sub(recent);
         let before = self.series.len();
-        let mut i = 0;
-        self.series.versions.retain(|_| {
-            i += 1;
-            keep(i - 1)
-        });
-        i = 0;
-        self.series.times.retain(|_| {
-            i += 1;
-            keep(i - 1)
-        });
-        i = 0;
-        self.series.values.retain(|_| {
-            i += 1;
-            keep(i - 1)
-        });
+        loop {
+            let stride = self.stride;
+            let keep: Vec<bool> = self
+                .seqs
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| i >= old_end || n % stride == 0)
+                .collect();
+            let kept_old = keep[..old_end].iter().filter(|&&k| k).count();
+            if kept_old <= self.capacity / 2 || stride == u64::MAX {
+                retain_by(&mut self.seqs, &keep);
+                retain_by(&mut self.series.versions, &keep);
+                retain_by(&mut self.series.times, &keep);
+                retain_by(&mut self.series.values, &keep);
+                break;
+            }
+            self.stride = stride.saturating_mul(2);
+        }
         self.dropped += (before - self.series.len()) as u64;
     }
+}
+
+fn retain_by<T>(v: &mut Vec<T>, keep: &[bool]) {
+    let mut i = 0;
+    v.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
 }
 
 #[cfg(test)]

@@ -446,15 +446,13 @@ macro_rules! from_int {
 }
 from_int!(i8, i16, i32, i64, u8, u16, u32);
 
-impl TryFrom<u64> for Value {
-    type Error = std::num::TryFromIntError;
-    fn try_from(v: u64) -> Result<Self, Self::Error> {
-        i64::try_from(v).map(Value::Int)
+/// Unsigned counters (step numbers) are common; values beyond `i64::MAX`
+/// saturate.
+impl From<u64> for Value {
+    fn from(v: u64) -> Self {
+        Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
     }
 }
-
-/// `usize` counters (step numbers) are common; values beyond `i64::MAX`
-/// saturate.
 impl From<usize> for Value {
     fn from(v: usize) -> Self {
         Value::Int(i64::try_from(v).unwrap_or(i64::MAX))

@@ -147,7 +147,7 @@ impl Watcher {
             let mut start = 0;
             while start < full.len() {
                 let end = (start + SAMPLES_PER_CHUNK).min(full.len());
-                let s = (end - start) * 24 + k.len();
+                let s = (end - start) * 24 + k.len(); // version, time, value on the wire
                 if size > 0 && size + s > budget {
                     chunks.push(std::mem::take(&mut cur));
                     size = 0;
