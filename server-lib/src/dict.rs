@@ -304,7 +304,10 @@ impl Writable<'_> {
         self.min(min).max(max)
     }
     /// A check of its own; `Err(reason)` refuses the write with that reason.
-    pub fn validate(self, f: impl Fn(&Value) -> Result<(), String> + Send + Sync + 'static) -> Self {
+    pub fn validate(
+        self,
+        f: impl Fn(&Value) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
         let v: Validator = Arc::new(f);
         self.edit(|s| s.validator = Some(v))
     }
@@ -610,7 +613,8 @@ impl Inner {
                         });
                 }
                 p.tombstones.remove(k);
-                p.entries.insert(k.clone(), crate::published::PubEntry { value, version });
+                p.entries
+                    .insert(k.clone(), crate::published::PubEntry { value, version });
             }
             for k in &removed {
                 p.entries.remove(k);
@@ -770,7 +774,12 @@ impl Inner {
     }
 
     /// Queues a client's write after checking it against the key's rule.
-    pub(crate) fn queue_write(&self, key: &str, value: Value, origin: String) -> Result<(u64, usize), WriteRefused> {
+    pub(crate) fn queue_write(
+        &self,
+        key: &str,
+        value: Value,
+        origin: String,
+    ) -> Result<(u64, usize), WriteRefused> {
         let checked = {
             let specs = self.writable.read();
             let spec = specs.get(key).ok_or_else(|| {
@@ -785,7 +794,8 @@ impl Inner {
                     )
                 })
             })?;
-            spec.check(key, value).map_err(|Rejected(why)| WriteRefused::Invalid(why))?
+            spec.check(key, value)
+                .map_err(|Rejected(why)| WriteRefused::Invalid(why))?
         };
         let status = self.status();
         if status.state.is_terminal() || status.state == RunState::Terminating {
@@ -795,9 +805,9 @@ impl Inner {
             )));
         }
         let mut q = self.writes.lock();
-        let r = q
-            .push(key.to_owned(), checked, origin)
-            .ok_or_else(|| WriteRefused::QueueFull("too many writes waiting; retry later".into()))?;
+        let r = q.push(key.to_owned(), checked, origin).ok_or_else(|| {
+            WriteRefused::QueueFull("too many writes waiting; retry later".into())
+        })?;
         self.pending_writes.store(q.len(), Ordering::Release);
         drop(q);
         // A run held in wait() applies the write at once.

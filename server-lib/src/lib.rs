@@ -42,7 +42,9 @@ mod steer;
 pub mod value;
 pub mod wire;
 
-pub use dict::{CallbackId, DictGuard, IDict, IDictBuilder, IDictOptions, UpdateError, UpdateEvent, Writable};
+pub use dict::{
+    CallbackId, DictGuard, IDict, IDictBuilder, IDictOptions, UpdateError, UpdateEvent, Writable,
+};
 pub use history::{Sample, Series};
 pub use model::{AppliedWrite, KeyInfo, Level, LogMessage, Role, RunState, Status, WritableInfo};
 pub use server::{Bind, ServeError, ServeOptions, Server, Tokens, random_token, serve};

@@ -157,7 +157,12 @@ impl Published {
             for r in self.records.range(start..) {
                 touched.extend(r.changed.iter().filter(|k| k.starts_with(prefix)).cloned());
                 touched.extend(r.removed.iter().filter(|k| k.starts_with(prefix)).cloned());
-                d.applied.extend(r.applied.iter().filter(|a| a.key.starts_with(prefix)).cloned());
+                d.applied.extend(
+                    r.applied
+                        .iter()
+                        .filter(|a| a.key.starts_with(prefix))
+                        .cloned(),
+                );
             }
             touched.sort_unstable();
             touched.dedup();

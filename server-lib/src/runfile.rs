@@ -95,7 +95,13 @@ pub fn write_run_file(dir: &Path, run: &RunFile) -> Result<PathBuf, RunFileError
     let safe: String = run
         .name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     let path = dir.join(format!("{safe}-{}.json", run.pid));
@@ -200,7 +206,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let me = std::process::id();
         let path = write_run_file(dir.path(), &run("heat/2d", me)).unwrap();
-        assert_eq!(path.file_name().unwrap(), format!("heat_2d-{me}.json").as_str());
+        assert_eq!(
+            path.file_name().unwrap(),
+            format!("heat_2d-{me}.json").as_str()
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -222,6 +231,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write_run_file(dir.path(), &run("x", std::process::id())).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(read_run_file(&path), Err(RunFileError::Insecure { .. })));
+        assert!(matches!(
+            read_run_file(&path),
+            Err(RunFileError::Insecure { .. })
+        ));
     }
 }

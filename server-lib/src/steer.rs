@@ -76,10 +76,14 @@ impl WritableSpec {
                 return Err(Rejected(format!("{key} = NaN is not within its bounds")));
             }
             if let Some(min) = self.min.filter(|&m| x < m) {
-                return Err(Rejected(format!("{key} = {value} is below the minimum {min}")));
+                return Err(Rejected(format!(
+                    "{key} = {value} is below the minimum {min}"
+                )));
             }
             if let Some(max) = self.max.filter(|&m| x > m) {
-                return Err(Rejected(format!("{key} = {value} is above the maximum {max}")));
+                return Err(Rejected(format!(
+                    "{key} = {value} is above the maximum {max}"
+                )));
             }
         }
         if let Some(validate) = &self.validator {
@@ -163,7 +167,10 @@ mod tests {
         assert_eq!(s.check("dt", Value::Float(0.2)), Ok(Value::Float(0.2)));
         assert_eq!(s.check("dt", Value::Int(0)), Ok(Value::Float(0.0)));
         let e = s.check("dt", Value::Float(0.5)).unwrap_err().0;
-        assert!(e.contains("dt") && e.contains("above the maximum 0.25"), "{e}");
+        assert!(
+            e.contains("dt") && e.contains("above the maximum 0.25"),
+            "{e}"
+        );
         let e = s.check("dt", Value::Float(-1.0)).unwrap_err().0;
         assert!(e.contains("below the minimum 0"), "{e}");
         let e = s.check("dt", Value::from("fast")).unwrap_err().0;

@@ -131,10 +131,11 @@ impl NdArray {
 
     /// All elements converted to `f64` (a copy), row-major.
     pub fn to_f64_vec(&self) -> Vec<f64> {
-        if self.dtype == DType::F64 && cfg!(target_endian = "little") {
-            if let Ok(s) = bytemuck::try_cast_slice::<u8, f64>(&self.data) {
-                return s.to_vec();
-            }
+        if self.dtype == DType::F64
+            && cfg!(target_endian = "little")
+            && let Ok(s) = bytemuck::try_cast_slice::<u8, f64>(&self.data)
+        {
+            return s.to_vec();
         }
         (0..self.len()).filter_map(|i| self.get_f64(i)).collect()
     }
@@ -210,7 +211,12 @@ macro_rules! element {
                 if cfg!(target_endian = "little") {
                     Bytes::copy_from_slice(bytemuck::cast_slice(values))
                 } else {
-                    Bytes::from(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())
+                    Bytes::from(
+                        values
+                            .iter()
+                            .flat_map(|v| v.to_le_bytes())
+                            .collect::<Vec<u8>>(),
+                    )
                 }
             }
         }
@@ -426,7 +432,11 @@ impl fmt::Display for Value {
             Value::Array(a) => {
                 write!(f, "{}{:?}", a.dtype(), a.shape())?;
                 if let Some(s) = a.stats() {
-                    write!(f, " min {:.6e} max {:.6e} mean {:.6e}", s.min, s.max, s.mean)?;
+                    write!(
+                        f,
+                        " min {:.6e} max {:.6e} mean {:.6e}",
+                        s.min, s.max, s.mean
+                    )?;
                 }
                 Ok(())
             }
@@ -626,7 +636,11 @@ mod tests {
         let Value::Array(a) = Value::from(v) else {
             panic!("not an array")
         };
-        assert_eq!(a.bytes().as_ptr(), ptr, "the Vec's memory is shared, not copied");
+        assert_eq!(
+            a.bytes().as_ptr(),
+            ptr,
+            "the Vec's memory is shared, not copied"
+        );
         assert_eq!(a.shape(), &[3]);
         assert_eq!(a.to_f64_vec(), vec![1.0, 2.0, 3.0]);
         let b = a.clone();
@@ -636,7 +650,14 @@ mod tests {
     #[test]
     fn byte_length_must_match_shape_and_dtype() {
         let err = NdArray::from_bytes(DType::F64, vec![2, 2], Bytes::from(vec![0u8; 24]));
-        assert!(matches!(err, Err(ArrayError::LengthMismatch { expected: 32, actual: 24, .. })));
+        assert!(matches!(
+            err,
+            Err(ArrayError::LengthMismatch {
+                expected: 32,
+                actual: 24,
+                ..
+            })
+        ));
         let err = NdArray::from_bytes(DType::F64, vec![usize::MAX, 2], Bytes::new());
         assert!(matches!(err, Err(ArrayError::ShapeOverflow { .. })));
         assert!(NdArray::from_bytes(DType::U8, vec![0, 5], Bytes::new()).is_ok());
@@ -676,6 +697,9 @@ mod tests {
         let v = Value::from(&a);
         let arr = v.as_array().unwrap();
         assert_eq!(arr.shape(), &[2, 2]);
-        assert_eq!(arr.to_ndarray_f64().into_raw_vec_and_offset().0, vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(
+            arr.to_ndarray_f64().into_raw_vec_and_offset().0,
+            vec![1.0, 2.0, 3.0, 4.0]
+        );
     }
 }

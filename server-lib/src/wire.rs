@@ -5,7 +5,9 @@
 //! are shared between `Value` and the message.
 
 use crate::history::Series;
-use crate::model::{AppliedWrite, KeyInfo, Level, LogMessage, Role, RunState, Status, WritableInfo};
+use crate::model::{
+    AppliedWrite, KeyInfo, Level, LogMessage, Role, RunState, Status, WritableInfo,
+};
 use crate::value::{ArrayError, DType, NdArray, Value, ValueKind};
 use idict_proto::v1 as pb;
 use std::collections::BTreeMap;
@@ -361,15 +363,26 @@ mod tests {
         let arr = Value::array(vec![1.5f64, -2.0, f64::NAN, f64::INFINITY], vec![2, 2]).unwrap();
         let mut m = BTreeMap::new();
         m.insert("a".to_string(), arr.clone());
-        m.insert("b".to_string(), Value::List(vec![Value::Null, Value::Int(-7), "s".into()]));
+        m.insert(
+            "b".to_string(),
+            Value::List(vec![Value::Null, Value::Int(-7), "s".into()]),
+        );
         let v = Value::Map(m);
         let back = value_from_proto(value_to_proto(&v)).unwrap();
         // NaN != NaN, so compare the bytes of the array.
         let Value::Map(bm) = &back else { panic!() };
-        assert_eq!(bm["a"].as_array().unwrap().bytes(), arr.as_array().unwrap().bytes());
-        assert_eq!(bm["b"], Value::List(vec![Value::Null, Value::Int(-7), "s".into()]));
+        assert_eq!(
+            bm["a"].as_array().unwrap().bytes(),
+            arr.as_array().unwrap().bytes()
+        );
+        assert_eq!(
+            bm["b"],
+            Value::List(vec![Value::Null, Value::Int(-7), "s".into()])
+        );
         let p = value_to_proto(&arr);
-        let Some(pb::value::Kind::ArrayValue(a)) = p.kind else { panic!() };
+        let Some(pb::value::Kind::ArrayValue(a)) = p.kind else {
+            panic!()
+        };
         assert_eq!(a.data.as_ptr(), arr.as_array().unwrap().bytes().as_ptr());
     }
 
@@ -396,10 +409,15 @@ mod tests {
         };
         for _ in 0..100 {
             deep = pb::Value {
-                kind: Some(pb::value::Kind::ListValue(pb::ListValue { items: vec![deep] })),
+                kind: Some(pb::value::Kind::ListValue(pb::ListValue {
+                    items: vec![deep],
+                })),
             };
         }
         assert_eq!(value_from_proto(deep), Err(WireError::TooDeep));
-        assert_eq!(value_from_proto(pb::Value { kind: None }), Err(WireError::MissingValue));
+        assert_eq!(
+            value_from_proto(pb::Value { kind: None }),
+            Err(WireError::MissingValue)
+        );
     }
 }

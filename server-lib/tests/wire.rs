@@ -42,7 +42,11 @@ async fn snapshot_first_then_deltas_with_only_changed_and_removed_keys() {
     assert_eq!(delta.version, 2);
     assert_eq!(delta.changed, vec![("b".to_string(), Value::Float(3.5))]);
     assert_eq!(delta.removed, vec!["c".to_string()]);
-    let b = delta.samples.iter().find(|(k, _)| k == "b").expect("samples of b");
+    let b = delta
+        .samples
+        .iter()
+        .find(|(k, _)| k == "b")
+        .expect("samples of b");
     assert_eq!(b.1.values, vec![3.5]);
 
     let snap = client.snapshot("").await.unwrap();
@@ -79,9 +83,16 @@ async fn a_slow_watcher_gets_the_newest_state_coalesced_and_every_sample() {
             last_value = Some(v.clone());
         }
     }
-    assert_eq!(seen, (1..=5000).collect::<Vec<u64>>(), "every sample, in order, once");
+    assert_eq!(
+        seen,
+        (1..=5000).collect::<Vec<u64>>(),
+        "every sample, in order, once"
+    );
     assert_eq!(last_value, Some(Value::Int(5000)));
-    assert!(messages < 5000, "updates were coalesced ({messages} messages)");
+    assert!(
+        messages < 5000,
+        "updates were coalesced ({messages} messages)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,9 +128,16 @@ async fn pause_stops_the_version_step_advances_exactly_and_resume_continues() {
     assert!(info.status.held);
 
     client.step(3).await.unwrap();
-    eventually("three steps", || idict.version() == held_at + 3 && idict.status().held).await;
+    eventually("three steps", || {
+        idict.version() == held_at + 3 && idict.status().held
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(idict.version(), held_at + 3, "step(3) advances exactly three");
+    assert_eq!(
+        idict.version(),
+        held_at + 3,
+        "step(3) advances exactly three"
+    );
     assert_eq!(client.info().await.unwrap().status.state, RunState::Paused);
 
     client.resume().await.unwrap();
@@ -155,7 +173,10 @@ async fn terminate_wakes_a_paused_run_and_watchers_get_the_final_update_then_the
     assert_eq!(idict.version(), 0, "start_paused holds the first wait()");
 
     let s = client.terminate().await.unwrap();
-    assert!(matches!(s.state, RunState::Terminating | RunState::Finished));
+    assert!(matches!(
+        s.state,
+        RunState::Terminating | RunState::Finished
+    ));
     let final_version = looper.join().unwrap();
     let mut last = None;
     while let Some(u) = w.next().await {
@@ -168,10 +189,16 @@ async fn terminate_wakes_a_paused_run_and_watchers_get_the_final_update_then_the
     assert_eq!(value_of(&last, "done"), Some(&Value::Bool(true)));
     // Finished: further updates are refused, the state stays readable.
     assert!(idict.notify_update().is_err());
-    assert_eq!(client.snapshot("").await.unwrap().values["done"], Value::Bool(true));
+    assert_eq!(
+        client.snapshot("").await.unwrap().values["done"],
+        Value::Bool(true)
+    );
     // Terminate stays idempotent; pause is refused on a finished run.
     assert!(client.terminate().await.is_ok());
-    assert!(matches!(client.pause().await, Err(ClientError::FailedPrecondition(_))));
+    assert!(matches!(
+        client.pause().await,
+        Err(ClientError::FailedPrecondition(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,15 +214,27 @@ async fn steering_writes_are_checked_then_applied_at_the_next_wait_with_their_or
     assert_eq!(value_of(&first, "dt"), Some(&Value::Float(0.01)));
 
     let e = client.set("residual", 0.0).await.unwrap_err();
-    assert!(matches!(&e, ClientError::PermissionDenied(m) if m.contains("residual") && m.contains("dt")), "{e}");
+    assert!(
+        matches!(&e, ClientError::PermissionDenied(m) if m.contains("residual") && m.contains("dt")),
+        "{e}"
+    );
     let e = client.set("nope", 0.0).await.unwrap_err();
     assert!(matches!(e, ClientError::PermissionDenied(_)));
     let e = client.set("dt", "fast").await.unwrap_err();
-    assert!(matches!(&e, ClientError::InvalidArgument(m) if m.contains("dt expects float")), "{e}");
+    assert!(
+        matches!(&e, ClientError::InvalidArgument(m) if m.contains("dt expects float")),
+        "{e}"
+    );
     let e = client.set("dt", 0.5).await.unwrap_err();
-    assert!(matches!(&e, ClientError::InvalidArgument(m) if m.contains("above the maximum 0.25")), "{e}");
+    assert!(
+        matches!(&e, ClientError::InvalidArgument(m) if m.contains("above the maximum 0.25")),
+        "{e}"
+    );
     let observer = run.observer().await;
-    assert!(matches!(observer.set("dt", 0.1).await, Err(ClientError::PermissionDenied(_))));
+    assert!(matches!(
+        observer.set("dt", 0.1).await,
+        Err(ClientError::PermissionDenied(_))
+    ));
 
     let receipt = client.set("dt", 0.125).await.unwrap();
     // Not applied until the computation's safe point.
@@ -208,21 +247,38 @@ async fn steering_writes_are_checked_then_applied_at_the_next_wait_with_their_or
     assert_eq!(value_of(&u, "dt"), Some(&Value::Float(0.125)));
     assert_eq!(u.applied.len(), 1);
     let a = &u.applied[0];
-    assert_eq!((a.write_id, a.key.as_str(), a.version), (receipt.write_id, "dt", v));
-    assert!(a.origin.contains("test-client") && a.origin.contains("127.0.0.1"), "{}", a.origin);
+    assert_eq!(
+        (a.write_id, a.key.as_str(), a.version),
+        (receipt.write_id, "dt", v)
+    );
+    assert!(
+        a.origin.contains("test-client") && a.origin.contains("127.0.0.1"),
+        "{}",
+        a.origin
+    );
 
     // sync() applies too, in arrival order.
     client.set("dt", 0.2).await.unwrap();
     client.set("dt", 0.0).await.unwrap();
     let applied = idict.sync();
-    assert_eq!(applied.iter().map(|a| a.value.clone()).collect::<Vec<_>>(), [Value::Float(0.2), Value::Float(0.0)]);
+    assert_eq!(
+        applied.iter().map(|a| a.value.clone()).collect::<Vec<_>>(),
+        [Value::Float(0.2), Value::Float(0.0)]
+    );
     assert_eq!(idict.lock().get("dt"), Some(&Value::Float(0.0)));
 
     let info = client.info().await.unwrap();
     let dt = info.keys.iter().find(|k| k.name == "dt").unwrap();
     let spec = dt.writable.as_ref().expect("dt is writable");
     assert_eq!((spec.min, spec.max), (Some(0.0), Some(0.25)));
-    assert!(info.keys.iter().find(|k| k.name == "residual").unwrap().writable.is_none());
+    assert!(
+        info.keys
+            .iter()
+            .find(|k| k.name == "residual")
+            .unwrap()
+            .writable
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,18 +286,39 @@ async fn tokens_and_roles_are_enforced() {
     let idict = IDict::new("auth");
     let run = serve(&idict);
     let none = run.client_with(None).await;
-    assert!(matches!(none.info().await, Err(ClientError::Unauthenticated(_))));
+    assert!(matches!(
+        none.info().await,
+        Err(ClientError::Unauthenticated(_))
+    ));
     let wrong = run.client_with(Some("not-the-token")).await;
-    assert!(matches!(wrong.snapshot("").await, Err(ClientError::Unauthenticated(_))));
-    assert!(matches!(wrong.watch(WatchOptions::default()).await, Err(ClientError::Unauthenticated(_))));
+    assert!(matches!(
+        wrong.snapshot("").await,
+        Err(ClientError::Unauthenticated(_))
+    ));
+    assert!(matches!(
+        wrong.watch(WatchOptions::default()).await,
+        Err(ClientError::Unauthenticated(_))
+    ));
     let observer = run.observer().await;
     assert!(observer.info().await.is_ok());
-    assert_eq!(observer.info().await.unwrap().role, Some(idict::Role::Observer));
-    assert!(matches!(observer.pause().await, Err(ClientError::PermissionDenied(_))));
-    assert!(matches!(observer.terminate().await, Err(ClientError::PermissionDenied(_))));
+    assert_eq!(
+        observer.info().await.unwrap().role,
+        Some(idict::Role::Observer)
+    );
+    assert!(matches!(
+        observer.pause().await,
+        Err(ClientError::PermissionDenied(_))
+    ));
+    assert!(matches!(
+        observer.terminate().await,
+        Err(ClientError::PermissionDenied(_))
+    ));
     assert!(!idict.terminated());
     let controller = run.controller().await;
-    assert_eq!(controller.info().await.unwrap().role, Some(idict::Role::Controller));
+    assert_eq!(
+        controller.info().await.unwrap().role,
+        Some(idict::Role::Controller)
+    );
     assert!(controller.pause().await.is_ok());
 }
 
@@ -271,17 +348,27 @@ async fn a_panicking_computation_is_seen_as_failed_with_its_message() {
     let last = last.unwrap();
     assert!(last.last);
     assert_eq!(last.status.state, RunState::Failed);
-    assert!(last.status.message.contains("solver diverged at step 10"), "{}", last.status.message);
+    assert!(
+        last.status.message.contains("solver diverged at step 10"),
+        "{}",
+        last.status.message
+    );
     let info = client.info().await.unwrap();
     assert_eq!(info.status.state, RunState::Failed);
-    assert_eq!(client.snapshot("").await.unwrap().values["i"], Value::Int(9), "state stays readable");
+    assert_eq!(
+        client.snapshot("").await.unwrap().values["i"],
+        Value::Int(9),
+        "state stays readable"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_mib_array_arrives_whole_and_bit_exact() {
     let idict = IDict::new("big");
     let n = 8 << 20; // 8 Mi f64 = 64 MiB
-    let data: Vec<f64> = (0..n).map(|i| (i as f64).sin() * 1e300 + i as f64).collect();
+    let data: Vec<f64> = (0..n)
+        .map(|i| (i as f64).sin() * 1e300 + i as f64)
+        .collect();
     let expected = data.clone();
     idict.lock().insert("u", data);
     idict.notify_update().unwrap();
@@ -289,11 +376,17 @@ async fn a_64_mib_array_arrives_whole_and_bit_exact() {
     let client = run.observer().await;
     let mut w = client.watch(WatchOptions::default()).await.unwrap();
     let first = next(&mut w).await;
-    let a = value_of(&first, "u").and_then(Value::as_array).expect("array u");
+    let a = value_of(&first, "u")
+        .and_then(Value::as_array)
+        .expect("array u");
     assert_eq!(a.shape(), &[n]);
     assert_eq!(a.bytes().len(), 64 << 20);
     let got = a.to_f64_vec();
-    assert!(got.iter().zip(&expected).all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert!(
+        got.iter()
+            .zip(&expected)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,14 +449,19 @@ async fn a_client_killed_mid_stream_leaves_the_server_and_the_run_unharmed() {
     // A client on a runtime of its own, dropped mid-stream: its sockets are
     // torn down without a clean close.
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let target = idict::client::Target {
                 address,
                 token: Some(token),
                 run: None,
             };
-            let c = idict::client::Client::connect_target(target, Default::default()).await.unwrap();
+            let c = idict::client::Client::connect_target(target, Default::default())
+                .await
+                .unwrap();
             let mut w = c.watch(WatchOptions::default()).await.unwrap();
             for _ in 0..5 {
                 next(&mut w).await;
@@ -373,7 +471,10 @@ async fn a_client_killed_mid_stream_leaves_the_server_and_the_run_unharmed() {
     })
     .join()
     .unwrap();
-    eventually("the killed watcher to be gone", || run.server.watchers() == 0).await;
+    eventually("the killed watcher to be gone", || {
+        run.server.watchers() == 0
+    })
+    .await;
     let before = idict.version();
     eventually("the run to go on", || idict.version() > before + 100).await;
     let client = run.observer().await;
@@ -387,7 +488,9 @@ async fn a_client_killed_mid_stream_leaves_the_server_and_the_run_unharmed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_joiner_gets_the_whole_thinned_history_of_a_million_updates() {
     let budget = 64 * 1024;
-    let idict = IDict::builder("history").history_budget_bytes(budget).build();
+    let idict = IDict::builder("history")
+        .history_budget_bytes(budget)
+        .build();
     for i in 1..=1_000_000i64 {
         idict.lock().insert("loss", 1.0 / i as f64);
         idict.notify_update().unwrap();
@@ -396,10 +499,17 @@ async fn a_late_joiner_gets_the_whole_thinned_history_of_a_million_updates() {
     let client = run.observer().await;
     let h = client.history(&["loss"], 0).await.unwrap();
     let s = &h["loss"];
-    assert!(s.len() * idict::history::SAMPLE_BYTES <= budget, "{} samples", s.len());
+    assert!(
+        s.len() * idict::history::SAMPLE_BYTES <= budget,
+        "{} samples",
+        s.len()
+    );
     assert!(s.len() > 1000);
     assert_eq!((s.versions[0], s.values[0]), (1, 1.0));
-    assert_eq!((*s.versions.last().unwrap(), *s.values.last().unwrap()), (1_000_000, 1e-6));
+    assert_eq!(
+        (*s.versions.last().unwrap(), *s.values.last().unwrap()),
+        (1_000_000, 1e-6)
+    );
 
     // The same curve comes atomically with the first state of a watch.
     let mut w = client
@@ -413,7 +523,10 @@ async fn a_late_joiner_gets_the_whole_thinned_history_of_a_million_updates() {
     let (_, ws) = first.samples.iter().find(|(k, _)| k == "loss").unwrap();
     assert_eq!(ws, s);
 
-    assert!(matches!(client.history(&["nope"], 0).await, Err(ClientError::NotFound(_))));
+    assert!(matches!(
+        client.history(&["nope"], 0).await,
+        Err(ClientError::NotFound(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -424,11 +537,21 @@ async fn messages_reach_watchers_and_late_joiners() {
     let client = run.observer().await;
     let mut w = client.watch(WatchOptions::default()).await.unwrap();
     let first = next(&mut w).await;
-    assert_eq!(first.messages.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["starting"]);
+    assert_eq!(
+        first
+            .messages
+            .iter()
+            .map(|m| m.text.as_str())
+            .collect::<Vec<_>>(),
+        ["starting"]
+    );
     idict.message(Level::Warn, "residual grew");
     let u = next(&mut w).await;
     assert_eq!(u.messages.len(), 1);
-    assert_eq!((u.messages[0].level, u.messages[0].text.as_str()), (Level::Warn, "residual grew"));
+    assert_eq!(
+        (u.messages[0].level, u.messages[0].text.as_str()),
+        (Level::Warn, "residual grew")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,14 +594,22 @@ async fn runs_are_found_by_run_file_and_the_run_file_is_removed_on_close() {
     let rf = idict::runfile::read_run_file(&path).unwrap();
     assert_eq!(rf.name, "findme");
     assert_eq!(rf.pid, std::process::id());
-    let client = idict::client::Client::connect(path.to_str().unwrap()).await.unwrap();
+    let client = idict::client::Client::connect(path.to_str().unwrap())
+        .await
+        .unwrap();
     assert_eq!(client.info().await.unwrap().name, "findme");
     let found = idict::runfile::list_runs_in(run.runs_dir.path()).unwrap();
     assert_eq!(found.len(), 1);
-    let common::Run { server, runs_dir, .. } = run;
+    let common::Run {
+        server, runs_dir, ..
+    } = run;
     server.close();
     assert!(!path.exists());
-    assert!(idict::runfile::list_runs_in(runs_dir.path()).unwrap().is_empty());
+    assert!(
+        idict::runfile::list_runs_in(runs_dir.path())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,7 +631,9 @@ async fn unix_domain_sockets_work() {
         token: Some(server.tokens().observer.clone()),
         run: None,
     };
-    let c = idict::client::Client::connect_target(target, Default::default()).await.unwrap();
+    let c = idict::client::Client::connect_target(target, Default::default())
+        .await
+        .unwrap();
     assert_eq!(c.snapshot("").await.unwrap().values["x"], Value::Int(1));
     drop(server);
     assert!(!sock.exists());
@@ -516,7 +649,9 @@ async fn health_is_served_and_guarded_by_the_token() {
         .await
         .unwrap();
     let token: tonic::metadata::MetadataValue<_> =
-        format!("Bearer {}", run.server.tokens().observer).parse().unwrap();
+        format!("Bearer {}", run.server.tokens().observer)
+            .parse()
+            .unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::with_interceptor(
         channel,
         move |mut r: tonic::Request<()>| {
@@ -531,5 +666,48 @@ async fn health_is_served_and_guarded_by_the_token() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(r.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        r.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_v1alpha_lists_the_inspector_service() {
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let idict = IDict::new("reflect");
+    let run = serve(&idict);
+    let channel = tonic::transport::Endpoint::from_shared(run.server.address().to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let token: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {}", run.server.tokens().observer)
+            .parse()
+            .unwrap();
+    let mut refl =
+        ServerReflectionClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", token.clone());
+            Ok(r)
+        });
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = refl
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("not a list of services");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"idict.v1.Inspector"), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
 }

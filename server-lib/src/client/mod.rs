@@ -60,7 +60,9 @@ impl From<tonic::Status> for ClientError {
             Code::InvalidArgument => ClientError::InvalidArgument(message),
             Code::FailedPrecondition => ClientError::FailedPrecondition(message),
             Code::ResourceExhausted => ClientError::ResourceExhausted(message),
-            Code::Unavailable | Code::Cancelled | Code::Aborted => ClientError::Disconnected(message),
+            Code::Unavailable | Code::Cancelled | Code::Aborted => {
+                ClientError::Disconnected(message)
+            }
             code => ClientError::Rpc { code, message },
         }
     }
@@ -194,7 +196,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("address", &self.target.address).finish()
+        f.debug_struct("Client")
+            .field("address", &self.target.address)
+            .finish()
     }
 }
 
@@ -213,7 +217,10 @@ impl Client {
     }
 
     /// Connects to a resolved target.
-    pub async fn connect_target(target: Target, opts: ConnectOptions) -> Result<Client, ClientError> {
+    pub async fn connect_target(
+        target: Target,
+        opts: ConnectOptions,
+    ) -> Result<Client, ClientError> {
         let endpoint = Endpoint::from_shared(target.address.clone())
             .map_err(|_| ClientError::BadAddress(target.address.clone()))?
             .connect_timeout(opts.connect_timeout)
@@ -222,15 +229,22 @@ impl Client {
             .initial_connection_window_size(Some(16 << 20))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        let channel = endpoint.connect().await.map_err(|e| ClientError::Unreachable {
-            address: target.address.clone(),
-            message: error_chain(&e),
-        })?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                address: target.address.clone(),
+                message: error_chain(&e),
+            })?;
         let token = match &target.token {
             Some(t) => Some(
                 format!("Bearer {t}")
                     .parse::<MetadataValue<Ascii>>()
-                    .map_err(|_| ClientError::Unauthenticated("the token has characters a header cannot carry".into()))?,
+                    .map_err(|_| {
+                        ClientError::Unauthenticated(
+                            "the token has characters a header cannot carry".into(),
+                        )
+                    })?,
             ),
             None => None,
         };
@@ -254,7 +268,12 @@ impl Client {
     }
 
     pub async fn info(&self) -> Result<RunInfo, ClientError> {
-        let r = self.rpc.clone().get_info(pb::GetInfoRequest {}).await?.into_inner();
+        let r = self
+            .rpc
+            .clone()
+            .get_info(pb::GetInfoRequest {})
+            .await?
+            .into_inner();
         let stats = r.stats.unwrap_or_default();
         Ok(RunInfo {
             name: r.name,
@@ -301,7 +320,8 @@ impl Client {
     pub async fn watch(
         &self,
         opts: WatchOptions,
-    ) -> Result<impl Stream<Item = Result<Update, ClientError>> + Send + Unpin + 'static, ClientError> {
+    ) -> Result<impl Stream<Item = Result<Update, ClientError>> + Send + Unpin + 'static, ClientError>
+    {
         let stream = self
             .rpc
             .clone()
@@ -317,7 +337,11 @@ impl Client {
 
     /// The recorded samples of `keys` (all scalar keys if empty) after
     /// version `since`.
-    pub async fn history(&self, keys: &[&str], since: u64) -> Result<BTreeMap<String, Series>, ClientError> {
+    pub async fn history(
+        &self,
+        keys: &[&str],
+        since: u64,
+    ) -> Result<BTreeMap<String, Series>, ClientError> {
         let mut stream = self
             .rpc
             .clone()
@@ -365,7 +389,11 @@ impl Client {
     }
 
     /// Asks the run to set a writable key; applied at its next safe point.
-    pub async fn set(&self, key: &str, value: impl Into<Value>) -> Result<WriteReceipt, ClientError> {
+    pub async fn set(
+        &self,
+        key: &str,
+        value: impl Into<Value>,
+    ) -> Result<WriteReceipt, ClientError> {
         let r = self
             .rpc
             .clone()
@@ -420,7 +448,11 @@ fn update_from_proto(m: pb::WatchUpdate) -> Result<Update, ClientError> {
             .map(wire::series_from_proto)
             .collect::<Result<_, _>>()?,
         status: wire::status_from_proto(m.status)?,
-        messages: m.messages.into_iter().map(wire::message_from_proto).collect(),
+        messages: m
+            .messages
+            .into_iter()
+            .map(wire::message_from_proto)
+            .collect(),
         applied: m
             .applied
             .into_iter()
@@ -445,10 +477,7 @@ fn join_chunks(
             let m = match s.message().await {
                 Ok(Some(m)) => m,
                 Ok(None) => {
-                    return match acc {
-                        Some(u) => Some((Ok(u), (s, true))),
-                        None => None,
-                    };
+                    return acc.map(|u| (Ok(u), (s, true)));
                 }
                 Err(e) => return Some((Err(ClientError::from(e)), (s, true))),
             };

@@ -32,7 +32,9 @@ fn looks_like_address(s: &str) -> bool {
         return true;
     }
     match s.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()),
+        Some((host, port)) => {
+            !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+        }
         None => false,
     }
 }
@@ -108,14 +110,15 @@ fn resolve_without_env(run: &str, env_addr: Option<&str>) -> Result<Target, Clie
     }
     let path = Path::new(run);
     if run.ends_with(".json") || (path.components().count() > 1 && path.exists()) {
-        let rf = runfile::read_run_file(path).map_err(|e| ClientError::RunNotFound(e.to_string()))?;
+        let rf =
+            runfile::read_run_file(path).map_err(|e| ClientError::RunNotFound(e.to_string()))?;
         return Ok(from_run(rf));
     }
     let all = runs()?;
-    if let Ok(pid) = run.parse::<u32>() {
-        if let Some(r) = all.iter().find(|r| r.run.pid == pid) {
-            return Ok(from_run(r.run.clone()));
-        }
+    if let Ok(pid) = run.parse::<u32>()
+        && let Some(r) = all.iter().find(|r| r.run.pid == pid)
+    {
+        return Ok(from_run(r.run.clone()));
     }
     let mut named: Vec<_> = all.iter().filter(|r| r.run.name == run).cloned().collect();
     match named.len() {

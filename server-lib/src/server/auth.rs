@@ -68,7 +68,9 @@ impl tonic::service::Interceptor for Auth {
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("malformed authorization: expected 'Bearer <token>'"))?;
+            .ok_or_else(|| {
+                Status::unauthenticated("malformed authorization: expected 'Bearer <token>'")
+            })?;
         let role = self
             .tokens
             .role_of(token.trim())

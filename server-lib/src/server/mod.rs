@@ -312,9 +312,12 @@ impl ServerTask {
         .max_decoding_message_size(opts.max_request_bytes)
         .max_encoding_message_size(opts.max_response_bytes);
         let (health, health_svc) = tonic_health::server::health_reporter();
-        health.set_serving::<InspectorServer<InspectorService>>().await;
+        health
+            .set_serving::<InspectorServer<InspectorService>>()
+            .await;
         let reflection = |b: tonic_reflection::server::Builder<'static>| {
             b.register_encoded_file_descriptor_set(idict_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
         let refl_v1 = match reflection(tonic_reflection::server::Builder::configure()).build_v1() {
             Ok(s) => s,
@@ -323,13 +326,14 @@ impl ServerTask {
                 return;
             }
         };
-        let refl_v1alpha = match reflection(tonic_reflection::server::Builder::configure()).build_v1alpha() {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = ready.send(Err(ServeError::Reflection(e.to_string())));
-                return;
-            }
-        };
+        let refl_v1alpha =
+            match reflection(tonic_reflection::server::Builder::configure()).build_v1alpha() {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready.send(Err(ServeError::Reflection(e.to_string())));
+                    return;
+                }
+            };
         let router = tonic::transport::Server::builder()
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(16 << 20))

@@ -110,7 +110,11 @@ fn origin<T>(req: &Request<T>, client_name: &str) -> String {
     let peer = req
         .remote_addr()
         .map_or_else(|| "local socket".to_string(), |a| a.to_string());
-    let name: String = client_name.chars().filter(|c| !c.is_control()).take(128).collect();
+    let name: String = client_name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(128)
+        .collect();
     if name.is_empty() {
         format!("client at {peer}")
     } else {
@@ -120,7 +124,10 @@ fn origin<T>(req: &Request<T>, client_name: &str) -> String {
 
 #[tonic::async_trait]
 impl Inspector for InspectorService {
-    async fn get_info(&self, req: Request<pb::GetInfoRequest>) -> Result<Response<pb::RunInfo>, Status> {
+    async fn get_info(
+        &self,
+        req: Request<pb::GetInfoRequest>,
+    ) -> Result<Response<pb::RunInfo>, Status> {
         let role = role(&req)?;
         let status = self.inner.status();
         let version = self.inner.published.read().version;
@@ -145,7 +152,10 @@ impl Inspector for InspectorService {
         }))
     }
 
-    async fn get_snapshot(&self, req: Request<pb::GetSnapshotRequest>) -> Result<Response<pb::Snapshot>, Status> {
+    async fn get_snapshot(
+        &self,
+        req: Request<pb::GetSnapshotRequest>,
+    ) -> Result<Response<pb::Snapshot>, Status> {
         role(&req)?;
         let prefix = req.into_inner().prefix;
         let status = self.inner.status();
@@ -167,7 +177,10 @@ impl Inspector for InspectorService {
 
     type WatchStream = BoxStream<pb::WatchUpdate>;
 
-    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         role(&req)?;
         let watcher = Watcher::new(self.inner.clone(), self.shared.clone(), req.into_inner());
         let stream = futures::stream::unfold(watcher, |mut w| async move {
@@ -179,7 +192,10 @@ impl Inspector for InspectorService {
 
     type GetHistoryStream = BoxStream<pb::HistoryChunk>;
 
-    async fn get_history(&self, req: Request<pb::GetHistoryRequest>) -> Result<Response<Self::GetHistoryStream>, Status> {
+    async fn get_history(
+        &self,
+        req: Request<pb::GetHistoryRequest>,
+    ) -> Result<Response<Self::GetHistoryStream>, Status> {
         role(&req)?;
         let req = req.into_inner();
         let series: Vec<_> = {
@@ -228,7 +244,10 @@ impl Inspector for InspectorService {
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
-    async fn control(&self, req: Request<pb::ControlRequest>) -> Result<Response<pb::ControlReply>, Status> {
+    async fn control(
+        &self,
+        req: Request<pb::ControlRequest>,
+    ) -> Result<Response<pb::ControlReply>, Status> {
         require_controller(&req, "Control")?;
         let r = req.into_inner();
         let action = match pb::Action::try_from(r.action) {
@@ -264,18 +283,19 @@ impl Inspector for InspectorService {
             .value
             .ok_or_else(|| Status::invalid_argument(format!("no value given for '{}'", r.key)))
             .and_then(|v| {
-                wire::value_from_proto(v)
-                    .map_err(|e| Status::invalid_argument(format!("bad value for '{}': {e}", r.key)))
+                wire::value_from_proto(v).map_err(|e| {
+                    Status::invalid_argument(format!("bad value for '{}': {e}", r.key))
+                })
             })?;
-        let (write_id, position) = self
-            .inner
-            .queue_write(&r.key, value, origin)
-            .map_err(|e| match e {
-                WriteRefused::NotWritable(m) => Status::permission_denied(m),
-                WriteRefused::Invalid(m) => Status::invalid_argument(m),
-                WriteRefused::NotRunning(m) => Status::failed_precondition(m),
-                WriteRefused::QueueFull(m) => Status::resource_exhausted(m),
-            })?;
+        let (write_id, position) =
+            self.inner
+                .queue_write(&r.key, value, origin)
+                .map_err(|e| match e {
+                    WriteRefused::NotWritable(m) => Status::permission_denied(m),
+                    WriteRefused::Invalid(m) => Status::invalid_argument(m),
+                    WriteRefused::NotRunning(m) => Status::failed_precondition(m),
+                    WriteRefused::QueueFull(m) => Status::resource_exhausted(m),
+                })?;
         Ok(Response::new(pb::SetReply {
             write_id,
             queue_position: position as u64,

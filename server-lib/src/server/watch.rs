@@ -51,7 +51,12 @@ fn approx_size(v: &Value) -> usize {
         Value::Bytes(b) => b.len() + 8,
         Value::Array(a) => a.bytes().len() + 16 + 8 * a.shape().len(),
         Value::List(l) => l.iter().map(approx_size).sum::<usize>() + 8,
-        Value::Map(m) => m.iter().map(|(k, v)| k.len() + approx_size(v)).sum::<usize>() + 8,
+        Value::Map(m) => {
+            m.iter()
+                .map(|(k, v)| k.len() + approx_size(v))
+                .sum::<usize>()
+                + 8
+        }
         _ => 12,
     }
 }
@@ -127,7 +132,13 @@ impl Watcher {
             let mut messages = p.messages_after(0);
             let skip = messages.len().saturating_sub(MESSAGES_FOR_LATE_JOINERS);
             messages.drain(..skip);
-            (p.version, p.time, p.sorted_entries(&self.prefix), histories, messages)
+            (
+                p.version,
+                p.time,
+                p.sorted_entries(&self.prefix),
+                histories,
+                messages,
+            )
         };
         let budget = self.shared.options.snapshot_chunk_bytes;
         let mut chunks: Vec<pb::WatchUpdate> = Vec::new();
@@ -227,7 +238,11 @@ impl Watcher {
 
 /// Copies each key's samples in `(after, upto]`, one key at a time so the
 /// computation is never held up for long.
-fn copy_samples(series: Vec<(Arc<str>, SharedSeries)>, after: u64, upto: u64) -> Vec<pb::SampleSeries> {
+fn copy_samples(
+    series: Vec<(Arc<str>, SharedSeries)>,
+    after: u64,
+    upto: u64,
+) -> Vec<pb::SampleSeries> {
     series
         .into_iter()
         .filter_map(|(k, s)| {
