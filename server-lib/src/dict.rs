@@ -5,11 +5,12 @@
 
 use crate::history::{BoundedSeries, Sample};
 use crate::model::{AppliedWrite, Level, LogMessage, RunState, Status};
-use crate::published::{Published, Record};
+use crate::published::{PubEntry, Published, Record, SharedSeries};
 use crate::steer::{Rejected, Validator, WritableSpec, WriteQueue};
 use crate::value::Value;
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -92,7 +93,7 @@ impl UpdateEvent<'_> {
     pub fn time(&self) -> f64 {
         self.time
     }
-    /// Keys whose value changed in this version, sorted.
+    /// Keys whose value changed in this version, in the order first changed.
     pub fn changed(&self) -> impl Iterator<Item = &str> {
         self.changed.iter().map(|k| &**k)
     }
@@ -119,17 +120,23 @@ type Callback = Box<dyn FnMut(&UpdateEvent<'_>) + Send>;
 /// One key of the working map.
 #[derive(Debug, Clone)]
 struct Slot {
+    key: Arc<str>,
     value: Value,
     /// Already listed in `Working::touched` since the last notify.
     dirty: bool,
+    /// The key's history, once it has held a scalar: kept here so a notify
+    /// pushes samples without looking the key up again.
+    series: Option<SharedSeries>,
 }
 
 /// The computation's working map: changes collect here until a notify.
 #[derive(Debug, Default)]
 struct Working {
-    map: BTreeMap<Arc<str>, Slot>,
-    /// Keys inserted or removed since the last notify (may repeat).
+    map: FxHashMap<Arc<str>, Slot>,
+    /// Keys inserted or removed since the last notify.
     touched: Vec<Arc<str>>,
+    /// A key was removed since the last notify, so `touched` may repeat one.
+    removed_any: bool,
     /// Steering writes applied since the last notify.
     applied: Vec<AppliedWrite>,
 }
@@ -139,23 +146,39 @@ impl Working {
         if let Some(slot) = self.map.get_mut(key) {
             if !slot.dirty {
                 slot.dirty = true;
-                if let Some((k, _)) = self.map.get_key_value(key) {
-                    self.touched.push(k.clone());
-                }
+                self.touched.push(slot.key.clone());
             }
-            let slot = self.map.get_mut(key)?;
             return Some(std::mem::replace(&mut slot.value, value));
         }
-        let k: Arc<str> = Arc::from(key);
-        self.touched.push(k.clone());
-        self.map.insert(k, Slot { value, dirty: true });
+        let key: Arc<str> = Arc::from(key);
+        self.touched.push(key.clone());
+        let slot = Slot {
+            key: key.clone(),
+            value,
+            dirty: true,
+            series: None,
+        };
+        self.map.insert(key, slot);
         None
     }
 
     fn remove(&mut self, key: &str) -> Option<Value> {
-        let (k, slot) = self.map.remove_entry(key)?;
-        self.touched.push(k);
+        let slot = self.map.remove(key)?;
+        self.forget(slot.key, slot.dirty);
         Some(slot.value)
+    }
+
+    fn clear(&mut self) {
+        for (_, slot) in std::mem::take(&mut self.map) {
+            self.forget(slot.key, slot.dirty);
+        }
+    }
+
+    fn forget(&mut self, key: Arc<str>, listed: bool) {
+        if !listed {
+            self.touched.push(key);
+        }
+        self.removed_any = true;
     }
 }
 
@@ -258,11 +281,15 @@ impl DictGuard<'_> {
     }
     /// Keys in sorted order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.w.map.keys().map(|k| &**k)
+        let mut keys: Vec<&str> = self.w.map.keys().map(|k| &**k).collect();
+        keys.sort_unstable();
+        keys.into_iter()
     }
     /// Entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.w.map.iter().map(|(k, s)| (&**k, &s.value))
+        let mut entries: Vec<_> = self.w.map.iter().map(|(k, s)| (&**k, &s.value)).collect();
+        entries.sort_unstable_by_key(|(k, _)| *k);
+        entries.into_iter()
     }
     pub fn len(&self) -> usize {
         self.w.map.len()
@@ -272,8 +299,7 @@ impl DictGuard<'_> {
     }
     /// Removes every key.
     pub fn clear(&mut self) {
-        let Working { map, touched, .. } = &mut *self.w;
-        touched.extend(std::mem::take(map).into_keys());
+        self.w.clear();
     }
 }
 
@@ -572,65 +598,61 @@ impl Inner {
             }
         }
         let time = self.elapsed();
-        let (mut changed, mut removed, mut applied) = (Vec::new(), Vec::new(), Vec::new());
-        let mut values = Vec::new();
-        {
-            let mut w = self.data.lock();
-            let mut touched = std::mem::take(&mut w.touched);
-            if touched.len() > 1 {
-                touched.sort_unstable();
-                touched.dedup();
-            }
-            for k in touched {
-                match w.map.get_mut(&k) {
-                    Some(slot) => {
-                        slot.dirty = false;
-                        values.push(slot.value.clone());
-                        changed.push(k);
-                    }
-                    None => removed.push(k),
-                }
-            }
-            std::mem::swap(&mut applied, &mut w.applied);
+        let budget = self.options.history_budget_bytes;
+        // Lock order: data, then published. Clients only ever read `published`.
+        let mut w = self.data.lock();
+        let mut p = self.published.write();
+        p.version += 1;
+        let version = p.version;
+        p.time = time;
+        let mut touched = std::mem::take(&mut w.touched);
+        if std::mem::take(&mut w.removed_any) {
+            touched.sort_unstable();
+            touched.dedup();
         }
-        let version;
-        {
-            let mut p = self.published.write();
-            p.version += 1;
-            version = p.version;
-            p.time = time;
-            for (k, value) in changed.iter().zip(values) {
-                if let Some(x) = value.as_scalar() {
-                    let budget = self.options.history_budget_bytes;
+        let mut changed = Vec::with_capacity(touched.len());
+        let mut removed = Vec::new();
+        for k in touched {
+            let Some(slot) = w.map.get_mut(&k) else {
+                p.entries.remove(&k);
+                p.remember_removal(k.clone(), version);
+                removed.push(k);
+                continue;
+            };
+            slot.dirty = false;
+            if let Some(x) = slot.value.as_scalar() {
+                let series = slot.series.get_or_insert_with(|| {
                     p.history
                         .entry(k.clone())
                         .or_insert_with(|| Arc::new(Mutex::new(BoundedSeries::new(budget))))
-                        .lock()
-                        .push(Sample {
-                            version,
-                            time,
-                            value: x,
-                        });
-                }
-                p.tombstones.remove(k);
-                p.entries
-                    .insert(k.clone(), crate::published::PubEntry { value, version });
+                        .clone()
+                });
+                series.lock().push(Sample {
+                    version,
+                    time,
+                    value: x,
+                });
             }
-            for k in &removed {
-                p.entries.remove(k);
-                p.remember_removal(k.clone(), version);
+            if !p.tombstones.is_empty() {
+                p.tombstones.remove(&k);
             }
-            for a in &mut applied {
-                a.version = version;
-            }
-            p.push_record(Record {
-                version,
-                time,
-                changed,
-                removed,
-                applied,
-            });
+            let value = slot.value.clone();
+            p.entries.insert(k.clone(), PubEntry { value, version });
+            changed.push(k);
         }
+        let mut applied = std::mem::take(&mut w.applied);
+        drop(w);
+        for a in &mut applied {
+            a.version = version;
+        }
+        p.push_record(Record {
+            version,
+            time,
+            changed,
+            removed,
+            applied,
+        });
+        drop(p);
         if last {
             let mut g = self.gate.lock();
             g.finished = true;

@@ -8,7 +8,8 @@ use crate::history::BoundedSeries;
 use crate::model::{AppliedWrite, LogMessage};
 use crate::value::Value;
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// How many recent versions keep their list of changed keys.
@@ -42,13 +43,13 @@ pub(crate) struct Published {
     pub version: u64,
     /// Seconds since start at `version`.
     pub time: f64,
-    pub entries: HashMap<Arc<str>, PubEntry>,
+    pub entries: FxHashMap<Arc<str>, PubEntry>,
     pub records: VecDeque<Record>,
     /// Removed key → version of removal (bounded).
-    pub tombstones: HashMap<Arc<str>, u64>,
+    pub tombstones: FxHashMap<Arc<str>, u64>,
     /// Removals at or before this version may be forgotten.
     pub tombstone_floor: u64,
-    pub history: HashMap<Arc<str>, SharedSeries>,
+    pub history: FxHashMap<Arc<str>, SharedSeries>,
     pub messages: VecDeque<LogMessage>,
     pub next_message_seq: u64,
     pub message_capacity: usize,
@@ -71,11 +72,11 @@ impl Published {
         Published {
             version: 0,
             time: 0.0,
-            entries: HashMap::new(),
+            entries: FxHashMap::default(),
             records: VecDeque::new(),
-            tombstones: HashMap::new(),
+            tombstones: FxHashMap::default(),
             tombstone_floor: 0,
-            history: HashMap::new(),
+            history: FxHashMap::default(),
             messages: VecDeque::new(),
             next_message_seq: 1,
             message_capacity,

@@ -52,10 +52,9 @@ fn notify_publishes_only_changed_keys_and_samples_only_changed_scalars() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
     d.add_callback(move |e| {
-        s2.lock().unwrap().push((
-            e.version(),
-            e.changed().map(str::to_string).collect::<Vec<_>>(),
-        ));
+        let mut changed: Vec<_> = e.changed().map(str::to_string).collect();
+        changed.sort();
+        s2.lock().unwrap().push((e.version(), changed));
     });
     {
         let mut g = d.lock();
