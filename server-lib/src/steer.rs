@@ -25,6 +25,20 @@ pub struct WritableSpec {
 #[error("{0}")]
 pub struct Rejected(pub String);
 
+/// A bound as people write it: `0.25`, `1.55e-5`.
+fn short(x: f64) -> String {
+    if x == 0.0 || (1e-3..1e6).contains(&x.abs()) {
+        let s = format!("{x:.6}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        let s = format!("{x:.4e}");
+        match s.split_once('e') {
+            Some((m, e)) => format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.')),
+            None => s,
+        }
+    }
+}
+
 impl WritableSpec {
     pub(crate) fn for_initial(initial: &Value) -> Self {
         WritableSpec {
@@ -50,7 +64,7 @@ impl WritableSpec {
         if !self.description.is_empty() {
             return self.description.clone();
         }
-        match (self.min, self.max) {
+        match (self.min.map(short), self.max.map(short)) {
             (Some(a), Some(b)) => format!("{}, {a} <= x <= {b}", self.kind),
             (Some(a), None) => format!("{}, x >= {a}", self.kind),
             (None, Some(b)) => format!("{}, x <= {b}", self.kind),
@@ -77,12 +91,14 @@ impl WritableSpec {
             }
             if let Some(min) = self.min.filter(|&m| x < m) {
                 return Err(Rejected(format!(
-                    "{key} = {value} is below the minimum {min}"
+                    "{key} = {value} is below the minimum {}",
+                    short(min)
                 )));
             }
             if let Some(max) = self.max.filter(|&m| x > m) {
                 return Err(Rejected(format!(
-                    "{key} = {value} is above the maximum {max}"
+                    "{key} = {value} is above the maximum {}",
+                    short(max)
                 )));
             }
         }
@@ -175,6 +191,10 @@ mod tests {
         assert!(e.contains("below the minimum 0"), "{e}");
         let e = s.check("dt", Value::from("fast")).unwrap_err().0;
         assert!(e.contains("dt expects float, got str"), "{e}");
+        let tiny = spec(None, Some(1.5500031e-5));
+        let e = tiny.check("dt", Value::Float(1.0)).unwrap_err().0;
+        assert!(e.ends_with("above the maximum 1.55e-5"), "{e}");
+        assert_eq!(tiny.describe(), "float, x <= 1.55e-5");
         assert!(s.check("dt", Value::Float(f64::NAN)).is_err());
     }
 

@@ -16,6 +16,17 @@ pub struct Target {
     pub run: Option<RunFile>,
 }
 
+impl Target {
+    /// A target at an explicit address (`host:port` gains `http://`).
+    pub fn at(address: &str, token: Option<String>) -> Target {
+        Target {
+            address: normalise(address),
+            token,
+            run: None,
+        }
+    }
+}
+
 /// Normalises an address: `host:port` gains `http://`.
 fn normalise(addr: &str) -> String {
     if addr.contains("://") || addr.starts_with("unix:") {

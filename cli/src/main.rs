@@ -1,0 +1,647 @@
+//! `idict`: find, watch, pause, step, steer and terminate idict runs from a
+//! terminal or a job script. Built only on `idict::client`.
+
+mod render;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use idict::client::{Client, ClientError, ConnectOptions, Target, WatchOptions};
+use idict::{RunState, Value};
+use render::{duration_text, format_float, status_text, value_json, value_text};
+use serde_json::{Value as Json, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Watch and steer idict runs.
+///
+/// RUN is a run name, a pid, an address (host:port, unix:/path) or a run
+/// file; `idict ls` lists the local ones. For a remote run give --addr and
+/// --token (or IDICT_ADDR and IDICT_TOKEN) and leave RUN out.
+#[derive(Parser)]
+#[command(name = "idict", version, about, long_about)]
+struct Cli {
+    /// Connect to this address instead of looking RUN up (then omit RUN).
+    #[arg(long, global = true, env = "IDICT_ADDR", value_name = "HOST:PORT")]
+    addr: Option<String>,
+    /// The run's token (default: from its run file).
+    #[arg(long, global = true, env = "IDICT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the live runs on this machine.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run's identity, status, rate and keys.
+    Info {
+        #[arg(value_name = "RUN")]
+        words: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print current values (all keys, or the KEYs given).
+    Get {
+        #[arg(value_name = "RUN KEY")]
+        words: Vec<String>,
+        /// Print arrays whole instead of summarised.
+        #[arg(long)]
+        full: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a line per delivered update until the run ends.
+    Watch {
+        #[arg(value_name = "RUN KEY")]
+        words: Vec<String>,
+        #[arg(long)]
+        full: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the recorded samples of numeric keys.
+    History {
+        #[arg(value_name = "RUN KEY", required = true)]
+        words: Vec<String>,
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        #[arg(long)]
+        json: bool,
+        /// Only samples after this version.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+    /// Pause: the run holds at its next wait().
+    Pause {
+        #[arg(value_name = "RUN")]
+        words: Vec<String>,
+    },
+    /// Resume a paused run.
+    Resume {
+        #[arg(value_name = "RUN")]
+        words: Vec<String>,
+    },
+    /// Let N more iterations pass, then hold (default 1).
+    Step {
+        #[arg(value_name = "RUN N")]
+        words: Vec<String>,
+    },
+    /// Ask the run to finish (irreversible).
+    Terminate {
+        #[arg(value_name = "RUN")]
+        words: Vec<String>,
+        /// Wait until the run has published its final update.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Write a writable key; VALUE is JSON (0.5, true, "text", [1,2]) or a bare word.
+    Set {
+        #[arg(value_name = "RUN KEY VALUE")]
+        words: Vec<String>,
+        /// Wait until the run has applied the write.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("idict: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("idict: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Writes a line to stdout; a closed pipe (`| head`) ends the program quietly.
+fn out(line: impl std::fmt::Display) -> Result<()> {
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "{line}")?;
+    Ok(())
+}
+
+/// Splits the positional words into RUN (unless --addr is given) and the rest.
+fn split_run(cli_addr: &Option<String>, words: &[String]) -> Result<(Option<String>, Vec<String>)> {
+    if cli_addr.is_some() {
+        return Ok((None, words.to_vec()));
+    }
+    match words.split_first() {
+        Some((run, rest)) => Ok((Some(run.clone()), rest.to_vec())),
+        None => {
+            bail!("missing RUN: a run name, pid, address or run file (see `idict ls`), or --addr")
+        }
+    }
+}
+
+struct Ctx {
+    addr: Option<String>,
+    token: Option<String>,
+}
+
+impl Ctx {
+    async fn connect(&self, run: Option<&str>) -> Result<Client> {
+        let mut target = match (&self.addr, run) {
+            (Some(addr), _) => Target::at(addr, None),
+            (None, Some(run)) => idict::client::resolve(run).map_err(explain)?,
+            (None, None) => bail!("missing RUN"),
+        };
+        if self.token.is_some() {
+            target.token = self.token.clone();
+        }
+        let user = std::env::var("USER").unwrap_or_default();
+        let opts = ConnectOptions {
+            client_name: format!("idict-cli {user}@{}", idict::runfile::host_name()),
+            ..ConnectOptions::default()
+        };
+        Client::connect_target(target, opts).await.map_err(explain)
+    }
+}
+
+/// A client error with a hint of what to do about it.
+fn explain(e: ClientError) -> anyhow::Error {
+    match &e {
+        ClientError::Unauthenticated(_) => anyhow!(
+            "{e}\n  hint: pass --token or set IDICT_TOKEN (tokens are in the run's file, readable by its owner)"
+        ),
+        ClientError::PermissionDenied(m) if m.contains("observer") => {
+            anyhow!("{e}\n  hint: this needs the run's controller token")
+        }
+        _ => anyhow!("{e}"),
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let ctx = Ctx {
+        addr: cli.addr.clone(),
+        token: cli.token.clone(),
+    };
+    match cli.command {
+        Command::Ls { json } => ls(json).await,
+        Command::Info { words, json } => {
+            let (run, rest) = split_run(&cli.addr, &words)?;
+            no_extra(&rest)?;
+            info(&ctx.connect(run.as_deref()).await?, json).await
+        }
+        Command::Get { words, full, json } => {
+            let (run, keys) = split_run(&cli.addr, &words)?;
+            get(&ctx.connect(run.as_deref()).await?, &keys, full, json).await
+        }
+        Command::Watch { words, full, json } => {
+            let (run, keys) = split_run(&cli.addr, &words)?;
+            watch(&ctx.connect(run.as_deref()).await?, &keys, full, json).await
+        }
+        Command::History {
+            words,
+            csv,
+            json,
+            since,
+        } => {
+            let (run, keys) = split_run(&cli.addr, &words)?;
+            if keys.is_empty() {
+                bail!("name at least one KEY");
+            }
+            history(&ctx.connect(run.as_deref()).await?, &keys, since, csv, json).await
+        }
+        Command::Pause { words } => control(&ctx, &cli.addr, &words, Action::Pause).await,
+        Command::Resume { words } => control(&ctx, &cli.addr, &words, Action::Resume).await,
+        Command::Step { words } => {
+            let (run, rest) = split_run(&cli.addr, &words)?;
+            let n = match rest.as_slice() {
+                [] => 1,
+                [n] => n
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| anyhow!("N must be a whole number >= 1, got '{n}'"))?,
+                _ => bail!("too many arguments: step RUN [N]"),
+            };
+            let c = ctx.connect(run.as_deref()).await?;
+            let s = c.step(n).await.map_err(explain)?;
+            out(format!("stepping {n}: {}", status_text(&s)))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Terminate { words, wait } => {
+            let (run, rest) = split_run(&cli.addr, &words)?;
+            no_extra(&rest)?;
+            let c = ctx.connect(run.as_deref()).await?;
+            // Watch before asking, so the final update cannot be missed.
+            let mut stream = match wait {
+                true => Some(c.watch(WatchOptions::default()).await.map_err(explain)?),
+                false => None,
+            };
+            let s = c.terminate().await.map_err(explain)?;
+            out(status_text(&s))?;
+            if let Some(w) = stream.as_mut() {
+                while let Some(u) = w.next().await {
+                    let u = u.map_err(explain)?;
+                    if u.last {
+                        out(status_text(&u.status))?;
+                        break;
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Set { words, wait } => {
+            let (run, rest) = split_run(&cli.addr, &words)?;
+            let [key, value] = rest.as_slice() else {
+                bail!("expected KEY VALUE after RUN, e.g. `idict set heat dt 1e-5`");
+            };
+            set(&ctx.connect(run.as_deref()).await?, key, value, wait).await
+        }
+    }
+}
+
+fn no_extra(rest: &[String]) -> Result<()> {
+    match rest.first() {
+        Some(x) => bail!("unexpected argument '{x}'"),
+        None => Ok(()),
+    }
+}
+
+enum Action {
+    Pause,
+    Resume,
+}
+
+async fn control(
+    ctx: &Ctx,
+    addr: &Option<String>,
+    words: &[String],
+    action: Action,
+) -> Result<ExitCode> {
+    let (run, rest) = split_run(addr, words)?;
+    no_extra(&rest)?;
+    let c = ctx.connect(run.as_deref()).await?;
+    let s = match action {
+        Action::Pause => c.pause().await,
+        Action::Resume => c.resume().await,
+    }
+    .map_err(explain)?;
+    out(status_text(&s))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ls(json: bool) -> Result<ExitCode> {
+    let runs = idict::runfile::list_runs().context("cannot read the runs directory")?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    // Ask every run for its status at once, each with a short deadline.
+    let statuses = futures::future::join_all(runs.iter().map(|r| async move {
+        let target = Target {
+            address: r.run.address.clone(),
+            token: Some(r.run.observer_token.clone()),
+            run: Some(r.run.clone()),
+        };
+        let opts = ConnectOptions {
+            connect_timeout: Duration::from_secs(1),
+            ..ConnectOptions::default()
+        };
+        let probe = async {
+            let c = Client::connect_target(target, opts).await?;
+            c.info().await
+        };
+        tokio::time::timeout(Duration::from_secs(2), probe)
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }))
+    .await;
+    if json {
+        let rows: Vec<Json> = runs
+            .iter()
+            .zip(&statuses)
+            .map(|(r, info)| {
+                json!({
+                    "name": r.run.name,
+                    "pid": r.run.pid,
+                    "host": r.run.host,
+                    "address": r.run.address,
+                    "status": info.as_ref().map_or("unreachable", |i| i.status.state.name()),
+                    "version": info.as_ref().map(|i| i.version),
+                    "started_unix_ms": r.run.started_unix_ms,
+                    "age_seconds": (now_ms - r.run.started_unix_ms) as f64 / 1000.0,
+                    "run_file": r.path.display().to_string(),
+                })
+            })
+            .collect();
+        out(Json::Array(rows))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if runs.is_empty() {
+        eprintln!(
+            "no live runs in {}",
+            idict::runfile::runs_dir().map_or_else(|e| e.to_string(), |d| d.display().to_string())
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    out(format!(
+        "{:<20} {:>8}  {:<28} {:<12} {:>10}  {:>7}",
+        "NAME", "PID", "ADDRESS", "STATUS", "VERSION", "AGE"
+    ))?;
+    for (r, info) in runs.iter().zip(&statuses) {
+        out(format!(
+            "{:<20} {:>8}  {:<28} {:<12} {:>10}  {:>7}",
+            r.run.name,
+            r.run.pid,
+            r.run.address,
+            info.as_ref()
+                .map_or("unreachable", |i| i.status.state.name()),
+            info.as_ref()
+                .map_or_else(|| "-".to_string(), |i| i.version.to_string()),
+            duration_text((now_ms - r.run.started_unix_ms) as f64 / 1000.0),
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn info(c: &Client, json: bool) -> Result<ExitCode> {
+    let i = c.info().await.map_err(explain)?;
+    if json {
+        let keys: Vec<Json> = i
+            .keys
+            .iter()
+            .map(|k| {
+                let mut o = serde_json::Map::new();
+                o.insert("name".into(), json!(k.name));
+                o.insert("type".into(), json!(k.kind.name()));
+                o.insert("writable".into(), json!(k.writable.is_some()));
+                if let Some((dtype, shape)) = &k.array {
+                    o.insert("dtype".into(), json!(dtype.name()));
+                    o.insert("shape".into(), json!(shape));
+                }
+                if let Some(w) = &k.writable {
+                    o.insert("min".into(), json!(w.min));
+                    o.insert("max".into(), json!(w.max));
+                    o.insert("rule".into(), json!(w.description));
+                }
+                Json::Object(o)
+            })
+            .collect();
+        out(json!({
+            "name": i.name,
+            "pid": i.pid,
+            "host": i.host,
+            "address": c.address(),
+            "status": i.status.state.name(),
+            "message": i.status.message,
+            "held": i.status.held,
+            "version": i.version,
+            "updates_per_second": i.updates_per_second,
+            "watchers": i.watchers,
+            "uptime_seconds": i.uptime_seconds,
+            "role": i.role.map(|r| r.name()),
+            "keys": keys,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    out(format!(
+        "{} (pid {} on {}) at {}",
+        i.name,
+        i.pid,
+        i.host,
+        c.address()
+    ))?;
+    out(format!("  status    {}", status_text(&i.status)))?;
+    out(format!(
+        "  version   {}  ({} updates/s, {} watcher{})",
+        i.version,
+        format_float((i.updates_per_second * 10.0).round() / 10.0),
+        i.watchers,
+        if i.watchers == 1 { "" } else { "s" }
+    ))?;
+    out(format!("  uptime    {}", duration_text(i.uptime_seconds)))?;
+    if let Some(r) = i.role {
+        out(format!("  access    {}", r.name()))?;
+    }
+    out("  keys")?;
+    let width = i.keys.iter().map(|k| k.name.len()).max().unwrap_or(0);
+    for k in &i.keys {
+        let ty = match &k.array {
+            Some((dtype, shape)) => format!(
+                "{dtype}[{}]",
+                shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => k.kind.name().to_string(),
+        };
+        let w = match &k.writable {
+            Some(w) => format!("writable: {}", w.description),
+            None => String::new(),
+        };
+        out(format!("    {:<width$}  {:<16} {}", k.name, ty, w).trim_end())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pick<'a>(
+    values: &'a BTreeMap<String, Value>,
+    keys: &[String],
+) -> Result<Vec<(&'a String, &'a Value)>> {
+    if keys.is_empty() {
+        return Ok(values.iter().collect());
+    }
+    keys.iter()
+        .map(|k| {
+            values.get_key_value(k).ok_or_else(|| {
+                let known: Vec<_> = values.keys().map(String::as_str).collect();
+                anyhow!("no key '{k}' in this run; keys: {}", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+async fn get(c: &Client, keys: &[String], full: bool, json: bool) -> Result<ExitCode> {
+    let snap = c.snapshot("").await.map_err(explain)?;
+    let picked = pick(&snap.values, keys)?;
+    if json {
+        let values: serde_json::Map<String, Json> = picked
+            .iter()
+            .map(|(k, v)| ((*k).clone(), value_json(v, full)))
+            .collect();
+        out(json!({
+            "version": snap.version,
+            "status": snap.status.state.name(),
+            "values": values,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = picked.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in picked {
+        out(format!("{k:<width$}  {}", value_text(v, full)))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn watch(c: &Client, keys: &[String], full: bool, json: bool) -> Result<ExitCode> {
+    let wanted: BTreeSet<&str> = keys.iter().map(String::as_str).collect();
+    let shown = |k: &str| wanted.is_empty() || wanted.contains(k);
+    let mut stream = c.watch(WatchOptions::default()).await.map_err(explain)?;
+    let mut last_status = None;
+    while let Some(u) = stream.next().await {
+        let u = u.map_err(explain)?;
+        let changed: Vec<_> = u.changed.iter().filter(|(k, _)| shown(k)).collect();
+        let removed: Vec<_> = u.removed.iter().filter(|k| shown(k)).collect();
+        let status_changed = last_status.as_ref() != Some(&u.status);
+        last_status = Some(u.status.clone());
+        if json {
+            let changed: serde_json::Map<String, Json> = changed
+                .iter()
+                .map(|(k, v)| (k.clone(), value_json(v, full)))
+                .collect();
+            out(json!({
+                "version": u.version,
+                "status": u.status.state.name(),
+                "changed": changed,
+                "removed": removed,
+            }))?;
+        } else {
+            for m in &u.messages {
+                eprintln!("[{}] {}", m.level, m.text);
+            }
+            if !changed.is_empty() || !removed.is_empty() || status_changed || u.last {
+                let mut line = format!("v{} {}", u.version, status_text(&u.status));
+                for (k, v) in &changed {
+                    line.push_str(&format!("  {k}={}", value_text(v, full)));
+                }
+                for k in &removed {
+                    line.push_str(&format!("  -{k}"));
+                }
+                out(line)?;
+            }
+        }
+        if u.last {
+            if u.status.state == RunState::Failed {
+                bail!("the run failed: {}", u.status.message);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    bail!("the stream ended before the run did (the run's server closed)")
+}
+
+async fn history(
+    c: &Client,
+    keys: &[String],
+    since: u64,
+    csv: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let h = c.history(&refs, since).await.map_err(explain)?;
+    if json {
+        let o: serde_json::Map<String, Json> = h
+            .iter()
+            .map(|(k, s)| {
+                let rows: Vec<Json> = s
+                    .iter()
+                    .map(|x| json!([x.version, x.time, x.value]))
+                    .collect();
+                (k.clone(), Json::Array(rows))
+            })
+            .collect();
+        out(Json::Object(o))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // One row per version; a key without a sample at that version is empty.
+    let mut rows: BTreeMap<u64, (f64, Vec<Option<f64>>)> = BTreeMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        if let Some(s) = h.get(k) {
+            for x in s.iter() {
+                let row = rows
+                    .entry(x.version)
+                    .or_insert((x.time, vec![None; keys.len()]));
+                row.1[i] = Some(x.value);
+            }
+        }
+    }
+    let sep = if csv { "," } else { "\t" };
+    out(format!("version{sep}t{sep}{}", keys.join(sep)))?;
+    for (v, (t, vals)) in rows {
+        let cells: Vec<String> = vals
+            .iter()
+            .map(|x| {
+                x.map_or_else(String::new, |x| {
+                    if csv { x.to_string() } else { format_float(x) }
+                })
+            })
+            .collect();
+        let t = if csv { t.to_string() } else { format_float(t) };
+        out(format!("{v}{sep}{t}{sep}{}", cells.join(sep)))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn set(c: &Client, key: &str, text: &str, wait: bool) -> Result<ExitCode> {
+    let value = render::parse_value(text);
+    // Watch first, so the report of the write cannot be missed.
+    let mut stream = if wait {
+        let since = c.info().await.map_err(explain)?.version;
+        Some(
+            c.watch(WatchOptions {
+                since_version: since.max(1),
+                prefix: key.to_string(),
+                with_history: false,
+            })
+            .await
+            .map_err(explain)?,
+        )
+    } else {
+        None
+    };
+    let receipt = c.set(key, value.clone()).await.map_err(explain)?;
+    out(format!(
+        "{key} = {}: accepted as write #{}; the run applies it at its next wait()",
+        value_text(&value, false),
+        receipt.write_id
+    ))?;
+    if let Some(stream) = stream.as_mut() {
+        while let Some(u) = stream.next().await {
+            let u = u.map_err(explain)?;
+            if let Some(a) = u.applied.iter().find(|a| a.write_id == receipt.write_id) {
+                out(format!(
+                    "{key} = {}: applied in version {}",
+                    value_text(&a.value, false),
+                    a.version
+                ))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if u.last {
+                bail!("the run ended before applying the write");
+            }
+        }
+        bail!("the run's server closed before the write was applied");
+    }
+    Ok(ExitCode::SUCCESS)
+}

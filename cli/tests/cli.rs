@@ -1,0 +1,371 @@
+//! The `idict` binary end to end, against real example computations served
+//! on 127.0.0.1:0 with a private runs directory.
+
+use assert_cmd::Command;
+use idict::{IDict, RunState, ServeOptions};
+use idict_examples::heat::{self, HeatConfig};
+use serde_json::Value as Json;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+struct Run {
+    idict: IDict,
+    dir: tempfile::TempDir,
+    address: String,
+    observer_token: String,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Serves a real heat simulation (small grid, paced) in this process.
+fn heat_run(cfg: HeatConfig) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let idict = IDict::new("heat");
+    let server = ServeOptions::default()
+        .runs_dir(dir.path())
+        .announce(false)
+        .serve(&idict)
+        .unwrap();
+    let address = server.address().to_string();
+    let observer_token = server.tokens().observer.clone();
+    let handle = idict.clone();
+    let thread = std::thread::spawn(move || {
+        heat::run(&handle, &cfg).unwrap();
+        handle.notify_update_final().unwrap();
+        server.wait_then_close(Duration::from_secs(5));
+    });
+    let run = Run {
+        idict,
+        dir,
+        address,
+        observer_token,
+        thread: Some(thread),
+    };
+    run.wait_for("the first update", |d| d.version() > 0);
+    run
+}
+
+fn small(rate: f64) -> HeatConfig {
+    HeatConfig {
+        n: 24,
+        rate,
+        ..HeatConfig::default()
+    }
+}
+
+impl Run {
+    fn idict(&self) -> Command {
+        let mut c = Command::cargo_bin("idict").unwrap();
+        c.env("IDICT_RUNS_DIR", self.dir.path())
+            .env_remove("IDICT_ADDR")
+            .env_remove("IDICT_TOKEN")
+            .timeout(Duration::from_secs(30));
+        c
+    }
+
+    fn json(&self, args: &[&str]) -> Json {
+        let out = self.idict().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn wait_for(&self, what: &str, f: impl Fn(&IDict) -> bool) {
+        let start = Instant::now();
+        while !f(&self.idict) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.idict.terminate();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn ls_and_info_find_and_describe_the_run() {
+    let run = heat_run(small(200.0));
+    let out = run.idict().arg("ls").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("heat") && text.contains(&std::process::id().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("running"), "{text}");
+
+    let ls = run.json(&["ls", "--json"]);
+    assert_eq!(ls[0]["name"], "heat");
+    assert_eq!(ls[0]["address"], run.address.as_str());
+
+    for target in ["heat", &std::process::id().to_string(), &run.address] {
+        let info = run.json(&["info", target, "--json"]);
+        assert_eq!(info["name"], "heat");
+        assert_eq!(info["pid"], std::process::id());
+        assert_eq!(info["address"], run.address.as_str());
+        assert_eq!(info["status"], "running");
+        assert!(info["version"].as_u64().unwrap() > 0);
+        let keys = info["keys"].as_array().unwrap();
+        let dt = keys.iter().find(|k| k["name"] == "dt").unwrap();
+        assert_eq!(
+            (dt["type"].as_str(), dt["writable"].as_bool()),
+            (Some("float"), Some(true))
+        );
+        let u = keys.iter().find(|k| k["name"] == "u").unwrap();
+        assert_eq!(
+            (u["type"].as_str(), u["writable"].as_bool()),
+            (Some("array"), Some(false))
+        );
+    }
+    let out = run.idict().args(["info", "heat"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("writable: 0 < dt <="), "{text}");
+}
+
+#[test]
+fn get_prints_values_and_summarises_arrays() {
+    let run = heat_run(small(200.0));
+    let all = run.json(&["get", "heat", "--json"]);
+    assert_eq!(all["status"], "running");
+    assert!(all["version"].as_u64().unwrap() > 0);
+    assert_eq!(all["values"]["n"], 24);
+    let u = &all["values"]["u"];
+    assert_eq!(u["dtype"], "f64");
+    assert_eq!(u["shape"], serde_json::json!([24, 24]));
+    assert!(u.get("data").is_none(), "arrays summarised without --full");
+
+    let full = run.json(&["get", "heat", "u", "--json", "--full"]);
+    assert_eq!(full["values"]["u"]["data"].as_array().unwrap().len(), 24);
+    assert_eq!(full["values"].as_object().unwrap().len(), 1);
+
+    let out = run
+        .idict()
+        .args(["get", "heat", "n", "u"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("n  24") && text.contains("f64[24, 24]"),
+        "{text}"
+    );
+
+    let out = run.idict().args(["get", "heat", "nope"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("no key 'nope'"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn watch_prints_a_json_line_per_update_and_exits_zero_when_the_run_ends() {
+    let run = heat_run(HeatConfig {
+        max_steps: 40,
+        ..small(100.0)
+    });
+    let out = run
+        .idict()
+        .args(["watch", "heat", "step", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let lines: Vec<Json> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 2);
+    for l in &lines {
+        assert!(l["version"].is_u64() && l["status"].is_string() && l["removed"].is_array());
+        let changed = l["changed"].as_object().unwrap();
+        assert!(
+            changed.keys().all(|k| k == "step"),
+            "only the keys asked for"
+        );
+    }
+    let last = lines.last().unwrap();
+    assert_eq!(last["status"], "finished");
+    let versions: Vec<u64> = lines
+        .iter()
+        .map(|l| l["version"].as_u64().unwrap())
+        .collect();
+    assert!(versions.windows(2).all(|w| w[0] <= w[1]));
+}
+
+#[test]
+fn history_gives_the_samples_as_csv_and_json() {
+    let run = heat_run(small(500.0));
+    run.wait_for("20 steps", |d| d.version() >= 20);
+    let h = run.json(&["history", "heat", "residual", "step", "--json"]);
+    let residual = h["residual"].as_array().unwrap();
+    assert!(residual.len() >= 20);
+    assert_eq!(residual[0][0], 1, "[version, t, value] from the start");
+    assert_eq!(h["step"][0][2], 1.0);
+
+    let out = run
+        .idict()
+        .args(["history", "heat", "step", "--csv"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("version,t,step"));
+    assert!(lines.next().unwrap().starts_with("1,"));
+
+    let out = run.idict().args(["history", "heat", "u"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("no history"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn pause_step_resume_and_terminate_control_the_run() {
+    let run = heat_run(small(300.0));
+    run.idict()
+        .args(["pause", "heat"])
+        .assert()
+        .success()
+        .stdout("paused\n");
+    run.wait_for("held", |d| d.status().held);
+    let v = run.idict.version();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(run.idict.version(), v);
+    let got = run.json(&["get", "heat", "step", "--json"]);
+    assert_eq!(got["status"], "paused");
+
+    run.idict().args(["step", "heat", "2"]).assert().success();
+    run.wait_for("two steps", |d| d.version() == v + 2 && d.status().held);
+    run.idict().args(["step", "heat"]).assert().success();
+    run.wait_for("one step", |d| d.version() == v + 3 && d.status().held);
+    let out = run.idict().args(["step", "heat", "0"]).output().unwrap();
+    assert!(!out.status.success() && stderr_of(&out).contains("N must be"));
+
+    run.idict()
+        .args(["resume", "heat"])
+        .assert()
+        .success()
+        .stdout("running\n");
+    run.wait_for("running again", |d| d.version() > v + 10);
+
+    run.idict()
+        .args(["terminate", "heat", "--wait"])
+        .assert()
+        .success();
+    assert_eq!(run.idict.status().state, RunState::Finished);
+}
+
+#[test]
+fn set_is_accepted_then_applied_and_refused_with_a_reason() {
+    let run = heat_run(small(200.0));
+    let out = run
+        .idict()
+        .args(["set", "heat", "dt", "1e-5", "--wait"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        text.contains("accepted") && text.contains("applied in version"),
+        "{text}"
+    );
+    let got = run.json(&["get", "heat", "dt", "--json"]);
+    assert_eq!(got["values"]["dt"], 1e-5);
+
+    let out = run
+        .idict()
+        .args(["set", "heat", "residual", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("not writable"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let out = run
+        .idict()
+        .args(["set", "heat", "dt", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("above the maximum"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let out = run
+        .idict()
+        .args(["set", "heat", "source", "lots"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("source expects float, got str"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn failures_are_one_clear_line_and_a_non_zero_exit() {
+    let run = heat_run(small(100.0));
+    let check = |args: &[&str], envs: &[(&str, &str)], needle: &str| {
+        let mut c = run.idict();
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let out = c.args(args).output().unwrap();
+        let err = stderr_of(&out);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{err}"
+        );
+    };
+    check(&["info", "nosuchrun"], &[], "no run named 'nosuchrun'");
+    check(&["info", "127.0.0.1:9"], &[], "cannot reach the run");
+    check(
+        &["info", &run.address, "--token", "wrong"],
+        &[],
+        "unauthenticated",
+    );
+    check(
+        &["pause", "heat", "--token", &run.observer_token],
+        &[],
+        "permission denied",
+    );
+    check(&["info"], &[], "missing RUN");
+    check(
+        &["info"],
+        &[("IDICT_ADDR", &run.address), ("IDICT_TOKEN", "nope")],
+        "unauthenticated",
+    );
+    // With the address and a token from the environment, RUN is left out.
+    let mut c = run.idict();
+    c.env("IDICT_ADDR", &run.address)
+        .env("IDICT_TOKEN", &run.observer_token);
+    let out = c.args(["get", "n", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!run.idict.terminated());
+}

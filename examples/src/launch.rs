@@ -1,0 +1,53 @@
+//! What every example's `main` shares: the common flags, serving the run,
+//! Ctrl-C as a graceful terminate, and closing once watchers have the end.
+
+use idict::{IDict, Server};
+use std::time::Duration;
+
+/// Flags every example takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Hold before step 0 until a client resumes (attach a viewer first).
+    #[arg(long)]
+    pub start_paused: bool,
+    /// Iterations per second at most (0: as fast as it goes).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Stop after this many iterations.
+    #[arg(long)]
+    pub steps: Option<u64>,
+}
+
+/// Creates and serves the run; the server prints how to connect.
+/// The first Ctrl-C asks the computation to finish (a terminate); the second
+/// exits at once.
+pub fn start(name: &str, args: &RunArgs) -> anyhow::Result<(IDict, Server)> {
+    let idict = IDict::builder(name).start_paused(args.start_paused).build();
+    let server = idict::serve(&idict)?;
+    let handle = idict.clone();
+    let mut pressed = false;
+    ctrlc::set_handler(move || {
+        if pressed {
+            std::process::exit(130);
+        }
+        pressed = true;
+        eprintln!(
+            "{}: finishing (Ctrl-C again to quit at once)",
+            handle.name()
+        );
+        handle.terminate();
+    })?;
+    if args.start_paused {
+        eprintln!(
+            "{name}: paused before step 0; resume it with `idict resume {name}` or the inspector"
+        );
+    }
+    Ok((idict, server))
+}
+
+/// Publishes the final update and serves until watchers have it.
+pub fn finish(idict: &IDict, server: Server) -> anyhow::Result<()> {
+    idict.notify_update_final()?;
+    server.wait_then_close(Duration::from_secs(10));
+    Ok(())
+}
