@@ -1,0 +1,295 @@
+//! The app: the open runs (each a model fed by its network task, plus its
+//! panels), the side list, persistence of recent runs and plot choices, and
+//! the window's layout. `InspectorApp::ui_root` draws everything; eframe
+//! and the tests both call it.
+
+use crate::demo::Demo;
+use crate::model::RunModel;
+use crate::net::{self, Command, OpenSpec, RunHandle};
+use crate::views::controls::ControlsPanel;
+use crate::views::messages::MessagesPanel;
+use crate::views::plots::{PlotConfig, PlotsPanel, default_plots};
+use crate::views::runs::{RunsAction, RunsPanel};
+use crate::views::values::ValuesPanel;
+use egui::RichText;
+use idict::runfile::FoundRun;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What is remembered between launches.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    /// Runs opened recently (names or addresses), newest first.
+    pub recent: Vec<String>,
+    /// Plot choices per run name.
+    pub plots: BTreeMap<String, Vec<PlotConfig>>,
+}
+
+/// One open run and its panels.
+pub struct RunTab {
+    pub handle: RunHandle,
+    pub controls: ControlsPanel,
+    pub values: ValuesPanel,
+    pub plots: PlotsPanel,
+    plots_ready: bool,
+}
+
+impl RunTab {
+    pub fn model(&self) -> Arc<Mutex<RunModel>> {
+        self.handle.model.clone()
+    }
+    /// Sends a command to the run (what the buttons do).
+    pub fn send(&self, c: Command) {
+        self.handle.send(c);
+    }
+}
+
+/// A planned screenshot of the window (`--screenshot`).
+struct ScreenshotPlan {
+    path: PathBuf,
+    at: Instant,
+    requested: bool,
+    exit_after: bool,
+    done: Arc<Mutex<Option<String>>>,
+}
+
+pub struct InspectorApp {
+    rt: tokio::runtime::Handle,
+    ctx: egui::Context,
+    pub tabs: Vec<RunTab>,
+    pub selected: usize,
+    runs_panel: RunsPanel,
+    local: Arc<Mutex<Vec<FoundRun>>>,
+    pub settings: Settings,
+    demo: Option<Demo>,
+    screenshot: Option<ScreenshotPlan>,
+    /// Keeps the runtime alive when the app owns it.
+    _runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl InspectorApp {
+    pub fn new(ctx: egui::Context, rt: tokio::runtime::Handle, settings: Settings) -> Self {
+        let local = net::watch_local_runs(&rt, ctx.clone());
+        InspectorApp {
+            rt,
+            ctx,
+            tabs: Vec::new(),
+            selected: 0,
+            runs_panel: RunsPanel::default(),
+            local,
+            settings,
+            demo: None,
+            screenshot: None,
+            _runtime: None,
+        }
+    }
+
+    /// Hands the app the runtime its network tasks run on, to keep alive.
+    pub fn own_runtime(&mut self, rt: tokio::runtime::Runtime) {
+        self._runtime = Some(rt);
+    }
+
+    /// Opens a run (or selects it if it is open already).
+    pub fn open(&mut self, spec: OpenSpec) {
+        if let Some(i) = self.tabs.iter().position(|t| t.handle.spec == spec) {
+            self.selected = i;
+            return;
+        }
+        let handle = net::open(&self.rt, spec.clone(), self.ctx.clone());
+        self.tabs.push(RunTab {
+            handle,
+            controls: ControlsPanel::default(),
+            values: ValuesPanel::default(),
+            plots: PlotsPanel::default(),
+            plots_ready: false,
+        });
+        self.selected = self.tabs.len() - 1;
+        let looks_temporary = spec.target.ends_with(".json") || spec.token.is_some();
+        if !looks_temporary {
+            self.settings.recent.retain(|r| r != &spec.target);
+            self.settings.recent.insert(0, spec.target);
+            self.settings.recent.truncate(10);
+        }
+    }
+
+    /// Starts showing the built-in demo computation.
+    pub fn attach_demo(&mut self, demo: Demo) {
+        self.open(OpenSpec {
+            target: demo.address.clone(),
+            token: Some(demo.controller_token.clone()),
+        });
+        self.demo = Some(demo);
+    }
+
+    /// Saves a PNG of the window to `path` after `delay`, then (optionally) exits.
+    pub fn screenshot_after(&mut self, path: PathBuf, delay: Duration, exit_after: bool) {
+        self.screenshot = Some(ScreenshotPlan {
+            path,
+            at: Instant::now() + delay,
+            requested: false,
+            exit_after,
+            done: Arc::new(Mutex::new(None)),
+        });
+    }
+
+    /// The settings as they should be saved now.
+    pub fn settings_to_save(&self) -> Settings {
+        let mut s = self.settings.clone();
+        for tab in &self.tabs {
+            if tab.plots_ready {
+                let name = tab.handle.model.lock().name.clone();
+                s.plots.insert(name, tab.plots.plots.clone());
+            }
+        }
+        s
+    }
+
+    /// Draws the whole window.
+    pub fn ui_root(&mut self, ui: &mut egui::Ui) {
+        self.take_screenshot_when_due(ui.ctx());
+        let models: Vec<_> = self.tabs.iter().map(RunTab::model).collect();
+        let local = self.local.lock().clone();
+        let recent = self.settings.recent.clone();
+        let mut action = None;
+        egui::Panel::left("runs")
+            .resizable(true)
+            .default_size(210.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("runs-list")
+                    .show(ui, |ui| {
+                        action =
+                            self.runs_panel
+                                .ui(ui, &models, &mut self.selected, &local, &recent);
+                    });
+            });
+        match action {
+            Some(RunsAction::Open(spec)) => self.open(spec),
+            Some(RunsAction::Close(i)) if i < self.tabs.len() => {
+                self.tabs.remove(i);
+                self.selected = self.selected.min(self.tabs.len().saturating_sub(1));
+            }
+            _ => {}
+        }
+        let Some(tab) = self.tabs.get_mut(self.selected) else {
+            egui::CentralPanel::default().show(ui, |ui| {
+                ui.heading("idict inspector");
+                ui.label("Open a run from the list on the left, or connect to an address.");
+                ui.label("To start one: cargo run --release -p idict-examples --bin heat");
+            });
+            return;
+        };
+        let model = tab.model();
+        let m = model.lock();
+        if !tab.plots_ready && !m.series.is_empty() {
+            tab.plots.plots = self
+                .settings
+                .plots
+                .get(&m.name)
+                .cloned()
+                .unwrap_or_else(|| default_plots(&m));
+            tab.plots_ready = true;
+        }
+        let mut commands = Vec::new();
+        let mut save_png = false;
+        egui::Panel::top("header").show(ui, |ui| {
+            ui.add_space(4.0);
+            commands.extend(tab.controls.ui(ui, &m));
+            ui.horizontal(|ui| {
+                if ui.small_button("Save window as PNG").clicked() {
+                    save_png = true;
+                }
+                if let Some(plan) = &self.screenshot
+                    && let Some(note) = plan.done.lock().as_ref()
+                {
+                    ui.label(RichText::new(note).weak());
+                }
+            });
+            ui.add_space(2.0);
+        });
+        egui::Panel::bottom("messages")
+            .resizable(true)
+            .default_size(110.0)
+            .show(ui, |ui| MessagesPanel.ui(ui, &m));
+        egui::Panel::left("values")
+            .resizable(true)
+            .default_size(400.0)
+            .show(ui, |ui| commands.extend(tab.values.ui(ui, &m)));
+        egui::CentralPanel::default().show(ui, |ui| tab.plots.ui(ui, &m));
+        drop(m);
+        for c in commands {
+            tab.send(c);
+        }
+        if save_png {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            self.screenshot_after(
+                PathBuf::from(format!("idict-inspector-{stamp}.png")),
+                Duration::ZERO,
+                false,
+            );
+        }
+    }
+
+    fn take_screenshot_when_due(&mut self, ctx: &egui::Context) {
+        let Some(plan) = &mut self.screenshot else {
+            return;
+        };
+        if let Some(note) = plan.done.lock().as_ref() {
+            if plan.exit_after {
+                eprintln!("{note}");
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            return;
+        }
+        if plan.requested {
+            return;
+        }
+        if Instant::now() < plan.at {
+            ctx.request_repaint_after(plan.at - Instant::now());
+            return;
+        }
+        plan.requested = true;
+        let (path, done, ctx2) = (plan.path.clone(), plan.done.clone(), ctx.clone());
+        ctx.request_screenshot(move |image| {
+            let note = match save_png(&path, &image) {
+                Ok(()) => format!("saved {}", path.display()),
+                Err(e) => format!("could not save {}: {e}", path.display()),
+            };
+            *done.lock() = Some(note);
+            ctx2.request_repaint();
+        });
+        ctx.request_repaint();
+    }
+}
+
+/// Encodes an egui image as PNG.
+pub fn save_png(path: &std::path::Path, image: &egui::ColorImage) -> Result<(), String> {
+    let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    let [w, h] = image.size;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().map_err(|e| e.to_string())?;
+    let rgba: Vec<u8> = image
+        .pixels
+        .iter()
+        .flat_map(|c| c.to_srgba_unmultiplied())
+        .collect();
+    writer.write_image_data(&rgba).map_err(|e| e.to_string())
+}
+
+impl eframe::App for InspectorApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.ui_root(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, "settings", &self.settings_to_save());
+    }
+}

@@ -1,0 +1,101 @@
+//! `idict-inspector [RUN...]`: the desktop app. `--demo` starts a real
+//! computation in this process, served over gRPC on loopback, and opens it.
+
+use clap::Parser;
+use idict_inspector::demo::Demo;
+use idict_inspector::net::OpenSpec;
+use idict_inspector::{InspectorApp, Settings};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Watch, plot, pause, step, steer and terminate idict runs.
+#[derive(Parser)]
+#[command(name = "idict-inspector", version, about)]
+struct Args {
+    /// Runs to open: a run name, pid, address (host:port) or run file.
+    runs: Vec<String>,
+    /// Start a built-in demo computation (a heat equation) and open it.
+    #[arg(long)]
+    demo: bool,
+    /// The token for the runs given (default: from their run files).
+    #[arg(long, env = "IDICT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Save a PNG of the window to this path after --screenshot-after seconds, then exit.
+    #[arg(long, value_name = "PATH")]
+    screenshot: Option<PathBuf>,
+    #[arg(long, default_value_t = 6.0, value_name = "SECONDS")]
+    screenshot_after: f64,
+    /// Window size in points.
+    #[arg(long, default_value_t = 1400.0)]
+    width: f32,
+    #[arg(long, default_value_t = 860.0)]
+    height: f32,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("inspector-net")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("idict-inspector: cannot start the network runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let demo = if args.demo {
+        match Demo::start(idict::ServeOptions::default()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("idict-inspector: cannot start the demo: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("idict inspector")
+            .with_inner_size([args.width, args.height])
+            .with_min_inner_size([640.0, 420.0]),
+        ..Default::default()
+    };
+    let result = eframe::run_native(
+        "idict-inspector",
+        options,
+        Box::new(move |cc| {
+            let settings: Settings = cc
+                .storage
+                .and_then(|s| eframe::get_value(s, "settings"))
+                .unwrap_or_default();
+            let mut app =
+                InspectorApp::new(cc.egui_ctx.clone(), runtime.handle().clone(), settings);
+            for run in &args.runs {
+                app.open(OpenSpec {
+                    target: run.clone(),
+                    token: args.token.clone(),
+                });
+            }
+            if let Some(d) = demo {
+                app.attach_demo(d);
+            }
+            if let Some(path) = args.screenshot {
+                app.screenshot_after(path, Duration::from_secs_f64(args.screenshot_after), true);
+            }
+            app.own_runtime(runtime);
+            Ok(Box::new(app))
+        }),
+    );
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("idict-inspector: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! A plotted series and its min/max summary. Samples append in version order;
+//! each append updates a pyramid of (min, max, sum) buckets of 2, 4, 8, …
+//! samples, so a frame draws any range of a million-sample series from about
+//! two points per pixel instead of every sample.
+
+/// Which x a plot uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum XAxis {
+    /// The run's version (one per `notify_update`): "step".
+    #[default]
+    Version,
+    /// Seconds since the run started.
+    Time,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    min: f64,
+    max: f64,
+    sum: f64,
+    n: u32,
+}
+
+impl Bucket {
+    fn of(y: f64) -> Self {
+        if y.is_finite() {
+            Bucket {
+                min: y,
+                max: y,
+                sum: y,
+                n: 1,
+            }
+        } else {
+            Bucket {
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                sum: 0.0,
+                n: 0,
+            }
+        }
+    }
+    fn add(&mut self, y: f64) {
+        if y.is_finite() {
+            self.min = self.min.min(y);
+            self.max = self.max.max(y);
+            self.sum += y;
+            self.n += 1;
+        }
+    }
+}
+
+/// The samples of one scalar key, with its summary pyramid.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesData {
+    versions: Vec<f64>,
+    times: Vec<f64>,
+    values: Vec<f64>,
+    /// Level k holds buckets of 2^(k+1) samples.
+    levels: Vec<Vec<Bucket>>,
+}
+
+/// At most this many samples per series are kept; beyond it the older half
+/// is thinned, like the run's own history.
+pub const MAX_SAMPLES: usize = 4_000_000;
+
+impl SeriesData {
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+    pub fn last_version(&self) -> Option<f64> {
+        self.versions.last().copied()
+    }
+    pub fn last_value(&self) -> Option<f64> {
+        self.values.last().copied()
+    }
+
+    /// Appends one sample; samples not newer than the last are ignored.
+    pub fn push(&mut self, version: f64, time: f64, value: f64) {
+        if self.versions.last().is_some_and(|&v| v >= version) {
+            return;
+        }
+        if self.values.len() >= MAX_SAMPLES {
+            self.thin();
+        }
+        self.versions.push(version);
+        self.times.push(time);
+        self.values.push(value);
+        let i = self.values.len() - 1;
+        for (k, level) in self.levels.iter_mut().enumerate() {
+            let b = i >> (k + 1);
+            if b == level.len() {
+                level.push(Bucket::of(value));
+            } else if let Some(last) = level.last_mut() {
+                last.add(value);
+            }
+        }
+        // A level appears once it can hold a whole bucket (O(n) in total).
+        while (1usize << (self.levels.len() + 1)) <= self.values.len() {
+            self.levels.push(Vec::new());
+            self.rebuild_level(self.levels.len() - 1);
+        }
+    }
+
+    fn rebuild_level(&mut self, k: usize) {
+        let size = 1usize << (k + 1);
+        let mut level = Vec::with_capacity(self.values.len() / size + 1);
+        for chunk in self.values.chunks(size) {
+            let mut b = Bucket::of(chunk[0]);
+            for &y in &chunk[1..] {
+                b.add(y);
+            }
+            level.push(b);
+        }
+        self.levels[k] = level;
+    }
+
+    fn thin(&mut self) {
+        let half = self.values.len() / 2;
+        let keep = |i: usize| i >= half || i.is_multiple_of(2);
+        for v in [&mut self.versions, &mut self.times, &mut self.values] {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep(i - 1)
+            });
+        }
+        for k in 0..self.levels.len() {
+            self.rebuild_level(k);
+        }
+    }
+
+    fn xs(&self, axis: XAxis) -> &[f64] {
+        match axis {
+            XAxis::Version => &self.versions,
+            XAxis::Time => &self.times,
+        }
+    }
+
+    /// The x range of the data.
+    pub fn x_range(&self, axis: XAxis) -> Option<(f64, f64)> {
+        let xs = self.xs(axis);
+        Some((*xs.first()?, *xs.last()?))
+    }
+
+    /// Points to draw for x in `[x0, x1]` at about `pixels` wide: every
+    /// sample when there are few, else the min and max of each bucket of
+    /// about one pixel (or the bucket means when `means`).
+    pub fn points(
+        &self,
+        axis: XAxis,
+        x0: f64,
+        x1: f64,
+        pixels: usize,
+        means: bool,
+    ) -> Vec<[f64; 2]> {
+        let xs = self.xs(axis);
+        let lo = xs.partition_point(|&x| x < x0).saturating_sub(1);
+        let hi = (xs.partition_point(|&x| x <= x1) + 1).min(xs.len());
+        if lo >= hi {
+            return Vec::new();
+        }
+        let n = hi - lo;
+        let pixels = pixels.max(1);
+        if n <= 2 * pixels {
+            return (lo..hi).map(|i| [xs[i], self.values[i]]).collect();
+        }
+        // The level whose buckets hold about n / pixels samples.
+        let want = n / pixels;
+        let mut k = 0;
+        while k + 1 < self.levels.len() && (1usize << (k + 2)) <= want {
+            k += 1;
+        }
+        let size = 1usize << (k + 1);
+        let level = &self.levels[k];
+        let mut out = Vec::with_capacity(2 * (n / size + 2));
+        let (b0, b1) = (lo / size, (hi - 1) / size);
+        for b in b0..=b1.min(level.len().saturating_sub(1)) {
+            let bucket = &level[b];
+            if bucket.n == 0 {
+                continue;
+            }
+            let x = xs[(b * size).min(xs.len() - 1)];
+            if means {
+                out.push([x, bucket.sum / bucket.n as f64]);
+            } else {
+                out.push([x, bucket.min]);
+                out.push([x, bucket.max]);
+            }
+        }
+        out
+    }
+
+    /// Every sample as (version, time, value), for CSV export.
+    pub fn samples(&self) -> impl Iterator<Item = (f64, f64, f64)> + '_ {
+        (0..self.values.len()).map(|i| (self.versions[i], self.times[i], self.values[i]))
+    }
+}
+
+/// An exponential moving average of a run of points (`alpha` in (0, 1]).
+pub fn ema(points: &mut [[f64; 2]], alpha: f64) {
+    let mut acc: Option<f64> = None;
+    for p in points {
+        if !p[1].is_finite() {
+            continue;
+        }
+        let a = match acc {
+            Some(a) => a + alpha * (p[1] - a),
+            None => p[1],
+        };
+        acc = Some(a);
+        p[1] = a;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(n: usize) -> SeriesData {
+        let mut s = SeriesData::default();
+        for i in 0..n {
+            s.push(i as f64, i as f64 * 0.1, ((i * 7919) % 1000) as f64);
+        }
+        s
+    }
+
+    #[test]
+    fn few_samples_are_drawn_as_they_are() {
+        let s = series(100);
+        let p = s.points(XAxis::Version, 0.0, 99.0, 800, false);
+        assert_eq!(p.len(), 100);
+        assert_eq!(p[10], [10.0, ((10 * 7919) % 1000) as f64]);
+    }
+
+    #[test]
+    fn many_samples_become_a_min_max_envelope_of_about_two_points_per_pixel() {
+        let s = series(1_000_000);
+        let p = s.points(XAxis::Version, 0.0, 1e6, 1000, false);
+        assert!(p.len() <= 4 * 1000 + 4, "{}", p.len());
+        assert!(p.len() >= 1000, "{}", p.len());
+        let max = p.iter().map(|q| q[1]).fold(f64::MIN, f64::max);
+        let min = p.iter().map(|q| q[1]).fold(f64::MAX, f64::min);
+        assert_eq!((min, max), (0.0, 999.0), "extremes survive decimation");
+        // A zoomed-in window is exact again.
+        let z = s.points(XAxis::Version, 5000.0, 5100.0, 1000, false);
+        assert!(z.iter().any(|q| q[0] == 5050.0));
+    }
+
+    #[test]
+    fn the_pyramid_matches_a_rebuild() {
+        let s = series(12_345);
+        let mut rebuilt = s.clone();
+        for k in 0..rebuilt.levels.len() {
+            rebuilt.rebuild_level(k);
+        }
+        for (a, b) in s.levels.iter().zip(&rebuilt.levels) {
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(b) {
+                assert_eq!((x.min, x.max, x.n), (y.min, y.max, y.n));
+            }
+        }
+    }
+
+    #[test]
+    fn ema_smooths() {
+        let mut p = vec![[0.0, 0.0], [1.0, 10.0], [2.0, 10.0]];
+        ema(&mut p, 0.5);
+        assert_eq!(p[1][1], 5.0);
+        assert_eq!(p[2][1], 7.5);
+    }
+}

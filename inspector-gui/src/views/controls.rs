@@ -1,0 +1,171 @@
+//! The run's header: identity, status badge, version, rate, watchers and the
+//! connection (stale since when), and the controls: Pause/Resume (space),
+//! Step N, Terminate with a confirmation.
+
+use crate::model::{Connection, RunModel};
+use crate::net::Command;
+use egui::RichText;
+use idict::{Role, RunState};
+
+pub struct ControlsPanel {
+    pub step_n: u64,
+    confirm_terminate: bool,
+}
+
+impl Default for ControlsPanel {
+    fn default() -> Self {
+        ControlsPanel {
+            step_n: 1,
+            confirm_terminate: false,
+        }
+    }
+}
+
+/// Why the controls are greyed out, if they are.
+pub fn why_no_control(m: &RunModel) -> Option<&'static str> {
+    if m.status.as_ref().is_some_and(|s| s.state.is_terminal()) {
+        Some("The run has ended")
+    } else if m.connection != Connection::Connected {
+        Some("Not connected to the run")
+    } else if m.role == Some(Role::Observer) {
+        Some("Needs the controller token: this token is observer-only")
+    } else if m.role.is_none() {
+        Some("Waiting for the run's details")
+    } else {
+        None
+    }
+}
+
+impl ControlsPanel {
+    pub fn ui(&mut self, ui: &mut egui::Ui, m: &RunModel) -> Option<Command> {
+        let mut command = None;
+        ui.horizontal_wrapped(|ui| {
+            ui.heading(&m.name);
+            super::status_badge(ui, m.status.as_ref());
+            ui.separator();
+            ui.label(format!("version {}", m.version));
+            ui.label(format!("t = {:.3} s", m.time));
+            ui.label(format!("{:.1} updates/s", m.updates_per_second));
+            ui.label(format!(
+                "{} watcher{}",
+                m.watchers,
+                if m.watchers == 1 { "" } else { "s" }
+            ));
+            ui.separator();
+            match &m.connection {
+                Connection::Connected => {
+                    ui.label(
+                        RichText::new("connected").color(egui::Color32::from_rgb(60, 170, 90)),
+                    );
+                }
+                Connection::Connecting => {
+                    ui.label(RichText::new("connecting...").weak());
+                }
+                Connection::Ended => {
+                    ui.label(RichText::new("ended").weak());
+                }
+                Connection::Disconnected { since, error } => {
+                    ui.label(
+                        RichText::new(format!(
+                            "STALE: disconnected {:.0} s ago",
+                            since.elapsed().as_secs_f64()
+                        ))
+                        .color(egui::Color32::from_rgb(230, 120, 40)),
+                    )
+                    .on_hover_text(error);
+                    // Tick the "ago" while disconnected.
+                    ui.ctx()
+                        .request_repaint_after(std::time::Duration::from_secs(1));
+                }
+            }
+            if !m.address.is_empty() {
+                ui.label(
+                    RichText::new(format!("{} · pid {} on {}", m.address, m.pid, m.host)).weak(),
+                );
+            }
+        });
+        let why = why_no_control(m);
+        let enabled = why.is_none();
+        let paused = m
+            .status
+            .as_ref()
+            .is_some_and(|s| s.state == RunState::Paused);
+        ui.horizontal(|ui| {
+            let (label, cmd) = if paused {
+                ("Resume", Command::Resume)
+            } else {
+                ("Pause", Command::Pause)
+            };
+            let toggle = ui
+                .add_enabled(enabled, egui::Button::new(label))
+                .on_hover_text("Space")
+                .on_disabled_hover_text(why.unwrap_or_default());
+            if toggle.clicked() {
+                command = Some(cmd.clone());
+            }
+            let space =
+                !ui.ctx().text_edit_focused() && ui.input(|i| i.key_pressed(egui::Key::Space));
+            if space && enabled {
+                command = Some(cmd);
+            }
+            ui.separator();
+            let step = ui
+                .add_enabled(enabled, egui::Button::new("Step"))
+                .on_hover_text("Let N iterations pass, then hold")
+                .on_disabled_hover_text(why.unwrap_or_default());
+            if step.clicked() {
+                command = Some(Command::Step(self.step_n.max(1)));
+            }
+            let n_label = ui.label("N");
+            ui.add_enabled(
+                enabled,
+                egui::DragValue::new(&mut self.step_n).range(1..=1_000_000),
+            )
+            .labelled_by(n_label.id);
+            ui.separator();
+            let terminate = ui
+                .add_enabled(
+                    enabled,
+                    egui::Button::new(
+                        RichText::new("Terminate").color(egui::Color32::from_rgb(220, 70, 70)),
+                    ),
+                )
+                .on_disabled_hover_text(why.unwrap_or_default());
+            if terminate.clicked() {
+                self.confirm_terminate = true;
+            }
+            if matches!(
+                m.connection,
+                Connection::Disconnected { .. } | Connection::Ended
+            ) && ui.button("Reconnect").clicked()
+            {
+                command = Some(Command::Reconnect);
+            }
+            if let Some(e) = &m.error {
+                ui.label(RichText::new(e).color(egui::Color32::from_rgb(220, 70, 70)));
+            }
+        });
+        if self.confirm_terminate {
+            let modal = egui::Modal::new(ui.scope_id().with(("confirm-terminate", &m.target)))
+                .show(ui.ctx(), |ui| {
+                    ui.heading(format!("Terminate {}?", m.name));
+                    ui.label(
+                        "The computation will finish at its next wait(). This cannot be undone.",
+                    );
+                    ui.horizontal(|ui| {
+                        if ui.button("Terminate run").clicked() {
+                            command = Some(Command::Terminate);
+                            self.confirm_terminate = false;
+                        }
+                        if ui.button("Cancel").clicked() {
+                            self.confirm_terminate = false;
+                        }
+                    });
+                });
+            if modal.should_close() {
+                self.confirm_terminate = false;
+            }
+        }
+        command
+    }
+}

@@ -1,0 +1,83 @@
+//! The views: each panel a struct with a `ui` method that reads (and, for
+//! commands, writes to) a run's model. Shared bits: the status badge and the
+//! colour map.
+
+pub mod controls;
+pub mod messages;
+pub mod plots;
+pub mod runs;
+pub mod values;
+
+use egui::{Color32, RichText};
+use idict::{RunState, Status};
+
+/// The colour of a status word.
+pub fn state_color(state: RunState) -> Color32 {
+    match state {
+        RunState::Running => Color32::from_rgb(60, 170, 90),
+        RunState::Paused => Color32::from_rgb(220, 170, 40),
+        RunState::Terminating => Color32::from_rgb(230, 120, 40),
+        RunState::Finished => Color32::from_rgb(90, 140, 220),
+        RunState::Failed => Color32::from_rgb(220, 60, 60),
+    }
+}
+
+/// A status badge: the word in its colour, with hold and failure details.
+pub fn status_badge(ui: &mut egui::Ui, status: Option<&Status>) {
+    match status {
+        None => {
+            ui.label(RichText::new("connecting").weak());
+        }
+        Some(s) => {
+            let mut text = s.state.name().to_uppercase();
+            if s.held {
+                text.push_str(" · held");
+            }
+            if s.steps_pending > 0 {
+                text.push_str(&format!(" · {} steps left", s.steps_pending));
+            }
+            ui.label(RichText::new(text).strong().color(state_color(s.state)));
+            if !s.message.is_empty() {
+                ui.label(RichText::new(&s.message).color(state_color(s.state)));
+            }
+        }
+    }
+}
+
+/// A perceptual-ish colour map (dark blue → teal → yellow), `t` in [0, 1].
+pub fn colormap(t: f64) -> Color32 {
+    const STOPS: [(f64, [u8; 3]); 5] = [
+        (0.0, [48, 18, 59]),
+        (0.25, [50, 110, 200]),
+        (0.5, [30, 190, 150]),
+        (0.75, [190, 220, 60]),
+        (1.0, [250, 240, 50]),
+    ];
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    for w in STOPS.windows(2) {
+        let ((t0, c0), (t1, c1)) = (w[0], w[1]);
+        if t <= t1 {
+            let f = (t - t0) / (t1 - t0);
+            let mix = |a: u8, b: u8| (a as f64 + f * (b as f64 - a as f64)).round() as u8;
+            return Color32::from_rgb(mix(c0[0], c1[0]), mix(c0[1], c1[1]), mix(c0[2], c1[2]));
+        }
+    }
+    let c = STOPS[4].1;
+    Color32::from_rgb(c[0], c[1], c[2])
+}
+
+/// Numbers as people read them in a table.
+pub fn fmt_num(x: f64) -> String {
+    if x == 0.0 || (1e-3..1e6).contains(&x.abs()) {
+        let s = format!("{x:.6}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else if x.is_finite() {
+        format!("{x:.4e}")
+    } else {
+        x.to_string()
+    }
+}

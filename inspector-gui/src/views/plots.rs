@@ -1,0 +1,313 @@
+//! The plots: any number, each of any scalar keys, drawn from the whole
+//! history and then live; x by step (version) or by time; "follow latest"
+//! (a moving window) or free zoom and pan; log y; EMA smoothing; legend and
+//! hover values; export to CSV. Each frame draws about two points per pixel
+//! per series from the min/max pyramid, whatever the series' length.
+
+use super::fmt_num;
+use crate::model::RunModel;
+use crate::series::{XAxis, ema};
+use egui::RichText;
+use egui_plot::{Legend, Line, Plot, PlotPoint};
+use std::collections::BTreeMap;
+
+/// One plot's choices (remembered between launches).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PlotConfig {
+    pub keys: Vec<String>,
+    pub x: XAxis,
+    pub follow: bool,
+    /// The follow window, in x units.
+    pub window: f64,
+    pub log_y: bool,
+    /// EMA smoothing factor in (0, 1); 0 is off.
+    pub ema: f64,
+}
+
+impl PlotConfig {
+    pub fn of(keys: Vec<String>) -> Self {
+        PlotConfig {
+            keys,
+            x: XAxis::Version,
+            follow: false,
+            window: 2000.0,
+            log_y: false,
+            ema: 0.0,
+        }
+    }
+}
+
+/// Keys a new view plots first: the usual suspects, else the first scalars.
+pub fn default_plots(m: &RunModel) -> Vec<PlotConfig> {
+    let keys: Vec<&str> = m.plottable().collect();
+    let preferred = [
+        "residual",
+        "loss",
+        "error",
+        "energy",
+        "pi",
+        "x",
+        "grad_norm",
+    ];
+    let mut chosen: Vec<String> = preferred
+        .iter()
+        .filter(|k| keys.contains(k))
+        .take(2)
+        .map(|k| k.to_string())
+        .collect();
+    if chosen.is_empty() {
+        chosen = keys
+            .iter()
+            .filter(|k| !matches!(**k, "step" | "t" | "n"))
+            .take(2)
+            .map(|k| k.to_string())
+            .collect();
+    }
+    chosen
+        .into_iter()
+        .map(|k| {
+            let mut c = PlotConfig::of(vec![k.clone()]);
+            c.log_y = matches!(k.as_str(), "residual" | "loss" | "grad_norm");
+            c
+        })
+        .collect()
+}
+
+#[derive(Default)]
+pub struct PlotsPanel {
+    pub plots: Vec<PlotConfig>,
+    /// The outcome of the last export.
+    pub note: Option<String>,
+}
+
+/// Lines of a plot as they are drawn: (key, points).
+pub fn plot_lines(
+    m: &RunModel,
+    cfg: &PlotConfig,
+    x0: f64,
+    x1: f64,
+    pixels: usize,
+) -> Vec<(String, Vec<[f64; 2]>)> {
+    cfg.keys
+        .iter()
+        .filter_map(|k| {
+            let s = m.series.get(k)?;
+            let mut pts = s.points(cfg.x, x0, x1, pixels, cfg.ema > 0.0);
+            if cfg.ema > 0.0 {
+                ema(&mut pts, cfg.ema);
+            }
+            if cfg.log_y {
+                pts.retain(|p| p[1] > 0.0);
+                for p in &mut pts {
+                    p[1] = p[1].log10();
+                }
+            }
+            Some((k.clone(), pts))
+        })
+        .collect()
+}
+
+/// The newest x across a plot's series.
+fn latest_x(m: &RunModel, cfg: &PlotConfig) -> Option<(f64, f64)> {
+    cfg.keys
+        .iter()
+        .filter_map(|k| m.series.get(k)?.x_range(cfg.x))
+        .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+}
+
+impl PlotsPanel {
+    pub fn ui(&mut self, ui: &mut egui::Ui, m: &RunModel) {
+        if self.plots.is_empty() && ui.button("+ Add plot").clicked() {
+            self.plots.push(PlotConfig::of(Vec::new()));
+        }
+        let count = self.plots.len();
+        let height = ((ui.available_height() - 40.0) / count.max(1) as f32 - 34.0).max(120.0);
+        let mut remove = None;
+        let keys: Vec<String> = m.plottable().map(str::to_string).collect();
+        egui::ScrollArea::vertical()
+            .id_salt("plots")
+            .show(ui, |ui| {
+                for (i, cfg) in self.plots.iter_mut().enumerate() {
+                    ui.push_id(i, |ui| {
+                        ui.horizontal_wrapped(|ui| {
+                            ui.menu_button(format!("Keys ({})", cfg.keys.len()), |ui| {
+                                for k in &keys {
+                                    let mut on = cfg.keys.contains(k);
+                                    if ui.checkbox(&mut on, k).changed() {
+                                        if on {
+                                            cfg.keys.push(k.clone());
+                                        } else {
+                                            cfg.keys.retain(|x| x != k);
+                                        }
+                                    }
+                                }
+                            });
+                            egui::ComboBox::from_label("x axis")
+                                .selected_text(match cfg.x {
+                                    XAxis::Version => "step",
+                                    XAxis::Time => "time",
+                                })
+                                .show_ui(ui, |ui| {
+                                    ui.selectable_value(
+                                        &mut cfg.x,
+                                        XAxis::Version,
+                                        "x: step (version)",
+                                    );
+                                    ui.selectable_value(&mut cfg.x, XAxis::Time, "x: time (s)");
+                                });
+                            ui.checkbox(&mut cfg.follow, "Follow latest");
+                            if cfg.follow {
+                                let w = ui.label("window");
+                                ui.add(
+                                    egui::DragValue::new(&mut cfg.window)
+                                        .range(1.0..=1e12)
+                                        .speed(10.0),
+                                )
+                                .labelled_by(w.id);
+                            }
+                            ui.checkbox(&mut cfg.log_y, "Log y");
+                            let e = ui.label("EMA");
+                            ui.add(egui::Slider::new(&mut cfg.ema, 0.0..=0.99).fixed_decimals(2))
+                                .labelled_by(e.id)
+                                .on_hover_text("Exponential smoothing factor; 0 is off");
+                            if ui
+                                .button("CSV")
+                                .on_hover_text("Export these series")
+                                .clicked()
+                            {
+                                self.note = Some(export_csv(m, cfg));
+                            }
+                            if ui
+                                .button("Remove")
+                                .on_hover_text("Remove this plot")
+                                .clicked()
+                            {
+                                remove = Some(i);
+                            }
+                        });
+                        draw(ui, m, cfg, height);
+                    });
+                }
+                ui.horizontal(|ui| {
+                    if count > 0 && ui.button("+ Add plot").clicked() {
+                        self.plots.push(PlotConfig::of(Vec::new()));
+                    }
+                    if let Some(n) = &self.note {
+                        ui.label(RichText::new(n).weak());
+                    }
+                });
+            });
+        if let Some(i) = remove {
+            self.plots.remove(i);
+        }
+    }
+}
+
+/// Draws one plot.
+pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32) {
+    let log_y = cfg.log_y;
+    let x_label = match cfg.x {
+        XAxis::Version => "step (version)",
+        XAxis::Time => "time (s)",
+    };
+    let mut plot = Plot::new("plot")
+        .legend(Legend::default())
+        .height(height)
+        .x_axis_label(x_label)
+        .label_formatter(move |hover| {
+            let (name, p) = match hover {
+                egui_plot::HoverPosition::NearDataPoint {
+                    plot_name,
+                    position,
+                    ..
+                } => (*plot_name, *position),
+                egui_plot::HoverPosition::Elsewhere { position } => ("", *position),
+            };
+            let y = if log_y { 10f64.powf(p.y) } else { p.y };
+            Some(format!("{name}\nx = {}\ny = {}", fmt_num(p.x), fmt_num(y)))
+        });
+    if log_y {
+        plot = plot.y_axis_formatter(|mark, _| {
+            if mark.value.fract() == 0.0 {
+                format!("1e{}", mark.value)
+            } else {
+                fmt_num(10f64.powf(mark.value))
+            }
+        });
+    }
+    let range = latest_x(m, cfg);
+    let response = plot.show(ui, |pui| {
+        let pixels = pui.transform().frame().width().max(1.0) as usize;
+        let (x0, x1) = match (cfg.follow, range) {
+            (true, Some((_, last))) => {
+                let b = (last - cfg.window, last);
+                pui.set_plot_bounds_x(b.0..=b.1);
+                pui.set_auto_bounds([false, true]);
+                b
+            }
+            _ => {
+                let b = pui.plot_bounds();
+                let (lo, hi) = (b.min()[0], b.max()[0]);
+                if lo.is_finite() && hi.is_finite() && hi > lo && !pui.auto_bounds().x {
+                    (lo, hi)
+                } else {
+                    range.unwrap_or((0.0, 1.0))
+                }
+            }
+        };
+        for (key, pts) in plot_lines(m, cfg, x0, x1, pixels) {
+            pui.line(Line::new(key, pts));
+        }
+        pui.pointer_coordinate()
+    });
+    // Zooming or panning by hand leaves follow mode.
+    if response.response.dragged()
+        || (response.response.hovered() && ui.input(|i| i.smooth_scroll_delta.y != 0.0))
+    {
+        cfg.follow = false;
+    }
+    let _: Option<PlotPoint> = response.inner;
+}
+
+/// Writes a plot's series to a CSV file in the working directory; returns
+/// what happened, for the user.
+fn export_csv(m: &RunModel, cfg: &PlotConfig) -> String {
+    let mut rows: BTreeMap<u64, (f64, Vec<Option<f64>>)> = BTreeMap::new();
+    for (i, k) in cfg.keys.iter().enumerate() {
+        if let Some(s) = m.series.get(k) {
+            for (v, t, y) in s.samples() {
+                let row = rows
+                    .entry(v as u64)
+                    .or_insert((t, vec![None; cfg.keys.len()]));
+                row.1[i] = Some(y);
+            }
+        }
+    }
+    let mut csv = format!("version,t,{}\n", cfg.keys.join(","));
+    for (v, (t, ys)) in rows {
+        let cells: Vec<String> = ys
+            .iter()
+            .map(|y| y.map_or_else(String::new, |y| y.to_string()))
+            .collect();
+        csv.push_str(&format!("{v},{t},{}\n", cells.join(",")));
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let name = format!("{}-{}-{stamp}.csv", m.name, cfg.keys.join("+"));
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_+.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match std::fs::write(&name, csv) {
+        Ok(()) => format!("saved {name}"),
+        Err(e) => format!("could not save {name}: {e}"),
+    }
+}

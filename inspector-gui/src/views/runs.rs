@@ -1,0 +1,137 @@
+//! The side list: open runs with their status, the local runs to open with a
+//! click, a form to connect to an address with a token, and recent runs.
+
+use crate::model::{Connection, RunModel};
+use crate::net::OpenSpec;
+use egui::RichText;
+use idict::runfile::FoundRun;
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+/// What the user asked for in the side list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunsAction {
+    Open(OpenSpec),
+    Close(usize),
+}
+
+#[derive(Default)]
+pub struct RunsPanel {
+    address: String,
+    token: String,
+}
+
+impl RunsPanel {
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        open: &[Arc<Mutex<RunModel>>],
+        selected: &mut usize,
+        local: &[FoundRun],
+        recent: &[String],
+    ) -> Option<RunsAction> {
+        let mut action = None;
+        ui.heading("Runs");
+        if open.is_empty() {
+            ui.label(RichText::new("No run open.").weak());
+        }
+        for (i, model) in open.iter().enumerate() {
+            let m = model.lock();
+            ui.horizontal(|ui| {
+                let label = format!("{} ({})", m.name, m.pid);
+                if ui.selectable_label(*selected == i, label).clicked() {
+                    *selected = i;
+                }
+                if ui
+                    .small_button("x")
+                    .on_hover_text("Close this run's view")
+                    .clicked()
+                {
+                    action = Some(RunsAction::Close(i));
+                }
+            });
+            ui.horizontal(|ui| {
+                ui.add_space(12.0);
+                super::status_badge(ui, m.status.as_ref());
+                match &m.connection {
+                    Connection::Disconnected { .. } => {
+                        ui.label(RichText::new("offline").color(egui::Color32::GRAY));
+                    }
+                    Connection::Connecting => {
+                        ui.label(RichText::new("connecting").weak());
+                    }
+                    _ => {}
+                }
+            });
+        }
+        ui.separator();
+        ui.label(RichText::new("On this machine").strong());
+        let opened: Vec<(String, String)> = open
+            .iter()
+            .map(|m| {
+                let m = m.lock();
+                (m.address.clone(), m.target.clone())
+            })
+            .collect();
+        let mut any = false;
+        for r in local {
+            any = true;
+            let is_open = opened
+                .iter()
+                .any(|(addr, target)| addr == &r.run.address || target == &r.run.address);
+            ui.horizontal(|ui| {
+                ui.label(format!("{} ({})", r.run.name, r.run.pid));
+                let button = ui.add_enabled(!is_open, egui::Button::new("Open"));
+                if button.clicked() {
+                    action = Some(RunsAction::Open(OpenSpec {
+                        target: r.path.display().to_string(),
+                        token: None,
+                    }));
+                }
+            });
+        }
+        if !any {
+            ui.label(RichText::new("none found").weak());
+        }
+        ui.separator();
+        ui.label(RichText::new("Connect to an address").strong());
+        let address_label = ui.label("Address");
+        ui.add(
+            egui::TextEdit::singleline(&mut self.address)
+                .hint_text("host:port")
+                .desired_width(f32::INFINITY),
+        )
+        .labelled_by(address_label.id);
+        let token_label = ui.label("Token");
+        ui.add(
+            egui::TextEdit::singleline(&mut self.token)
+                .hint_text("from the run file")
+                .password(true)
+                .desired_width(f32::INFINITY),
+        )
+        .labelled_by(token_label.id);
+        let ready = !self.address.trim().is_empty();
+        if ui
+            .add_enabled(ready, egui::Button::new("Connect"))
+            .clicked()
+        {
+            action = Some(RunsAction::Open(OpenSpec {
+                target: self.address.trim().to_string(),
+                token: Some(self.token.trim().to_string()).filter(|t| !t.is_empty()),
+            }));
+        }
+        if !recent.is_empty() {
+            ui.separator();
+            ui.label(RichText::new("Recent").strong());
+            for r in recent {
+                if ui.link(r).on_hover_text("Open again").clicked() {
+                    action = Some(RunsAction::Open(OpenSpec {
+                        target: r.clone(),
+                        token: None,
+                    }));
+                }
+            }
+        }
+        action
+    }
+}

@@ -1,0 +1,383 @@
+//! The values: steering editors for the writable keys (checked before they
+//! are sent, pending until applied, the run's refusal shown), a filterable
+//! tree of every key that highlights what just changed, and a viewer for the
+//! selected array (a line plot for 1-D, a heat map with a colour scale for 2-D).
+
+use super::{colormap, fmt_num};
+use crate::model::RunModel;
+use crate::net::Command;
+use egui::{Color32, RichText};
+use idict::{NdArray, Value, ValueKind, WritableInfo};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How long a changed value stays highlighted.
+const HIGHLIGHT: Duration = Duration::from_millis(800);
+
+#[derive(Default)]
+pub struct ValuesPanel {
+    pub filter: String,
+    /// The array shown in the viewer.
+    pub selected_array: Option<String>,
+    editors: HashMap<String, String>,
+    local_errors: HashMap<String, String>,
+    heatmap: Option<HeatmapTexture>,
+}
+
+struct HeatmapTexture {
+    key: String,
+    /// Identity of the array's buffer the texture was made from.
+    source: (usize, usize),
+    texture: egui::TextureHandle,
+    range: (f64, f64),
+}
+
+/// Checks an edited value against the key's rule before it is sent.
+pub fn parse_for(spec: &WritableInfo, text: &str) -> Result<Value, String> {
+    let text = text.trim();
+    let value = match spec.kind {
+        ValueKind::Float => Value::Float(
+            text.parse::<f64>()
+                .map_err(|_| format!("'{text}' is not a number"))?,
+        ),
+        ValueKind::Int => Value::Int(
+            text.parse::<i64>()
+                .map_err(|_| format!("'{text}' is not a whole number"))?,
+        ),
+        ValueKind::Bool => match text {
+            "true" | "1" | "yes" | "on" => Value::Bool(true),
+            "false" | "0" | "no" | "off" => Value::Bool(false),
+            _ => return Err(format!("'{text}' is not true or false")),
+        },
+        ValueKind::Str => Value::Str(text.to_string()),
+        other => {
+            let json: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| format!("not valid JSON for a {other}: {e}"))?;
+            Value::from(json)
+        }
+    };
+    if let Some(x) = value.as_f64() {
+        if let Some(min) = spec.min.filter(|&m| x < m) {
+            return Err(format!("below the minimum {}", fmt_num(min)));
+        }
+        if let Some(max) = spec.max.filter(|&m| x > m) {
+            return Err(format!("above the maximum {}", fmt_num(max)));
+        }
+    }
+    Ok(value)
+}
+
+fn short(v: &Value) -> String {
+    match v {
+        Value::Float(x) => fmt_num(*x),
+        Value::Array(a) => {
+            let shape: Vec<String> = a.shape().iter().map(|d| d.to_string()).collect();
+            match a.stats() {
+                Some(s) => format!(
+                    "{}[{}]  min {}  max {}  mean {}",
+                    a.dtype(),
+                    shape.join("×"),
+                    fmt_num(s.min),
+                    fmt_num(s.max),
+                    fmt_num(s.mean)
+                ),
+                None => format!("{}[{}]", a.dtype(), shape.join("×")),
+            }
+        }
+        Value::List(l) => format!("list of {}", l.len()),
+        Value::Map(m) => format!("map of {}", m.len()),
+        other => other.to_string(),
+    }
+}
+
+impl ValuesPanel {
+    pub fn ui(&mut self, ui: &mut egui::Ui, m: &RunModel) -> Option<Command> {
+        let mut command = None;
+        let can_write = super::controls::why_no_control(m);
+        let writable: Vec<_> = m
+            .keys
+            .values()
+            .filter_map(|k| k.writable.as_ref().map(|w| (k.name.clone(), w.clone())))
+            .collect();
+        if !writable.is_empty() {
+            ui.label(RichText::new("Steering").strong());
+            egui::Grid::new("steering").num_columns(3).show(ui, |ui| {
+                for (key, spec) in &writable {
+                    let current = m.values.get(key).map(short).unwrap_or_default();
+                    let name = ui.label(key).on_hover_text(&spec.description);
+                    let edit = self
+                        .editors
+                        .entry(key.clone())
+                        .or_insert_with(|| current.clone());
+                    let field = ui
+                        .add_enabled(
+                            can_write.is_none(),
+                            egui::TextEdit::singleline(edit)
+                                .desired_width(90.0)
+                                .hint_text(&current),
+                        )
+                        .labelled_by(name.id)
+                        .on_hover_text(&spec.description);
+                    let send = ui
+                        .add_enabled(can_write.is_none(), egui::Button::new(format!("Set {key}")))
+                        .on_disabled_hover_text(can_write.unwrap_or_default());
+                    let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                    if send.clicked() || enter {
+                        match parse_for(spec, edit) {
+                            Ok(v) => {
+                                self.local_errors.remove(key);
+                                command = Some(Command::Set(key.clone(), v));
+                            }
+                            Err(e) => {
+                                self.local_errors.insert(key.clone(), e);
+                            }
+                        }
+                    }
+                    ui.end_row();
+                    ui.label("");
+                    let pending = m.pending.values().any(|p| &p.key == key);
+                    let note = if pending {
+                        RichText::new("pending: applied at the run's next wait()")
+                            .color(Color32::from_rgb(220, 170, 40))
+                    } else if let Some(e) = self.local_errors.get(key).or(m.write_errors.get(key)) {
+                        RichText::new(e).color(Color32::from_rgb(220, 70, 70))
+                    } else {
+                        RichText::new(format!("now {current}  ({})", spec.description)).weak()
+                    };
+                    ui.label(note);
+                    ui.end_row();
+                }
+            });
+            ui.separator();
+        }
+        ui.horizontal(|ui| {
+            let l = ui.label("Filter");
+            ui.add(egui::TextEdit::singleline(&mut self.filter).hint_text("key prefix or part"))
+                .labelled_by(l.id);
+        });
+        if self.selected_array.is_none() {
+            self.selected_array = m
+                .values
+                .iter()
+                .find(|(_, v)| v.as_array().is_some_and(|a| a.shape().len() == 2))
+                .map(|(k, _)| k.clone());
+        }
+        let now = Instant::now();
+        let mut fading = false;
+        egui::ScrollArea::vertical()
+            .id_salt("values-tree")
+            .max_height(ui.available_height() * 0.5)
+            .auto_shrink([false, true])
+            .show(ui, |ui| {
+                egui::Grid::new("values")
+                    .num_columns(2)
+                    .striped(true)
+                    .show(ui, |ui| {
+                        let filter = self.filter.to_lowercase();
+                        for (key, value) in &m.values {
+                            if !filter.is_empty() && !key.to_lowercase().contains(&filter) {
+                                continue;
+                            }
+                            let recent = m
+                                .changed_at
+                                .get(key)
+                                .is_some_and(|t| now.duration_since(*t) < HIGHLIGHT);
+                            fading |= recent;
+                            let name = if recent {
+                                RichText::new(key)
+                                    .strong()
+                                    .color(Color32::from_rgb(240, 200, 80))
+                            } else {
+                                RichText::new(key)
+                            };
+                            ui.label(name);
+                            self.value_cell(ui, key, value, 0);
+                            ui.end_row();
+                        }
+                    });
+            });
+        if fading {
+            ui.ctx().request_repaint_after(Duration::from_millis(100));
+        }
+        if let Some(key) = self.selected_array.clone()
+            && let Some(a) = m.values.get(&key).and_then(Value::as_array)
+        {
+            ui.separator();
+            self.array_view(ui, &key, a);
+        }
+        command
+    }
+
+    fn value_cell(&mut self, ui: &mut egui::Ui, key: &str, value: &Value, depth: usize) {
+        match value {
+            Value::Array(_) => {
+                let selected = self.selected_array.as_deref() == Some(key);
+                if ui
+                    .selectable_label(selected, short(value))
+                    .on_hover_text("Show this array")
+                    .clicked()
+                {
+                    self.selected_array = Some(key.to_string());
+                }
+            }
+            Value::Map(map) if depth < 8 => {
+                egui::CollapsingHeader::new(short(value))
+                    .id_salt((key, depth))
+                    .show(ui, |ui| {
+                        egui::Grid::new((key, depth, "map"))
+                            .num_columns(2)
+                            .show(ui, |ui| {
+                                for (k, v) in map {
+                                    ui.label(k);
+                                    self.value_cell(ui, &format!("{key}.{k}"), v, depth + 1);
+                                    ui.end_row();
+                                }
+                            });
+                    });
+            }
+            Value::List(items) if depth < 8 => {
+                egui::CollapsingHeader::new(short(value))
+                    .id_salt((key, depth))
+                    .show(ui, |ui| {
+                        egui::Grid::new((key, depth, "list"))
+                            .num_columns(2)
+                            .show(ui, |ui| {
+                                for (i, v) in items.iter().enumerate().take(1000) {
+                                    ui.label(format!("[{i}]"));
+                                    self.value_cell(ui, &format!("{key}[{i}]"), v, depth + 1);
+                                    ui.end_row();
+                                }
+                            });
+                    });
+            }
+            other => {
+                ui.label(RichText::new(short(other)).monospace());
+            }
+        }
+    }
+
+    fn array_view(&mut self, ui: &mut egui::Ui, key: &str, a: &NdArray) {
+        ui.label(RichText::new(format!("{key}: {}", short(&Value::Array(a.clone())))).strong());
+        match a.shape() {
+            [n] => {
+                let points: Vec<[f64; 2]> = (0..*n)
+                    .filter_map(|i| a.get_f64(i).map(|y| [i as f64, y]))
+                    .collect();
+                egui_plot::Plot::new(("array-1d", key))
+                    .height(ui.available_height().clamp(120.0, 260.0))
+                    .show(ui, |p| p.line(egui_plot::Line::new(key, points)));
+            }
+            [rows, cols] if *rows > 0 && *cols > 0 => self.heatmap(ui, key, a, *rows, *cols),
+            _ => {
+                ui.label(
+                    RichText::new("(shown as a summary: only 1-D and 2-D arrays are drawn)").weak(),
+                );
+            }
+        }
+    }
+
+    fn heatmap(&mut self, ui: &mut egui::Ui, key: &str, a: &NdArray, rows: usize, cols: usize) {
+        let source = (a.bytes().as_ptr() as usize, a.bytes().len());
+        let stale = self
+            .heatmap
+            .as_ref()
+            .is_none_or(|h| h.key != key || h.source != source);
+        if stale {
+            let (lo, hi) = a.stats().map_or((0.0, 1.0), |s| (s.min, s.max));
+            let span = if hi > lo { hi - lo } else { 1.0 };
+            // Row 0 at the bottom, as on a plot.
+            let mut pixels = Vec::with_capacity(rows * cols);
+            for r in (0..rows).rev() {
+                for c in 0..cols {
+                    let v = a.get_f64(r * cols + c).unwrap_or(f64::NAN);
+                    pixels.push(colormap((v - lo) / span));
+                }
+            }
+            let image = egui::ColorImage::new([cols, rows], pixels);
+            match &mut self.heatmap {
+                Some(h) if h.key == key => {
+                    h.texture.set(image, egui::TextureOptions::NEAREST);
+                    h.source = source;
+                    h.range = (lo, hi);
+                }
+                _ => {
+                    let texture = ui.ctx().load_texture(
+                        format!("heatmap-{key}"),
+                        image,
+                        egui::TextureOptions::NEAREST,
+                    );
+                    self.heatmap = Some(HeatmapTexture {
+                        key: key.to_string(),
+                        source,
+                        texture,
+                        range: (lo, hi),
+                    });
+                }
+            }
+        }
+        let Some(h) = &self.heatmap else { return };
+        let side = ui
+            .available_width()
+            .min(ui.available_height() - 30.0)
+            .clamp(80.0, 420.0);
+        let aspect = rows as f32 / cols as f32;
+        ui.horizontal(|ui| {
+            ui.add(egui::Image::new(&h.texture).fit_to_exact_size(egui::vec2(side, side * aspect)));
+            // The colour scale: max at the top, min at the bottom.
+            ui.vertical(|ui| {
+                ui.label(fmt_num(h.range.1));
+                let (rect, _) = ui.allocate_exact_size(
+                    egui::vec2(14.0, side * aspect - 40.0),
+                    egui::Sense::hover(),
+                );
+                let steps = 32;
+                for i in 0..steps {
+                    let t = 1.0 - i as f64 / (steps - 1) as f64;
+                    let y0 = rect.top() + rect.height() * i as f32 / steps as f32;
+                    let y1 = rect.top() + rect.height() * (i + 1) as f32 / steps as f32;
+                    ui.painter().rect_filled(
+                        egui::Rect::from_x_y_ranges(rect.x_range(), y0..=y1),
+                        0.0,
+                        colormap(t),
+                    );
+                }
+                ui.label(fmt_num(h.range.0));
+            });
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_are_checked_before_sending() {
+        let spec = WritableInfo {
+            kind: ValueKind::Float,
+            min: Some(0.0),
+            max: Some(0.25),
+            description: String::new(),
+        };
+        assert_eq!(parse_for(&spec, " 0.1 "), Ok(Value::Float(0.1)));
+        assert!(
+            parse_for(&spec, "0.5")
+                .unwrap_err()
+                .contains("above the maximum 0.25")
+        );
+        assert!(
+            parse_for(&spec, "fast")
+                .unwrap_err()
+                .contains("not a number")
+        );
+        let int = WritableInfo {
+            kind: ValueKind::Int,
+            min: Some(1.0),
+            max: None,
+            description: String::new(),
+        };
+        assert_eq!(parse_for(&int, "7"), Ok(Value::Int(7)));
+        assert!(parse_for(&int, "0").is_err());
+        assert!(parse_for(&int, "1.5").is_err());
+    }
+}

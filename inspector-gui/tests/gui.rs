@@ -1,0 +1,319 @@
+//! The inspector, headless with egui_kittest, against a real in-process
+//! server running a real computation (the heat simulation).
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use idict::{IDict, RunState, ServeOptions, Server, Value};
+use idict_examples::heat::{self, HeatConfig};
+use idict_inspector::InspectorApp;
+use idict_inspector::model::Connection;
+use idict_inspector::net::OpenSpec;
+use idict_inspector::views::plots::plot_lines;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A heat simulation served on 127.0.0.1:0.
+struct Sim {
+    idict: IDict,
+    address: String,
+    token: String,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn options() -> ServeOptions {
+    ServeOptions::default()
+        .write_run_file(false)
+        .announce(false)
+}
+
+fn start(opts: ServeOptions) -> Sim {
+    let idict = IDict::new("gui-heat");
+    let server = opts.serve(&idict).unwrap();
+    let (address, token) = (
+        server.address().to_string(),
+        server.tokens().controller.clone(),
+    );
+    let handle = idict.clone();
+    let thread = std::thread::spawn(move || {
+        let cfg = HeatConfig {
+            n: 16,
+            rate: 100.0,
+            tolerance: 0.0,
+            ..HeatConfig::default()
+        };
+        if heat::run(&handle, &cfg).is_ok() {
+            let _ = handle.notify_update_final();
+        }
+        server.wait_then_close(Duration::from_secs(2));
+    });
+    Sim {
+        idict,
+        address,
+        token,
+        thread: Some(thread),
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.idict.terminate();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Gui {
+    harness: Harness<'static, Option<InspectorApp>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn gui(address: &str, token: &str) -> Gui {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = rt.handle().clone();
+    let spec = OpenSpec {
+        target: address.to_string(),
+        token: Some(token.to_string()),
+    };
+    let harness = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .build_ui_state(
+            move |ui, app: &mut Option<InspectorApp>| {
+                let app = app.get_or_insert_with(|| {
+                    let mut a =
+                        InspectorApp::new(ui.ctx().clone(), handle.clone(), Default::default());
+                    a.open(spec.clone());
+                    a
+                });
+                app.ui_root(ui);
+            },
+            None,
+        );
+    Gui { harness, _rt: rt }
+}
+
+impl Gui {
+    fn app(&self) -> &InspectorApp {
+        self.harness.state().as_ref().unwrap()
+    }
+
+    /// Runs frames until `cond` holds (20 s at most).
+    fn until(&mut self, what: &str, cond: impl Fn(&Self) -> bool) {
+        let start = Instant::now();
+        loop {
+            self.harness.run_steps(1);
+            if cond(self) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn value(&self, key: &str) -> Option<Value> {
+        self.app().tabs[0].model().lock().values.get(key).cloned()
+    }
+
+    fn connected(&self) -> bool {
+        self.app().tabs[0].model().lock().connection == Connection::Connected
+    }
+}
+
+#[test]
+fn attach_and_see_values_appear_and_change_and_plots_have_the_history() {
+    let sim = start(options());
+    let mut g = gui(&sim.address, &sim.token);
+    g.until("the first values", |g| g.value("step").is_some());
+    let first = g.value("step").unwrap();
+    assert!(g.harness.get_all_by_label("residual").count() >= 1);
+    g.until("step to change", |g| g.value("step") != Some(first.clone()));
+    assert!(
+        g.harness.get_all_by_label_contains("f64[16×16]").count() >= 1,
+        "the array is summarised"
+    );
+
+    // Add max_u to the first plot through its Keys menu.
+    g.until("plots", |g| !g.app().tabs[0].plots.plots.is_empty());
+    g.harness
+        .get_all_by_label_contains("Keys (")
+        .next()
+        .unwrap()
+        .click();
+    g.harness.run_steps(2);
+    g.harness
+        .get_by_role_and_label(egui::accesskit::Role::CheckBox, "max_u")
+        .click();
+    g.harness.run_steps(2);
+    let tab = &g.app().tabs[0];
+    let cfg = tab.plots.plots[0].clone();
+    assert!(cfg.keys.contains(&"max_u".to_string()), "{:?}", cfg.keys);
+    // The plot holds every sample of the run's history (few enough to draw as is).
+    let model = tab.model();
+    let m = model.lock();
+    let lines = plot_lines(&m, &cfg, 0.0, 1e12, 2000);
+    let (_, pts) = lines.iter().find(|(k, _)| k == "max_u").unwrap();
+    let history = sim.idict.history("max_u").unwrap();
+    assert!(pts.len() >= history.len().min(m.series["max_u"].len()));
+    assert_eq!(
+        pts[0][0], 1.0,
+        "the curve starts at the run's first version"
+    );
+}
+
+#[test]
+fn pause_step_set_and_terminate_from_the_window() {
+    let sim = start(options());
+    let mut g = gui(&sim.address, &sim.token);
+    g.until("connected with values", |g| {
+        g.connected() && g.value("step").is_some()
+    });
+
+    // Writable keys get an editor; read-only keys are not offered one.
+    assert!(g.harness.query_by_label("Set dt").is_some());
+    assert!(g.harness.query_by_label("Set residual").is_none());
+    assert!(g.harness.query_by_label("Set step").is_none());
+
+    g.harness.get_by_label("Pause").click();
+    g.until("paused and held", |_| sim.idict.status().held);
+    let held_at = sim.idict.version();
+    g.until("the window to show it", |g| {
+        g.harness.query_by_label("Resume").is_some()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(sim.idict.version(), held_at, "paused: the version stops");
+
+    g.harness.state_mut().as_mut().unwrap().tabs[0]
+        .controls
+        .step_n = 3;
+    g.harness.get_by_label("Step").click();
+    g.until("three steps", |_| {
+        sim.idict.version() == held_at + 3 && sim.idict.status().held
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        sim.idict.version(),
+        held_at + 3,
+        "Step 3 advances exactly three"
+    );
+
+    g.harness.get_by_label("Resume").click();
+    g.until("running again", |_| {
+        sim.idict.status().state == RunState::Running
+    });
+
+    // Steer dt: a bad value is refused before sending, a good one is applied.
+    g.harness
+        .get_by_role_and_label(egui::accesskit::Role::TextInput, "dt")
+        .focus();
+    g.harness
+        .get_by_role_and_label(egui::accesskit::Role::TextInput, "dt")
+        .type_text("1e9");
+    g.harness.run_steps(2);
+    g.harness.get_by_label("Set dt").click();
+    g.until("a local refusal", |g| {
+        g.harness
+            .query_by_label_contains("above the maximum")
+            .is_some()
+    });
+    g.harness
+        .get_by_role_and_label(egui::accesskit::Role::TextInput, "dt")
+        .focus();
+    for _ in 0..20 {
+        g.harness.key_press(egui::Key::Backspace);
+    }
+    g.harness.run_steps(22);
+    g.harness
+        .get_by_role_and_label(egui::accesskit::Role::TextInput, "dt")
+        .type_text("1e-4");
+    g.harness.run_steps(2);
+    g.harness.get_by_label("Set dt").click();
+    g.until("dt applied in the run", |_| {
+        sim.idict.lock().get("dt") == Some(&Value::Float(1e-4))
+    });
+    g.until("the window to show it", |g| {
+        g.value("dt") == Some(Value::Float(1e-4))
+    });
+
+    g.harness.get_by_label("Terminate").click();
+    g.harness.run_steps(2);
+    g.harness.get_by_label("Terminate run").click();
+    g.until("finished", |g| {
+        sim.idict.status().state == RunState::Finished
+            && g.app().tabs[0]
+                .model()
+                .lock()
+                .status
+                .as_ref()
+                .map(|s| s.state)
+                == Some(RunState::Finished)
+    });
+}
+
+#[test]
+fn an_observer_token_greys_the_controls_out() {
+    let idict = IDict::new("observed");
+    idict.writable("rate", 1.0);
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    let mut g = gui(server.address(), &server.tokens().observer.clone());
+    g.until("connected", |g| {
+        g.connected() && g.app().tabs[0].model().lock().role.is_some()
+    });
+    g.harness.run_steps(2);
+    g.harness.get_by_label("Pause").click();
+    g.harness.run_steps(3);
+    assert!(
+        !idict.status().held && idict.status().state == RunState::Running,
+        "a disabled button does nothing"
+    );
+    assert!(g.harness.query_by_label("Set rate").is_some());
+}
+
+#[test]
+fn a_killed_server_shows_stale_state_and_a_restarted_one_is_reconnected() {
+    // Find a free port, then serve there twice with the same tokens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let opts = options()
+        .bind(idict::Bind::Tcp(addr))
+        .tokens("obs-token", "ctl-token");
+    let idict = IDict::new("restartable");
+    idict.lock().insert("x", 1);
+    idict.notify_update().unwrap();
+    let server = opts.serve(&idict).unwrap();
+    let mut g = gui(server.address(), "ctl-token");
+    g.until("connected", |g| {
+        g.connected() && g.value("x") == Some(Value::Int(1))
+    });
+
+    drop(server);
+    g.until("the stale marker", |g| {
+        g.harness.query_by_label_contains("STALE").is_some()
+    });
+    assert_eq!(
+        g.value("x"),
+        Some(Value::Int(1)),
+        "the last state stays visible"
+    );
+
+    idict.lock().insert("x", 2);
+    idict.notify_update().unwrap();
+    let _server = opts.serve(&idict).unwrap();
+    g.until("reconnected", |g| {
+        g.connected() && g.value("x") == Some(Value::Int(2))
+    });
+    g.until("the marker to go", |g| {
+        g.harness.query_by_label_contains("STALE").is_none()
+    });
+}
