@@ -33,14 +33,22 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let t = Instant::now();
     let m = model();
-    println!("built {SERIES} series x {SAMPLES} samples in {:.2} s", t.elapsed().as_secs_f64());
+    println!(
+        "built {SERIES} series x {SAMPLES} samples in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     let mut panel = PlotsPanel {
-        plots: vec![PlotConfig::of((0..SERIES).map(|s| format!("series_{s}")).collect())],
+        plots: vec![PlotConfig::of(
+            (0..SERIES).map(|s| format!("series_{s}")).collect(),
+        )],
         note: None,
     };
     let ctx = egui::Context::default();
     let input = || egui::RawInput {
-        screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1400.0, 860.0))),
+        screen_rect: Some(egui::Rect::from_min_size(
+            egui::Pos2::ZERO,
+            egui::vec2(1400.0, 860.0),
+        )),
         ..Default::default()
     };
     let frame = |panel: &mut PlotsPanel| {
@@ -62,7 +70,9 @@ fn main() {
     }
     ms.sort_by(f64::total_cmp);
     let (p50, p99) = (percentile(&ms, 0.5), percentile(&ms, 0.99));
-    println!("frame with {SERIES} series x {SAMPLES} samples: p50 {p50:.2} ms, p99 {p99:.2} ms (target <= 8 ms)");
+    println!(
+        "frame with {SERIES} series x {SAMPLES} samples: p50 {p50:.2} ms, p99 {p99:.2} ms (target <= 8 ms)"
+    );
     // The follow-latest view and a zoomed window use the same path.
     panel.plots[0].follow = true;
     panel.plots[0].window = 10_000.0;
