@@ -14,6 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Arrays and bytes values decode into a shared `Bytes`, never copied.
         .bytes(".idict.v1")
+        // Our codec: prost, reserving each message's size before encoding it.
+        .codec_path("crate::codec::ReservingCodec")
         .compile_fds(fds)?;
     Ok(())
 }

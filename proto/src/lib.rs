@@ -3,6 +3,8 @@
 //! `proto/idict/v1/inspector.proto`. This crate holds no logic: the embedded
 //! server and the client live in the `idict` crate.
 
+pub mod codec;
+
 /// Generated code for the `idict.v1` protobuf package.
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]

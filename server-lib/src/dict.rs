@@ -5,7 +5,7 @@
 
 use crate::history::{BoundedSeries, Sample};
 use crate::model::{AppliedWrite, Level, LogMessage, RunState, Status};
-use crate::published::{PubEntry, Published, Record, SharedSeries};
+use crate::published::{Published, Record, SharedSeries};
 use crate::steer::{Rejected, Validator, WritableSpec, WriteQueue};
 use crate::value::Value;
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
@@ -130,55 +130,79 @@ struct Slot {
 }
 
 /// The computation's working map: changes collect here until a notify.
+/// Each key has a small id, its slot's index, so a notify reaches the
+/// changed slots (and their published copies) without hashing.
 #[derive(Debug, Default)]
 struct Working {
-    map: FxHashMap<Arc<str>, Slot>,
-    /// Keys inserted or removed since the last notify.
-    touched: Vec<Arc<str>>,
-    /// A key was removed since the last notify, so `touched` may repeat one.
-    removed_any: bool,
+    ids: FxHashMap<Arc<str>, u32>,
+    slots: Vec<Option<Slot>>,
+    /// Ids free for new keys: only ids whose removal has been published.
+    free: Vec<u32>,
+    /// Ids of keys inserted since the last notify (each once).
+    touched: Vec<u32>,
+    /// Keys removed since the last notify, with their ids.
+    removed: Vec<(Arc<str>, u32)>,
     /// Steering writes applied since the last notify.
     applied: Vec<AppliedWrite>,
 }
 
 impl Working {
+    fn slot(&self, key: &str) -> Option<&Slot> {
+        let id = *self.ids.get(key)?;
+        self.slots.get(id as usize)?.as_ref()
+    }
+
     fn insert(&mut self, key: &str, value: Value) -> Option<Value> {
-        if let Some(slot) = self.map.get_mut(key) {
+        if let Some(&id) = self.ids.get(key)
+            && let Some(Some(slot)) = self.slots.get_mut(id as usize)
+        {
             if !slot.dirty {
                 slot.dirty = true;
-                self.touched.push(slot.key.clone());
+                self.touched.push(id);
             }
             return Some(std::mem::replace(&mut slot.value, value));
         }
         let key: Arc<str> = Arc::from(key);
-        self.touched.push(key.clone());
-        let slot = Slot {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.slots[id as usize] = Some(Slot {
             key: key.clone(),
             value,
             dirty: true,
             series: None,
-        };
-        self.map.insert(key, slot);
+        });
+        self.ids.insert(key, id);
+        self.touched.push(id);
         None
     }
 
     fn remove(&mut self, key: &str) -> Option<Value> {
-        let slot = self.map.remove(key)?;
-        self.forget(slot.key, slot.dirty);
+        let id = self.ids.remove(key)?;
+        let slot = self.slots.get_mut(id as usize)?.take()?;
+        self.removed.push((slot.key, id));
         Some(slot.value)
     }
 
     fn clear(&mut self) {
-        for (_, slot) in std::mem::take(&mut self.map) {
-            self.forget(slot.key, slot.dirty);
+        for (key, id) in std::mem::take(&mut self.ids) {
+            if self
+                .slots
+                .get_mut(id as usize)
+                .and_then(Option::take)
+                .is_some()
+            {
+                self.removed.push((key, id));
+            }
         }
     }
 
-    fn forget(&mut self, key: Arc<str>, listed: bool) {
-        if !listed {
-            self.touched.push(key);
-        }
-        self.removed_any = true;
+    fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.slots.iter().flatten().map(|s| (&*s.key, &s.value))
     }
 }
 
@@ -229,6 +253,8 @@ pub(crate) struct Inner {
     /// Mirrors `gate.paused` so `wait()` is one atomic read while running.
     paused_hint: AtomicBool,
     terminated: AtomicBool,
+    /// Finished or failed: one atomic read lets a notify refuse cheaply.
+    ended: AtomicBool,
     writes: Mutex<WriteQueue>,
     pending_writes: AtomicUsize,
     pub(crate) writable: RwLock<HashMap<String, WritableSpec>>,
@@ -271,31 +297,31 @@ impl DictGuard<'_> {
         self.w.insert(key.as_ref(), value.into())
     }
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.w.map.get(key).map(|s| &s.value)
+        self.w.slot(key).map(|s| &s.value)
     }
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         self.w.remove(key)
     }
     pub fn contains_key(&self, key: &str) -> bool {
-        self.w.map.contains_key(key)
+        self.w.ids.contains_key(key)
     }
     /// Keys in sorted order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        let mut keys: Vec<&str> = self.w.map.keys().map(|k| &**k).collect();
+        let mut keys: Vec<&str> = self.w.ids.keys().map(|k| &**k).collect();
         keys.sort_unstable();
         keys.into_iter()
     }
     /// Entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        let mut entries: Vec<_> = self.w.map.iter().map(|(k, s)| (&**k, &s.value)).collect();
+        let mut entries: Vec<_> = self.w.iter().collect();
         entries.sort_unstable_by_key(|(k, _)| *k);
         entries.into_iter()
     }
     pub fn len(&self) -> usize {
-        self.w.map.len()
+        self.w.ids.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.w.map.is_empty()
+        self.w.ids.is_empty()
     }
     /// Removes every key.
     pub fn clear(&mut self) {
@@ -418,6 +444,7 @@ impl IDict {
             gate_cv: Condvar::new(),
             paused_hint: AtomicBool::new(options.start_paused),
             terminated: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             writes: Mutex::new(WriteQueue::default()),
             pending_writes: AtomicUsize::new(0),
             writable: RwLock::new(HashMap::new()),
@@ -588,14 +615,12 @@ impl Inner {
 
     fn publish(&self, last: bool) -> Result<u64, UpdateError> {
         self.claim_thread();
-        {
+        if self.ended.load(Ordering::Acquire) {
             let g = self.gate.lock();
-            if let Some(why) = &g.failed {
-                return Err(UpdateError::Failed(why.clone()));
-            }
-            if g.finished {
-                return Err(UpdateError::Finished);
-            }
+            return Err(match &g.failed {
+                Some(why) => UpdateError::Failed(why.clone()),
+                None => UpdateError::Finished,
+            });
         }
         let time = self.elapsed();
         let budget = self.options.history_budget_bytes;
@@ -605,25 +630,34 @@ impl Inner {
         p.version += 1;
         let version = p.version;
         p.time = time;
-        let mut touched = std::mem::take(&mut w.touched);
-        if std::mem::take(&mut w.removed_any) {
-            touched.sort_unstable();
-            touched.dedup();
+        let Working {
+            slots,
+            free,
+            touched,
+            removed: removed_ids,
+            applied: applied_now,
+            ..
+        } = &mut *w;
+        let mut removed = Vec::with_capacity(removed_ids.len());
+        for (key, id) in removed_ids.drain(..) {
+            if p.unset(id) {
+                p.remember_removal(key.clone(), version);
+                removed.push(key);
+            }
+            // The id is free once its removal is published.
+            free.push(id);
         }
         let mut changed = Vec::with_capacity(touched.len());
-        let mut removed = Vec::new();
-        for k in touched {
-            let Some(slot) = w.map.get_mut(&k) else {
-                p.entries.remove(&k);
-                p.remember_removal(k.clone(), version);
-                removed.push(k);
+        for id in touched.drain(..) {
+            // A key removed after it changed has no slot any more.
+            let Some(Some(slot)) = slots.get_mut(id as usize) else {
                 continue;
             };
             slot.dirty = false;
             if let Some(x) = slot.value.as_scalar() {
                 let series = slot.series.get_or_insert_with(|| {
                     p.history
-                        .entry(k.clone())
+                        .entry(slot.key.clone())
                         .or_insert_with(|| Arc::new(Mutex::new(BoundedSeries::new(budget))))
                         .clone()
                 });
@@ -634,13 +668,12 @@ impl Inner {
                 });
             }
             if !p.tombstones.is_empty() {
-                p.tombstones.remove(&k);
+                p.tombstones.remove(&slot.key);
             }
-            let value = slot.value.clone();
-            p.entries.insert(k.clone(), PubEntry { value, version });
-            changed.push(k);
+            p.set(id, &slot.key, slot.value.clone(), version);
+            changed.push(slot.key.clone());
         }
-        let mut applied = std::mem::take(&mut w.applied);
+        let mut applied = std::mem::take(applied_now);
         drop(w);
         for a in &mut applied {
             a.version = version;
@@ -656,6 +689,7 @@ impl Inner {
         if last {
             let mut g = self.gate.lock();
             g.finished = true;
+            self.ended.store(true, Ordering::Release);
             self.gate_cv.notify_all();
         }
         self.bump();
@@ -883,6 +917,7 @@ impl Inner {
             }
             g.failed = Some(message.clone());
             self.terminated.store(true, Ordering::Release);
+            self.ended.store(true, Ordering::Release);
             self.gate_cv.notify_all();
         }
         if let Some(mut p) = self.published.try_write_for(Duration::from_millis(200)) {

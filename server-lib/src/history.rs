@@ -125,39 +125,35 @@ impl BoundedSeries {
     }
 
     /// Coarsens everything but the newest quarter to the current stride,
-    /// doubling it until the older part fits in half the budget.
+    /// doubling it until the older part fits in half the budget; then
+    /// compacts all columns in one pass.
     fn thin(&mut self) {
         let recent = self.capacity / 4;
         let old_end = self.series.len().saturating_sub(recent);
-        let before = self.series.len();
-        loop {
-            let stride = self.stride;
-            let keep: Vec<bool> = self
-                .seqs
-                .iter()
-                .enumerate()
-                .map(|(i, &n)| i >= old_end || n % stride == 0)
-                .collect();
-            let kept_old = keep[..old_end].iter().filter(|&&k| k).count();
-            if kept_old <= self.capacity / 2 || stride == u64::MAX {
-                retain_by(&mut self.seqs, &keep);
-                retain_by(&mut self.series.versions, &keep);
-                retain_by(&mut self.series.times, &keep);
-                retain_by(&mut self.series.values, &keep);
-                break;
-            }
-            self.stride = stride.saturating_mul(2);
+        let old = &self.seqs[..old_end];
+        while self.stride < u64::MAX / 2
+            && old.iter().filter(|&&n| n % self.stride == 0).count() > self.capacity / 2
+        {
+            self.stride *= 2;
         }
-        self.dropped += (before - self.series.len()) as u64;
+        let stride = self.stride;
+        let before = self.series.len();
+        let mut w = 0;
+        for r in 0..before {
+            if r >= old_end || self.seqs[r] % stride == 0 {
+                self.seqs[w] = self.seqs[r];
+                self.series.versions[w] = self.series.versions[r];
+                self.series.times[w] = self.series.times[r];
+                self.series.values[w] = self.series.values[r];
+                w += 1;
+            }
+        }
+        self.seqs.truncate(w);
+        self.series.versions.truncate(w);
+        self.series.times.truncate(w);
+        self.series.values.truncate(w);
+        self.dropped += (before - w) as u64;
     }
-}
-
-fn retain_by<T>(v: &mut Vec<T>, keep: &[bool]) {
-    let mut i = 0;
-    v.retain(|_| {
-        i += 1;
-        keep[i - 1]
-    });
 }
 
 #[cfg(test)]

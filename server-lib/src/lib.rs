@@ -47,7 +47,9 @@ pub use dict::{
 };
 pub use history::{Sample, Series};
 pub use model::{AppliedWrite, KeyInfo, Level, LogMessage, Role, RunState, Status, WritableInfo};
-pub use server::{Bind, ServeError, ServeOptions, Server, Tokens, random_token, serve};
+pub use server::{
+    Bind, FRAME_BYTES, ServeError, ServeOptions, Server, Tokens, WINDOW_BYTES, random_token, serve,
+};
 pub use value::{ArrayError, DType, Element, NdArray, Value, ValueKind};
 
 /// The wire contract, re-exported for clients that need the raw messages.

@@ -24,6 +24,13 @@ pub(crate) struct PubEntry {
     pub version: u64,
 }
 
+/// A published key, at the slot of its key id.
+#[derive(Debug, Clone)]
+pub(crate) struct PubSlot {
+    pub key: Arc<str>,
+    pub entry: PubEntry,
+}
+
 /// What one version changed.
 #[derive(Debug, Default)]
 pub(crate) struct Record {
@@ -43,7 +50,10 @@ pub(crate) struct Published {
     pub version: u64,
     /// Seconds since start at `version`.
     pub time: f64,
-    pub entries: FxHashMap<Arc<str>, PubEntry>,
+    /// Published keys by key id (the computation's thread writes a slot
+    /// without hashing); `ids` finds a key's id by name.
+    pub entries: Vec<Option<PubSlot>>,
+    pub ids: FxHashMap<Arc<str>, u32>,
     pub records: VecDeque<Record>,
     /// Removed key → version of removal (bounded).
     pub tombstones: FxHashMap<Arc<str>, u64>,
@@ -72,7 +82,8 @@ impl Published {
         Published {
             version: 0,
             time: 0.0,
-            entries: FxHashMap::default(),
+            entries: Vec::new(),
+            ids: FxHashMap::default(),
             records: VecDeque::new(),
             tombstones: FxHashMap::default(),
             tombstone_floor: 0,
@@ -80,6 +91,41 @@ impl Published {
             messages: VecDeque::new(),
             next_message_seq: 1,
             message_capacity,
+        }
+    }
+
+    /// The published entry of a key.
+    pub fn entry(&self, key: &str) -> Option<&PubEntry> {
+        let id = *self.ids.get(key)?;
+        self.entries.get(id as usize)?.as_ref().map(|s| &s.entry)
+    }
+
+    /// Publishes `value` for the key with id `id`.
+    pub fn set(&mut self, id: u32, key: &Arc<str>, value: Value, version: u64) {
+        let i = id as usize;
+        if self.entries.len() <= i {
+            self.entries.resize(i + 1, None);
+        }
+        match &mut self.entries[i] {
+            Some(slot) => slot.entry = PubEntry { value, version },
+            vacant => {
+                *vacant = Some(PubSlot {
+                    key: key.clone(),
+                    entry: PubEntry { value, version },
+                });
+                self.ids.insert(key.clone(), id);
+            }
+        }
+    }
+
+    /// Unpublishes the key with id `id`; true if it was published.
+    pub fn unset(&mut self, id: u32) -> bool {
+        match self.entries.get_mut(id as usize).and_then(Option::take) {
+            Some(slot) => {
+                self.ids.remove(&slot.key);
+                true
+            }
+            None => false,
         }
     }
 
@@ -118,8 +164,9 @@ impl Published {
         let mut v: Vec<_> = self
             .entries
             .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, e)| (k.clone(), e.clone()))
+            .flatten()
+            .filter(|s| s.key.starts_with(prefix))
+            .map(|s| (s.key.clone(), s.entry.clone()))
             .collect();
         v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         v
@@ -139,6 +186,9 @@ impl Published {
 
     /// What changed after version `cursor`, for keys with the prefix. Sample
     /// series are returned as handles to copy after the lock is released.
+    /// This runs under the read lock the computation's next notify waits
+    /// for, so it does the least work it can and sorts nothing: the caller
+    /// sorts with [`Delta::sort`] after releasing the lock.
     pub fn delta_since(&self, cursor: u64, prefix: &str) -> (Delta, Vec<(Arc<str>, SharedSeries)>) {
         let mut d = Delta {
             version: self.version,
@@ -152,12 +202,14 @@ impl Published {
             .records
             .front()
             .is_some_and(|r| r.version <= cursor + 1);
-        let mut touched: Vec<Arc<str>> = Vec::new();
+        let since = if covered {
+            self.records.partition_point(|r| r.version <= cursor)
+        } else {
+            self.records.len()
+        };
+        let recent = self.records.range(since..);
         if covered {
-            let start = self.records.partition_point(|r| r.version <= cursor);
-            for r in self.records.range(start..) {
-                touched.extend(r.changed.iter().filter(|k| k.starts_with(prefix)).cloned());
-                touched.extend(r.removed.iter().filter(|k| k.starts_with(prefix)).cloned());
+            for r in recent.clone() {
                 d.applied.extend(
                     r.applied
                         .iter()
@@ -165,41 +217,60 @@ impl Published {
                         .cloned(),
                 );
             }
-            touched.sort_unstable();
-            touched.dedup();
-            for k in &touched {
-                match self.entries.get(k) {
-                    Some(e) => d.changed.push((k.clone(), e.value.clone())),
-                    None => d.removed.push(k.clone()),
+        }
+        // Walk the ring when it names fewer keys than the map holds; else
+        // scan the map (a client far behind, or a run with few keys).
+        let ring_work: usize = recent
+            .clone()
+            .map(|r| r.changed.len() + r.removed.len())
+            .sum();
+        if covered && ring_work < self.ids.len() {
+            let mut seen = rustc_hash::FxHashSet::default();
+            for r in recent {
+                for k in r.changed.iter().chain(&r.removed) {
+                    if k.starts_with(prefix) && seen.insert(k.clone()) {
+                        match self.entry(k) {
+                            Some(e) => d.changed.push((k.clone(), e.value.clone())),
+                            None => d.removed.push(k.clone()),
+                        }
+                    }
                 }
             }
         } else if cursor >= self.tombstone_floor {
-            for (k, e) in self.sorted_entries(prefix) {
-                if e.version > cursor {
-                    touched.push(k.clone());
-                    d.changed.push((k, e.value));
+            for slot in self.entries.iter().flatten() {
+                if slot.entry.version > cursor && slot.key.starts_with(prefix) {
+                    d.changed.push((slot.key.clone(), slot.entry.value.clone()));
                 }
             }
-            let mut removed: Vec<_> = self
+            d.removed = self
                 .tombstones
                 .iter()
                 .filter(|(k, v)| **v > cursor && k.starts_with(prefix))
                 .map(|(k, _)| k.clone())
                 .collect();
-            removed.sort_unstable();
-            touched.extend(removed.iter().cloned());
-            d.removed = removed;
         } else {
             d.reset = true;
-            for (k, e) in self.sorted_entries(prefix) {
-                touched.push(k.clone());
-                d.changed.push((k, e.value));
+            for slot in self.entries.iter().flatten() {
+                if slot.key.starts_with(prefix) {
+                    d.changed.push((slot.key.clone(), slot.entry.value.clone()));
+                }
             }
         }
-        let series = touched
-            .into_iter()
-            .filter_map(|k| self.history.get(&k).map(|s| (k, s.clone())))
+        let series = d
+            .changed
+            .iter()
+            .map(|(k, _)| k)
+            .chain(&d.removed)
+            .filter_map(|k| self.history.get(k).map(|s| (k.clone(), s.clone())))
             .collect();
         (d, series)
+    }
+}
+
+impl Delta {
+    /// Orders keys as the wire promises (by key).
+    pub fn sort(&mut self) {
+        self.changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.removed.sort_unstable();
     }
 }

@@ -225,8 +225,9 @@ impl Client {
             .map_err(|_| ClientError::BadAddress(target.address.clone()))?
             .connect_timeout(opts.connect_timeout)
             .tcp_nodelay(true)
-            .initial_stream_window_size(Some(4 << 20))
-            .initial_connection_window_size(Some(16 << 20))
+            .initial_stream_window_size(Some(crate::WINDOW_BYTES))
+            .initial_connection_window_size(Some(2 * crate::WINDOW_BYTES))
+            .max_frame_size(Some(crate::FRAME_BYTES))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
         let channel = endpoint
@@ -320,8 +321,10 @@ impl Client {
     pub async fn watch(
         &self,
         opts: WatchOptions,
-    ) -> Result<impl Stream<Item = Result<Update, ClientError>> + Send + Unpin + 'static, ClientError>
-    {
+    ) -> Result<
+        impl Stream<Item = Result<Update, ClientError>> + Send + Unpin + 'static + use<>,
+        ClientError,
+    > {
         let stream = self
             .rpc
             .clone()

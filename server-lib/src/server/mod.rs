@@ -51,7 +51,9 @@ pub struct ServeOptions {
     pub max_response_bytes: usize,
     /// Target size of the chunks of a watcher's first full state. Default 4 MiB.
     pub snapshot_chunk_bytes: usize,
-    /// Worker threads of the server's runtime. Default 2.
+    /// Threads of the server's runtime. Default 1: one thread serves every
+    /// client with the fewest cross-thread wake-ups (the lowest latency) and
+    /// leaves the other cores to the computation.
     pub worker_threads: usize,
 }
 
@@ -67,7 +69,7 @@ impl Default for ServeOptions {
             max_request_bytes: 64 << 20,
             max_response_bytes: 1 << 30,
             snapshot_chunk_bytes: 4 << 20,
-            worker_threads: 2,
+            worker_threads: 1,
         }
     }
 }
@@ -93,6 +95,13 @@ pub enum ServeError {
     #[error("gRPC reflection: {0}")]
     Reflection(String),
 }
+
+/// HTTP/2 flow-control window per stream (the connection's is twice it):
+/// large enough that a multi-MiB array flows without waiting for window
+/// updates, small enough to bound what a reader that stalls can hold up.
+pub const WINDOW_BYTES: u32 = 16 << 20;
+/// Largest HTTP/2 frame either side accepts.
+pub const FRAME_BYTES: u32 = 4 << 20;
 
 /// What the server's tasks share.
 pub(crate) struct Shared {
@@ -200,12 +209,17 @@ impl ServeOptions {
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, ServeError>>();
         let (close_tx, close_rx) = oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.worker_threads.max(1))
-            .thread_name("idict-server")
-            .enable_all()
-            .build()
-            .map_err(ServeError::Runtime)?;
+        let runtime = match self.worker_threads {
+            0 | 1 => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            n => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(n)
+                .thread_name("idict-server")
+                .enable_all()
+                .build(),
+        }
+        .map_err(ServeError::Runtime)?;
         let ctx = ServerTask {
             inner: inner.clone(),
             shared: shared.clone(),
@@ -335,9 +349,9 @@ impl ServerTask {
                 }
             };
         let router = tonic::transport::Server::builder()
-            .initial_stream_window_size(Some(4 << 20))
-            .initial_connection_window_size(Some(16 << 20))
-            .max_frame_size(Some(1 << 20))
+            .initial_stream_window_size(Some(WINDOW_BYTES))
+            .initial_connection_window_size(Some(2 * WINDOW_BYTES))
+            .max_frame_size(Some(FRAME_BYTES))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(tonic::service::InterceptorLayer::new(Auth { tokens }))
             .add_service(health_svc)

@@ -207,7 +207,7 @@ impl Inspector for InspectorService {
                 for k in &req.keys {
                     match p.history.get(k.as_str()) {
                         Some(s) => out.push((Arc::<str>::from(k.as_str()), s.clone())),
-                        None if p.entries.contains_key(k.as_str()) => {
+                        None if p.entry(k).is_some() => {
                             return Err(Status::invalid_argument(format!(
                                 "key '{k}' has no history: only numeric scalars (int, float, bool) are recorded"
                             )));

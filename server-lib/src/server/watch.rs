@@ -196,7 +196,7 @@ impl Watcher {
     fn delta(&mut self) -> Option<pb::WatchUpdate> {
         // Status first: once it reads Finished, the final version is published.
         let status = self.inner.status();
-        let (d, series, messages) = {
+        let (mut d, series, messages) = {
             let p = self.inner.published.read();
             let (d, series) = p.delta_since(self.cursor, &self.prefix);
             let messages = if self.message_cursor == u64::MAX {
@@ -212,6 +212,7 @@ impl Watcher {
         if d.version == self.cursor && messages.is_empty() && !status_changed && !terminal {
             return None;
         }
+        d.sort();
         let samples = copy_samples(series, self.cursor, d.version);
         let m = pb::WatchUpdate {
             version: d.version,

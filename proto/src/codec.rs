@@ -1,0 +1,75 @@
+//! The gRPC codec of the contract: prost, with one change. The encoder
+//! reserves a message's exact encoded length before encoding it, so a
+//! multi-MiB array is copied into the send buffer once instead of through
+//! a chain of doubling reallocations.
+
+use prost::Message;
+use std::marker::PhantomData;
+use tonic::Status;
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic_prost::ProstDecoder;
+
+/// `tonic_prost::ProstCodec` with an encoder that reserves before it encodes.
+#[derive(Debug, Clone, Copy)]
+pub struct ReservingCodec<T, U>(PhantomData<(T, U)>);
+
+impl<T, U> Default for ReservingCodec<T, U> {
+    fn default() -> Self {
+        ReservingCodec(PhantomData)
+    }
+}
+
+impl<T, U> Codec for ReservingCodec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ReservingEncoder<T>;
+    type Decoder = ReservingDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ReservingEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ReservingDecoder(ProstDecoder::default())
+    }
+}
+
+/// Encodes `T` into a buffer reserved to its exact size.
+#[derive(Debug, Clone, Copy)]
+pub struct ReservingEncoder<T>(PhantomData<T>);
+
+impl<T: Message> Encoder for ReservingEncoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.reserve(item.encoded_len());
+        item.encode(buf)
+            .map_err(|e| Status::internal(format!("encoding a message: {e}")))
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::default()
+    }
+}
+
+/// Decodes `U` with prost (bytes fields share the receive buffer).
+#[derive(Debug)]
+pub struct ReservingDecoder<U>(ProstDecoder<U>);
+
+impl<U: Message + Default> Decoder for ReservingDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        self.0.decode(buf)
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.0.buffer_settings()
+    }
+}
