@@ -266,6 +266,9 @@ pub(crate) struct Inner {
     /// this thread wakes at most one task however many clients there are.
     pub(crate) changed: tokio::sync::Notify,
     pub(crate) served: AtomicBool,
+    /// The version cursors of connected watchers: history keeps the samples
+    /// they have not received yet (within a limit).
+    cursors: Mutex<Vec<Weak<AtomicU64>>>,
 }
 
 /// The dictionary a computation embeds and serves. Cloning gives another
@@ -453,6 +456,7 @@ impl IDict {
             epoch: AtomicU64::new(0),
             changed: tokio::sync::Notify::new(),
             served: AtomicBool::new(false),
+            cursors: Mutex::new(Vec::new()),
             options,
         });
         let mut live = LIVE.lock();
@@ -592,6 +596,24 @@ impl Inner {
         self.started.elapsed().as_secs_f64()
     }
 
+    /// Registers a watcher's cursor; history keeps what it has not received.
+    pub(crate) fn register_cursor(&self, cursor: &Arc<AtomicU64>) {
+        let mut c = self.cursors.lock();
+        c.retain(|w| w.strong_count() > 0);
+        c.push(Arc::downgrade(cursor));
+    }
+
+    /// The oldest cursor of the connected watchers (`u64::MAX` if none).
+    fn oldest_cursor(&self) -> u64 {
+        let mut c = self.cursors.lock();
+        c.retain(|w| w.strong_count() > 0);
+        c.iter()
+            .filter_map(Weak::upgrade)
+            .map(|a| a.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
@@ -661,11 +683,12 @@ impl Inner {
                         .or_insert_with(|| Arc::new(Mutex::new(BoundedSeries::new(budget))))
                         .clone()
                 });
-                series.lock().push(Sample {
+                let sample = Sample {
                     version,
                     time,
                     value: x,
-                });
+                };
+                series.lock().push_pinned(sample, || self.oldest_cursor());
             }
             if !p.tombstones.is_empty() {
                 p.tombstones.remove(&slot.key);

@@ -80,9 +80,16 @@ pub struct BoundedSeries {
     pushes: u64,
     stride: u64,
     capacity: usize,
+    /// Thin when the series reaches this length.
+    next_thin: usize,
     /// How many samples thinning has dropped in all.
     dropped: u64,
 }
+
+/// How far past its budget a series may grow to keep samples that a
+/// connected watcher has not received yet. Past this, even those are thinned
+/// (a watcher that far behind is not reading at all).
+pub const PIN_LIMIT: usize = 8;
 
 impl BoundedSeries {
     /// A series that holds at most `budget_bytes` of samples (at least 16 samples).
@@ -94,6 +101,7 @@ impl BoundedSeries {
             pushes: 0,
             stride: 1,
             capacity,
+            next_thin: capacity,
             dropped: 0,
         }
     }
@@ -116,23 +124,41 @@ impl BoundedSeries {
 
     /// Records a sample; thins the older part first if the budget is full.
     pub fn push(&mut self, s: Sample) {
-        if self.series.len() >= self.capacity {
-            self.thin();
+        self.push_pinned(s, || u64::MAX);
+    }
+
+    /// Records a sample. When the budget is full, thins the older part but
+    /// keeps every sample newer than `pin()` (the oldest cursor of the
+    /// connected watchers) unless the series has grown to `PIN_LIMIT` times
+    /// its budget. `pin` is called only when thinning.
+    pub fn push_pinned(&mut self, s: Sample, pin: impl FnOnce() -> u64) {
+        if self.series.len() >= self.next_thin {
+            self.thin(pin());
+            // Thin again only after a quarter of the budget more: O(1) per push.
+            self.next_thin = self.capacity.max(self.series.len() + self.capacity / 4);
         }
         self.series.push(s);
         self.seqs.push(self.pushes);
         self.pushes += 1;
     }
 
-    /// Coarsens everything but the newest quarter to the current stride,
-    /// doubling it until the older part fits in half the budget; then
-    /// compacts all columns in one pass.
-    fn thin(&mut self) {
+    /// Coarsens the older part (everything but the newest quarter and, within
+    /// limits, anything newer than `pin`) to the current stride, doubling it
+    /// until the older part fits in half the budget; then compacts all
+    /// columns in one pass.
+    fn thin(&mut self, pin: u64) {
         let recent = self.capacity / 4;
-        let old_end = self.series.len().saturating_sub(recent);
+        let mut old_end = self.series.len().saturating_sub(recent);
+        if self.series.len() < PIN_LIMIT * self.capacity {
+            old_end = old_end.min(self.series.versions.partition_point(|&v| v <= pin));
+        }
         let old = &self.seqs[..old_end];
         while self.stride < u64::MAX / 2
-            && old.iter().filter(|&&n| n % self.stride == 0).count() > self.capacity / 2
+            && old
+                .iter()
+                .filter(|&&n| n.is_multiple_of(self.stride))
+                .count()
+                > self.capacity / 2
         {
             self.stride *= 2;
         }
@@ -140,7 +166,7 @@ impl BoundedSeries {
         let before = self.series.len();
         let mut w = 0;
         for r in 0..before {
-            if r >= old_end || self.seqs[r] % stride == 0 {
+            if r >= old_end || self.seqs[r].is_multiple_of(stride) {
                 self.seqs[w] = self.seqs[r];
                 self.series.versions[w] = self.series.versions[r];
                 self.series.times[w] = self.series.times[r];
@@ -185,6 +211,24 @@ mod tests {
         let max_gap = v.windows(2).map(|w| w[1] - w[0]).max().unwrap();
         assert!(max_gap < 20_000, "largest gap {max_gap}");
         assert_eq!(h.dropped() as usize + h.len(), 1_000_000);
+    }
+
+    #[test]
+    fn samples_a_watcher_still_needs_are_kept_within_the_pin_limit() {
+        let mut h = BoundedSeries::new(SAMPLE_BYTES * 100);
+        for i in 1..=600 {
+            h.push_pinned(sample(i), || 200);
+        }
+        let v = &h.series().versions;
+        // Everything after the pin is whole.
+        let after: Vec<u64> = v.iter().copied().filter(|&x| x > 200).collect();
+        assert_eq!(after, (201..=600).collect::<Vec<_>>());
+        // And the limit still bounds a watcher that never moves.
+        for i in 601..=10_000 {
+            h.push_pinned(sample(i), || 200);
+        }
+        assert!(h.len() <= PIN_LIMIT * 100 + 100 / 4 + 1, "{}", h.len());
+        assert_eq!(h.series().last(), Some(sample(10_000)));
     }
 
     #[test]

@@ -711,3 +711,41 @@ async fn reflection_v1alpha_lists_the_inspector_service() {
     assert!(names.contains(&"idict.v1.Inspector"), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_far_behind_a_small_history_budget_still_gets_every_sample() {
+    // 512 samples of budget, of which the newest 128 are always whole; the
+    // watcher reads nothing while 3,000 versions are published, each with a
+    // 64 KiB value, so its flow-control window fills and the server's cursor
+    // for it falls far behind.
+    let idict = IDict::builder("lagging")
+        .history_budget_bytes(512 * idict::history::SAMPLE_BYTES)
+        .build();
+    let run = serve(&idict);
+    let client = run.observer().await;
+    let mut w = client.watch(WatchOptions::default()).await.unwrap();
+    assert!(next(&mut w).await.reset);
+    let blob = "b".repeat(64 * 1024);
+    for i in 1..=3000i64 {
+        let mut d = idict.lock();
+        d.insert("x", i);
+        d.insert("blob", blob.as_str());
+        drop(d);
+        idict.notify_update().unwrap();
+    }
+    idict.notify_update_final().unwrap();
+    let mut seen = Vec::new();
+    while let Some(u) = w.next().await {
+        for (_, s) in &u.unwrap().samples {
+            seen.extend(s.versions.iter().copied());
+        }
+    }
+    let missing: Vec<u64> = (1..=3000).filter(|v| !seen.contains(v)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} samples lost to thinning, first {:?}",
+        missing.len(),
+        missing.first()
+    );
+    assert_eq!(seen.len(), 3000, "each sample once");
+}

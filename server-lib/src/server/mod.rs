@@ -103,6 +103,9 @@ pub const WINDOW_BYTES: u32 = 16 << 20;
 /// Largest HTTP/2 frame either side accepts.
 pub const FRAME_BYTES: u32 = 4 << 20;
 
+/// How long the dispatcher stays awake after news before it sleeps.
+const LINGER: Duration = Duration::from_micros(50);
+
 /// What the server's tasks share.
 pub(crate) struct Shared {
     pub watchers: AtomicUsize,
@@ -316,6 +319,18 @@ impl ServerTask {
             loop {
                 dispatch_inner.changed.notified().await;
                 news.send_replace(dispatch_inner.epoch());
+                // Stay awake briefly (yielding to the watchers) so that a
+                // burst of updates finds this task running: waking it costs
+                // the computation's thread a system call, seeing it awake
+                // costs an atomic.
+                let until = std::time::Instant::now() + LINGER;
+                while std::time::Instant::now() < until {
+                    tokio::task::yield_now().await;
+                    let epoch = dispatch_inner.epoch();
+                    if epoch != *news.borrow() {
+                        news.send_replace(epoch);
+                    }
+                }
             }
         });
         let opts = shared.options.clone();

@@ -14,7 +14,7 @@ use crate::wire;
 use idict_proto::v1 as pb;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
 /// Samples per series per message when sending whole histories.
@@ -36,6 +36,8 @@ pub(crate) struct Watcher {
     news: watch::Receiver<u64>,
     prefix: String,
     cursor: u64,
+    /// `cursor`, shared with the history so it keeps what we still need.
+    pin: Arc<AtomicU64>,
     message_cursor: u64,
     last_status: Option<Status>,
     /// Chunks of the initial state still to send.
@@ -76,6 +78,7 @@ impl Watcher {
             inner,
             prefix: req.prefix,
             cursor: req.since_version,
+            pin: Arc::new(AtomicU64::new(req.since_version)),
             message_cursor: 0,
             last_status: None,
             pending: VecDeque::new(),
@@ -83,6 +86,7 @@ impl Watcher {
             _guard: WatcherGuard(shared.clone()),
             shared,
         };
+        w.inner.register_cursor(&w.pin);
         let newest = w.inner.published.read().version;
         if req.since_version == 0 || req.since_version > newest {
             w.initial_state(req.with_history);
@@ -188,6 +192,7 @@ impl Watcher {
             self.pending.push_back(c);
         }
         self.cursor = version;
+        self.pin.store(version, Ordering::Release);
         self.done = terminal;
         self.last_status = Some(status);
     }
@@ -228,6 +233,7 @@ impl Watcher {
             last: terminal,
         };
         self.cursor = d.version;
+        self.pin.store(d.version, Ordering::Release);
         if let Some(last) = messages.last() {
             self.message_cursor = last.seq;
         }
