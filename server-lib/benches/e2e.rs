@@ -503,6 +503,9 @@ impl Bench {
     }
 }
 
+/// One part of the benchmark.
+type Section = fn(&mut Bench);
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -523,7 +526,7 @@ fn main() {
         .collect();
     let run = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
     let start = Instant::now();
-    let sections: [(&str, fn(&mut Bench)); 6] = [
+    let sections: [(&str, Section); 6] = [
         ("notify", Bench::notify_cost),
         ("throughput", Bench::throughput),
         ("latency", Bench::latency),
