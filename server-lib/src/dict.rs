@@ -669,7 +669,7 @@ impl Inner {
             // The id is free once its removal is published.
             free.push(id);
         }
-        let mut changed = Vec::with_capacity(touched.len());
+        let mut changed = p.spare_keys();
         for id in touched.drain(..) {
             // A key removed after it changed has no slot any more.
             let Some(Some(slot)) = slots.get_mut(id as usize) else {

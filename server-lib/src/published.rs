@@ -137,6 +137,19 @@ impl Published {
         self.tombstones.insert(key, version);
     }
 
+    /// An empty key list for the next record: the oldest record's, when the
+    /// ring is full, so a notify allocates nothing in the steady state.
+    pub fn spare_keys(&mut self) -> Vec<Arc<str>> {
+        if self.records.len() >= RECORD_RING
+            && let Some(old) = self.records.pop_front()
+        {
+            let mut keys = old.changed;
+            keys.clear();
+            return keys;
+        }
+        Vec::new()
+    }
+
     pub fn push_record(&mut self, record: Record) {
         if self.records.len() >= RECORD_RING {
             self.records.pop_front();
