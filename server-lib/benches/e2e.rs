@@ -402,7 +402,7 @@ impl Bench {
     /// A watcher that never reads: the run is not slowed and the server's
     /// memory stays bounded.
     fn slow_watcher(&mut self) {
-        let n: u64 = if self.quick { 50_000 } else { 300_000 };
+        let n: u64 = if self.quick { 30_000 } else { 100_000 };
         let time_run = |idict: &IDict| {
             let start = Instant::now();
             for i in 0..n {
@@ -429,13 +429,13 @@ impl Bench {
         time_run(&lone);
         // Alternate the two runs, so drift on a shared machine hits both alike.
         let (mut alone, mut with) = (Vec::new(), Vec::new());
-        for _ in 0..5 {
+        for _ in 0..9 {
             alone.push(time_run(&lone));
             with.push(time_run(&idict));
         }
         alone.sort_by(f64::total_cmp);
         with.sort_by(f64::total_cmp);
-        let (alone, with) = (alone[2], with[2]);
+        let (alone, with) = (alone[4], with[4]);
         drop(lone_server);
         self.figure("slow_watcher_filling_s", filling, "s", "", None);
         // Memory: 1 MiB arrays that a naive queue would keep, one per update.

@@ -152,6 +152,11 @@ impl BoundedSeries {
         if self.series.len() < PIN_LIMIT * self.capacity {
             old_end = old_end.min(self.series.versions.partition_point(|&v| v <= pin));
         }
+        if old_end == 0 {
+            // Everything is pinned by a watcher still to receive it: nothing
+            // to do, and nothing to scan.
+            return;
+        }
         let old = &self.seqs[..old_end];
         while self.stride < u64::MAX / 2
             && old
@@ -163,9 +168,13 @@ impl BoundedSeries {
             self.stride *= 2;
         }
         let stride = self.stride;
+        // Compact from the first sample to drop; none, no work.
+        let Some(first) = old.iter().position(|n| !n.is_multiple_of(stride)) else {
+            return;
+        };
         let before = self.series.len();
-        let mut w = 0;
-        for r in 0..before {
+        let mut w = first;
+        for r in first..before {
             if r >= old_end || self.seqs[r].is_multiple_of(stride) {
                 self.seqs[w] = self.seqs[r];
                 self.series.versions[w] = self.series.versions[r];
