@@ -749,3 +749,63 @@ async fn a_watcher_far_behind_a_small_history_budget_still_gets_every_sample() {
     );
     assert_eq!(seen.len(), 3000, "each sample once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_first_state_arrives_in_chunks_joined_into_one_update() {
+    let idict = IDict::new("chunky");
+    {
+        let mut d = idict.lock();
+        for i in 0..200 {
+            d.insert(format!("key{i:03}"), "x".repeat(1000));
+        }
+    }
+    idict.notify_update().unwrap();
+    let mut opts = idict::ServeOptions::default().write_run_file(false).announce(false);
+    opts.snapshot_chunk_bytes = 16 * 1024;
+    let server = opts.serve(&idict).unwrap();
+    let token = server.tokens().observer.clone();
+    // The raw stream shows the chunks...
+    let target = idict::client::Target::at(server.address(), Some(token));
+    let client = idict::client::Client::connect_target(target, Default::default()).await.unwrap();
+    let mut raw = client
+        .raw()
+        .watch(idict::proto::v1::WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut chunks = 0;
+    loop {
+        let m = raw.message().await.unwrap().unwrap();
+        assert_eq!(m.reset, chunks == 0, "only the first chunk resets");
+        chunks += 1;
+        if !m.more {
+            break;
+        }
+    }
+    assert!(chunks >= 10, "{chunks} chunks");
+    // ...and the client joins them into one full state.
+    let mut w = client.watch(WatchOptions::default()).await.unwrap();
+    let first = next(&mut w).await;
+    assert!(first.reset);
+    assert_eq!(first.changed.len(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_async_serves_from_inside_a_runtime() {
+    let idict = IDict::new("async");
+    idict.lock().insert("x", 1.5);
+    idict.notify_update().unwrap();
+    let server = idict::ServeOptions::default()
+        .write_run_file(false)
+        .announce(false)
+        .serve_async(&idict)
+        .await
+        .unwrap();
+    assert!(matches!(
+        idict::ServeOptions::default().write_run_file(false).announce(false).serve(&idict),
+        Err(idict::ServeError::AlreadyServed)
+    ));
+    let target = idict::client::Target::at(server.address(), Some(server.tokens().observer.clone()));
+    let c = idict::client::Client::connect_target(target, Default::default()).await.unwrap();
+    assert_eq!(c.snapshot("").await.unwrap().values["x"], Value::Float(1.5));
+}
