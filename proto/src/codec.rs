@@ -65,8 +65,18 @@ impl<U: Message + Default> Decoder for ReservingDecoder<U> {
     type Item = U;
     type Error = Status;
 
+    /// A message that does not decode (bad UTF-8, nesting past prost's
+    /// recursion limit, truncated fields) is the sender's fault:
+    /// INVALID_ARGUMENT, not INTERNAL.
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        self.0.decode(buf)
+        self.0.decode(buf).map_err(|s| match s.code() {
+            tonic::Code::Internal => {
+                // prost names every field on the way down; the reason is last.
+                let reason = s.message().rsplit(": ").next().unwrap_or("undecodable");
+                Status::invalid_argument(format!("malformed message: {reason}"))
+            }
+            _ => s,
+        })
     }
 
     fn buffer_settings(&self) -> BufferSettings {

@@ -876,6 +876,11 @@ impl Inner {
             spec.check(key, value)
                 .map_err(|Rejected(why)| WriteRefused::Invalid(why))?
         };
+        if self.published.read().tombstones.contains_key(key) {
+            return Err(WriteRefused::Removed(format!(
+                "key '{key}' was removed by the run; it takes no writes until it is published again"
+            )));
+        }
         let status = self.status();
         if status.state.is_terminal() || status.state == RunState::Terminating {
             return Err(WriteRefused::NotRunning(format!(
@@ -983,4 +988,6 @@ pub(crate) enum WriteRefused {
     NotRunning(String),
     #[error("{0}")]
     QueueFull(String),
+    #[error("{0}")]
+    Removed(String),
 }

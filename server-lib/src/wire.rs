@@ -13,7 +13,7 @@ use idict_proto::v1 as pb;
 use std::collections::BTreeMap;
 
 /// Deepest nesting of lists and maps accepted from a client.
-pub const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = 32;
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 

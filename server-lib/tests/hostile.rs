@@ -1,0 +1,257 @@
+//! Crafted and hostile requests against a real server: each gets a clear
+//! gRPC status, and the run goes on untouched.
+
+mod common;
+
+use common::serve;
+use idict::client::{ClientError, ConnectOptions, Target};
+use idict::proto::v1 as pb;
+use idict::{IDict, RunState, Value};
+use prost::Message;
+use std::str::FromStr;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::{Code, Status};
+
+/// Sends bytes as they are and returns the reply's bytes.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+struct RawEncoder;
+struct RawDecoder;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let n = bytes::Buf::remaining(buf);
+        Ok(Some(bytes::Buf::copy_to_bytes(buf, n).to_vec()))
+    }
+}
+
+struct Hostile {
+    channel: tonic::transport::Channel,
+    token: String,
+}
+
+impl Hostile {
+    async fn new(run: &common::Run) -> Self {
+        let channel = tonic::transport::Endpoint::from_shared(run.server.address().to_string())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Hostile {
+            channel,
+            token: run.server.tokens().controller.clone(),
+        }
+    }
+
+    async fn call(&self, method: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .max_encoding_message_size(usize::MAX)
+            .max_decoding_message_size(usize::MAX);
+        grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let mut req = tonic::Request::new(body);
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {}", self.token).parse().unwrap());
+        let path = PathAndQuery::from_str(&format!("/idict.v1.Inspector/{method}")).unwrap();
+        grpc.unary(req, path, RawCodec).await.map(|r| r.into_inner())
+    }
+}
+
+fn len_field(field: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(body.len() as u64, &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+/// A Value nested `depth` lists deep, encoded by hand (no recursion here).
+fn nested_value(depth: usize) -> Vec<u8> {
+    let mut v = pb::Value {
+        kind: Some(pb::value::Kind::IntValue(1)),
+    }
+    .encode_to_vec();
+    for _ in 0..depth {
+        let list = len_field(1, &v); // ListValue.items
+        v = len_field(8, &list); // Value.list_value
+    }
+    v
+}
+
+fn set_body(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut body = len_field(1, key);
+    body.extend(len_field(2, value));
+    body
+}
+
+fn array(dtype: i32, shape: Vec<u64>, data: Vec<u8>) -> pb::Value {
+    pb::Value {
+        kind: Some(pb::value::Kind::ArrayValue(pb::NdArray {
+            dtype,
+            shape,
+            data: data.into(),
+        })),
+    }
+}
+
+fn expect(r: Result<Vec<u8>, Status>, code: Code, needle: &str) {
+    match r {
+        Ok(_) => panic!("expected {code:?}, got a reply"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "{}", s.message());
+            assert!(s.message().contains(needle), "{:?}: {}", s.code(), s.message());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crafted_requests_get_clear_statuses_and_the_run_goes_on() {
+    let idict = IDict::new("hostile");
+    idict.writable("dt", 0.1).range(0.0, 1.0);
+    idict.writable("field", Value::array(vec![0.0f64; 3], vec![3]).unwrap());
+    idict.lock().insert("x", 1);
+    idict.notify_update().unwrap();
+    let run = serve(&idict);
+    let h = Hostile::new(&run).await;
+
+    // Over the request size limit (64 MiB).
+    let big = pb::SetRequest {
+        key: "field".into(),
+        value: Some(array(pb::Dtype::F64 as i32, vec![9 << 20], vec![0u8; 72 << 20])),
+        client_name: String::new(),
+    };
+    let r = h.call("Set", big.encode_to_vec()).await;
+    assert!(
+        matches!(&r, Err(s) if matches!(s.code(), Code::OutOfRange | Code::ResourceExhausted)),
+        "{r:?}"
+    );
+
+    // 10,000-deep nesting.
+    expect(
+        h.call("Set", set_body(b"dt", &nested_value(10_000))).await,
+        Code::InvalidArgument,
+        "malformed message: recursion limit reached",
+    );
+    // Deep, but within what prost decodes: our own depth limit.
+    expect(
+        h.call("Set", set_body(b"dt", &nested_value(40))).await,
+        Code::InvalidArgument,
+        "nested deeper",
+    );
+    // Array bytes that do not match shape × dtype.
+    let bad = array(pb::Dtype::F64 as i32, vec![3], vec![0u8; 16]);
+    expect(
+        h.call("Set", set_body(b"field", &bad.encode_to_vec())).await,
+        Code::InvalidArgument,
+        "needs 24 bytes, got 16",
+    );
+    // A shape whose product overflows.
+    let huge = array(pb::Dtype::F64 as i32, vec![1 << 62, 1 << 62], vec![]);
+    expect(
+        h.call("Set", set_body(b"field", &huge.encode_to_vec())).await,
+        Code::InvalidArgument,
+        "overflows",
+    );
+    // An unknown dtype.
+    let odd = array(99, vec![1], vec![0]);
+    expect(
+        h.call("Set", set_body(b"field", &odd.encode_to_vec())).await,
+        Code::InvalidArgument,
+        "unknown array dtype 99",
+    );
+    // A key that is not UTF-8, and a huge one.
+    let one = pb::Value {
+        kind: Some(pb::value::Kind::FloatValue(0.5)),
+    }
+    .encode_to_vec();
+    expect(h.call("Set", set_body(&[0xff, 0xfe], &one)).await, Code::InvalidArgument, "malformed");
+    expect(
+        h.call("Set", set_body("k".repeat(1 << 20).as_bytes(), &one)).await,
+        Code::InvalidArgument,
+        "longer than the limit",
+    );
+    // Garbage that is not a message at all.
+    expect(h.call("Set", vec![0xff; 64]).await, Code::InvalidArgument, "malformed");
+    // Unknown control actions, and steps of 0.
+    let control = |action: i32, steps: u64| pb::ControlRequest { action, steps }.encode_to_vec();
+    expect(h.call("Control", control(99, 0)).await, Code::InvalidArgument, "unknown action 99");
+    expect(
+        h.call("Control", control(pb::Action::Step as i32, 0)).await,
+        Code::InvalidArgument,
+        "steps >= 1",
+    );
+
+    // The run went on untouched.
+    assert_eq!(idict.lock().get("dt"), Some(&Value::Float(0.1)));
+    idict.wait();
+    assert_eq!(idict.lock().get("dt"), Some(&Value::Float(0.1)), "nothing was queued");
+    assert_eq!(idict.notify_update(), Ok(2));
+    assert_eq!(idict.status().state, RunState::Running);
+
+    // Step by 2^63 is a valid request: the run pauses with that many to go.
+    let reply = h
+        .call("Control", control(pb::Action::Step as i32, 1 << 63))
+        .await
+        .unwrap();
+    let reply = pb::ControlReply::decode(reply.as_slice()).unwrap();
+    let status = reply.status.unwrap();
+    assert_eq!(status.state, pb::RunState::Paused as i32);
+    assert!(status.steps_pending >= (1 << 63) - 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_a_key_the_run_removed_are_refused() {
+    let idict = IDict::new("removed");
+    idict.writable("gain", 1.0);
+    idict.notify_update().unwrap();
+    idict.lock().remove("gain");
+    idict.notify_update().unwrap();
+    let run = serve(&idict);
+    let client = run.controller().await;
+    let e = client.set("gain", 2.0).await.unwrap_err();
+    assert!(matches!(&e, ClientError::FailedPrecondition(m) if m.contains("removed")), "{e}");
+    idict.lock().insert("gain", 1.5);
+    idict.notify_update().unwrap();
+    assert!(client.set("gain", 2.0).await.is_ok(), "published again, it takes writes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_larger_than_the_client_accepts_is_a_clear_error() {
+    let idict = IDict::new("toolarge");
+    idict.lock().insert("u", vec![1.0f64; 1 << 20]);
+    idict.notify_update().unwrap();
+    let run = serve(&idict);
+    let opts = ConnectOptions {
+        max_receive_bytes: 1 << 20,
+        ..ConnectOptions::default()
+    };
+    let target = Target::at(run.server.address(), Some(run.server.tokens().observer.clone()));
+    let c = idict::client::Client::connect_target(target, opts).await.unwrap();
+    let e = c.snapshot("").await.unwrap_err();
+    assert!(matches!(e, ClientError::Rpc { code: Code::OutOfRange, .. }), "{e}");
+    assert_eq!(c.info().await.unwrap().version, 1, "the connection and the run go on");
+}
