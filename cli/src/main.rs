@@ -29,6 +29,9 @@ struct Cli {
     /// The run's token (default: from its run file).
     #[arg(long, global = true, env = "IDICT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// For a run served over TLS (https://): the PEM file of the CA that signed its certificate.
+    #[arg(long, global = true, env = "IDICT_CA", value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -162,6 +165,7 @@ fn split_run(cli_addr: &Option<String>, words: &[String]) -> Result<(Option<Stri
 struct Ctx {
     addr: Option<String>,
     token: Option<String>,
+    ca: Option<std::path::PathBuf>,
 }
 
 impl Ctx {
@@ -175,8 +179,16 @@ impl Ctx {
             target.token = self.token.clone();
         }
         let user = std::env::var("USER").unwrap_or_default();
+        let tls_ca_pem =
+            match &self.ca {
+                Some(path) => Some(std::fs::read(path).with_context(|| {
+                    format!("cannot read the CA certificate {}", path.display())
+                })?),
+                None => None,
+            };
         let opts = ConnectOptions {
             client_name: format!("idict-cli {user}@{}", idict::runfile::host_name()),
+            tls_ca_pem,
             ..ConnectOptions::default()
         };
         Client::connect_target(target, opts).await.map_err(explain)
@@ -200,6 +212,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx {
         addr: cli.addr.clone(),
         token: cli.token.clone(),
+        ca: cli.ca.clone(),
     };
     match cli.command {
         Command::Ls { json } => ls(json).await,

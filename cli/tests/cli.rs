@@ -369,3 +369,46 @@ fn failures_are_one_clear_line_and_a_non_zero_exit() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(!run.idict.terminated());
 }
+
+#[test]
+fn a_tls_run_is_reached_with_its_ca() {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ck.cert.pem()).unwrap();
+    let idict = IDict::new("secure");
+    idict.lock().insert("x", 7);
+    idict.notify_update().unwrap();
+    let server = ServeOptions::default()
+        .runs_dir(dir.path())
+        .announce(false)
+        .tls(idict::TlsIdentity {
+            cert_pem: ck.cert.pem().into_bytes(),
+            key_pem: ck.signing_key.serialize_pem().into_bytes(),
+        })
+        .serve(&idict)
+        .unwrap();
+    let idict_cmd = || {
+        let mut c = Command::cargo_bin("idict").unwrap();
+        c.env("IDICT_RUNS_DIR", dir.path())
+            .env_remove("IDICT_ADDR")
+            .env_remove("IDICT_TOKEN")
+            .env_remove("IDICT_CA")
+            .timeout(Duration::from_secs(30));
+        c
+    };
+    let out = idict_cmd().args(["get", "secure", "x"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("--ca"), "{}", stderr_of(&out));
+    let out = idict_cmd()
+        .args(["get", "secure", "x", "--json", "--ca"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let v: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["values"]["x"], 7);
+    assert!(server.address().starts_with("https://"));
+}

@@ -21,6 +21,9 @@ struct Args {
     /// The token for the runs given (default: from their run files).
     #[arg(long, env = "IDICT_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// For runs served over TLS: the PEM file of the CA that signed their certificates.
+    #[arg(long, env = "IDICT_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// Save a PNG of the window to this path after --screenshot-after seconds, then exit.
     #[arg(long, value_name = "PATH")]
     screenshot: Option<PathBuf>,
@@ -35,6 +38,18 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(path) = &args.ca {
+        match std::fs::read(path) {
+            Ok(pem) => idict_inspector::net::set_tls_ca(pem),
+            Err(e) => {
+                eprintln!(
+                    "idict-inspector: cannot read the CA certificate {}: {e}",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("inspector-net")

@@ -151,12 +151,22 @@ async fn run_task(
     }
 }
 
+/// The CA certificate (PEM) for runs served over TLS, from `--ca`.
+static TLS_CA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// Trust this CA (PEM) for `https://` runs; set once, at start.
+pub fn set_tls_ca(pem: Vec<u8>) {
+    let _ = TLS_CA.set(pem);
+}
+
 fn connect_options() -> ConnectOptions {
     let user = std::env::var("USER").unwrap_or_default();
+    let defaults = ConnectOptions::default();
     ConnectOptions {
         client_name: format!("idict-inspector {user}@{}", idict::runfile::host_name()),
         connect_timeout: Duration::from_secs(3),
-        ..ConnectOptions::default()
+        tls_ca_pem: TLS_CA.get().cloned().or(defaults.tls_ca_pem.clone()),
+        ..defaults
     }
 }
 

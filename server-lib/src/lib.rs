@@ -48,7 +48,8 @@ pub use dict::{
 pub use history::{Sample, Series};
 pub use model::{AppliedWrite, KeyInfo, Level, LogMessage, Role, RunState, Status, WritableInfo};
 pub use server::{
-    Bind, FRAME_BYTES, ServeError, ServeOptions, Server, Tokens, WINDOW_BYTES, random_token, serve,
+    Bind, FRAME_BYTES, ServeError, ServeOptions, Server, TlsIdentity, Tokens, WINDOW_BYTES,
+    random_token, serve,
 };
 pub use value::{ArrayError, DType, Element, NdArray, Value, ValueKind};
 

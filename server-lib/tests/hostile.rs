@@ -72,12 +72,18 @@ impl Hostile {
         let mut grpc = tonic::client::Grpc::new(self.channel.clone())
             .max_encoding_message_size(usize::MAX)
             .max_decoding_message_size(usize::MAX);
-        grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         let mut req = tonic::Request::new(body);
-        req.metadata_mut()
-            .insert("authorization", format!("Bearer {}", self.token).parse().unwrap());
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.token).parse().unwrap(),
+        );
         let path = PathAndQuery::from_str(&format!("/idict.v1.Inspector/{method}")).unwrap();
-        grpc.unary(req, path, RawCodec).await.map(|r| r.into_inner())
+        grpc.unary(req, path, RawCodec)
+            .await
+            .map(|r| r.into_inner())
     }
 }
 
@@ -123,7 +129,12 @@ fn expect(r: Result<Vec<u8>, Status>, code: Code, needle: &str) {
         Ok(_) => panic!("expected {code:?}, got a reply"),
         Err(s) => {
             assert_eq!(s.code(), code, "{}", s.message());
-            assert!(s.message().contains(needle), "{:?}: {}", s.code(), s.message());
+            assert!(
+                s.message().contains(needle),
+                "{:?}: {}",
+                s.code(),
+                s.message()
+            );
         }
     }
 }
@@ -141,7 +152,11 @@ async fn crafted_requests_get_clear_statuses_and_the_run_goes_on() {
     // Over the request size limit (64 MiB).
     let big = pb::SetRequest {
         key: "field".into(),
-        value: Some(array(pb::Dtype::F64 as i32, vec![9 << 20], vec![0u8; 72 << 20])),
+        value: Some(array(
+            pb::Dtype::F64 as i32,
+            vec![9 << 20],
+            vec![0u8; 72 << 20],
+        )),
         client_name: String::new(),
     };
     let r = h.call("Set", big.encode_to_vec()).await;
@@ -165,21 +180,24 @@ async fn crafted_requests_get_clear_statuses_and_the_run_goes_on() {
     // Array bytes that do not match shape × dtype.
     let bad = array(pb::Dtype::F64 as i32, vec![3], vec![0u8; 16]);
     expect(
-        h.call("Set", set_body(b"field", &bad.encode_to_vec())).await,
+        h.call("Set", set_body(b"field", &bad.encode_to_vec()))
+            .await,
         Code::InvalidArgument,
         "needs 24 bytes, got 16",
     );
     // A shape whose product overflows.
     let huge = array(pb::Dtype::F64 as i32, vec![1 << 62, 1 << 62], vec![]);
     expect(
-        h.call("Set", set_body(b"field", &huge.encode_to_vec())).await,
+        h.call("Set", set_body(b"field", &huge.encode_to_vec()))
+            .await,
         Code::InvalidArgument,
         "overflows",
     );
     // An unknown dtype.
     let odd = array(99, vec![1], vec![0]);
     expect(
-        h.call("Set", set_body(b"field", &odd.encode_to_vec())).await,
+        h.call("Set", set_body(b"field", &odd.encode_to_vec()))
+            .await,
         Code::InvalidArgument,
         "unknown array dtype 99",
     );
@@ -188,17 +206,30 @@ async fn crafted_requests_get_clear_statuses_and_the_run_goes_on() {
         kind: Some(pb::value::Kind::FloatValue(0.5)),
     }
     .encode_to_vec();
-    expect(h.call("Set", set_body(&[0xff, 0xfe], &one)).await, Code::InvalidArgument, "malformed");
     expect(
-        h.call("Set", set_body("k".repeat(1 << 20).as_bytes(), &one)).await,
+        h.call("Set", set_body(&[0xff, 0xfe], &one)).await,
+        Code::InvalidArgument,
+        "malformed",
+    );
+    expect(
+        h.call("Set", set_body("k".repeat(1 << 20).as_bytes(), &one))
+            .await,
         Code::InvalidArgument,
         "longer than the limit",
     );
     // Garbage that is not a message at all.
-    expect(h.call("Set", vec![0xff; 64]).await, Code::InvalidArgument, "malformed");
+    expect(
+        h.call("Set", vec![0xff; 64]).await,
+        Code::InvalidArgument,
+        "malformed",
+    );
     // Unknown control actions, and steps of 0.
     let control = |action: i32, steps: u64| pb::ControlRequest { action, steps }.encode_to_vec();
-    expect(h.call("Control", control(99, 0)).await, Code::InvalidArgument, "unknown action 99");
+    expect(
+        h.call("Control", control(99, 0)).await,
+        Code::InvalidArgument,
+        "unknown action 99",
+    );
     expect(
         h.call("Control", control(pb::Action::Step as i32, 0)).await,
         Code::InvalidArgument,
@@ -208,7 +239,11 @@ async fn crafted_requests_get_clear_statuses_and_the_run_goes_on() {
     // The run went on untouched.
     assert_eq!(idict.lock().get("dt"), Some(&Value::Float(0.1)));
     idict.wait();
-    assert_eq!(idict.lock().get("dt"), Some(&Value::Float(0.1)), "nothing was queued");
+    assert_eq!(
+        idict.lock().get("dt"),
+        Some(&Value::Float(0.1)),
+        "nothing was queued"
+    );
     assert_eq!(idict.notify_update(), Ok(2));
     assert_eq!(idict.status().state, RunState::Running);
 
@@ -233,10 +268,16 @@ async fn writes_to_a_key_the_run_removed_are_refused() {
     let run = serve(&idict);
     let client = run.controller().await;
     let e = client.set("gain", 2.0).await.unwrap_err();
-    assert!(matches!(&e, ClientError::FailedPrecondition(m) if m.contains("removed")), "{e}");
+    assert!(
+        matches!(&e, ClientError::FailedPrecondition(m) if m.contains("removed")),
+        "{e}"
+    );
     idict.lock().insert("gain", 1.5);
     idict.notify_update().unwrap();
-    assert!(client.set("gain", 2.0).await.is_ok(), "published again, it takes writes");
+    assert!(
+        client.set("gain", 2.0).await.is_ok(),
+        "published again, it takes writes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,9 +290,27 @@ async fn a_response_larger_than_the_client_accepts_is_a_clear_error() {
         max_receive_bytes: 1 << 20,
         ..ConnectOptions::default()
     };
-    let target = Target::at(run.server.address(), Some(run.server.tokens().observer.clone()));
-    let c = idict::client::Client::connect_target(target, opts).await.unwrap();
+    let target = Target::at(
+        run.server.address(),
+        Some(run.server.tokens().observer.clone()),
+    );
+    let c = idict::client::Client::connect_target(target, opts)
+        .await
+        .unwrap();
     let e = c.snapshot("").await.unwrap_err();
-    assert!(matches!(e, ClientError::Rpc { code: Code::OutOfRange, .. }), "{e}");
-    assert_eq!(c.info().await.unwrap().version, 1, "the connection and the run go on");
+    assert!(
+        matches!(
+            e,
+            ClientError::Rpc {
+                code: Code::OutOfRange,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        c.info().await.unwrap().version,
+        1,
+        "the connection and the run go on"
+    );
 }

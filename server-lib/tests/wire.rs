@@ -760,13 +760,17 @@ async fn a_large_first_state_arrives_in_chunks_joined_into_one_update() {
         }
     }
     idict.notify_update().unwrap();
-    let mut opts = idict::ServeOptions::default().write_run_file(false).announce(false);
+    let mut opts = idict::ServeOptions::default()
+        .write_run_file(false)
+        .announce(false);
     opts.snapshot_chunk_bytes = 16 * 1024;
     let server = opts.serve(&idict).unwrap();
     let token = server.tokens().observer.clone();
     // The raw stream shows the chunks...
     let target = idict::client::Target::at(server.address(), Some(token));
-    let client = idict::client::Client::connect_target(target, Default::default()).await.unwrap();
+    let client = idict::client::Client::connect_target(target, Default::default())
+        .await
+        .unwrap();
     let mut raw = client
         .raw()
         .watch(idict::proto::v1::WatchRequest::default())
@@ -802,10 +806,16 @@ async fn serve_async_serves_from_inside_a_runtime() {
         .await
         .unwrap();
     assert!(matches!(
-        idict::ServeOptions::default().write_run_file(false).announce(false).serve(&idict),
+        idict::ServeOptions::default()
+            .write_run_file(false)
+            .announce(false)
+            .serve(&idict),
         Err(idict::ServeError::AlreadyServed)
     ));
-    let target = idict::client::Target::at(server.address(), Some(server.tokens().observer.clone()));
-    let c = idict::client::Client::connect_target(target, Default::default()).await.unwrap();
+    let target =
+        idict::client::Target::at(server.address(), Some(server.tokens().observer.clone()));
+    let c = idict::client::Client::connect_target(target, Default::default())
+        .await
+        .unwrap();
     assert_eq!(c.snapshot("").await.unwrap().values["x"], Value::Float(1.5));
 }

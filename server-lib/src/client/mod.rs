@@ -43,6 +43,8 @@ pub enum ClientError {
     Disconnected(String),
     #[error("bad address '{0}'")]
     BadAddress(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("unexpected data from the run: {0}")]
     Protocol(String),
     #[error("{code:?}: {message}")]
@@ -101,6 +103,12 @@ pub struct ConnectOptions {
     pub max_receive_bytes: usize,
     /// Largest request sent. Default 64 MiB.
     pub max_send_bytes: usize,
+    /// PEM certificate(s) of the CA that signed a TLS run's certificate
+    /// (needed for `https://` addresses). Default: the file `$IDICT_CA` names.
+    pub tls_ca_pem: Option<Vec<u8>>,
+    /// The name to check the run's certificate against (default: the host
+    /// of the address).
+    pub tls_domain: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -112,6 +120,10 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(5),
             max_receive_bytes: 1 << 30,
             max_send_bytes: 64 << 20,
+            tls_ca_pem: std::env::var_os("IDICT_CA")
+                .filter(|p| !p.is_empty())
+                .and_then(|p| std::fs::read(p).ok()),
+            tls_domain: None,
         }
     }
 }
@@ -221,8 +233,25 @@ impl Client {
         target: Target,
         opts: ConnectOptions,
     ) -> Result<Client, ClientError> {
-        let endpoint = Endpoint::from_shared(target.address.clone())
-            .map_err(|_| ClientError::BadAddress(target.address.clone()))?
+        let mut endpoint = Endpoint::from_shared(target.address.clone())
+            .map_err(|_| ClientError::BadAddress(target.address.clone()))?;
+        if target.address.starts_with("https://") {
+            let ca = opts.tls_ca_pem.as_ref().ok_or_else(|| {
+                ClientError::Tls(format!(
+                    "{} is served over TLS: give the CA certificate that signed it (--ca FILE or IDICT_CA)",
+                    target.address
+                ))
+            })?;
+            let mut tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+            if let Some(domain) = &opts.tls_domain {
+                tls = tls.domain_name(domain.clone());
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| ClientError::Tls(error_chain(&e)))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(opts.connect_timeout)
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(crate::WINDOW_BYTES))

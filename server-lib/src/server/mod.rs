@@ -30,6 +30,29 @@ pub enum Bind {
     Unix(PathBuf),
 }
 
+/// A TLS certificate chain and private key (PEM), for serving over TLS.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsIdentity { .. }")
+    }
+}
+
+impl TlsIdentity {
+    /// Reads a certificate chain and its key from PEM files.
+    pub fn from_files(cert: &std::path::Path, key: &std::path::Path) -> std::io::Result<Self> {
+        Ok(TlsIdentity {
+            cert_pem: std::fs::read(cert)?,
+            key_pem: std::fs::read(key)?,
+        })
+    }
+}
+
 /// How to serve a run. `ServeOptions::default()` is what `serve` uses.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -51,6 +74,8 @@ pub struct ServeOptions {
     pub max_response_bytes: usize,
     /// Target size of the chunks of a watcher's first full state. Default 4 MiB.
     pub snapshot_chunk_bytes: usize,
+    /// Serve over TLS with this identity (clients then need its CA).
+    pub tls: Option<TlsIdentity>,
     /// Threads of the server's runtime. Default 1: one thread serves every
     /// client with the fewest cross-thread wake-ups (the lowest latency) and
     /// leaves the other cores to the computation.
@@ -70,6 +95,7 @@ impl Default for ServeOptions {
             max_response_bytes: 1 << 30,
             snapshot_chunk_bytes: 4 << 20,
             worker_threads: 1,
+            tls: None,
         }
     }
 }
@@ -94,6 +120,8 @@ pub enum ServeError {
     Stopped,
     #[error("gRPC reflection: {0}")]
     Reflection(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// HTTP/2 flow-control window per stream (the connection's is twice it):
@@ -162,6 +190,11 @@ impl ServeOptions {
     }
     pub fn announce(mut self, yes: bool) -> Self {
         self.announce = yes;
+        self
+    }
+    /// Serve over TLS.
+    pub fn tls(mut self, identity: TlsIdentity) -> Self {
+        self.tls = Some(identity);
         self
     }
 
@@ -278,6 +311,18 @@ impl ServeOptions {
             };
             server.run_file = Some(runfile::write_run_file(&dir, &rf)?);
         }
+        if let Bind::Tcp(addr) = &self.bind
+            && !addr.ip().is_loopback()
+            && self.tls.is_none()
+        {
+            let warning = format!(
+                "idict: WARNING: run '{}' is served on {addr}, reachable from other machines, without TLS: \
+                 its tokens and data cross the network in clear text (use ServeOptions::tls, or bind 127.0.0.1 and tunnel)",
+                server.inner.name
+            );
+            tracing::warn!("{warning}");
+            eprintln!("{warning}");
+        }
         if self.announce {
             let name = &server.inner.name;
             eprintln!(
@@ -363,7 +408,21 @@ impl ServerTask {
                     return;
                 }
             };
-        let router = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        let scheme = if let Some(tls) = &opts.tls {
+            let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+            match builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)) {
+                Ok(b) => builder = b,
+                Err(e) => {
+                    let _ = ready.send(Err(ServeError::Tls(e.to_string())));
+                    return;
+                }
+            }
+            "https"
+        } else {
+            "http"
+        };
+        let router = builder
             .initial_stream_window_size(Some(WINDOW_BYTES))
             .initial_connection_window_size(Some(2 * WINDOW_BYTES))
             .max_frame_size(Some(FRAME_BYTES))
@@ -393,7 +452,7 @@ impl ServerTask {
                         return;
                     }
                 };
-                let local = listener.local_addr().map(|a| format!("http://{a}"));
+                let local = listener.local_addr().map(|a| format!("{scheme}://{a}"));
                 let _ = ready.send(local.map_err(|source| ServeError::Bind {
                     what: addr.to_string(),
                     source,

@@ -295,7 +295,7 @@ impl Inspector for InspectorService {
                     WriteRefused::Invalid(m) => Status::invalid_argument(m),
                     WriteRefused::NotRunning(m) => Status::failed_precondition(m),
                     WriteRefused::QueueFull(m) => Status::resource_exhausted(m),
-                WriteRefused::Removed(m) => Status::failed_precondition(m),
+                    WriteRefused::Removed(m) => Status::failed_precondition(m),
                 })?;
         Ok(Response::new(pb::SetReply {
             write_id,
