@@ -428,14 +428,24 @@ impl IDict {
     }
 
     pub fn with_options(name: impl Into<String>, options: IDictOptions) -> IDict {
-        install_panic_hook();
         let started_unix_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
+        Self::with_start(name.into(), options, Instant::now(), started_unix_ms)
+    }
+
+    /// A run whose clock started at `started` (a restored run continues its time).
+    pub(crate) fn with_start(
+        name: String,
+        options: IDictOptions,
+        started: Instant,
+        started_unix_ms: i64,
+    ) -> IDict {
+        install_panic_hook();
         let inner = Arc::new(Inner {
-            name: name.into(),
-            started: Instant::now(),
+            name,
+            started,
             started_unix_ms,
             owner: AtomicU64::new(thread_tag()),
             data: Mutex::new(Working::default()),
@@ -594,6 +604,68 @@ impl IDict {
 impl Inner {
     pub(crate) fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
+    }
+
+    /// The published state, history and log, as of one version (for a checkpoint).
+    pub(crate) fn checkpoint_state(&self) -> CheckpointState {
+        let (version, time, entries, histories, messages) = {
+            let p = self.published.read();
+            (
+                p.version,
+                p.time,
+                p.sorted_entries(""),
+                p.histories(""),
+                p.messages_after(0),
+            )
+        };
+        let history = histories
+            .into_iter()
+            .map(|(k, s)| {
+                let series = s.lock().series().range(0, version);
+                (k.to_string(), series)
+            })
+            .collect();
+        CheckpointState {
+            version,
+            time,
+            entries: entries
+                .into_iter()
+                .map(|(k, e)| (k.to_string(), e.value))
+                .collect(),
+            history,
+            messages,
+        }
+    }
+
+    /// Loads a checkpoint into a fresh run: its values become the working
+    /// and the published state at the checkpoint's version.
+    pub(crate) fn load_state(&self, state: CheckpointState) {
+        let budget = self.options.history_budget_bytes;
+        let mut w = self.data.lock();
+        let mut p = self.published.write();
+        for (key, value) in state.entries {
+            w.insert(&key, value);
+        }
+        let touched = std::mem::take(&mut w.touched);
+        for id in touched {
+            if let Some(Some(slot)) = w.slots.get_mut(id as usize) {
+                slot.dirty = false;
+                p.set(id, &slot.key, slot.value.clone(), state.version);
+            }
+        }
+        for (key, series) in state.history {
+            let mut b = BoundedSeries::new(budget);
+            for sample in series.iter() {
+                b.push(sample);
+            }
+            p.history
+                .insert(Arc::from(key.as_str()), Arc::new(Mutex::new(b)));
+        }
+        for m in state.messages {
+            p.push_message(m);
+        }
+        p.version = state.version;
+        p.time = state.time;
     }
 
     /// Registers a watcher's cursor; history keeps what it has not received.
@@ -961,6 +1033,15 @@ impl Inner {
         }
         self.bump();
     }
+}
+
+/// What a checkpoint holds.
+pub(crate) struct CheckpointState {
+    pub version: u64,
+    pub time: f64,
+    pub entries: Vec<(String, Value)>,
+    pub history: Vec<(String, crate::history::Series)>,
+    pub messages: Vec<LogMessage>,
 }
 
 /// A control action from a client.

@@ -31,6 +31,7 @@
 //! typed values), [`serve`] (the embedded gRPC server), [`client`] (the
 //! typed client), [`runfile`] (how runs are found).
 
+pub mod checkpoint;
 pub mod client;
 mod dict;
 pub mod history;
