@@ -768,6 +768,10 @@ impl Inner {
             p.set(id, &slot.key, slot.value.clone(), version);
             changed.push(slot.key.clone());
         }
+        if !removed.is_empty() {
+            // Removed and inserted again before this notify: changed, not removed.
+            removed.retain(|k| !p.ids.contains_key(k));
+        }
         let mut applied = std::mem::take(applied_now);
         drop(w);
         for a in &mut applied {
