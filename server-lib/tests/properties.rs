@@ -65,6 +65,9 @@ proptest! {
     }
 }
 
+/// What a callback saw: version, changed keys, removed keys.
+type Published = (u64, BTreeSet<String>, BTreeSet<String>);
+
 #[derive(Debug, Clone)]
 enum Op {
     Insert(u8, i64),
@@ -95,7 +98,7 @@ proptest! {
     #[test]
     fn idict_agrees_with_a_model(ops in prop::collection::vec(op(), 1..80)) {
         let d = IDict::new("model");
-        let seen: Arc<Mutex<Vec<(u64, BTreeSet<String>, BTreeSet<String>)>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<Published>>> = Arc::default();
         let s2 = seen.clone();
         d.add_callback(move |e| {
             s2.lock().unwrap().push((
