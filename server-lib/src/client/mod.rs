@@ -255,7 +255,7 @@ impl Client {
             .connect_timeout(opts.connect_timeout)
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(crate::WINDOW_BYTES))
-            .initial_connection_window_size(Some(2 * crate::WINDOW_BYTES))
+            .initial_connection_window_size(Some(crate::WINDOW_BYTES))
             .max_frame_size(Some(crate::FRAME_BYTES))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);

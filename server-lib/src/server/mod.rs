@@ -124,10 +124,11 @@ pub enum ServeError {
     Tls(String),
 }
 
-/// HTTP/2 flow-control window per stream (the connection's is twice it):
-/// large enough that a multi-MiB array flows without waiting for window
-/// updates, small enough to bound what a reader that stalls can hold up.
-pub const WINDOW_BYTES: u32 = 16 << 20;
+/// HTTP/2 flow-control window, per stream and per connection: large enough
+/// that a multi-MiB array streams without stalling on window updates, small
+/// enough to bound what the server buffers for a client that reads slowly
+/// (at most this much per connection, whatever the number of watches).
+pub const WINDOW_BYTES: u32 = 8 << 20;
 /// Largest HTTP/2 frame either side accepts.
 pub const FRAME_BYTES: u32 = 4 << 20;
 
@@ -424,7 +425,7 @@ impl ServerTask {
         };
         let router = builder
             .initial_stream_window_size(Some(WINDOW_BYTES))
-            .initial_connection_window_size(Some(2 * WINDOW_BYTES))
+            .initial_connection_window_size(Some(WINDOW_BYTES))
             .max_frame_size(Some(FRAME_BYTES))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(tonic::service::InterceptorLayer::new(Auth { tokens }))

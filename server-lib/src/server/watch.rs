@@ -19,6 +19,8 @@ use tokio::sync::watch;
 
 /// Samples per series per message when sending whole histories.
 const SAMPLES_PER_CHUNK: usize = 65_536;
+/// The most versions of samples one delta message carries.
+const SAMPLE_SPAN: u64 = 512;
 /// Recent log messages a newly attached watcher gets.
 const MESSAGES_FOR_LATE_JOINERS: usize = 200;
 
@@ -36,10 +38,15 @@ pub(crate) struct Watcher {
     news: watch::Receiver<u64>,
     prefix: String,
     cursor: u64,
-    /// `cursor`, shared with the history so it keeps what we still need.
+    /// The version up to which samples were sent (at most `cursor`: after a
+    /// long lag, samples follow the state in bounded messages).
+    sample_cursor: u64,
+    /// `sample_cursor`, shared with the history so it keeps what we still need.
     pin: Arc<AtomicU64>,
     message_cursor: u64,
     last_status: Option<Status>,
+    /// The history handles of every key, and how many keys there were.
+    all_series: (usize, Vec<(Arc<str>, SharedSeries)>),
     /// Chunks of the initial state still to send.
     pending: VecDeque<pb::WatchUpdate>,
     done: bool,
@@ -78,9 +85,11 @@ impl Watcher {
             inner,
             prefix: req.prefix,
             cursor: req.since_version,
+            sample_cursor: req.since_version,
             pin: Arc::new(AtomicU64::new(req.since_version)),
             message_cursor: 0,
             last_status: None,
+            all_series: (usize::MAX, Vec::new()),
             pending: VecDeque::new(),
             done: false,
             _guard: WatcherGuard(shared.clone()),
@@ -192,18 +201,33 @@ impl Watcher {
             self.pending.push_back(c);
         }
         self.cursor = version;
+        self.sample_cursor = version;
         self.pin.store(version, Ordering::Release);
         self.done = terminal;
         self.last_status = Some(status);
     }
 
     /// Everything after the cursor as one message, or `None` if nothing new.
+    /// The state jumps to the newest version; samples follow in spans of at
+    /// most `SAMPLE_SPAN` versions per message, so a watcher that fell far
+    /// behind gets every sample without any one message growing unbounded.
     fn delta(&mut self) -> Option<pb::WatchUpdate> {
         // Status first: once it reads Finished, the final version is published.
         let status = self.inner.status();
+        let catching_up = self.sample_cursor < self.cursor;
         let (mut d, series, messages) = {
             let p = self.inner.published.read();
-            let (d, series) = p.delta_since(self.cursor, &self.prefix);
+            let (d, changed_series) = p.delta_since(self.cursor, &self.prefix);
+            // Behind on samples: any key may have some still to send.
+            let series = if catching_up || self.sample_cursor + SAMPLE_SPAN < d.version {
+                // Every key's history: cached, refreshed only when keys appear.
+                if self.all_series.0 != p.history.len() {
+                    self.all_series = (p.history.len(), p.histories(&self.prefix));
+                }
+                self.all_series.1.clone()
+            } else {
+                changed_series
+            };
             let messages = if self.message_cursor == u64::MAX {
                 self.message_cursor = p.next_message_seq - 1;
                 Vec::new()
@@ -214,11 +238,16 @@ impl Watcher {
         };
         let terminal = status.state.is_terminal();
         let status_changed = self.last_status.as_ref() != Some(&status);
-        if d.version == self.cursor && messages.is_empty() && !status_changed && !terminal {
+        let nothing_new = d.version == self.cursor && messages.is_empty() && !status_changed;
+        if nothing_new && !catching_up && !terminal {
             return None;
         }
         d.sort();
-        let samples = copy_samples(series, self.cursor, d.version);
+        let upto = d
+            .version
+            .min(self.sample_cursor.saturating_add(SAMPLE_SPAN));
+        let samples = copy_samples(series, self.sample_cursor, upto);
+        let last = terminal && upto >= d.version;
         let m = pb::WatchUpdate {
             version: d.version,
             reset: d.reset,
@@ -230,15 +259,16 @@ impl Watcher {
             messages: messages.iter().map(wire::message_to_proto).collect(),
             applied: d.applied.iter().map(wire::applied_to_proto).collect(),
             time: d.time,
-            last: terminal,
+            last,
         };
         self.cursor = d.version;
-        self.pin.store(d.version, Ordering::Release);
+        self.sample_cursor = upto;
+        self.pin.store(upto, Ordering::Release);
         if let Some(last) = messages.last() {
             self.message_cursor = last.seq;
         }
         self.last_status = Some(status);
-        self.done = terminal;
+        self.done = last;
         Some(m)
     }
 }

@@ -1,0 +1,233 @@
+//! Soak: a run updating at full speed while client processes connect, watch
+//! and are killed (SIGKILL, not a clean close), for a bounded time.
+//!
+//! `cargo run --release -p idict --example soak -- [--seconds 20] [--clients 1000]`
+//!
+//! It reports the run's update rate before and during the churn, the
+//! server's memory before, at the peak and after, and whether every watcher
+//! that survived got the final update; it exits non-zero if any check fails.
+
+use futures::StreamExt;
+use idict::client::{Client, ConnectOptions, Target, WatchOptions};
+use idict::{IDict, ServeOptions};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Watchers per client process.
+const PER_PROCESS: usize = 50;
+
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The client side: `soak --client ADDRESS TOKEN`. Opens PER_PROCESS
+/// watches and reads them until the run ends; exits 0 only if every one got
+/// the final update.
+fn client(address: &str, token: &str) -> ! {
+    // Clients run at the lowest priority: on this one machine they stand for
+    // clients elsewhere, and must not take the run's CPU from it.
+    let _ = rustix::process::setpriority_process(None, 19);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let ok = rt.block_on(async {
+        let target = Target::at(address, Some(token.to_string()));
+        let c = match Client::connect_target(target, ConnectOptions::default()).await {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..PER_PROCESS {
+            let Ok(mut w) = c.watch(WatchOptions::default()).await else {
+                return false;
+            };
+            tasks.push(tokio::spawn(async move {
+                let mut last = false;
+                while let Some(Ok(u)) = w.next().await {
+                    last = u.last;
+                }
+                last
+            }));
+        }
+        let mut all = true;
+        for t in tasks {
+            all &= t.await.unwrap_or(false);
+        }
+        all
+    });
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+fn spawn_client(address: &str, token: &str) -> std::io::Result<Child> {
+    Command::new(std::env::current_exe()?)
+        .args(["--client", address, token])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--client") {
+        client(&args[2], &args[3]);
+    }
+    let seconds = arg("--seconds", 20);
+    let clients = arg("--clients", 1000) as usize;
+    let processes = clients.div_ceil(PER_PROCESS);
+    // `--no-kill`: the same watchers, without the churn (to tell load from churn).
+    let no_kill = std::env::args().any(|a| a == "--no-kill");
+
+    let idict = IDict::new("soak");
+    let server = ServeOptions::default()
+        .write_run_file(false)
+        .announce(false)
+        .serve(&idict)
+        .expect("serve");
+    let (address, token) = (
+        server.address().to_string(),
+        server.tokens().observer.clone(),
+    );
+
+    // The computation: 10 scalars per update, as fast as it goes.
+    let updates = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let computation = {
+        let (idict, updates, stop) = (idict.clone(), updates.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                {
+                    let mut d = idict.lock();
+                    for k in 0..10 {
+                        d.insert(format!("k{k}"), (i * 10 + k) as f64);
+                    }
+                }
+                idict.notify_update().expect("notify");
+                updates.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        })
+    };
+    let rate_over = |d: Duration| {
+        let before = updates.load(Ordering::Relaxed);
+        std::thread::sleep(d);
+        (updates.load(Ordering::Relaxed) - before) as f64 / d.as_secs_f64()
+    };
+
+    std::thread::sleep(Duration::from_millis(500));
+    let baseline_rate = rate_over(Duration::from_secs(2));
+    let baseline_rss = rss();
+    println!(
+        "baseline: {baseline_rate:.0} updates/s, server RSS {:.1} MiB",
+        baseline_rss as f64 / 1048576.0
+    );
+
+    // Churn: keep `processes` client processes alive, killing a random one
+    // (SIGKILL) and starting another every few tens of milliseconds.
+    let mut alive: Vec<Child> = (0..processes)
+        .filter_map(|_| spawn_client(&address, &token).ok())
+        .collect();
+    let start = Instant::now();
+    let (mut killed, mut peak_rss, mut rates) = (0usize, baseline_rss, Vec::new());
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        rates.push(rate_over(Duration::from_millis(250)));
+        peak_rss = peak_rss.max(rss());
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        if no_kill {
+            continue;
+        }
+        let victim = (x >> 33) as usize % alive.len().max(1);
+        if let Some(mut child) = (!alive.is_empty()).then(|| alive.swap_remove(victim)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            killed += 1;
+        }
+        if let Ok(c) = spawn_client(&address, &token) {
+            alive.push(c);
+        }
+    }
+    rates.sort_by(f64::total_cmp);
+    let churn_rate = rates[rates.len() / 2];
+    // Let the survivors settle, then end the run: they must all get it.
+    std::thread::sleep(Duration::from_secs(2));
+    let during_watchers = server.watchers();
+    stop.store(true, Ordering::Relaxed);
+    computation.join().expect("computation");
+    idict.notify_update_final().expect("final");
+    let survivors = alive.len();
+    let mut got_final = 0;
+    for mut c in alive {
+        if c.wait().map(|s| s.success()).unwrap_or(false) {
+            got_final += 1;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.watchers() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let after_rss = rss();
+
+    let slowdown = 1.0 - churn_rate / baseline_rate;
+    let grown = after_rss.saturating_sub(baseline_rss) as f64 / 1048576.0;
+    println!(
+        "churn for {seconds} s: {killed} client processes killed ({} watchers), {during_watchers} watchers at the end",
+        killed * PER_PROCESS
+    );
+    println!(
+        "run rate under churn: {churn_rate:.0} updates/s ({:+.1}% vs baseline)",
+        -slowdown * 100.0
+    );
+    println!(
+        "server RSS: baseline {:.1} MiB, peak {:.1} MiB, after {:.1} MiB ({grown:+.1} MiB)",
+        baseline_rss as f64 / 1048576.0,
+        peak_rss as f64 / 1048576.0,
+        after_rss as f64 / 1048576.0
+    );
+    println!(
+        "surviving client processes that got the final update on every watch: {got_final}/{survivors}"
+    );
+    let mut ok = true;
+    if got_final != survivors {
+        eprintln!("FAIL: not every surviving watcher got the final update");
+        ok = false;
+    }
+    if server.watchers() != 0 {
+        eprintln!(
+            "FAIL: {} watch streams still open after the end",
+            server.watchers()
+        );
+        ok = false;
+    }
+    // What the server holds is bounded: history (pinned for lagging
+    // watchers, at most 8x its budget per key) and one message per watcher.
+    let peak_mib = peak_rss as f64 / 1048576.0;
+    if peak_mib > 512.0 {
+        eprintln!("FAIL: the server's memory peaked at {peak_mib:.0} MiB");
+        ok = false;
+    }
+    drop(server);
+    std::process::exit(if ok { 0 } else { 1 });
+}
