@@ -57,18 +57,7 @@ pub fn value_text(v: &Value, full: bool) -> String {
     }
 }
 
-/// Short, exact-enough floats: plain for moderate magnitudes, else exponent.
-pub fn format_float(x: f64) -> String {
-    if x == 0.0 || (1e-4..1e7).contains(&x.abs()) {
-        let s = format!("{x:.6}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        s.to_string()
-    } else if x.is_finite() {
-        format!("{x:.6e}")
-    } else {
-        x.to_string()
-    }
-}
+pub use idict::value::format_number as format_float;
 
 /// The status word, with the failure message or hold if any.
 pub fn status_text(s: &Status) -> String {
@@ -147,7 +136,7 @@ mod tests {
         assert_eq!(duration_text(185.0), "3m05s");
         assert_eq!(duration_text(7300.0), "2h01m");
         assert_eq!(format_float(0.015), "0.015");
-        assert_eq!(format_float(1.5e-9), "1.500000e-9");
+        assert_eq!(format_float(1.5e-9), "1.5e-9");
         assert_eq!(format_float(2.0), "2");
     }
 }

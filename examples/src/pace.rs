@@ -12,7 +12,9 @@ pub struct Pace {
 
 impl Pace {
     pub fn new(rate: f64) -> Self {
-        let period = (rate > 0.0 && rate.is_finite()).then(|| Duration::from_secs_f64(1.0 / rate));
+        let period = (rate > 0.0)
+            .then(|| Duration::try_from_secs_f64(1.0 / rate).ok())
+            .flatten();
         Pace {
             period,
             next: Instant::now(),

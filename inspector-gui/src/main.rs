@@ -100,7 +100,8 @@ fn main() -> ExitCode {
                 app.attach_demo(d);
             }
             if let Some(path) = args.screenshot {
-                app.screenshot_after(path, Duration::from_secs_f64(args.screenshot_after), true);
+                let delay = Duration::try_from_secs_f64(args.screenshot_after).unwrap_or_default();
+                app.screenshot_after(path, delay, true);
             }
             app.own_runtime(runtime);
             Ok(Box::new(app))

@@ -163,8 +163,10 @@ impl IDict {
         } else {
             0.0
         };
-        let started = Instant::now()
-            .checked_sub(Duration::from_secs_f64(time))
+        // A time too large for a Duration (a damaged file) restarts the clock.
+        let started = Duration::try_from_secs_f64(time)
+            .ok()
+            .and_then(|d| Instant::now().checked_sub(d))
             .unwrap_or_else(Instant::now);
         let idict = IDict::with_start(msg.name, options, started, msg.started_unix_ms);
         idict.inner.load_state(CheckpointState {

@@ -3,7 +3,7 @@
 //! computation's next safe point (`wait()` or `sync()`).
 
 use crate::model::{AppliedWrite, WritableInfo};
-use crate::value::{Value, ValueKind};
+use crate::value::{Value, ValueKind, format_number};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -24,20 +24,6 @@ pub struct WritableSpec {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Rejected(pub String);
-
-/// A bound as people write it: `0.25`, `1.55e-5`.
-fn short(x: f64) -> String {
-    if x == 0.0 || (1e-3..1e6).contains(&x.abs()) {
-        let s = format!("{x:.6}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        let s = format!("{x:.4e}");
-        match s.split_once('e') {
-            Some((m, e)) => format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.')),
-            None => s,
-        }
-    }
-}
 
 impl WritableSpec {
     pub(crate) fn for_initial(initial: &Value) -> Self {
@@ -64,7 +50,7 @@ impl WritableSpec {
         if !self.description.is_empty() {
             return self.description.clone();
         }
-        match (self.min.map(short), self.max.map(short)) {
+        match (self.min.map(format_number), self.max.map(format_number)) {
             (Some(a), Some(b)) => format!("{}, {a} <= x <= {b}", self.kind),
             (Some(a), None) => format!("{}, x >= {a}", self.kind),
             (None, Some(b)) => format!("{}, x <= {b}", self.kind),
@@ -92,13 +78,13 @@ impl WritableSpec {
             if let Some(min) = self.min.filter(|&m| x < m) {
                 return Err(Rejected(format!(
                     "{key} = {value} is below the minimum {}",
-                    short(min)
+                    format_number(min)
                 )));
             }
             if let Some(max) = self.max.filter(|&m| x > m) {
                 return Err(Rejected(format!(
                     "{key} = {value} is above the maximum {}",
-                    short(max)
+                    format_number(max)
                 )));
             }
         }

@@ -384,6 +384,24 @@ impl Value {
     }
 }
 
+/// A number as people write it: plain for moderate magnitudes (`0.25`,
+/// `1200`), else a short exponent (`1.55e-5`); trailing zeros dropped. Used
+/// wherever idict shows a number to a person (errors, CLI, inspector).
+pub fn format_number(x: f64) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    if x == 0.0 || (1e-3..1e6).contains(&x.abs()) {
+        let s = format!("{x:.6}");
+        return s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    let s = format!("{x:.4e}");
+    match s.split_once('e') {
+        Some((m, e)) => format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.')),
+        None => s,
+    }
+}
+
 /// Turns row-major elements into nested JSON lists of the given shape.
 fn nest(flat: Vec<serde_json::Value>, shape: &[usize]) -> serde_json::Value {
     match shape {
@@ -680,6 +698,15 @@ mod tests {
         }
         let p = Value::from_serialize(&P { x: 0.5, name: "p" }).unwrap();
         assert_eq!(p.to_json(), serde_json::json!({"x": 0.5, "name": "p"}));
+    }
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(format_number(0.015), "0.015");
+        assert_eq!(format_number(2.0), "2");
+        assert_eq!(format_number(1.5500031e-5), "1.55e-5");
+        assert_eq!(format_number(-3.0e9), "-3e9");
+        assert_eq!(format_number(f64::NAN), "NaN");
     }
 
     #[test]

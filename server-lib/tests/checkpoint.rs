@@ -126,3 +126,23 @@ fn a_process_killed_mid_checkpoint_leaves_the_previous_checkpoint_whole() {
     }
     assert!(last_seen >= 1);
 }
+
+#[test]
+fn a_checkpoint_with_an_absurd_time_restores_with_a_fresh_clock() {
+    // Found by the fuzzer: a time too large for a Duration panicked.
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd");
+    let msg = idict::proto::v1::Checkpoint {
+        format_version: 1,
+        name: "odd".into(),
+        version: 3,
+        time: 1e300,
+        ..Default::default()
+    };
+    let mut bytes = idict::checkpoint::MAGIC.to_vec();
+    bytes.extend(msg.encode_to_vec());
+    std::fs::write(&path, bytes).unwrap();
+    let r = IDict::restore(&path).unwrap();
+    assert_eq!(r.version(), 3);
+}

@@ -70,14 +70,5 @@ pub fn colormap(t: f64) -> Color32 {
     Color32::from_rgb(c[0], c[1], c[2])
 }
 
-/// Numbers as people read them in a table.
-pub fn fmt_num(x: f64) -> String {
-    if x == 0.0 || (1e-3..1e6).contains(&x.abs()) {
-        let s = format!("{x:.6}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else if x.is_finite() {
-        format!("{x:.4e}")
-    } else {
-        x.to_string()
-    }
-}
+/// Numbers as people read them.
+pub use idict::value::format_number as fmt_num;
