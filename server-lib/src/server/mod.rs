@@ -76,6 +76,10 @@ pub struct ServeOptions {
     pub snapshot_chunk_bytes: usize,
     /// Serve over TLS with this identity (clients then need its CA).
     pub tls: Option<TlsIdentity>,
+    /// Niceness of the server's threads (Unix; default 10): when watchers
+    /// keep the server busy, the computation still gets the CPU first and
+    /// the watchers get their updates more coalesced.
+    pub nice: i32,
     /// Threads of the server's runtime. Default 1: one thread serves every
     /// client with the fewest cross-thread wake-ups (the lowest latency) and
     /// leaves the other cores to the computation.
@@ -96,6 +100,7 @@ impl Default for ServeOptions {
             snapshot_chunk_bytes: 4 << 20,
             worker_threads: 1,
             tls: None,
+            nice: 10,
         }
     }
 }
@@ -246,6 +251,7 @@ impl ServeOptions {
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, ServeError>>();
         let (close_tx, close_rx) = oneshot::channel::<()>();
+        let nice = self.nice;
         let runtime = match self.worker_threads {
             0 | 1 => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -253,6 +259,7 @@ impl ServeOptions {
             n => tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(n)
                 .thread_name("idict-server")
+                .on_thread_start(move || lower_priority(nice))
                 .enable_all()
                 .build(),
         }
@@ -267,6 +274,7 @@ impl ServeOptions {
         let thread = std::thread::Builder::new()
             .name(format!("idict-server-{}", inner.name))
             .spawn(move || {
+                lower_priority(nice);
                 runtime.block_on(ctx.run(bind, ready_tx, close_rx));
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })
@@ -490,6 +498,20 @@ impl ServerTask {
             tracing::error!("idict server stopped: {e}");
         }
         inner.served.store(false, Ordering::Release);
+    }
+}
+
+/// Gives the calling thread (only) a lower CPU priority.
+fn lower_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+            tracing::debug!("cannot lower the server thread's priority: {e}");
+        }
     }
 }
 
