@@ -8,7 +8,7 @@
 //! One *update* is 10 changed f64 scalars.
 
 use futures::StreamExt;
-use idict::client::{Client, ConnectOptions, Target, WatchOptions};
+use idict::client::{Client, ClientError, ConnectOptions, Target, Update, WatchOptions};
 use idict::{IDict, ServeOptions, Server, Value};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -81,6 +81,26 @@ impl Bench {
             name.to_string(),
             json!({"value": value, "unit": unit, "target": target, "pass": pass}),
         );
+    }
+
+    /// A watch on `server` that has already received its first (full) state;
+    /// the client is returned too, to keep its connection.
+    fn attached(
+        &self,
+        server: &Server,
+    ) -> (
+        Client,
+        impl futures::Stream<Item = Result<Update, ClientError>> + Send + Unpin + 'static + use<>,
+    ) {
+        let t = target(server);
+        self.rt.block_on(async move {
+            let c = Client::connect_target(t, ConnectOptions::default())
+                .await
+                .expect("connect");
+            let mut w = c.watch(WatchOptions::default()).await.expect("watch");
+            let _ = w.next().await;
+            (c, w)
+        })
     }
 
     /// Starts `n` watchers that read every update until the run ends, and
@@ -164,15 +184,8 @@ impl Bench {
         let n: u64 = if self.quick { 100_000 } else { 1_000_000 };
         let idict = IDict::new("bench-throughput");
         let server = serve(&idict);
-        let t = target(&server);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (_client, mut w) = self.attached(&server);
         let watcher = self.rt.spawn(async move {
-            let c = Client::connect_target(t, ConnectOptions::default())
-                .await
-                .expect("connect");
-            let mut w = c.watch(WatchOptions::default()).await.expect("watch");
-            let _ = w.next().await;
-            let _ = tx.send(());
             let (mut samples, mut messages) = (0u64, 0u64);
             while let Some(Ok(u)) = w.next().await {
                 messages += 1;
@@ -183,7 +196,6 @@ impl Bench {
             }
             (samples, messages, Instant::now())
         });
-        let _ = rx.recv();
         let start = Instant::now();
         for i in 0..n {
             publish_10(&idict, i);
@@ -218,17 +230,10 @@ impl Bench {
         let n = if self.quick { 300 } else { 2000 };
         let idict = IDict::new("bench-latency");
         let server = serve(&idict);
-        let t = target(&server);
         let received = Arc::new(Mutex::new(Vec::with_capacity(n + 1)));
         let rec = received.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (_client, mut w) = self.attached(&server);
         let watcher = self.rt.spawn(async move {
-            let c = Client::connect_target(t, ConnectOptions::default())
-                .await
-                .expect("connect");
-            let mut w = c.watch(WatchOptions::default()).await.expect("watch");
-            let _ = w.next().await;
-            let _ = tx.send(());
             while let Some(Ok(u)) = w.next().await {
                 rec.lock().push((u.version, Instant::now()));
                 if u.last {
@@ -236,7 +241,6 @@ impl Bench {
                 }
             }
         });
-        let _ = rx.recv();
         let mut sent = Vec::with_capacity(n);
         let mut next = Instant::now();
         for i in 0..n as u64 {
@@ -342,20 +346,13 @@ impl Bench {
         let len = 1 << 20; // 1 Mi f64 = 8 MiB
         let idict = IDict::new("bench-arrays");
         let server = serve(&idict);
-        let t = target(&server);
         // Two arrays built once: publishing a clone shares the buffer.
         let arrays: Vec<Value> = (0..2)
             .map(|a| Value::from(vec![a as f64 + 0.5; len]))
             .collect();
-        let (tx, rx) = std::sync::mpsc::channel();
         let want = count as u64;
+        let (_client, mut w) = self.attached(&server);
         let watcher = self.rt.spawn(async move {
-            let c = Client::connect_target(t, ConnectOptions::default())
-                .await
-                .expect("connect");
-            let mut w = c.watch(WatchOptions::default()).await.expect("watch");
-            let _ = w.next().await;
-            let _ = tx.send(());
             let mut got = 0u64;
             let mut bytes = 0u64;
             let start = Instant::now();
@@ -372,7 +369,6 @@ impl Bench {
             }
             (bytes, start.elapsed())
         });
-        let _ = rx.recv();
         // Publish as fast as the watcher takes them, without ever blocking:
         // whatever it has not taken yet is coalesced.
         let mut i = 0;
