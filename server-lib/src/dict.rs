@@ -6,6 +6,8 @@
 use crate::history::{BoundedSeries, Sample};
 use crate::model::{AppliedWrite, Level, LogMessage, RunState, Status};
 use crate::published::{Published, Record, SharedSeries};
+use crate::spin;
+use crate::staged::Staged;
 use crate::steer::{Rejected, Validator, WritableSpec, WriteQueue};
 use crate::value::Value;
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
@@ -124,9 +126,9 @@ struct Slot {
     value: Value,
     /// Already listed in `Working::touched` since the last notify.
     dirty: bool,
-    /// The key's history, once it has held a scalar: kept here so a notify
-    /// pushes samples without looking the key up again.
-    series: Option<SharedSeries>,
+    /// Where the key's samples are staged, once it has held a scalar: kept
+    /// here so a notify records a sample without looking the key up again.
+    staged: Option<u32>,
 }
 
 /// The computation's working map: changes collect here until a notify.
@@ -174,7 +176,7 @@ impl Working {
             key: key.clone(),
             value,
             dirty: true,
-            series: None,
+            staged: None,
         });
         self.ids.insert(key, id);
         self.touched.push(id);
@@ -248,6 +250,10 @@ pub(crate) struct Inner {
     owner: AtomicU64,
     data: Mutex<Working>,
     pub(crate) published: RwLock<Published>,
+    /// Samples on their way into `published.history` (see `staged`).
+    staged: Mutex<Staged>,
+    /// Every sample up to this version is in `published.history`.
+    samples_through: AtomicU64,
     gate: Mutex<Gate>,
     gate_cv: Condvar,
     /// Mirrors `gate.paused` so `wait()` is one atomic read while running.
@@ -269,6 +275,15 @@ pub(crate) struct Inner {
     /// The version cursors of connected watchers: history keeps the samples
     /// they have not received yet (within a limit).
     cursors: Mutex<Vec<Weak<AtomicU64>>>,
+}
+
+/// What [`Inner::move_staged_if_quiet`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StagedSamples {
+    None,
+    /// Samples are staged by a run still updating: look again soon.
+    Waiting,
+    Moved,
 }
 
 /// The dictionary a computation embeds and serves. Cloning gives another
@@ -450,6 +465,8 @@ impl IDict {
             owner: AtomicU64::new(thread_tag()),
             data: Mutex::new(Working::default()),
             published: RwLock::new(Published::new(options.message_capacity)),
+            staged: Mutex::new(Staged::default()),
+            samples_through: AtomicU64::new(0),
             gate: Mutex::new(Gate {
                 paused: options.start_paused,
                 ..Gate::default()
@@ -595,8 +612,9 @@ impl IDict {
 
     /// The recorded samples of a scalar key (a copy).
     pub fn history(&self, key: &str) -> Option<crate::history::Series> {
+        self.inner.move_staged_now();
         let series = self.inner.published.read().history.get(key).cloned()?;
-        let s = series.lock().series().clone();
+        let s = series.lock().to_series();
         Some(s)
     }
 }
@@ -618,10 +636,12 @@ impl Inner {
                 p.messages_after(0),
             )
         };
+        // After reading the version: its samples are staged, so now moved.
+        self.move_staged_now();
         let history = histories
             .into_iter()
             .map(|(k, s)| {
-                let series = s.lock().series().range(0, version);
+                let series = s.lock().range(0, version);
                 (k.to_string(), series)
             })
             .collect();
@@ -666,6 +686,8 @@ impl Inner {
         }
         p.version = state.version;
         p.time = state.time;
+        self.staged.lock().restored(state.version);
+        self.samples_through.store(state.version, Ordering::Release);
     }
 
     /// Registers a watcher's cursor; history keeps what it has not received.
@@ -673,6 +695,65 @@ impl Inner {
         let mut c = self.cursors.lock();
         c.retain(|w| w.strong_count() > 0);
         c.push(Arc::downgrade(cursor));
+    }
+
+    /// Moves the staged samples into the histories and says through which
+    /// version they are complete.
+    fn move_staged(&self, staged: &mut Staged) {
+        let through = staged.move_all(|series, samples| {
+            let mut s = spin::lock(series);
+            for x in samples.drain(..) {
+                s.push_pinned(x, || self.oldest_cursor());
+            }
+        });
+        self.samples_through.store(through, Ordering::Release);
+    }
+
+    /// Moves the staged samples of a run gone quiet (the server's dispatcher
+    /// calls this between updates), and tells watchers. Never waits for the
+    /// computation: while it is staging, it moves them itself.
+    pub(crate) fn move_staged_if_quiet(&self) -> StagedSamples {
+        let Some(mut staged) = self.staged.try_lock() else {
+            return StagedSamples::Waiting;
+        };
+        if staged.is_empty() {
+            return StagedSamples::None;
+        }
+        if !staged.is_quiet(self.elapsed()) {
+            return StagedSamples::Waiting;
+        }
+        self.move_staged(&mut staged);
+        drop(staged);
+        self.bump();
+        StagedSamples::Moved
+    }
+
+    /// Moves all staged samples, waiting for the computation if need be
+    /// (before reading the histories whole).
+    fn move_staged_now(&self) {
+        let mut staged = self.staged.lock();
+        if !staged.is_empty() {
+            self.move_staged(&mut staged);
+        }
+    }
+
+    /// Every sample up to this version is in the histories.
+    pub(crate) fn samples_through(&self) -> u64 {
+        self.samples_through.load(Ordering::Acquire)
+    }
+
+    /// After a watcher whose cursor was `gone` left: if it was the one
+    /// holding history back, thins what no remaining watcher needs, so a
+    /// lagging watcher's memory comes back even while the run is paused.
+    pub(crate) fn release_history(&self, gone: u64) {
+        let oldest = self.oldest_cursor();
+        if oldest <= gone {
+            return;
+        }
+        let series: Vec<SharedSeries> = self.published.read().history.values().cloned().collect();
+        for s in series {
+            s.lock().release(oldest);
+        }
     }
 
     /// The oldest cursor of the connected watchers (`u64::MAX` if none).
@@ -720,7 +801,8 @@ impl Inner {
         let budget = self.options.history_budget_bytes;
         // Lock order: data, then published. Clients only ever read `published`.
         let mut w = self.data.lock();
-        let mut p = self.published.write();
+        let mut p = spin::write(&self.published);
+        let mut staged = self.staged.lock();
         p.version += 1;
         let version = p.version;
         p.time = time;
@@ -749,18 +831,20 @@ impl Inner {
             };
             slot.dirty = false;
             if let Some(x) = slot.value.as_scalar() {
-                let series = slot.series.get_or_insert_with(|| {
-                    p.history
-                        .entry(slot.key.clone())
-                        .or_insert_with(|| Arc::new(Mutex::new(BoundedSeries::new(budget))))
-                        .clone()
+                let position = *slot.staged.get_or_insert_with(|| {
+                    staged.position(&slot.key, || {
+                        p.history
+                            .entry(slot.key.clone())
+                            .or_insert_with(|| Arc::new(Mutex::new(BoundedSeries::new(budget))))
+                            .clone()
+                    })
                 });
                 let sample = Sample {
                     version,
                     time,
                     value: x,
                 };
-                series.lock().push_pinned(sample, || self.oldest_cursor());
+                staged.stage(position, sample);
             }
             if !p.tombstones.is_empty() {
                 p.tombstones.remove(&slot.key);
@@ -785,6 +869,10 @@ impl Inner {
             applied,
         });
         drop(p);
+        if staged.staged_version(version, time) || last {
+            self.move_staged(&mut staged);
+        }
+        drop(staged);
         if last {
             let mut g = self.gate.lock();
             g.finished = true;
@@ -1023,6 +1111,14 @@ impl Inner {
             self.terminated.store(true, Ordering::Release);
             self.ended.store(true, Ordering::Release);
             self.gate_cv.notify_all();
+        }
+        // The run's last samples go into its history: a watcher's final
+        // message carries them. (A thread that panicked mid-notify may still
+        // hold the lock; then the server's dispatcher moves them later.)
+        if let Some(mut staged) = self.staged.try_lock_for(Duration::from_millis(200))
+            && !staged.is_empty()
+        {
+            self.move_staged(&mut staged);
         }
         if let Some(mut p) = self.published.try_write_for(Duration::from_millis(200)) {
             let version = p.version;

@@ -4,6 +4,8 @@
 //! the beginning being forgotten. The first and the newest samples are
 //! always kept exactly.
 
+use std::collections::VecDeque;
+
 /// Bytes one held sample takes (version, time, value, push number).
 pub const SAMPLE_BYTES: usize = 32;
 
@@ -68,15 +70,26 @@ impl Series {
     }
 }
 
+/// A sample and its push number (which decides whether a stride keeps it).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    seq: u64,
+    sample: Sample,
+}
+
 /// A series bounded by a sample budget. The newest quarter of the budget
 /// keeps every sample (so a client that lags a little loses nothing); older
 /// samples are kept at a uniform stride (every `stride`-th push) that doubles
 /// whenever the budget fills, so the whole run stays visible evenly.
+///
+/// Two parts make every push O(1) amortized, however far a watcher pins the
+/// history: `old`, already at the stride, and `recent`, a ring of every
+/// sample since. Thinning moves samples from the front of `recent` into
+/// `old` (keeping only stride multiples) and never shifts what stays.
 #[derive(Debug, Clone)]
 pub struct BoundedSeries {
-    series: Series,
-    /// Push number of each held sample (parallel to `series`).
-    seqs: Vec<u64>,
+    old: Vec<Held>,
+    recent: VecDeque<Held>,
     pushes: u64,
     stride: u64,
     capacity: usize,
@@ -96,8 +109,8 @@ impl BoundedSeries {
     pub fn new(budget_bytes: usize) -> Self {
         let capacity = (budget_bytes / SAMPLE_BYTES).max(16);
         BoundedSeries {
-            series: Series::default(),
-            seqs: Vec::new(),
+            old: Vec::new(),
+            recent: VecDeque::new(),
             pushes: 0,
             stride: 1,
             capacity,
@@ -109,17 +122,46 @@ impl BoundedSeries {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
-    pub fn series(&self) -> &Series {
-        &self.series
-    }
     pub fn len(&self) -> usize {
-        self.series.len()
+        self.old.len() + self.recent.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
+        self.len() == 0
     }
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    fn held(&self) -> impl Iterator<Item = &Held> + Clone {
+        self.old.iter().chain(self.recent.iter())
+    }
+
+    /// Every held sample, oldest first (a copy).
+    pub fn to_series(&self) -> Series {
+        self.collect(self.held())
+    }
+
+    /// The held samples with `after < version <= upto` (a copy).
+    pub fn range(&self, after: u64, upto: u64) -> Series {
+        let in_range = |h: &&Held| h.sample.version > after && h.sample.version <= upto;
+        let old_from = self.old.partition_point(|h| h.sample.version <= after);
+        let recent_from = self.recent.partition_point(|h| h.sample.version <= after);
+        let old = self.old[old_from..].iter().take_while(in_range);
+        let recent = self.recent.range(recent_from..).take_while(in_range);
+        self.collect(old.chain(recent))
+    }
+
+    fn collect<'a>(&self, held: impl Iterator<Item = &'a Held> + Clone) -> Series {
+        let n = held.clone().count();
+        let mut s = Series {
+            versions: Vec::with_capacity(n),
+            times: Vec::with_capacity(n),
+            values: Vec::with_capacity(n),
+        };
+        for h in held {
+            s.push(h.sample);
+        }
+        s
     }
 
     /// Records a sample; thins the older part first if the budget is full.
@@ -132,62 +174,53 @@ impl BoundedSeries {
     /// connected watchers) unless the series has grown to `PIN_LIMIT` times
     /// its budget. `pin` is called only when thinning.
     pub fn push_pinned(&mut self, s: Sample, pin: impl FnOnce() -> u64) {
-        if self.series.len() >= self.next_thin {
+        if self.len() >= self.next_thin {
             self.thin(pin());
-            // Thin again only after a quarter of the budget more: O(1) per push.
-            self.next_thin = self.capacity.max(self.series.len() + self.capacity / 4);
         }
-        self.series.push(s);
-        self.seqs.push(self.pushes);
+        self.recent.push_back(Held {
+            seq: self.pushes,
+            sample: s,
+        });
         self.pushes += 1;
     }
 
-    /// Coarsens the older part (everything but the newest quarter and, within
-    /// limits, anything newer than `pin`) to the current stride, doubling it
-    /// until the older part fits in half the budget; then compacts all
-    /// columns in one pass.
+    /// Drops, if the series is over its budget, what watchers no longer pin:
+    /// called when a watcher goes, so the memory it pinned is given back
+    /// even if the run pushes nothing more.
+    pub fn release(&mut self, pin: u64) {
+        if self.len() > self.capacity {
+            self.thin(pin);
+        }
+    }
+
+    /// Moves what is neither among the newest quarter of the budget nor
+    /// (within limits) newer than `pin` into the old part at the current
+    /// stride, doubling the stride until the old part fits in half the
+    /// budget. Then gives back memory a pinned burst left unused.
     fn thin(&mut self, pin: u64) {
-        let recent = self.capacity / 4;
-        let mut old_end = self.series.len().saturating_sub(recent);
-        if self.series.len() < PIN_LIMIT * self.capacity {
-            old_end = old_end.min(self.series.versions.partition_point(|&v| v <= pin));
+        let keep = self.capacity / 4;
+        let mut movable = self.recent.len().saturating_sub(keep);
+        if self.len() < PIN_LIMIT * self.capacity {
+            movable = movable.min(self.recent.partition_point(|h| h.sample.version <= pin));
         }
-        if old_end == 0 {
-            // Everything is pinned by a watcher still to receive it: nothing
-            // to do, and nothing to scan.
-            return;
-        }
-        let old = &self.seqs[..old_end];
-        while self.stride < u64::MAX / 2
-            && old
-                .iter()
-                .filter(|&&n| n.is_multiple_of(self.stride))
-                .count()
-                > self.capacity / 2
-        {
-            self.stride *= 2;
-        }
+        let before = self.len();
         let stride = self.stride;
-        // Compact from the first sample to drop; none, no work.
-        let Some(first) = old.iter().position(|n| !n.is_multiple_of(stride)) else {
-            return;
-        };
-        let before = self.series.len();
-        let mut w = first;
-        for r in first..before {
-            if r >= old_end || self.seqs[r].is_multiple_of(stride) {
-                self.seqs[w] = self.seqs[r];
-                self.series.versions[w] = self.series.versions[r];
-                self.series.times[w] = self.series.times[r];
-                self.series.values[w] = self.series.values[r];
-                w += 1;
+        for h in self.recent.drain(..movable) {
+            if h.seq.is_multiple_of(stride) {
+                self.old.push(h);
             }
         }
-        self.seqs.truncate(w);
-        self.series.versions.truncate(w);
-        self.series.times.truncate(w);
-        self.series.values.truncate(w);
-        self.dropped += (before - w) as u64;
+        while self.old.len() > self.capacity / 2 && self.stride < u64::MAX / 2 {
+            self.stride *= 2;
+            let stride = self.stride;
+            self.old.retain(|h| h.seq.is_multiple_of(stride));
+        }
+        self.dropped += (before - self.len()) as u64;
+        // Thin again only after a quarter of the budget more: O(1) per push.
+        self.next_thin = self.capacity.max(self.len() + self.capacity / 4);
+        if self.recent.capacity() > 2 * self.capacity.max(self.recent.len()) {
+            self.recent.shrink_to(self.recent.len() + self.capacity / 4);
+        }
     }
 }
 
@@ -211,11 +244,12 @@ mod tests {
         }
         assert!(h.len() <= 1000, "len {}", h.len());
         assert!(h.len() >= 500, "thinning kept too little: {}", h.len());
-        assert_eq!(h.series().get(0), Some(sample(1)));
-        assert_eq!(h.series().last(), Some(sample(1_000_000)));
+        let s = h.to_series();
+        assert_eq!(s.get(0), Some(sample(1)));
+        assert_eq!(s.last(), Some(sample(1_000_000)));
         // Still ordered, and the whole run is covered evenly enough: no gap is
         // larger than a small fraction of the run.
-        let v = &h.series().versions;
+        let v = &s.versions;
         assert!(v.windows(2).all(|w| w[0] < w[1]));
         let max_gap = v.windows(2).map(|w| w[1] - w[0]).max().unwrap();
         assert!(max_gap < 20_000, "largest gap {max_gap}");
@@ -228,7 +262,7 @@ mod tests {
         for i in 1..=600 {
             h.push_pinned(sample(i), || 200);
         }
-        let v = &h.series().versions;
+        let v = h.to_series().versions;
         // Everything after the pin is whole.
         let after: Vec<u64> = v.iter().copied().filter(|&x| x > 200).collect();
         assert_eq!(after, (201..=600).collect::<Vec<_>>());
@@ -237,7 +271,7 @@ mod tests {
             h.push_pinned(sample(i), || 200);
         }
         assert!(h.len() <= PIN_LIMIT * 100 + 100 / 4 + 1, "{}", h.len());
-        assert_eq!(h.series().last(), Some(sample(10_000)));
+        assert_eq!(h.to_series().last(), Some(sample(10_000)));
     }
 
     #[test]
@@ -246,9 +280,18 @@ mod tests {
         for i in 1..=10 {
             h.push(sample(i));
         }
-        let r = h.series().range(3, 6);
+        let r = h.range(3, 6);
         assert_eq!(r.versions, vec![4, 5, 6]);
-        assert!(h.series().range(10, 20).is_empty());
-        assert!(h.series().range(7, 2).is_empty());
+        assert_eq!(r.times, vec![2.0, 2.5, 3.0]);
+        assert!(h.range(10, 20).is_empty());
+        assert!(h.range(7, 2).is_empty());
+        // Across the thinned part and the recent ring alike.
+        for i in 11..=1000 {
+            h.push(sample(i));
+        }
+        let all = h.to_series();
+        let mid = all.versions[all.len() / 2];
+        let r = h.range(mid - 1, 1000);
+        assert_eq!(r.versions, all.versions[all.len() / 2..]);
     }
 }

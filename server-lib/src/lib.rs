@@ -39,6 +39,8 @@ pub mod model;
 mod published;
 pub mod runfile;
 mod server;
+mod spin;
+mod staged;
 mod steer;
 pub mod value;
 pub mod wire;

@@ -63,6 +63,9 @@ pub(crate) struct Published {
     pub messages: VecDeque<LogMessage>,
     pub next_message_seq: u64,
     pub message_capacity: usize,
+    /// The newest version whose record carries applied writes: a client
+    /// past it skips the walk over records (writes are rare).
+    pub last_applied_version: u64,
 }
 
 /// Everything a client needs to go from its cursor to the newest version.
@@ -91,6 +94,7 @@ impl Published {
             messages: VecDeque::new(),
             next_message_seq: 1,
             message_capacity,
+            last_applied_version: 0,
         }
     }
 
@@ -151,6 +155,9 @@ impl Published {
     }
 
     pub fn push_record(&mut self, record: Record) {
+        if !record.applied.is_empty() {
+            self.last_applied_version = record.version;
+        }
         if self.records.len() >= RECORD_RING {
             self.records.pop_front();
         }
@@ -197,6 +204,38 @@ impl Published {
         v
     }
 
+    /// The histories of the keys with the prefix changed after version
+    /// `after`, or `None` when the ring no longer covers it or names more
+    /// keys than the map holds (then every history is as cheap).
+    pub fn series_changed_since(
+        &self,
+        after: u64,
+        prefix: &str,
+    ) -> Option<Vec<(Arc<str>, SharedSeries)>> {
+        if self.records.front()?.version > after + 1 {
+            return None;
+        }
+        let since = self.records.partition_point(|r| r.version <= after);
+        let mut work = 0usize;
+        let mut seen = rustc_hash::FxHashSet::default();
+        let mut series = Vec::new();
+        for r in self.records.range(since..) {
+            work += r.changed.len() + r.removed.len();
+            if work > self.ids.len() {
+                return None;
+            }
+            for k in r.changed.iter().chain(&r.removed) {
+                if k.starts_with(prefix)
+                    && seen.insert(k.clone())
+                    && let Some(s) = self.history.get(k)
+                {
+                    series.push((k.clone(), s.clone()));
+                }
+            }
+        }
+        Some(series)
+    }
+
     /// What changed after version `cursor`, for keys with the prefix. Sample
     /// series are returned as handles to copy after the lock is released.
     /// This runs under the read lock the computation's next notify waits
@@ -221,7 +260,7 @@ impl Published {
             self.records.len()
         };
         let recent = self.records.range(since..);
-        if covered {
+        if covered && self.last_applied_version > cursor {
             for r in recent.clone() {
                 d.applied.extend(
                     r.applied
@@ -233,11 +272,15 @@ impl Published {
         }
         // Walk the ring when it names fewer keys than the map holds; else
         // scan the map (a client far behind, or a run with few keys).
-        let ring_work: usize = recent
-            .clone()
-            .map(|r| r.changed.len() + r.removed.len())
-            .sum();
-        if covered && ring_work < self.ids.len() {
+        // Counting stops at the map's size, so a client far behind costs
+        // no more than one near the front.
+        let mut ring_work = 0usize;
+        let walk_ring = covered
+            && recent.clone().all(|r| {
+                ring_work += r.changed.len() + r.removed.len();
+                ring_work < self.ids.len()
+            });
+        if walk_ring {
             let mut seen = rustc_hash::FxHashSet::default();
             for r in recent {
                 for k in r.changed.iter().chain(&r.removed) {

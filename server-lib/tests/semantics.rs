@@ -228,3 +228,17 @@ fn writable_keys_are_published_with_their_initial_value() {
     d.notify_update().unwrap();
     assert_eq!(d.history("rho").unwrap().values, vec![28.0]);
 }
+
+#[test]
+fn every_sample_of_a_fast_burst_is_in_the_history_at_once() {
+    // A fast run's samples are staged and moved in batches; reading the
+    // history must still show every one, with no further update.
+    let d = IDict::new("burst");
+    for i in 1..=1000i64 {
+        d.lock().insert("x", i);
+        d.notify_update().unwrap();
+    }
+    let h = d.history("x").unwrap();
+    assert_eq!(h.versions, (1..=1000).collect::<Vec<u64>>());
+    assert_eq!(h.values.last(), Some(&1000.0));
+}

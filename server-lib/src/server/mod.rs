@@ -9,7 +9,7 @@ mod watch;
 
 pub use auth::{Tokens, random_token};
 
-use crate::dict::{IDict, Inner};
+use crate::dict::{IDict, Inner, StagedSamples};
 use crate::runfile::{self, RunFile};
 use auth::Auth;
 use idict_proto::v1::inspector_server::InspectorServer;
@@ -137,6 +137,8 @@ pub const WINDOW_BYTES: u32 = 8 << 20;
 /// Largest HTTP/2 frame either side accepts.
 pub const FRAME_BYTES: u32 = 4 << 20;
 
+/// How often the dispatcher looks for samples a quiet run left staged.
+const STAGED_CHECK: Duration = Duration::from_millis(1);
 /// How long the dispatcher stays awake after news before it sleeps.
 const LINGER: Duration = Duration::from_micros(50);
 
@@ -371,7 +373,19 @@ impl ServerTask {
         let dispatch_inner = inner.clone();
         let dispatcher = tokio::spawn(async move {
             loop {
-                dispatch_inner.changed.notified().await;
+                match dispatch_inner.move_staged_if_quiet() {
+                    // Samples a run left staged when it went quiet must
+                    // reach the watchers without waiting for its next update.
+                    StagedSamples::Waiting => {
+                        tokio::select! {
+                            _ = dispatch_inner.changed.notified() => {}
+                            _ = tokio::time::sleep(STAGED_CHECK) => continue,
+                        }
+                    }
+                    StagedSamples::None | StagedSamples::Moved => {
+                        dispatch_inner.changed.notified().await;
+                    }
+                }
                 news.send_replace(dispatch_inner.epoch());
                 // Stay awake briefly (yielding to the watchers) so that a
                 // burst of updates finds this task running: waking it costs

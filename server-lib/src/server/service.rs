@@ -221,7 +221,7 @@ impl Inspector for InspectorService {
         let since = req.since_version;
         // Chunks are built lazily, one key's slice at a time.
         let chunks = series.into_iter().flat_map(move |(k, s)| {
-            let r = s.lock().series().range(since, u64::MAX);
+            let r = s.lock().range(since, u64::MAX);
             let mut out = Vec::new();
             let mut start = 0;
             loop {

@@ -53,6 +53,16 @@ pub(crate) struct Watcher {
     _guard: WatcherGuard,
 }
 
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        // Unpin first (the registry holds the pin weakly), then give back the
+        // history this watcher alone was keeping.
+        let mine = self.pin.load(Ordering::Acquire);
+        self.pin = Arc::new(AtomicU64::new(u64::MAX));
+        self.inner.release_history(mine);
+    }
+}
+
 /// A rough byte size of a value on the wire, for chunking.
 fn approx_size(v: &Value) -> usize {
     match v {
@@ -166,8 +176,10 @@ impl Watcher {
             cur.changed.push(entry(k, &e.value));
             size += s;
         }
+        // Samples still staged by the computation follow in deltas.
+        let samples_upto = version.min(self.inner.samples_through());
         for (k, series) in histories {
-            let full = series.lock().series().range(0, version);
+            let full = series.lock().range(0, samples_upto);
             let mut start = 0;
             while start < full.len() {
                 let end = (start + SAMPLES_PER_CHUNK).min(full.len());
@@ -201,8 +213,8 @@ impl Watcher {
             self.pending.push_back(c);
         }
         self.cursor = version;
-        self.sample_cursor = version;
-        self.pin.store(version, Ordering::Release);
+        self.sample_cursor = samples_upto;
+        self.pin.store(samples_upto, Ordering::Release);
         self.done = terminal;
         self.last_status = Some(status);
     }
@@ -214,20 +226,29 @@ impl Watcher {
     fn delta(&mut self) -> Option<pb::WatchUpdate> {
         // Status first: once it reads Finished, the final version is published.
         let status = self.inner.status();
-        let catching_up = self.sample_cursor < self.cursor;
+        // Samples are sendable up to the version the histories are complete
+        // through (the computation may still hold newer ones staged).
+        let through = self.inner.samples_through();
+        let catching_up = self.sample_cursor < self.cursor.min(through);
         let (mut d, series, messages) = {
             let p = self.inner.published.read();
             let (d, changed_series) = p.delta_since(self.cursor, &self.prefix);
-            // Behind on samples: any key may have some still to send.
-            let series = if catching_up || self.sample_cursor + SAMPLE_SPAN < d.version {
+            // The histories with samples still to send: those of the keys
+            // changed since the sample cursor, or (far behind) every key's.
+            let since_samples = if self.sample_cursor == self.cursor {
+                Some(changed_series)
+            } else if self.sample_cursor + SAMPLE_SPAN >= d.version {
+                p.series_changed_since(self.sample_cursor, &self.prefix)
+            } else {
+                None
+            };
+            let series = since_samples.unwrap_or_else(|| {
                 // Every key's history: cached, refreshed only when keys appear.
                 if self.all_series.0 != p.history.len() {
                     self.all_series = (p.history.len(), p.histories(&self.prefix));
                 }
                 self.all_series.1.clone()
-            } else {
-                changed_series
-            };
+            });
             let messages = if self.message_cursor == u64::MAX {
                 self.message_cursor = p.next_message_seq - 1;
                 Vec::new()
@@ -245,7 +266,9 @@ impl Watcher {
         d.sort();
         let upto = d
             .version
-            .min(self.sample_cursor.saturating_add(SAMPLE_SPAN));
+            .min(through)
+            .min(self.sample_cursor.saturating_add(SAMPLE_SPAN))
+            .max(self.sample_cursor);
         let samples = copy_samples(series, self.sample_cursor, upto);
         let last = terminal && upto >= d.version;
         let m = pb::WatchUpdate {
@@ -283,7 +306,7 @@ fn copy_samples(
     series
         .into_iter()
         .filter_map(|(k, s)| {
-            let r = s.lock().series().range(after, upto);
+            let r = s.lock().range(after, upto);
             (!r.is_empty()).then(|| wire::series_to_proto(&k, r))
         })
         .collect()
