@@ -80,7 +80,7 @@ pub enum UpdateError {
 pub struct UpdateEvent<'a> {
     version: u64,
     time: f64,
-    changed: &'a [Arc<str>],
+    changed: Vec<&'a str>,
     removed: &'a [Arc<str>],
     applied: &'a [AppliedWrite],
     last: bool,
@@ -97,7 +97,7 @@ impl UpdateEvent<'_> {
     }
     /// Keys whose value changed in this version, in the order first changed.
     pub fn changed(&self) -> impl Iterator<Item = &str> {
-        self.changed.iter().map(|k| &**k)
+        self.changed.iter().copied()
     }
     /// Keys removed in this version.
     pub fn removed(&self) -> impl Iterator<Item = &str> {
@@ -850,7 +850,7 @@ impl Inner {
                 p.tombstones.remove(&slot.key);
             }
             p.set(id, &slot.key, slot.value.clone(), version);
-            changed.push(slot.key.clone());
+            changed.push(id);
         }
         if !removed.is_empty() {
             // Removed and inserted again before this notify: changed, not removed.
@@ -896,7 +896,7 @@ impl Inner {
         let event = UpdateEvent {
             version,
             time,
-            changed: &r.changed,
+            changed: p.changed_keys(r).map(|k| &**k).collect(),
             removed: &r.removed,
             applied: &r.applied,
             last,

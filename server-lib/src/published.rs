@@ -36,7 +36,10 @@ pub(crate) struct PubSlot {
 pub(crate) struct Record {
     pub version: u64,
     pub time: f64,
-    pub changed: Vec<Arc<str>>,
+    /// Ids of the keys changed: a notify records them without touching the
+    /// keys' shared reference counts. Readers map them to keys through
+    /// `entries`; an id reused since belongs to a key changed since.
+    pub changed: Vec<u32>,
     pub removed: Vec<Arc<str>>,
     pub applied: Vec<AppliedWrite>,
 }
@@ -143,7 +146,7 @@ impl Published {
 
     /// An empty key list for the next record: the oldest record's, when the
     /// ring is full, so a notify allocates nothing in the steady state.
-    pub fn spare_keys(&mut self) -> Vec<Arc<str>> {
+    pub fn spare_keys(&mut self) -> Vec<u32> {
         if self.records.len() >= RECORD_RING
             && let Some(old) = self.records.pop_front()
         {
@@ -204,6 +207,18 @@ impl Published {
         v
     }
 
+    /// The keys a record names as changed, as published now.
+    pub fn changed_keys<'a>(&'a self, r: &'a Record) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+        r.changed
+            .iter()
+            .filter_map(|&id| self.entries.get(id as usize)?.as_ref().map(|s| &s.key))
+    }
+
+    /// The keys a record names: changed (as published now) and removed.
+    pub fn keys_of<'a>(&'a self, r: &'a Record) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+        self.changed_keys(r).chain(&r.removed)
+    }
+
     /// The histories of the keys with the prefix changed after version
     /// `after`, or `None` when the ring no longer covers it or names more
     /// keys than the map holds (then every history is as cheap).
@@ -224,7 +239,7 @@ impl Published {
             if work > self.ids.len() {
                 return None;
             }
-            for k in r.changed.iter().chain(&r.removed) {
+            for k in self.keys_of(r) {
                 if k.starts_with(prefix)
                     && seen.insert(k.clone())
                     && let Some(s) = self.history.get(k)
@@ -283,7 +298,7 @@ impl Published {
         if walk_ring {
             let mut seen = rustc_hash::FxHashSet::default();
             for r in recent {
-                for k in r.changed.iter().chain(&r.removed) {
+                for k in self.keys_of(r) {
                     if k.starts_with(prefix) && seen.insert(k.clone()) {
                         match self.entry(k) {
                             Some(e) => d.changed.push((k.clone(), e.value.clone())),
