@@ -268,13 +268,52 @@ pub(crate) struct Inner {
     next_callback: AtomicU64,
     /// Bumped on anything clients should see (a version, status, message).
     epoch: AtomicU64,
-    /// Wakes the server's dispatcher; it fans the news out to watchers, so
-    /// this thread wakes at most one task however many clients there are.
-    pub(crate) changed: tokio::sync::Notify,
+    /// The server's frame thread has gone idle: the next bump wakes it (it
+    /// fans the news out to watchers, so this thread wakes at most one
+    /// thread however many clients there are, and only after a pause).
+    frames_idle: AtomicBool,
+    frames_thread: Mutex<Option<std::thread::Thread>>,
     pub(crate) served: AtomicBool,
     /// The version cursors of connected watchers: history keeps the samples
     /// they have not received yet (within a limit).
-    cursors: Mutex<Vec<Weak<AtomicU64>>>,
+    cursors: Mutex<Vec<Weak<WatchPin>>>,
+}
+
+/// A watcher's sample cursor as the history sees it: the history keeps the
+/// samples after it, while the watcher is reading. A watcher whose stream
+/// has not asked for a message for `STALLED_MS` (its client stopped
+/// reading: flow control is full) holds nothing back, so a stalled client
+/// costs the run neither memory nor time; if it reads again, what it finds
+/// of that stretch may be thinned.
+#[derive(Debug)]
+pub(crate) struct WatchPin {
+    cursor: AtomicU64,
+    /// When the stream last asked for a message (ms since the run started).
+    active_ms: AtomicU64,
+}
+
+const STALLED_MS: u64 = 1000;
+
+impl WatchPin {
+    pub(crate) fn new(cursor: u64, now_ms: u64) -> Self {
+        WatchPin {
+            cursor: AtomicU64::new(cursor),
+            active_ms: AtomicU64::new(now_ms),
+        }
+    }
+    pub(crate) fn cursor(&self) -> u64 {
+        self.cursor.load(Ordering::Acquire)
+    }
+    pub(crate) fn set(&self, cursor: u64) {
+        self.cursor.store(cursor, Ordering::Release);
+    }
+    /// The stream asked for a message.
+    pub(crate) fn touch(&self, now_ms: u64) {
+        self.active_ms.store(now_ms, Ordering::Relaxed);
+    }
+    fn reading(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.active_ms.load(Ordering::Relaxed)) < STALLED_MS
+    }
 }
 
 /// What [`Inner::move_staged_if_quiet`] found.
@@ -481,7 +520,8 @@ impl IDict {
             callbacks: Mutex::new(Vec::new()),
             next_callback: AtomicU64::new(1),
             epoch: AtomicU64::new(0),
-            changed: tokio::sync::Notify::new(),
+            frames_idle: AtomicBool::new(false),
+            frames_thread: Mutex::new(None),
             served: AtomicBool::new(false),
             cursors: Mutex::new(Vec::new()),
             options,
@@ -691,7 +731,7 @@ impl Inner {
     }
 
     /// Registers a watcher's cursor; history keeps what it has not received.
-    pub(crate) fn register_cursor(&self, cursor: &Arc<AtomicU64>) {
+    pub(crate) fn register_cursor(&self, cursor: &Arc<WatchPin>) {
         let mut c = self.cursors.lock();
         c.retain(|w| w.strong_count() > 0);
         c.push(Arc::downgrade(cursor));
@@ -737,6 +777,28 @@ impl Inner {
         }
     }
 
+    /// An empty mirror of the published state, for a server (see
+    /// [`Published::apply`]).
+    pub(crate) fn new_mirror(&self) -> Published {
+        Published::new(self.options.message_capacity)
+    }
+
+    /// Brings a server's mirror up to the published state; false if it was.
+    pub(crate) fn refresh_mirror(&self, mirror: &RwLock<Published>) -> bool {
+        let mut m = mirror.write();
+        let frame =
+            self.published
+                .read()
+                .frame_since(m.version, m.next_message_seq - 1, m.history.len());
+        match frame {
+            Some(frame) => {
+                m.apply(frame);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Every sample up to this version is in the histories.
     pub(crate) fn samples_through(&self) -> u64 {
         self.samples_through.load(Ordering::Acquire)
@@ -756,24 +818,48 @@ impl Inner {
         }
     }
 
-    /// The oldest cursor of the connected watchers (`u64::MAX` if none).
+    /// The oldest cursor of the connected watchers that are reading
+    /// (`u64::MAX` if none).
     fn oldest_cursor(&self) -> u64 {
+        let now = self.elapsed_ms();
         let mut c = self.cursors.lock();
         c.retain(|w| w.strong_count() > 0);
         c.iter()
             .filter_map(Weak::upgrade)
-            .map(|a| a.load(Ordering::Acquire))
+            .filter(|p| p.reading(now))
+            .map(|p| p.cursor())
             .min()
             .unwrap_or(u64::MAX)
     }
 
+    /// Milliseconds since the run started (for watchers' activity).
+    pub(crate) fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+        self.epoch.load(Ordering::SeqCst)
     }
 
     fn bump(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify_one();
+        // SeqCst on both sides (here and in `frames_idle`): either the frame
+        // thread sees this epoch before it sleeps, or this sees it idle.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if self.frames_idle.load(Ordering::SeqCst)
+            && self.frames_idle.swap(false, Ordering::SeqCst)
+            && let Some(t) = self.frames_thread.lock().as_ref()
+        {
+            t.unpark();
+        }
+    }
+
+    /// The frame thread says it is about to sleep (or has woken).
+    pub(crate) fn frames_idle(&self, idle: bool) {
+        self.frames_idle.store(idle, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_frames_thread(&self, thread: Option<std::thread::Thread>) {
+        *self.frames_thread.lock() = thread;
     }
 
     fn claim_thread(&self) {

@@ -151,6 +151,16 @@ impl BoundedSeries {
         self.collect(old.chain(recent))
     }
 
+    /// How many held samples have `after < version <= upto`.
+    pub fn count(&self, after: u64, upto: u64) -> usize {
+        let upto = upto.max(after);
+        let old = self.old.partition_point(|h| h.sample.version <= upto)
+            - self.old.partition_point(|h| h.sample.version <= after);
+        let recent = self.recent.partition_point(|h| h.sample.version <= upto)
+            - self.recent.partition_point(|h| h.sample.version <= after);
+        old + recent
+    }
+
     fn collect<'a>(&self, held: impl Iterator<Item = &'a Held> + Clone) -> Series {
         let n = held.clone().count();
         let mut s = Series {
@@ -285,6 +295,8 @@ mod tests {
         assert_eq!(r.times, vec![2.0, 2.5, 3.0]);
         assert!(h.range(10, 20).is_empty());
         assert!(h.range(7, 2).is_empty());
+        assert_eq!(h.count(3, 6), 3);
+        assert_eq!(h.count(7, 2), 0);
         // Across the thinned part and the recent ring alike.
         for i in 11..=1000 {
             h.push(sample(i));

@@ -57,6 +57,9 @@ pub(crate) struct Published {
     /// without hashing); `ids` finds a key's id by name.
     pub entries: Vec<Option<PubSlot>>,
     pub ids: FxHashMap<Arc<str>, u32>,
+    /// Ids free for reuse (a mirror allocates its own; the computation's
+    /// published state uses the working map's ids).
+    free: Vec<u32>,
     pub records: VecDeque<Record>,
     /// Removed key → version of removal (bounded).
     pub tombstones: FxHashMap<Arc<str>, u64>,
@@ -69,6 +72,15 @@ pub(crate) struct Published {
     /// The newest version whose record carries applied writes: a client
     /// past it skips the walk over records (writes are rare).
     pub last_applied_version: u64,
+}
+
+/// What a server's mirror lacks of the published state (see [`Published::apply`]).
+#[derive(Debug)]
+pub(crate) struct Frame {
+    delta: Delta,
+    messages: Vec<LogMessage>,
+    next_message_seq: u64,
+    new_histories: Vec<(Arc<str>, SharedSeries)>,
 }
 
 /// Everything a client needs to go from its cursor to the newest version.
@@ -90,6 +102,7 @@ impl Published {
             time: 0.0,
             entries: Vec::new(),
             ids: FxHashMap::default(),
+            free: Vec::new(),
             records: VecDeque::new(),
             tombstones: FxHashMap::default(),
             tombstone_floor: 0,
@@ -205,6 +218,95 @@ impl Published {
             .collect();
         v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+
+    /// What a mirror at `version`, with messages up to `message_seq` and
+    /// `histories` histories, lacks of this state; `None` if nothing.
+    /// Runs under the read lock the computation's next notify waits for,
+    /// so it copies and nothing more.
+    pub fn frame_since(&self, version: u64, message_seq: u64, histories: usize) -> Option<Frame> {
+        if self.version == version && self.next_message_seq == message_seq + 1 {
+            return None;
+        }
+        let (delta, _) = self.delta_since(version, "");
+        let new_histories = if histories != self.history.len() {
+            self.histories("")
+        } else {
+            Vec::new()
+        };
+        Some(Frame {
+            delta,
+            messages: self.messages_after(message_seq),
+            next_message_seq: self.next_message_seq,
+            new_histories,
+        })
+    }
+
+    /// Brings this copy (a server's mirror) up to the published state a
+    /// frame was taken from, as one version step.
+    ///
+    /// Watch streams read the mirror, never the computation's published
+    /// state: however many clients there are, the computation's memory is
+    /// read once per frame.
+    pub fn apply(&mut self, frame: Frame) {
+        let Frame {
+            delta: d,
+            messages,
+            next_message_seq,
+            new_histories,
+        } = frame;
+        if d.reset {
+            self.entries.clear();
+            self.ids.clear();
+            self.free.clear();
+            self.records.clear();
+            self.tombstones.clear();
+            self.tombstone_floor = d.version.saturating_sub(1);
+        }
+        // Removals first: an id freed here may be reused below, which the
+        // record's readers handle (an id reused belongs to a key changed since).
+        let mut removed = Vec::with_capacity(d.removed.len());
+        for k in d.removed {
+            if let Some(&id) = self.ids.get(&k) {
+                self.unset(id);
+                self.free.push(id);
+            }
+            self.remember_removal(k.clone(), d.version);
+            removed.push(k);
+        }
+        let mut changed = self.spare_keys();
+        for (k, v) in d.changed {
+            let id = match self.ids.get(&k) {
+                Some(&id) => id,
+                None => self.free.pop().unwrap_or(self.entries.len() as u32),
+            };
+            if !self.tombstones.is_empty() {
+                self.tombstones.remove(&k);
+            }
+            self.set(id, &k, v, d.version);
+            changed.push(id);
+        }
+        for (k, series) in new_histories {
+            self.history.entry(k).or_insert(series);
+        }
+        if d.version != self.version || !changed.is_empty() || !removed.is_empty() {
+            self.push_record(Record {
+                version: d.version,
+                time: d.time,
+                changed,
+                removed,
+                applied: d.applied,
+            });
+        }
+        for m in messages {
+            if self.messages.len() >= self.message_capacity {
+                self.messages.pop_front();
+            }
+            self.messages.push_back(m);
+        }
+        self.next_message_seq = next_message_seq;
+        self.version = d.version;
+        self.time = d.time;
     }
 
     /// The keys a record names as changed, as published now.

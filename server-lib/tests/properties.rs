@@ -1,7 +1,12 @@
 //! Properties: values survive the wire exactly; IDict agrees with a simple
 //! model under random sequences of operations; and under concurrent
-//! control it never stalls and its versions only grow.
+//! control it never stalls and its versions only grow; watchers, early or
+//! late, assemble exactly the published state and every sample.
 
+mod common;
+
+use common::next;
+use idict::client::{Update, WatchOptions};
 use idict::wire::{value_from_proto, value_to_proto};
 use idict::{DType, IDict, NdArray, Value};
 use proptest::prelude::*;
@@ -237,5 +242,120 @@ fn under_concurrent_control_the_loop_never_stalls_and_versions_only_grow() {
             "terminate woke the loop"
         );
         assert_eq!(d.version(), *last.lock().unwrap());
+    }
+}
+
+#[derive(Debug, Clone)]
+enum WireOp {
+    Insert(u8, i64),
+    Remove(u8),
+    Clear,
+    Notify,
+    /// Let the server run a while (frames fall between notifies).
+    Pause,
+}
+
+fn wire_op() -> impl Strategy<Value = WireOp> {
+    prop_oneof![
+        5 => (0u8..8, -1000i64..1000).prop_map(|(k, v)| WireOp::Insert(k, v)),
+        2 => (0u8..8).prop_map(WireOp::Remove),
+        1 => Just(WireOp::Clear),
+        5 => Just(WireOp::Notify),
+        1 => Just(WireOp::Pause),
+    ]
+}
+
+/// What a watcher assembles from its updates: the state and each key's
+/// sample versions.
+#[derive(Default)]
+struct Assembled {
+    state: BTreeMap<String, Value>,
+    samples: BTreeMap<String, Vec<u64>>,
+}
+
+impl Assembled {
+    fn take(&mut self, u: &Update) {
+        if u.reset {
+            self.state.clear();
+        }
+        for (k, v) in &u.changed {
+            self.state.insert(k.clone(), v.clone());
+        }
+        for k in &u.removed {
+            self.state.remove(k);
+        }
+        for (k, s) in &u.samples {
+            self.samples
+                .entry(k.clone())
+                .or_default()
+                .extend(&s.versions);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    #[test]
+    fn watchers_early_and_late_assemble_the_published_state_and_every_sample(
+        ops in prop::collection::vec(wire_op(), 1..150),
+        attach_at in 0usize..150,
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (expected, history, watched) = rt.block_on(async {
+            let d = IDict::new("wire-model");
+            let run = common::serve(&d);
+            let client = run.observer().await;
+            let history = WatchOptions { with_history: true, ..WatchOptions::default() };
+            let mut streams = vec![client.watch(history.clone()).await.unwrap()];
+            for (i, op) in ops.iter().enumerate() {
+                if i == attach_at {
+                    streams.push(client.watch(history.clone()).await.unwrap());
+                }
+                match op {
+                    WireOp::Insert(k, v) => {
+                        d.lock().insert(format!("k{k}"), *v);
+                    }
+                    WireOp::Remove(k) => {
+                        d.lock().remove(&format!("k{k}"));
+                    }
+                    WireOp::Clear => d.lock().clear(),
+                    WireOp::Notify => {
+                        d.notify_update().unwrap();
+                    }
+                    WireOp::Pause => tokio::time::sleep(Duration::from_micros(300)).await,
+                }
+            }
+            d.notify_update_final().unwrap();
+            let expected: BTreeMap<String, Value> =
+                d.lock().iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            let mut history = BTreeMap::new();
+            for k in 0..8 {
+                let key = format!("k{k}");
+                if let Some(h) = d.history(&key) {
+                    history.insert(key, h.versions);
+                }
+            }
+            let mut watched = Vec::new();
+            for mut s in streams {
+                let mut a = Assembled::default();
+                loop {
+                    let u = next(&mut s).await;
+                    a.take(&u);
+                    if u.last {
+                        break;
+                    }
+                }
+                watched.push(a);
+            }
+            (expected, history, watched)
+        });
+        for a in watched {
+            prop_assert_eq!(&a.state, &expected);
+            prop_assert_eq!(&a.samples, &history);
+        }
     }
 }

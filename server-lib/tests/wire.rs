@@ -96,6 +96,47 @@ async fn a_slow_watcher_gets_the_newest_state_coalesced_and_every_sample() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_many_keys_arrives_whole_in_messages_of_bounded_size() {
+    let idict = IDict::new("wide");
+    let run = serve(&idict);
+    let client = run.observer().await;
+    let mut w = client.watch(WatchOptions::default()).await.unwrap();
+    next(&mut w).await;
+    // 300,000 samples while the watcher does not read.
+    let (keys, versions) = (100, 3000u64);
+    for v in 1..=versions {
+        let mut d = idict.lock();
+        for k in 0..keys {
+            d.insert(format!("k{k:03}"), v as f64);
+        }
+        drop(d);
+        idict.notify_update().unwrap();
+    }
+    idict.notify_update_final().unwrap();
+    let mut seen: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    let mut largest = 0;
+    loop {
+        let u = next(&mut w).await;
+        largest = largest.max(u.samples.iter().map(|(_, s)| s.len()).sum::<usize>());
+        for (k, s) in &u.samples {
+            seen.entry(k.clone()).or_default().extend(&s.versions);
+        }
+        if u.last {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), keys);
+    for (k, v) in &seen {
+        assert_eq!(
+            v,
+            &(1..=versions).collect::<Vec<u64>>(),
+            "every sample of {k}, once"
+        );
+    }
+    assert!(largest <= 2 * 65_536, "a message carried {largest} samples");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_stops_the_version_step_advances_exactly_and_resume_continues() {
     let idict = IDict::new("stepper");
     let run = serve(&idict);

@@ -4,20 +4,24 @@
 //! Inspector service plus gRPC health and reflection (v1 and v1alpha).
 
 mod auth;
+mod frames;
 mod service;
+mod trim;
 mod watch;
 
 pub use auth::{Tokens, random_token};
 
-use crate::dict::{IDict, Inner, StagedSamples};
+use crate::dict::{IDict, Inner};
+use crate::published::Published;
 use crate::runfile::{self, RunFile};
 use auth::Auth;
 use idict_proto::v1::inspector_server::InspectorServer;
+use parking_lot::RwLock;
 use service::InspectorService;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch as tokio_watch};
 
@@ -137,17 +141,17 @@ pub const WINDOW_BYTES: u32 = 8 << 20;
 /// Largest HTTP/2 frame either side accepts.
 pub const FRAME_BYTES: u32 = 4 << 20;
 
-/// How often the dispatcher looks for samples a quiet run left staged.
-const STAGED_CHECK: Duration = Duration::from_millis(1);
-/// How long the dispatcher stays awake after news before it sleeps.
-const LINGER: Duration = Duration::from_micros(50);
-
 /// What the server's tasks share.
 pub(crate) struct Shared {
     pub watchers: AtomicUsize,
+    /// A watcher has gone since the free heap was last given back.
+    pub watchers_left: AtomicBool,
     pub messages_sent: AtomicU64,
     /// The newest epoch, fanned out by the dispatcher.
     pub news: tokio_watch::Receiver<u64>,
+    /// This server's copy of the published state, refreshed by the
+    /// dispatcher once per frame; watch streams read only this.
+    pub mirror: RwLock<Published>,
     pub options: ServeOptions,
 }
 
@@ -247,8 +251,10 @@ impl ServeOptions {
         let (news_tx, news_rx) = tokio_watch::channel(inner.epoch());
         let shared = Arc::new(Shared {
             watchers: AtomicUsize::new(0),
+            watchers_left: AtomicBool::new(false),
             messages_sent: AtomicU64::new(0),
             news: news_rx,
+            mirror: RwLock::new(inner.new_mirror()),
             options: self.clone(),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, ServeError>>();
@@ -368,39 +374,28 @@ impl ServerTask {
             tokens,
             news,
         } = self;
-        // The dispatcher: one wake from the computation fans out to every
-        // watcher from here, off the computation's thread.
-        let dispatch_inner = inner.clone();
-        let dispatcher = tokio::spawn(async move {
-            loop {
-                match dispatch_inner.move_staged_if_quiet() {
-                    // Samples a run left staged when it went quiet must
-                    // reach the watchers without waiting for its next update.
-                    StagedSamples::Waiting => {
-                        tokio::select! {
-                            _ = dispatch_inner.changed.notified() => {}
-                            _ = tokio::time::sleep(STAGED_CHECK) => continue,
-                        }
-                    }
-                    StagedSamples::None | StagedSamples::Moved => {
-                        dispatch_inner.changed.notified().await;
-                    }
-                }
-                news.send_replace(dispatch_inner.epoch());
-                // Stay awake briefly (yielding to the watchers) so that a
-                // burst of updates finds this task running: waking it costs
-                // the computation's thread a system call, seeing it awake
-                // costs an atomic.
-                let until = std::time::Instant::now() + LINGER;
-                while std::time::Instant::now() < until {
-                    tokio::task::yield_now().await;
-                    let epoch = dispatch_inner.epoch();
-                    if epoch != *news.borrow() {
-                        news.send_replace(epoch);
-                    }
-                }
+        let trimmer = tokio::spawn(trim::after_watchers_leave(shared.clone()));
+        // The frame thread: one wake from the computation fans out to every
+        // watcher from there, off the computation's thread.
+        let closing_frames = Arc::new(AtomicBool::new(false));
+        let frames = {
+            let (inner, shared, closing) = (inner.clone(), shared.clone(), closing_frames.clone());
+            let nice = shared.options.nice;
+            std::thread::Builder::new()
+                .name(format!("idict-frames-{}", inner.name))
+                .spawn(move || {
+                    lower_priority(nice);
+                    frames::run(inner, shared, news, closing);
+                })
+        };
+        let frames = match frames {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = ready.send(Err(ServeError::Runtime(e)));
+                return;
             }
-        });
+        };
+        inner.set_frames_thread(Some(frames.thread().clone()));
         let opts = shared.options.clone();
         let svc = InspectorServer::new(InspectorService {
             inner: inner.clone(),
@@ -460,7 +455,9 @@ impl ServerTask {
         let signal = async move {
             let _ = close.await;
             // Ending the fan-out ends every watch stream.
-            dispatcher.abort();
+            closing_frames.store(true, Ordering::Release);
+            frames.thread().unpark();
+            trimmer.abort();
             closing2.notify_one();
         };
         let served = match bind {

@@ -6,7 +6,7 @@
 //! state, chunked.
 
 use super::Shared;
-use crate::dict::Inner;
+use crate::dict::{Inner, WatchPin};
 use crate::model::Status;
 use crate::published::SharedSeries;
 use crate::value::Value;
@@ -14,13 +14,17 @@ use crate::wire;
 use idict_proto::v1 as pb;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use tokio::sync::watch;
 
 /// Samples per series per message when sending whole histories.
 const SAMPLES_PER_CHUNK: usize = 65_536;
-/// The most versions of samples one delta message carries.
-const SAMPLE_SPAN: u64 = 512;
+/// The most versions of samples one delta message carries...
+const SAMPLE_SPAN: u64 = 4096;
+/// ...and about the most samples (24 bytes each on the wire): big enough
+/// that a watcher keeps up with a run of a million updates a second, small
+/// enough that a run with many keys still sends messages of a few MiB.
+const MAX_SAMPLES_PER_MESSAGE: usize = 65_536;
 /// Recent log messages a newly attached watcher gets.
 const MESSAGES_FOR_LATE_JOINERS: usize = 200;
 
@@ -29,6 +33,7 @@ struct WatcherGuard(Arc<Shared>);
 impl Drop for WatcherGuard {
     fn drop(&mut self) {
         self.0.watchers.fetch_sub(1, Ordering::AcqRel);
+        self.0.watchers_left.store(true, Ordering::Release);
     }
 }
 
@@ -42,7 +47,7 @@ pub(crate) struct Watcher {
     /// long lag, samples follow the state in bounded messages).
     sample_cursor: u64,
     /// `sample_cursor`, shared with the history so it keeps what we still need.
-    pin: Arc<AtomicU64>,
+    pin: Arc<WatchPin>,
     message_cursor: u64,
     last_status: Option<Status>,
     /// The history handles of every key, and how many keys there were.
@@ -57,8 +62,8 @@ impl Drop for Watcher {
     fn drop(&mut self) {
         // Unpin first (the registry holds the pin weakly), then give back the
         // history this watcher alone was keeping.
-        let mine = self.pin.load(Ordering::Acquire);
-        self.pin = Arc::new(AtomicU64::new(u64::MAX));
+        let mine = self.pin.cursor();
+        self.pin = Arc::new(WatchPin::new(u64::MAX, 0));
         self.inner.release_history(mine);
     }
 }
@@ -90,13 +95,14 @@ fn entry(key: &str, v: &Value) -> pb::Entry {
 impl Watcher {
     pub fn new(inner: Arc<Inner>, shared: Arc<Shared>, req: pb::WatchRequest) -> Self {
         shared.watchers.fetch_add(1, Ordering::AcqRel);
+        let pin = Arc::new(WatchPin::new(req.since_version, inner.elapsed_ms()));
         let mut w = Watcher {
             news: shared.news.clone(),
             inner,
             prefix: req.prefix,
             cursor: req.since_version,
             sample_cursor: req.since_version,
-            pin: Arc::new(AtomicU64::new(req.since_version)),
+            pin,
             message_cursor: 0,
             last_status: None,
             all_series: (usize::MAX, Vec::new()),
@@ -106,7 +112,9 @@ impl Watcher {
             shared,
         };
         w.inner.register_cursor(&w.pin);
-        let newest = w.inner.published.read().version;
+        // A new watcher starts from the newest state, not the last frame.
+        w.inner.refresh_mirror(&w.shared.mirror);
+        let newest = w.shared.mirror.read().version;
         if req.since_version == 0 || req.since_version > newest {
             w.initial_state(req.with_history);
         } else {
@@ -119,6 +127,7 @@ impl Watcher {
     /// The next message for the client, waiting for news if there is none;
     /// `None` ends the stream.
     pub async fn next(&mut self) -> Option<pb::WatchUpdate> {
+        self.pin.touch(self.inner.elapsed_ms());
         loop {
             if let Some(m) = self.pending.pop_front() {
                 return Some(self.sent(m));
@@ -145,8 +154,12 @@ impl Watcher {
     /// The full state as one or more chunks, into `pending`.
     fn initial_state(&mut self, with_history: bool) {
         let status = self.inner.status();
+        if status.state.is_terminal() {
+            // The final version is published: make sure the mirror has it.
+            self.inner.refresh_mirror(&self.shared.mirror);
+        }
         let (version, time, entries, histories, messages) = {
-            let p = self.inner.published.read();
+            let p = self.shared.mirror.read();
             let histories = if with_history {
                 p.histories(&self.prefix)
             } else {
@@ -214,7 +227,7 @@ impl Watcher {
         }
         self.cursor = version;
         self.sample_cursor = samples_upto;
-        self.pin.store(samples_upto, Ordering::Release);
+        self.pin.set(samples_upto);
         self.done = terminal;
         self.last_status = Some(status);
     }
@@ -226,12 +239,16 @@ impl Watcher {
     fn delta(&mut self) -> Option<pb::WatchUpdate> {
         // Status first: once it reads Finished, the final version is published.
         let status = self.inner.status();
+        if status.state.is_terminal() {
+            // The final version is published: make sure the mirror has it.
+            self.inner.refresh_mirror(&self.shared.mirror);
+        }
         // Samples are sendable up to the version the histories are complete
         // through (the computation may still hold newer ones staged).
         let through = self.inner.samples_through();
         let catching_up = self.sample_cursor < self.cursor.min(through);
         let (mut d, series, messages) = {
-            let p = self.inner.published.read();
+            let p = self.shared.mirror.read();
             let (d, changed_series) = p.delta_since(self.cursor, &self.prefix);
             // The histories with samples still to send: those of the keys
             // changed since the sample cursor, or (far behind) every key's.
@@ -269,6 +286,7 @@ impl Watcher {
             .min(through)
             .min(self.sample_cursor.saturating_add(SAMPLE_SPAN))
             .max(self.sample_cursor);
+        let upto = within_sample_budget(&series, self.sample_cursor, upto);
         let samples = copy_samples(series, self.sample_cursor, upto);
         let last = terminal && upto >= d.version;
         let m = pb::WatchUpdate {
@@ -286,7 +304,7 @@ impl Watcher {
         };
         self.cursor = d.version;
         self.sample_cursor = upto;
-        self.pin.store(upto, Ordering::Release);
+        self.pin.set(upto);
         if let Some(last) = messages.last() {
             self.message_cursor = last.seq;
         }
@@ -294,6 +312,24 @@ impl Watcher {
         self.done = last;
         Some(m)
     }
+}
+
+/// Lowers `upto` so that `(after, upto]` holds about `MAX_SAMPLES_PER_MESSAGE`
+/// samples at most (assuming samples spread evenly over versions), keeping
+/// at least one version so the watcher always moves on.
+fn within_sample_budget(series: &[(Arc<str>, SharedSeries)], after: u64, upto: u64) -> u64 {
+    if upto <= after + 1 {
+        return upto;
+    }
+    let n: usize = series
+        .iter()
+        .map(|(_, s)| s.lock().count(after, upto))
+        .sum();
+    if n <= MAX_SAMPLES_PER_MESSAGE {
+        return upto;
+    }
+    let span = (upto - after) as u128 * MAX_SAMPLES_PER_MESSAGE as u128 / n as u128;
+    after + (span as u64).max(1)
 }
 
 /// Copies each key's samples in `(after, upto]`, one key at a time so the
