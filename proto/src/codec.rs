@@ -38,6 +38,13 @@ where
     }
 }
 
+/// Each stream's encode and decode buffers start at 1 KiB, not tonic's
+/// 8 KiB: messages are reserved at their exact size anyway, and an idle
+/// watch stream (a thousand of them, say) then holds little.
+fn stream_buffers() -> BufferSettings {
+    BufferSettings::new(1024, 32 * 1024)
+}
+
 /// Encodes `T` into a buffer reserved to its exact size.
 #[derive(Debug, Clone, Copy)]
 pub struct ReservingEncoder<T>(PhantomData<T>);
@@ -53,7 +60,7 @@ impl<T: Message> Encoder for ReservingEncoder<T> {
     }
 
     fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
+        stream_buffers()
     }
 }
 
@@ -80,6 +87,6 @@ impl<U: Message + Default> Decoder for ReservingDecoder<U> {
     }
 
     fn buffer_settings(&self) -> BufferSettings {
-        self.0.buffer_settings()
+        stream_buffers()
     }
 }

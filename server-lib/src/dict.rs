@@ -268,11 +268,11 @@ pub(crate) struct Inner {
     next_callback: AtomicU64,
     /// Bumped on anything clients should see (a version, status, message).
     epoch: AtomicU64,
-    /// The server's frame thread has gone idle: the next bump wakes it (it
-    /// fans the news out to watchers, so this thread wakes at most one
-    /// thread however many clients there are, and only after a pause).
-    frames_idle: AtomicBool,
-    frames_thread: Mutex<Option<std::thread::Thread>>,
+    /// Wakes the server's dispatcher when it is idle; it fans the news out
+    /// to watchers, so this thread wakes at most one task however many
+    /// clients there are (and none while updates stream: frames then
+    /// follow the dispatcher's ticker).
+    pub(crate) changed: tokio::sync::Notify,
     pub(crate) served: AtomicBool,
     /// The version cursors of connected watchers: history keeps the samples
     /// they have not received yet (within a limit).
@@ -520,8 +520,7 @@ impl IDict {
             callbacks: Mutex::new(Vec::new()),
             next_callback: AtomicU64::new(1),
             epoch: AtomicU64::new(0),
-            frames_idle: AtomicBool::new(false),
-            frames_thread: Mutex::new(None),
+            changed: tokio::sync::Notify::new(),
             served: AtomicBool::new(false),
             cursors: Mutex::new(Vec::new()),
             options,
@@ -838,28 +837,12 @@ impl Inner {
     }
 
     pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::SeqCst)
+        self.epoch.load(Ordering::Acquire)
     }
 
     fn bump(&self) {
-        // SeqCst on both sides (here and in `frames_idle`): either the frame
-        // thread sees this epoch before it sleeps, or this sees it idle.
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        if self.frames_idle.load(Ordering::SeqCst)
-            && self.frames_idle.swap(false, Ordering::SeqCst)
-            && let Some(t) = self.frames_thread.lock().as_ref()
-        {
-            t.unpark();
-        }
-    }
-
-    /// The frame thread says it is about to sleep (or has woken).
-    pub(crate) fn frames_idle(&self, idle: bool) {
-        self.frames_idle.store(idle, Ordering::SeqCst);
-    }
-
-    pub(crate) fn set_frames_thread(&self, thread: Option<std::thread::Thread>) {
-        *self.frames_thread.lock() = thread;
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_one();
     }
 
     fn claim_thread(&self) {

@@ -375,27 +375,9 @@ impl ServerTask {
             news,
         } = self;
         let trimmer = tokio::spawn(trim::after_watchers_leave(shared.clone()));
-        // The frame thread: one wake from the computation fans out to every
-        // watcher from there, off the computation's thread.
-        let closing_frames = Arc::new(AtomicBool::new(false));
-        let frames = {
-            let (inner, shared, closing) = (inner.clone(), shared.clone(), closing_frames.clone());
-            let nice = shared.options.nice;
-            std::thread::Builder::new()
-                .name(format!("idict-frames-{}", inner.name))
-                .spawn(move || {
-                    lower_priority(nice);
-                    frames::run(inner, shared, news, closing);
-                })
-        };
-        let frames = match frames {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = ready.send(Err(ServeError::Runtime(e)));
-                return;
-            }
-        };
-        inner.set_frames_thread(Some(frames.thread().clone()));
+        // The dispatcher: one wake from the computation fans out to every
+        // watcher from here, off the computation's thread.
+        let dispatcher = tokio::spawn(frames::dispatch(inner.clone(), shared.clone(), news));
         let opts = shared.options.clone();
         let svc = InspectorServer::new(InspectorService {
             inner: inner.clone(),
@@ -455,8 +437,7 @@ impl ServerTask {
         let signal = async move {
             let _ = close.await;
             // Ending the fan-out ends every watch stream.
-            closing_frames.store(true, Ordering::Release);
-            frames.thread().unpark();
+            dispatcher.abort();
             trimmer.abort();
             closing2.notify_one();
         };
