@@ -812,8 +812,18 @@ impl Inner {
             return;
         }
         let series: Vec<SharedSeries> = self.published.read().history.values().cloned().collect();
+        // A run still updating thins on its next push (a large thinning
+        // here would hold locks it needs); a quiet one is thinned now.
+        let updating = self
+            .staged
+            .try_lock()
+            .is_none_or(|s| !s.is_quiet(self.elapsed()));
         for s in series {
-            s.lock().release(oldest);
+            if updating {
+                s.lock().thin_soon();
+            } else {
+                s.lock().release(oldest);
+            }
         }
     }
 

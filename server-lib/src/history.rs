@@ -143,12 +143,17 @@ impl BoundedSeries {
 
     /// The held samples with `after < version <= upto` (a copy).
     pub fn range(&self, after: u64, upto: u64) -> Series {
+        self.range_limited(after, upto, usize::MAX)
+    }
+
+    /// The first `limit` held samples with `after < version <= upto`.
+    pub fn range_limited(&self, after: u64, upto: u64, limit: usize) -> Series {
         let in_range = |h: &&Held| h.sample.version > after && h.sample.version <= upto;
         let old_from = self.old.partition_point(|h| h.sample.version <= after);
         let recent_from = self.recent.partition_point(|h| h.sample.version <= after);
         let old = self.old[old_from..].iter().take_while(in_range);
         let recent = self.recent.range(recent_from..).take_while(in_range);
-        self.collect(old.chain(recent))
+        self.collect(old.chain(recent).take(limit))
     }
 
     /// How many held samples have `after < version <= upto`.
@@ -200,6 +205,15 @@ impl BoundedSeries {
     pub fn release(&mut self, pin: u64) {
         if self.len() > self.capacity {
             self.thin(pin);
+        }
+    }
+
+    /// Has the next push thin (and give back memory), if the series is over
+    /// its budget: for a run still pushing, so that the thinning is done by
+    /// its own thread rather than under a lock it would wait for.
+    pub fn thin_soon(&mut self) {
+        if self.len() > self.capacity {
+            self.next_thin = 0;
         }
     }
 
@@ -296,6 +310,7 @@ mod tests {
         assert!(h.range(10, 20).is_empty());
         assert!(h.range(7, 2).is_empty());
         assert_eq!(h.count(3, 6), 3);
+        assert_eq!(h.range_limited(3, 6, 2).versions, vec![4, 5]);
         assert_eq!(h.count(7, 2), 0);
         // Across the thinned part and the recent ring alike.
         for i in 11..=1000 {

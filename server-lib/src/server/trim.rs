@@ -15,9 +15,15 @@ const INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs on the server's runtime until the server closes.
 pub(crate) async fn after_watchers_leave(shared: Arc<Shared>) {
+    // Once more a tick later: a departed watcher's connection (its HTTP/2
+    // buffers) is torn down a little after its stream ends.
+    let mut again = false;
     loop {
         tokio::time::sleep(INTERVAL).await;
         if shared.watchers_left.swap(false, Ordering::AcqRel) {
+            release_free_heap();
+            again = true;
+        } else if std::mem::take(&mut again) {
             release_free_heap();
         }
     }

@@ -332,7 +332,11 @@ fn within_sample_budget(series: &[(Arc<str>, SharedSeries)], after: u64, upto: u
     after + (span as u64).max(1)
 }
 
-/// Copies each key's samples in `(after, upto]`, one key at a time so the
+/// Samples copied per lock of a history: the computation may wait for the
+/// lock, so it is held for a few microseconds at a time.
+const SAMPLES_PER_LOCK: usize = 1024;
+
+/// Copies each key's samples in `(after, upto]`, a piece at a time so the
 /// computation is never held up for long.
 fn copy_samples(
     series: Vec<(Arc<str>, SharedSeries)>,
@@ -342,8 +346,17 @@ fn copy_samples(
     series
         .into_iter()
         .filter_map(|(k, s)| {
-            let r = s.lock().range(after, upto);
-            (!r.is_empty()).then(|| wire::series_to_proto(&k, r))
+            let mut all = s.lock().range_limited(after, upto, SAMPLES_PER_LOCK);
+            while all.len() % SAMPLES_PER_LOCK == 0
+                && let Some(from) = all.versions.last().copied()
+            {
+                let more = s.lock().range_limited(from, upto, SAMPLES_PER_LOCK);
+                if more.is_empty() {
+                    break;
+                }
+                all.extend(&more);
+            }
+            (!all.is_empty()).then(|| wire::series_to_proto(&k, all))
         })
         .collect()
 }
