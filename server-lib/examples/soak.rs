@@ -43,7 +43,7 @@ fn arg(name: &str, default: u64) -> u64 {
 /// the final update.
 fn client(address: &str, token: &str) -> ! {
     // Clients run at the lowest priority (`spawn_client` starts them under
-    // `nice -n 19`): on this one machine they stand for clients elsewhere,
+    // SCHED_IDLE): on this one machine they stand for clients elsewhere,
     // and must not take the run's CPU from it.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -80,14 +80,15 @@ fn client(address: &str, token: &str) -> ! {
 fn spawn_client(address: &str, token: &str, control: bool) -> std::io::Result<Child> {
     if control {
         // The control: a process that only burns CPU, in a client's place.
-        return Command::new("nice")
-            .args(["-n", "19", "sh", "-c", "while :; do :; done"])
+        return Command::new("chrt")
+            .args(["--idle", "0", "sh", "-c", "while :; do :; done"])
             .spawn();
     }
-    // Through `nice`, so that even starting the process (exec, loading)
-    // runs at the lowest priority.
-    Command::new("nice")
-        .args(["-n", "19"])
+    // Under SCHED_IDLE from the start (exec and loading included): it runs
+    // only when nothing else wants the core, and never preempts the run,
+    // as a client on another machine would not.
+    Command::new("chrt")
+        .args(["--idle", "0"])
         .arg(std::env::current_exe()?)
         .args(["--client", address, token])
         .stdout(Stdio::null())
