@@ -782,19 +782,15 @@ impl Inner {
         Published::new(self.options.message_capacity)
     }
 
-    /// Brings a server's mirror up to the published state; false if it was.
-    pub(crate) fn refresh_mirror(&self, mirror: &RwLock<Published>) -> bool {
+    /// Brings a server's mirror up to the published state.
+    pub(crate) fn refresh_mirror(&self, mirror: &RwLock<Published>) {
         let mut m = mirror.write();
         let frame =
             self.published
                 .read()
                 .frame_since(m.version, m.next_message_seq - 1, m.history.len());
-        match frame {
-            Some(frame) => {
-                m.apply(frame);
-                true
-            }
-            None => false,
+        if let Some(frame) = frame {
+            m.apply(frame);
         }
     }
 

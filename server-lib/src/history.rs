@@ -5,6 +5,7 @@
 //! always kept exactly.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 
 /// Bytes one held sample takes (version, time, value, push number).
 pub const SAMPLE_BYTES: usize = 32;
@@ -148,22 +149,28 @@ impl BoundedSeries {
 
     /// The first `limit` held samples with `after < version <= upto`.
     pub fn range_limited(&self, after: u64, upto: u64, limit: usize) -> Series {
-        let in_range = |h: &&Held| h.sample.version > after && h.sample.version <= upto;
-        let old_from = self.old.partition_point(|h| h.sample.version <= after);
-        let recent_from = self.recent.partition_point(|h| h.sample.version <= after);
-        let old = self.old[old_from..].iter().take_while(in_range);
-        let recent = self.recent.range(recent_from..).take_while(in_range);
-        self.collect(old.chain(recent).take(limit))
+        let (old, recent) = self.span(after, upto);
+        self.collect(
+            self.old[old]
+                .iter()
+                .chain(self.recent.range(recent))
+                .take(limit),
+        )
     }
 
     /// How many held samples have `after < version <= upto`.
     pub fn count(&self, after: u64, upto: u64) -> usize {
+        let (old, recent) = self.span(after, upto);
+        old.len() + recent.len()
+    }
+
+    /// Where the samples with `after < version <= upto` are held, in `old`
+    /// and in `recent` (both sorted by version).
+    fn span(&self, after: u64, upto: u64) -> (Range<usize>, Range<usize>) {
         let upto = upto.max(after);
-        let old = self.old.partition_point(|h| h.sample.version <= upto)
-            - self.old.partition_point(|h| h.sample.version <= after);
-        let recent = self.recent.partition_point(|h| h.sample.version <= upto)
-            - self.recent.partition_point(|h| h.sample.version <= after);
-        old + recent
+        let old = |v: u64| self.old.partition_point(|h| h.sample.version <= v);
+        let recent = |v: u64| self.recent.partition_point(|h| h.sample.version <= v);
+        (old(after)..old(upto), recent(after)..recent(upto))
     }
 
     fn collect<'a>(&self, held: impl Iterator<Item = &'a Held> + Clone) -> Series {

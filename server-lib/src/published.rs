@@ -183,6 +183,11 @@ impl Published {
     pub fn push_message(&mut self, mut m: LogMessage) {
         m.seq = self.next_message_seq;
         self.next_message_seq += 1;
+        self.keep_message(m);
+    }
+
+    /// Keeps a numbered message, the oldest going when the log is full.
+    fn keep_message(&mut self, m: LogMessage) {
         if self.messages.len() >= self.message_capacity {
             self.messages.pop_front();
         }
@@ -299,10 +304,7 @@ impl Published {
             });
         }
         for m in messages {
-            if self.messages.len() >= self.message_capacity {
-                self.messages.pop_front();
-            }
-            self.messages.push_back(m);
+            self.keep_message(m);
         }
         self.next_message_seq = next_message_seq;
         self.version = d.version;
@@ -329,28 +331,39 @@ impl Published {
         after: u64,
         prefix: &str,
     ) -> Option<Vec<(Arc<str>, SharedSeries)>> {
+        let keys = self.keys_since(after, prefix)?;
+        Some(
+            keys.into_iter()
+                .filter_map(|k| self.history.get(k).map(|s| (k.clone(), s.clone())))
+                .collect(),
+        )
+    }
+
+    /// The keys with the prefix that the ring records as changed or removed
+    /// after version `after`, each once; `None` when the ring no longer
+    /// covers `after` or names as many keys as the map holds (then scanning
+    /// the map is as cheap). The walk stops there, so a reader far behind
+    /// costs no more than one near the front.
+    fn keys_since(&self, after: u64, prefix: &str) -> Option<Vec<&Arc<str>>> {
         if self.records.front()?.version > after + 1 {
             return None;
         }
         let since = self.records.partition_point(|r| r.version <= after);
         let mut work = 0usize;
         let mut seen = rustc_hash::FxHashSet::default();
-        let mut series = Vec::new();
+        let mut keys = Vec::new();
         for r in self.records.range(since..) {
             work += r.changed.len() + r.removed.len();
-            if work > self.ids.len() {
+            if work >= self.ids.len() {
                 return None;
             }
             for k in self.keys_of(r) {
-                if k.starts_with(prefix)
-                    && seen.insert(k.clone())
-                    && let Some(s) = self.history.get(k)
-                {
-                    series.push((k.clone(), s.clone()));
+                if k.starts_with(prefix) && seen.insert(&**k) {
+                    keys.push(k);
                 }
             }
         }
-        Some(series)
+        Some(keys)
     }
 
     /// What changed after version `cursor`, for keys with the prefix. Sample
@@ -371,14 +384,9 @@ impl Published {
             .records
             .front()
             .is_some_and(|r| r.version <= cursor + 1);
-        let since = if covered {
-            self.records.partition_point(|r| r.version <= cursor)
-        } else {
-            self.records.len()
-        };
-        let recent = self.records.range(since..);
         if covered && self.last_applied_version > cursor {
-            for r in recent.clone() {
+            let since = self.records.partition_point(|r| r.version <= cursor);
+            for r in self.records.range(since..) {
                 d.applied.extend(
                     r.applied
                         .iter()
@@ -387,26 +395,13 @@ impl Published {
                 );
             }
         }
-        // Walk the ring when it names fewer keys than the map holds; else
-        // scan the map (a client far behind, or a run with few keys).
-        // Counting stops at the map's size, so a client far behind costs
-        // no more than one near the front.
-        let mut ring_work = 0usize;
-        let walk_ring = covered
-            && recent.clone().all(|r| {
-                ring_work += r.changed.len() + r.removed.len();
-                ring_work < self.ids.len()
-            });
-        if walk_ring {
-            let mut seen = rustc_hash::FxHashSet::default();
-            for r in recent {
-                for k in self.keys_of(r) {
-                    if k.starts_with(prefix) && seen.insert(k.clone()) {
-                        match self.entry(k) {
-                            Some(e) => d.changed.push((k.clone(), e.value.clone())),
-                            None => d.removed.push(k.clone()),
-                        }
-                    }
+        // The ring's keys when it names fewer than the map holds; else scan
+        // the map (a client far behind, or a run with few keys).
+        if let Some(keys) = self.keys_since(cursor, prefix) {
+            for k in keys {
+                match self.entry(k) {
+                    Some(e) => d.changed.push((k.clone(), e.value.clone())),
+                    None => d.removed.push(k.clone()),
                 }
             }
         } else if cursor >= self.tombstone_floor {

@@ -146,6 +146,16 @@ impl Watcher {
         }
     }
 
+    /// The run's status, read before the mirror: once it is terminal the
+    /// final version is published, and the mirror is brought up to it.
+    fn status(&self) -> Status {
+        let status = self.inner.status();
+        if status.state.is_terminal() {
+            self.inner.refresh_mirror(&self.shared.mirror);
+        }
+        status
+    }
+
     fn sent(&self, m: pb::WatchUpdate) -> pb::WatchUpdate {
         self.shared.messages_sent.fetch_add(1, Ordering::Relaxed);
         m
@@ -153,11 +163,7 @@ impl Watcher {
 
     /// The full state as one or more chunks, into `pending`.
     fn initial_state(&mut self, with_history: bool) {
-        let status = self.inner.status();
-        if status.state.is_terminal() {
-            // The final version is published: make sure the mirror has it.
-            self.inner.refresh_mirror(&self.shared.mirror);
-        }
+        let status = self.status();
         let (version, time, entries, histories, messages) = {
             let p = self.shared.mirror.read();
             let histories = if with_history {
@@ -238,11 +244,7 @@ impl Watcher {
     /// behind gets every sample without any one message growing unbounded.
     fn delta(&mut self) -> Option<pb::WatchUpdate> {
         // Status first: once it reads Finished, the final version is published.
-        let status = self.inner.status();
-        if status.state.is_terminal() {
-            // The final version is published: make sure the mirror has it.
-            self.inner.refresh_mirror(&self.shared.mirror);
-        }
+        let status = self.status();
         // Samples are sendable up to the version the histories are complete
         // through (the computation may still hold newer ones staged).
         let through = self.inner.samples_through();
