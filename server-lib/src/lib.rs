@@ -29,7 +29,8 @@
 //!
 //! The pieces: [`IDict`] (the dictionary and its pause gate), [`Value`] (the
 //! typed values), [`serve`] (the embedded gRPC server), [`client`] (the
-//! typed client), [`runfile`] (how runs are found).
+//! typed client), [`runfile`] (how runs are found), [`signals`] (SIGTERM
+//! and Ctrl-C as a terminate).
 
 pub mod checkpoint;
 pub mod client;
@@ -39,6 +40,7 @@ pub mod model;
 mod published;
 pub mod runfile;
 mod server;
+pub mod signals;
 mod spin;
 mod staged;
 mod steer;
@@ -54,6 +56,7 @@ pub use server::{
     Bind, FRAME_BYTES, ServeError, ServeOptions, Server, TlsIdentity, Tokens, WINDOW_BYTES,
     random_token, serve,
 };
+pub use signals::SignalError;
 pub use value::{ArrayError, DType, Element, NdArray, Value, ValueKind};
 
 /// The wire contract, re-exported for clients that need the raw messages.
