@@ -1,5 +1,6 @@
 //! What every example's `main` shares: the common flags, serving the run,
-//! Ctrl-C as a graceful terminate, and closing once watchers have the end.
+//! SIGTERM and Ctrl-C as a graceful terminate, and closing once watchers
+//! have the end.
 
 use idict::{IDict, Server};
 use std::time::Duration;
@@ -19,24 +20,14 @@ pub struct RunArgs {
 }
 
 /// Creates and serves the run; the server prints how to connect.
-/// The first Ctrl-C asks the computation to finish (a terminate); the second
-/// exits at once.
+/// SIGINT (Ctrl-C), SIGTERM (a batch scheduler cancelling the job) and
+/// SIGHUP ask the computation to finish (a terminate); a second signal
+/// exits at once (see `idict::signals`).
 pub fn start(name: &str, args: &RunArgs) -> anyhow::Result<(IDict, Server)> {
     let idict = IDict::builder(name).start_paused(args.start_paused).build();
+    // Before serving, so no signal finds the run served but not registered.
+    idict.terminate_on_signals()?;
     let server = idict::serve(&idict)?;
-    let handle = idict.clone();
-    let mut pressed = false;
-    ctrlc::set_handler(move || {
-        if pressed {
-            std::process::exit(130);
-        }
-        pressed = true;
-        eprintln!(
-            "{}: finishing (Ctrl-C again to quit at once)",
-            handle.name()
-        );
-        handle.terminate();
-    })?;
     if args.start_paused {
         eprintln!(
             "{name}: paused before step 0; resume it with `idict resume {name}` or the inspector"
