@@ -1,6 +1,6 @@
-//! What every example's `main` shares: the common flags, serving the run,
-//! SIGTERM and Ctrl-C as a graceful terminate, and closing once watchers
-//! have the end.
+//! What every example's `main` shares: the common flags, logging to
+//! stderr, serving the run, SIGTERM and Ctrl-C as a graceful terminate, and
+//! closing once watchers have the end.
 
 use idict::{IDict, Server};
 use std::time::Duration;
@@ -24,6 +24,7 @@ pub struct RunArgs {
 /// SIGHUP ask the computation to finish (a terminate); a second signal
 /// exits at once (see `idict::signals`).
 pub fn start(name: &str, args: &RunArgs) -> anyhow::Result<(IDict, Server)> {
+    init_logging();
     let idict = IDict::builder(name).start_paused(args.start_paused).build();
     // Before serving, so no signal finds the run served but not registered.
     idict.terminate_on_signals()?;
@@ -34,6 +35,18 @@ pub fn start(name: &str, args: &RunArgs) -> anyhow::Result<(IDict, Server)> {
         );
     }
     Ok((idict, server))
+}
+
+/// Sends the library's `tracing` events to stderr, filtered by `RUST_LOG`
+/// (default: warnings and errors). A subscriber already installed stays.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing_subscriber::filter::LevelFilter::WARN.into())
+        .from_env_lossy();
+    let _already_set = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Publishes the final update and serves until watchers have it.
