@@ -84,11 +84,8 @@ pub fn run(idict: &IDict, cfg: &HeatConfig) -> Result<HeatSummary, UpdateError> 
     let mut pace = Pace::new(cfg.rate);
     let (mut t, mut step, mut residual) = (0.0, 0u64, f64::INFINITY);
     let mut converged = false;
-    while step < cfg.max_steps && !idict.terminated() {
-        idict.wait();
-        if idict.terminated() {
-            break;
-        }
+    // wait(): the pause gate and steering; false once terminated.
+    while step < cfg.max_steps && idict.wait() {
         pace.tick();
         let (dt, source) = {
             let d = idict.lock();

@@ -47,11 +47,8 @@ pub fn run(idict: &IDict, cfg: &LorenzConfig) -> Result<u64, UpdateError> {
     let mut s = [1.0, 1.0, 1.0];
     let mut pace = Pace::new(cfg.rate);
     let (mut t, mut step) = (0.0, 0u64);
-    while step < cfg.max_steps && !idict.terminated() {
-        idict.wait();
-        if idict.terminated() {
-            break;
-        }
+    // wait(): the pause gate and steering; false once terminated.
+    while step < cfg.max_steps && idict.wait() {
         pace.tick();
         let (sigma, rho, beta) = {
             let d = idict.lock();

@@ -41,11 +41,8 @@ pub fn run(idict: &IDict, cfg: &PiConfig) -> Result<u64, UpdateError> {
     let mut rng = SmallRng::seed_from_u64(cfg.seed);
     let mut pace = Pace::new(cfg.rate);
     let (mut hits, mut n, mut step) = (0u64, 0u64, 0u64);
-    while step < cfg.max_steps && !idict.terminated() {
-        idict.wait();
-        if idict.terminated() {
-            break;
-        }
+    // wait(): the pause gate and steering; false once terminated.
+    while step < cfg.max_steps && idict.wait() {
         pace.tick();
         let batch = idict
             .lock()

@@ -53,11 +53,8 @@ pub fn run(idict: &IDict, cfg: &OptimizeConfig) -> Result<[f64; 2], UpdateError>
     let mut v = [0.0, 0.0];
     let mut pace = Pace::new(cfg.rate);
     let mut step = 0u64;
-    while step < cfg.max_steps && !idict.terminated() {
-        idict.wait();
-        if idict.terminated() {
-            break;
-        }
+    // wait(): the pause gate and steering; false once terminated.
+    while step < cfg.max_steps && idict.wait() {
         pace.tick();
         let (lr, momentum) = {
             let d = idict.lock();

@@ -18,5 +18,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(run) = idict::IDict::restore(&path) {
         let _ = run.version();
         let _ = run.lock().len();
+        // A restored run must be able to go on: publish twice, then end.
+        run.lock().insert("fuzz", 1.0);
+        let _ = run.notify_update();
+        let _ = run.notify_update_final();
+        let _ = run.history("fuzz");
     }
 });

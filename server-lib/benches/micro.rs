@@ -3,7 +3,7 @@
 //! the inserts that precede it, and one history sample.
 
 use idict::IDict;
-use idict::history::{BoundedSeries, Sample};
+use idict::{BoundedSeries, Sample};
 
 fn main() {
     divan::main();

@@ -7,18 +7,28 @@
 //! The format (versioned): the 8 bytes `IDICTCKP`, then an
 //! `idict.v1.Checkpoint` protobuf message (see `inspector.proto`).
 
-use crate::dict::{CheckpointState, IDict, IDictOptions};
+use crate::dict::{IDict, IDictOptions, Inner};
+use crate::history::{BoundedSeries, Series};
+use crate::model::LogMessage;
+use crate::value::Value;
 use crate::wire::{self, WireError};
 use idict_proto::v1 as pb;
+use parking_lot::Mutex;
 use prost::Message;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The first bytes of every checkpoint file.
 pub const MAGIC: &[u8; 8] = b"IDICTCKP";
 /// The layout this library writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
+/// The highest version a checkpoint may hold: 2^53, the largest integer
+/// every JSON reader keeps exactly. A run publishing a million versions a
+/// second would take 285 years to reach it; a file claiming more is
+/// damaged (and its run could not count on from it).
+pub const MAX_VERSION: u64 = 1 << 53;
 
 /// Why a checkpoint could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +168,15 @@ impl IDict {
             .map(wire::series_from_proto)
             .collect::<Result<Vec<_>, _>>()
             .map_err(damaged)?;
+        if msg.version > MAX_VERSION {
+            return Err(CheckpointError::Damaged {
+                path: path.to_owned(),
+                why: format!(
+                    "version {} is beyond what a run can reach (at most {MAX_VERSION})",
+                    msg.version
+                ),
+            });
+        }
         let time = if msg.time.is_finite() && msg.time >= 0.0 {
             msg.time
         } else {
@@ -181,5 +200,78 @@ impl IDict {
                 .collect(),
         });
         Ok(idict)
+    }
+}
+
+/// What a checkpoint holds.
+pub(crate) struct CheckpointState {
+    pub version: u64,
+    pub time: f64,
+    pub entries: Vec<(String, Value)>,
+    pub history: Vec<(String, Series)>,
+    pub messages: Vec<LogMessage>,
+}
+
+impl Inner {
+    /// The published state, history and log, as of one version.
+    pub(crate) fn checkpoint_state(&self) -> CheckpointState {
+        let (version, time, entries, histories, messages) = {
+            let p = self.published.read();
+            (
+                p.version,
+                p.time,
+                p.sorted_entries(""),
+                p.histories(""),
+                p.messages_after(0),
+            )
+        };
+        // After reading the version: its samples are staged, so now moved.
+        self.move_staged_now();
+        let history = histories
+            .into_iter()
+            .map(|(k, s)| (k.to_string(), crate::history::copy_range(&s, 0, version)))
+            .collect();
+        CheckpointState {
+            version,
+            time,
+            entries: entries
+                .into_iter()
+                .map(|(k, e)| (k.to_string(), e.value))
+                .collect(),
+            history,
+            messages,
+        }
+    }
+
+    /// Loads a checkpoint into a fresh run: its values become the working
+    /// and the published state at the checkpoint's version.
+    pub(crate) fn load_state(&self, state: CheckpointState) {
+        let budget = self.options.history_budget_bytes;
+        let mut w = self.data.lock();
+        let mut p = self.published.write();
+        for (key, value) in state.entries {
+            w.insert(&key, value);
+        }
+        let touched = std::mem::take(&mut w.touched);
+        for id in touched {
+            if let Some(Some(slot)) = w.slots.get_mut(id as usize) {
+                slot.dirty = false;
+                p.set(id, &slot.key, slot.value.clone(), state.version);
+            }
+        }
+        for (key, series) in state.history {
+            let mut b = BoundedSeries::new(budget);
+            for sample in series.iter() {
+                b.push(sample);
+            }
+            p.history_for(&Arc::from(key.as_str()), || Arc::new(Mutex::new(b)));
+        }
+        for m in state.messages {
+            p.push_message(m);
+        }
+        p.version = state.version;
+        p.time = state.time;
+        self.staged.lock().restored(state.version);
+        self.restored_through(state.version);
     }
 }

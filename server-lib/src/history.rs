@@ -4,6 +4,8 @@
 //! the beginning being forgotten. The first and the newest samples are
 //! always kept exactly.
 
+use crate::tuning::{PIN_LIMIT, SAMPLES_PER_LOCK};
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::ops::Range;
 
@@ -100,10 +102,38 @@ pub struct BoundedSeries {
     dropped: u64,
 }
 
-/// How far past its budget a series may grow to keep samples that a
-/// connected watcher has not received yet. Past this, even those are thinned
-/// (a watcher that far behind is not reading at all).
-pub const PIN_LIMIT: usize = 8;
+/// Copies the held samples with `after < version <= upto` out of a shared
+/// series, `SAMPLES_PER_LOCK` per lock: whoever copies (a watcher's first
+/// state, GetHistory, a checkpoint), the computation waits at most a few
+/// microseconds for the lock, however long the history.
+pub(crate) fn copy_range(series: &Mutex<BoundedSeries>, after: u64, upto: u64) -> Series {
+    copy_limited(series, after, upto, usize::MAX)
+}
+
+/// Like [`copy_range`], at most `limit` samples (the oldest first).
+pub(crate) fn copy_limited(
+    series: &Mutex<BoundedSeries>,
+    after: u64,
+    upto: u64,
+    limit: usize,
+) -> Series {
+    let mut all = Series::default();
+    let mut from = after;
+    while all.len() < limit {
+        let want = SAMPLES_PER_LOCK.min(limit - all.len());
+        let piece = series.lock().range_limited(from, upto, want);
+        let Some(last) = piece.versions.last().copied() else {
+            break;
+        };
+        let short = piece.len() < want;
+        all.extend(&piece);
+        if short {
+            break;
+        }
+        from = last;
+    }
+    all
+}
 
 impl BoundedSeries {
     /// A series that holds at most `budget_bytes` of samples (at least 16 samples).
@@ -195,7 +225,7 @@ impl BoundedSeries {
     /// keeps every sample newer than `pin()` (the oldest cursor of the
     /// connected watchers) unless the series has grown to `PIN_LIMIT` times
     /// its budget. `pin` is called only when thinning.
-    pub fn push_pinned(&mut self, s: Sample, pin: impl FnOnce() -> u64) {
+    pub(crate) fn push_pinned(&mut self, s: Sample, pin: impl FnOnce() -> u64) {
         if self.len() >= self.next_thin {
             self.thin(pin());
         }
@@ -209,7 +239,7 @@ impl BoundedSeries {
     /// Drops, if the series is over its budget, what watchers no longer pin:
     /// called when a watcher goes, so the memory it pinned is given back
     /// even if the run pushes nothing more.
-    pub fn release(&mut self, pin: u64) {
+    pub(crate) fn release(&mut self, pin: u64) {
         if self.len() > self.capacity {
             self.thin(pin);
         }
@@ -218,7 +248,7 @@ impl BoundedSeries {
     /// Has the next push thin (and give back memory), if the series is over
     /// its budget: for a run still pushing, so that the thinning is done by
     /// its own thread rather than under a lock it would wait for.
-    pub fn thin_soon(&mut self) {
+    pub(crate) fn thin_soon(&mut self) {
         if self.len() > self.capacity {
             self.next_thin = 0;
         }

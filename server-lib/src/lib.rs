@@ -9,17 +9,19 @@
 //!
 //! let idict = IDict::new("heat");
 //! idict.writable("dt", 0.01).range(0.0, 0.25);
+//! idict.add_callback(|d, ev| d.message(idict::Level::Info, format!("v{}", ev.version())));
+//! idict.terminate_on_signals()?;          // SIGTERM/Ctrl-C: finish cleanly
 //! let server = serve(&idict)?;            // 127.0.0.1, free port, token, run file
 //! let mut step = 0u64;
-//! while !idict.terminated() && step < 1000 {
-//!     idict.wait();                      // pause gate; steering writes land here
-//!     let dt = idict.lock().get("dt").and_then(|v| v.as_f64()).unwrap_or(0.01);
+//! while idict.wait() && step < 1000 {     // false once terminated; blocks while
+//!                                         // paused; steering writes land here
 //!     {
-//!         let mut d = idict.lock();
+//!         let mut d = idict.lock();       // exclusive; drop before notify
+//!         let dt = d.get("dt").and_then(|v| v.as_f64()).unwrap_or(0.01);
 //!         d.insert("step", step);
 //!         d.insert("residual", 1.0 / (1.0 + step as f64 * dt));
 //!     }
-//!     idict.notify_update()?;            // publish; never blocks on clients
+//!     idict.notify_update()?;             // publish; never blocks on clients
 //!     step += 1;
 //! }
 //! idict.notify_update_final()?;
@@ -35,7 +37,7 @@
 pub mod checkpoint;
 pub mod client;
 mod dict;
-pub mod history;
+mod history;
 pub mod model;
 mod published;
 pub mod runfile;
@@ -44,18 +46,23 @@ pub mod signals;
 mod spin;
 mod staged;
 mod steer;
+mod tuning;
 pub mod value;
+/// Values ⇄ protobuf with every bound checked: for the fuzz targets and
+/// tests; clients use [`client`].
+#[doc(hidden)]
 pub mod wire;
 
 pub use dict::{
-    CallbackId, DictGuard, IDict, IDictBuilder, IDictOptions, UpdateError, UpdateEvent, Writable,
+    CallbackId, DictGuard, IDict, IDictBuilder, IDictOptions, UpdateError, UpdateEvent,
+    WaitOutcome, Writable,
 };
-pub use history::{Sample, Series};
+/// For the micro-benchmarks only.
+#[doc(hidden)]
+pub use history::BoundedSeries;
+pub use history::{SAMPLE_BYTES, Sample, Series};
 pub use model::{AppliedWrite, KeyInfo, Level, LogMessage, Role, RunState, Status, WritableInfo};
-pub use server::{
-    Bind, FRAME_BYTES, ServeError, ServeOptions, Server, TlsIdentity, Tokens, WINDOW_BYTES,
-    random_token, serve,
-};
+pub use server::{Bind, ServeError, ServeOptions, Server, TlsIdentity, Tokens, serve};
 pub use signals::SignalError;
 pub use value::{ArrayError, DType, Element, NdArray, Value, ValueKind};
 

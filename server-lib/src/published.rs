@@ -12,10 +12,7 @@ use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-/// How many recent versions keep their list of changed keys.
-pub(crate) const RECORD_RING: usize = 4096;
-/// How many removed keys are remembered for resuming clients.
-pub(crate) const MAX_TOMBSTONES: usize = 10_000;
+use crate::tuning::{MAX_REMOVED_HISTORIES, MAX_TOMBSTONES, RECORD_RING};
 
 /// A key's published value and the version that last changed it.
 #[derive(Debug, Clone)]
@@ -66,6 +63,11 @@ pub(crate) struct Published {
     /// Removals at or before this version may be forgotten.
     pub tombstone_floor: u64,
     pub history: FxHashMap<Arc<str>, SharedSeries>,
+    /// Bumped whenever a history is added or removed, so a mirror knows
+    /// when to take the list again.
+    pub history_generation: u64,
+    /// Removed keys whose history is still kept, oldest first.
+    retired: VecDeque<Arc<str>>,
     pub messages: VecDeque<LogMessage>,
     pub next_message_seq: u64,
     pub message_capacity: usize,
@@ -80,7 +82,8 @@ pub(crate) struct Frame {
     delta: Delta,
     messages: Vec<LogMessage>,
     next_message_seq: u64,
-    new_histories: Vec<(Arc<str>, SharedSeries)>,
+    /// Every history, when the set of keys with one changed.
+    histories: Option<(u64, Vec<(Arc<str>, SharedSeries)>)>,
 }
 
 /// Everything a client needs to go from its cursor to the newest version.
@@ -107,6 +110,8 @@ impl Published {
             tombstones: FxHashMap::default(),
             tombstone_floor: 0,
             history: FxHashMap::default(),
+            history_generation: 0,
+            retired: VecDeque::new(),
             messages: VecDeque::new(),
             next_message_seq: 1,
             message_capacity,
@@ -136,6 +141,42 @@ impl Published {
                 self.ids.insert(key.clone(), id);
             }
         }
+    }
+
+    /// The history of `key`, made with `new` if it has none.
+    pub fn history_for(
+        &mut self,
+        key: &Arc<str>,
+        new: impl FnOnce() -> SharedSeries,
+    ) -> SharedSeries {
+        if let Some(s) = self.history.get(key) {
+            return s.clone();
+        }
+        let s = new();
+        self.history.insert(key.clone(), s.clone());
+        self.history_generation += 1;
+        s
+    }
+
+    /// Notes that `key` was removed; frees the history of the removed key
+    /// retired longest ago once more than `MAX_REMOVED_HISTORIES` are kept,
+    /// unless it is live again. Returns the keys whose history was freed.
+    pub fn retire_history(&mut self, key: Arc<str>) -> Vec<Arc<str>> {
+        if !self.history.contains_key(&key) {
+            return Vec::new();
+        }
+        self.retired.push_back(key);
+        let mut freed = Vec::new();
+        while self.retired.len() > MAX_REMOVED_HISTORIES {
+            let Some(old) = self.retired.pop_front() else {
+                break;
+            };
+            if !self.ids.contains_key(&old) && self.history.remove(&old).is_some() {
+                self.history_generation += 1;
+                freed.push(old);
+            }
+        }
+        freed
     }
 
     /// Unpublishes the key with id `id`; true if it was published.
@@ -226,24 +267,35 @@ impl Published {
     }
 
     /// What a mirror at `version`, with messages up to `message_seq` and
-    /// `histories` histories, lacks of this state; `None` if nothing.
-    /// Runs under the read lock the computation's next notify waits for,
-    /// so it copies and nothing more.
-    pub fn frame_since(&self, version: u64, message_seq: u64, histories: usize) -> Option<Frame> {
-        if self.version == version && self.next_message_seq == message_seq + 1 {
+    /// histories as of `history_generation`, lacks of this state; `None` if
+    /// nothing. Runs under the read lock the computation's next notify
+    /// waits for, so it copies and nothing more.
+    pub fn frame_since(
+        &self,
+        version: u64,
+        message_seq: u64,
+        history_generation: u64,
+    ) -> Option<Frame> {
+        let histories_changed = history_generation != self.history_generation;
+        if self.version == version && self.next_message_seq == message_seq + 1 && !histories_changed
+        {
             return None;
         }
         let (delta, _) = self.delta_since(version, "");
-        let new_histories = if histories != self.history.len() {
-            self.histories("")
-        } else {
-            Vec::new()
-        };
+        let histories = histories_changed.then(|| {
+            (
+                self.history_generation,
+                self.history
+                    .iter()
+                    .map(|(k, s)| (k.clone(), s.clone()))
+                    .collect(),
+            )
+        });
         Some(Frame {
             delta,
             messages: self.messages_after(message_seq),
             next_message_seq: self.next_message_seq,
-            new_histories,
+            histories,
         })
     }
 
@@ -258,7 +310,7 @@ impl Published {
             delta: d,
             messages,
             next_message_seq,
-            new_histories,
+            histories,
         } = frame;
         if d.reset {
             self.entries.clear();
@@ -291,8 +343,9 @@ impl Published {
             self.set(id, &k, v, d.version);
             changed.push(id);
         }
-        for (k, series) in new_histories {
-            self.history.entry(k).or_insert(series);
+        if let Some((generation, histories)) = histories {
+            self.history = histories.into_iter().collect();
+            self.history_generation = generation;
         }
         if d.version != self.version || !changed.is_empty() || !removed.is_empty() {
             self.push_record(Record {

@@ -8,13 +8,9 @@
 //! first and only then sleeps, which keeps readers from slowing it down.
 
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// How long to retry before sleeping: longer than any server task holds a
-/// lock the computation needs, short against a context switch.
-const SPIN_FOR: Duration = Duration::from_micros(30);
-/// Retries between clock reads.
-const RETRIES_PER_CHECK: u32 = 32;
+use crate::tuning::{RETRIES_PER_CHECK, SPIN_FOR};
 
 fn spin_then<G>(mut attempt: impl FnMut() -> Option<G>, block: impl FnOnce() -> G) -> G {
     if let Some(g) = attempt() {

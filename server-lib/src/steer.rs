@@ -3,6 +3,7 @@
 //! computation's next safe point (`wait()` or `sync()`).
 
 use crate::model::{AppliedWrite, WritableInfo};
+use crate::tuning::MAX_PENDING_WRITES;
 use crate::value::{Value, ValueKind, format_number};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -110,9 +111,6 @@ pub(crate) struct WriteQueue {
     next_id: u64,
     queue: VecDeque<PendingWrite>,
 }
-
-/// At most this many writes wait at once; more get RESOURCE_EXHAUSTED.
-pub(crate) const MAX_PENDING_WRITES: usize = 10_000;
 
 impl WriteQueue {
     /// Queues a write; returns its id and position, or `None` when full.

@@ -290,6 +290,23 @@ impl fmt::Display for ValueKind {
 }
 
 impl Value {
+    /// A rough byte size on the wire (for chunking and for bounds).
+    pub(crate) fn approx_wire_bytes(&self) -> usize {
+        match self {
+            Value::Str(s) => s.len() + 8,
+            Value::Bytes(b) => b.len() + 8,
+            Value::Array(a) => a.bytes().len() + 16 + 8 * a.shape().len(),
+            Value::List(l) => l.iter().map(Value::approx_wire_bytes).sum::<usize>() + 8,
+            Value::Map(m) => {
+                m.iter()
+                    .map(|(k, v)| k.len() + v.approx_wire_bytes())
+                    .sum::<usize>()
+                    + 8
+            }
+            _ => 12,
+        }
+    }
+
     pub fn kind(&self) -> ValueKind {
         match self {
             Value::Null => ValueKind::Null,

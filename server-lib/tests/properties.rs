@@ -105,7 +105,7 @@ proptest! {
         let d = IDict::new("model");
         let seen: Arc<Mutex<Vec<Published>>> = Arc::default();
         let s2 = seen.clone();
-        d.add_callback(move |e| {
+        d.add_callback(move |_, e| {
             s2.lock().unwrap().push((
                 e.version(),
                 e.changed().map(str::to_string).collect(),
@@ -173,10 +173,10 @@ proptest! {
                 Op::Wait => {
                     // Only when the model says it passes: a held wait would block.
                     if !paused || steps > 0 {
-                        prop_assert!(d.wait_timeout(Duration::from_secs(5)));
+                        prop_assert_eq!(d.wait_timeout(Duration::from_secs(5)), idict::WaitOutcome::Go);
                         steps = steps.saturating_sub(u64::from(paused));
                     } else {
-                        prop_assert!(!d.wait_timeout(Duration::from_millis(1)));
+                        prop_assert_eq!(d.wait_timeout(Duration::from_millis(1)), idict::WaitOutcome::StillPaused);
                     }
                 }
             }
@@ -194,7 +194,7 @@ fn under_concurrent_control_the_loop_never_stalls_and_versions_only_grow() {
         let d = IDict::new("stress");
         let last = Arc::new(Mutex::new(0u64));
         let l2 = last.clone();
-        d.add_callback(move |e| {
+        d.add_callback(move |_, e| {
             let mut l = l2.lock().unwrap();
             assert!(e.version() > *l, "versions only grow");
             *l = e.version();

@@ -1,6 +1,6 @@
 //! The semantics of `IDict` a computation relies on, without the wire.
 
-use idict::{IDict, Level, RunState, UpdateError, Value};
+use idict::{IDict, Level, RunState, UpdateError, Value, WaitOutcome};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -51,7 +51,7 @@ fn notify_publishes_only_changed_keys_and_samples_only_changed_scalars() {
     let d = IDict::new("changes");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
-    d.add_callback(move |e| {
+    d.add_callback(move |_, e| {
         let mut changed: Vec<_> = e.changed().map(str::to_string).collect();
         changed.sort();
         s2.lock().unwrap().push((e.version(), changed));
@@ -83,12 +83,13 @@ fn notify_publishes_only_changed_keys_and_samples_only_changed_scalars() {
 #[test]
 fn wait_returns_at_once_while_running_and_blocks_while_paused() {
     let d = IDict::new("gate");
-    d.wait();
-    assert!(d.wait_timeout(Duration::from_millis(1)));
+    assert!(d.wait());
+    assert_eq!(d.wait_timeout(Duration::from_millis(1)), WaitOutcome::Go);
     d.pause();
     assert_eq!(d.status().state, RunState::Paused);
-    assert!(
-        !d.wait_timeout(Duration::from_millis(20)),
+    assert_eq!(
+        d.wait_timeout(Duration::from_millis(20)),
+        WaitOutcome::StillPaused,
         "paused: wait_timeout gives up"
     );
     let passed = Arc::new(AtomicU64::new(0));
@@ -163,7 +164,7 @@ fn after_the_final_update_further_updates_are_refused() {
     d.lock().insert("x", 1);
     let finals = Arc::new(AtomicU64::new(0));
     let f2 = finals.clone();
-    d.add_callback(move |e| {
+    d.add_callback(move |_, e| {
         if e.is_final() {
             f2.fetch_add(1, Ordering::SeqCst);
         }
@@ -210,7 +211,7 @@ fn messages_are_bounded_and_callbacks_can_be_removed() {
     }
     let n = Arc::new(AtomicU64::new(0));
     let n2 = n.clone();
-    let id = d.add_callback(move |_| {
+    let id = d.add_callback(move |_, _| {
         n2.fetch_add(1, Ordering::SeqCst);
     });
     d.notify_update().unwrap();

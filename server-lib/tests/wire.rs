@@ -541,7 +541,7 @@ async fn a_late_joiner_gets_the_whole_thinned_history_of_a_million_updates() {
     let h = client.history(&["loss"], 0).await.unwrap();
     let s = &h["loss"];
     assert!(
-        s.len() * idict::history::SAMPLE_BYTES <= budget,
+        s.len() * idict::SAMPLE_BYTES <= budget,
         "{} samples",
         s.len()
     );
@@ -760,7 +760,7 @@ async fn a_watcher_far_behind_a_small_history_budget_still_gets_every_sample() {
     // 64 KiB value, so its flow-control window fills and the server's cursor
     // for it falls far behind.
     let idict = IDict::builder("lagging")
-        .history_budget_bytes(512 * idict::history::SAMPLE_BYTES)
+        .history_budget_bytes(512 * idict::SAMPLE_BYTES)
         .build();
     let run = serve(&idict);
     let client = run.observer().await;

@@ -254,9 +254,9 @@ impl Client {
         let endpoint = endpoint
             .connect_timeout(opts.connect_timeout)
             .tcp_nodelay(true)
-            .initial_stream_window_size(Some(crate::WINDOW_BYTES))
-            .initial_connection_window_size(Some(crate::WINDOW_BYTES))
-            .max_frame_size(Some(crate::FRAME_BYTES))
+            .initial_stream_window_size(Some(crate::tuning::WINDOW_BYTES))
+            .initial_connection_window_size(Some(crate::tuning::WINDOW_BYTES))
+            .max_frame_size(Some(crate::tuning::FRAME_BYTES))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
         let channel = endpoint

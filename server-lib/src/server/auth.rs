@@ -20,7 +20,7 @@ impl std::fmt::Debug for Tokens {
 }
 
 /// A fresh random token: 32 bytes from the OS, hex-encoded.
-pub fn random_token() -> Result<String, getrandom::Error> {
+pub(crate) fn random_token() -> Result<String, getrandom::Error> {
     let mut buf = [0u8; 32];
     getrandom::fill(&mut buf)?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())

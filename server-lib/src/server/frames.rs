@@ -12,16 +12,9 @@
 use super::Shared;
 use crate::dict::{Inner, StagedSamples};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 
-/// The shortest time between two frames while updates stream: watchers see
-/// a fast run's state at most about this late.
-const FRAME_INTERVAL: Duration = Duration::from_micros(100);
-/// Empty ticks before the ticker stops and the next notify wakes us.
-const IDLE_AFTER: u32 = 3;
-/// How often an idle dispatcher looks for samples a quiet run left staged.
-const STAGED_CHECK: Duration = Duration::from_millis(1);
+use crate::tuning::{FRAME_INTERVAL, IDLE_AFTER, STAGED_CHECK};
 
 /// Runs until the task is dropped; dropping `news` ends every watch stream.
 pub(crate) async fn dispatch(inner: Arc<Inner>, shared: Arc<Shared>, news: watch::Sender<u64>) {

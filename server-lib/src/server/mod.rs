@@ -5,15 +5,18 @@
 
 mod auth;
 mod frames;
+pub(crate) mod pins;
 mod service;
 mod trim;
 mod watch;
 
-pub use auth::{Tokens, random_token};
+pub use auth::Tokens;
+pub(crate) use auth::random_token;
 
 use crate::dict::{IDict, Inner};
 use crate::published::Published;
 use crate::runfile::{self, RunFile};
+use crate::tuning::{CLOSE_GRACE, FRAME_BYTES, WINDOW_BYTES};
 use auth::Auth;
 use idict_proto::v1::inspector_server::InspectorServer;
 use parking_lot::RwLock;
@@ -133,14 +136,6 @@ pub enum ServeError {
     Tls(String),
 }
 
-/// HTTP/2 flow-control window, per stream and per connection: large enough
-/// that a multi-MiB array streams without stalling on window updates, small
-/// enough to bound what the server buffers for a client that reads slowly
-/// (at most this much per connection, whatever the number of watches).
-pub const WINDOW_BYTES: u32 = 8 << 20;
-/// Largest HTTP/2 frame either side accepts.
-pub const FRAME_BYTES: u32 = 4 << 20;
-
 /// What the server's tasks share.
 pub(crate) struct Shared {
     pub watchers: AtomicUsize,
@@ -155,7 +150,9 @@ pub(crate) struct Shared {
     pub options: ServeOptions,
 }
 
-/// A running server. Dropping it closes the server and removes its run file.
+/// A running server. Dropping it closes the server and removes its run file
+/// at once; the server's thread finishes closing on its own.
+#[must_use = "dropping the Server closes it at once; keep it, then call wait_then_close"]
 pub struct Server {
     address: String,
     tokens: Tokens,
@@ -254,7 +251,7 @@ impl ServeOptions {
             watchers_left: AtomicBool::new(false),
             messages_sent: AtomicU64::new(0),
             news: news_rx,
-            mirror: RwLock::new(inner.new_mirror()),
+            mirror: RwLock::new(Published::new(inner.options.message_capacity)),
             options: self.clone(),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, ServeError>>();
@@ -489,7 +486,6 @@ impl ServerTask {
         if let Err(e) = served {
             tracing::error!("idict server stopped: {e}");
         }
-        inner.served.store(false, Ordering::Release);
     }
 }
 
@@ -507,15 +503,15 @@ fn lower_priority(nice: i32) {
     }
 }
 
-/// Runs the server until it stops, giving connections at most 3 s after the
-/// close signal to finish.
+/// Runs the server until it stops, giving connections at most `CLOSE_GRACE`
+/// after the close signal to finish.
 async fn with_grace(
     serve: impl std::future::Future<Output = Result<(), tonic::transport::Error>>,
     closing: Arc<tokio::sync::Notify>,
 ) -> Result<(), tonic::transport::Error> {
     tokio::select! {
         r = serve => r,
-        _ = async { closing.notified().await; tokio::time::sleep(Duration::from_secs(3)).await } => Ok(()),
+        _ = async { closing.notified().await; tokio::time::sleep(CLOSE_GRACE).await } => Ok(()),
     }
 }
 
@@ -537,9 +533,19 @@ impl Server {
     }
 
     /// Keeps serving until every watcher has had the final update (their
-    /// streams have ended) or `timeout` passes, then closes.
+    /// streams have ended) or `timeout` passes, then closes. A run that has
+    /// not ended is finished first: its last state is published as the
+    /// final update (status Finished).
     pub fn wait_then_close(self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        if !self.inner.status().state.is_terminal() {
+            let idict = IDict {
+                inner: self.inner.clone(),
+            };
+            if let Err(e) = idict.notify_update_final() {
+                tracing::debug!("finishing run '{}' on close: {e}", self.inner.name);
+            }
+        }
         while Instant::now() < deadline {
             let done = self.inner.status().state.is_terminal() && self.watchers() == 0;
             if done {
@@ -555,13 +561,15 @@ impl Server {
         drop(self);
     }
 
+    /// Tells the server thread to close and does not wait for it: open
+    /// connections get `CLOSE_GRACE` to end, which must not block the
+    /// caller (async code, a GUI closing, a process on its way out).
     fn shut_down(&mut self) {
         if let Some(tx) = self.close.take() {
             let _ = tx.send(());
         }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        // Detached: the thread ends once its connections have.
+        drop(self.thread.take());
         if let Some(p) = self.run_file.take() {
             let _ = std::fs::remove_file(p);
         }

@@ -5,6 +5,9 @@ use super::Shared;
 use super::auth::{require_controller, role};
 use super::watch::Watcher;
 use crate::dict::{ControlAction, Inner, WriteRefused};
+use crate::history::copy_limited;
+use crate::published::SharedSeries;
+use crate::tuning::SAMPLES_PER_CHUNK;
 use crate::wire;
 use idict_proto::v1 as pb;
 use idict_proto::v1::inspector_server::Inspector;
@@ -13,9 +16,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
-
-/// History samples per chunk of GetHistory.
-const HISTORY_CHUNK_SAMPLES: usize = 65_536;
 
 pub(crate) struct InspectorService {
     pub inner: Arc<Inner>,
@@ -219,29 +219,37 @@ impl Inspector for InspectorService {
             }
         };
         let since = req.since_version;
-        // Chunks are built lazily, one key's slice at a time.
-        let chunks = series.into_iter().flat_map(move |(k, s)| {
-            let r = s.lock().range(since, u64::MAX);
-            let mut out = Vec::new();
-            let mut start = 0;
-            loop {
-                let end = (start + HISTORY_CHUNK_SAMPLES).min(r.len());
-                out.push(Ok(pb::HistoryChunk {
-                    series: vec![pb::SampleSeries {
-                        key: k.to_string(),
-                        versions: r.versions[start..end].to_vec(),
-                        times: r.times[start..end].to_vec(),
-                        values: r.values[start..end].to_vec(),
-                    }],
-                }));
-                start = end;
-                if start >= r.len() {
-                    break;
+        // Chunks are built lazily, one key's slice at a time as the client
+        // takes them, each copied a few locks' worth at a time.
+        let chunks = futures::stream::unfold(
+            (series.into_iter(), None::<(Arc<str>, SharedSeries, u64)>),
+            move |(mut keys, mut current)| async move {
+                loop {
+                    let (key, s, after) = match current.take() {
+                        Some(c) => c,
+                        None => {
+                            let (k, s) = keys.next()?;
+                            (k, s, since)
+                        }
+                    };
+                    let piece = copy_limited(&s, after, u64::MAX, SAMPLES_PER_CHUNK);
+                    let first = after == since;
+                    if piece.len() == SAMPLES_PER_CHUNK
+                        && let Some(&v) = piece.versions.last()
+                    {
+                        current = Some((key.clone(), s, v));
+                    } else if piece.is_empty() && !first {
+                        continue;
+                    }
+                    // Every key gets at least one chunk, even empty.
+                    let chunk = pb::HistoryChunk {
+                        series: vec![wire::series_to_proto(&key, piece)],
+                    };
+                    return Some((Ok(chunk), (keys, current)));
                 }
-            }
-            out
-        });
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+            },
+        );
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn control(
@@ -294,7 +302,7 @@ impl Inspector for InspectorService {
                     WriteRefused::NotWritable(m) => Status::permission_denied(m),
                     WriteRefused::Invalid(m) => Status::invalid_argument(m),
                     WriteRefused::NotRunning(m) => Status::failed_precondition(m),
-                    WriteRefused::QueueFull(m) => Status::resource_exhausted(m),
+                    WriteRefused::Busy(m) => Status::resource_exhausted(m),
                     WriteRefused::Removed(m) => Status::failed_precondition(m),
                 })?;
         Ok(Response::new(pb::SetReply {

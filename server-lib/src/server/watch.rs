@@ -3,30 +3,24 @@
 //! the newest version. Nothing is queued per client: a slow client simply
 //! gets the newest state coalesced, with every scalar sample since its
 //! previous message read from the history. The first messages are the full
-//! state, chunked.
+//! state, chunked, each chunk built only when the client can take it (so a
+//! watcher holds at most one message, plus handles to shared values).
 
 use super::Shared;
-use crate::dict::{Inner, WatchPin};
+use super::pins::WatchPin;
+use crate::dict::Inner;
+use crate::history::copy_limited;
 use crate::model::Status;
-use crate::published::SharedSeries;
+use crate::published::{PubEntry, SharedSeries};
+use crate::tuning::{
+    MAX_SAMPLES_PER_MESSAGE, MESSAGES_FOR_LATE_JOINERS, SAMPLE_SPAN, SAMPLES_PER_CHUNK,
+};
 use crate::value::Value;
 use crate::wire;
 use idict_proto::v1 as pb;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::watch;
-
-/// Samples per series per message when sending whole histories.
-const SAMPLES_PER_CHUNK: usize = 65_536;
-/// The most versions of samples one delta message carries...
-const SAMPLE_SPAN: u64 = 4096;
-/// ...and about the most samples (24 bytes each on the wire): big enough
-/// that a watcher keeps up with a run of a million updates a second, small
-/// enough that a run with many keys still sends messages of a few MiB.
-const MAX_SAMPLES_PER_MESSAGE: usize = 65_536;
-/// Recent log messages a newly attached watcher gets.
-const MESSAGES_FOR_LATE_JOINERS: usize = 200;
 
 /// Counts a watcher while it lives.
 struct WatcherGuard(Arc<Shared>);
@@ -34,6 +28,75 @@ impl Drop for WatcherGuard {
     fn drop(&mut self) {
         self.0.watchers.fetch_sub(1, Ordering::AcqRel);
         self.0.watchers_left.store(true, Ordering::Release);
+    }
+}
+
+/// The full state a new watcher still has to receive, taken at one version:
+/// values are shared handles (arrays are reference-counted), histories are
+/// copied a chunk at a time as the client takes them.
+struct FirstState {
+    version: u64,
+    time: f64,
+    status: Status,
+    entries: std::vec::IntoIter<(Arc<str>, PubEntry)>,
+    histories: std::vec::IntoIter<(Arc<str>, SharedSeries)>,
+    /// The history being sent, and the version its samples were sent up to.
+    current: Option<(Arc<str>, SharedSeries, u64)>,
+    /// Samples are sent up to here (the rest follow in deltas).
+    samples_upto: u64,
+    messages: Vec<pb::LogMessage>,
+    chunks_sent: usize,
+}
+
+impl FirstState {
+    /// The next chunk, about `budget` bytes; `more` says whether another follows.
+    fn next_chunk(&mut self, budget: usize) -> pb::WatchUpdate {
+        let mut cur = pb::WatchUpdate {
+            messages: std::mem::take(&mut self.messages),
+            ..Default::default()
+        };
+        let mut size = 0usize;
+        for (k, e) in self.entries.by_ref() {
+            cur.changed.push(entry(&k, &e.value));
+            size += e.value.approx_wire_bytes() + k.len();
+            if size >= budget {
+                break;
+            }
+        }
+        while size < budget {
+            let (key, series, after) = match self.current.take() {
+                Some(c) => c,
+                None => match self.histories.next() {
+                    Some((k, s)) => (k, s, 0),
+                    None => break,
+                },
+            };
+            // Samples take 24 bytes on the wire (version, time, value).
+            let room = ((budget - size) / 24).clamp(1, SAMPLES_PER_CHUNK);
+            let piece = copy_limited(&series, after, self.samples_upto, room);
+            let got = piece.len();
+            let sent_to = piece.versions.last().copied();
+            if got > 0 {
+                size += got * 24 + key.len();
+                cur.samples.push(wire::series_to_proto(&key, piece));
+            }
+            if got == room
+                && let Some(v) = sent_to
+            {
+                // This key may have more: the next chunk goes on from here.
+                self.current = Some((key, series, v));
+                break;
+            }
+        }
+        let more = self.current.is_some() || self.entries.len() > 0 || self.histories.len() > 0;
+        cur.version = self.version;
+        cur.time = self.time;
+        cur.reset = self.chunks_sent == 0;
+        cur.more = more;
+        cur.status = Some(wire::status_to_proto(&self.status));
+        cur.last = !more && self.status.state.is_terminal();
+        self.chunks_sent += 1;
+        cur
     }
 }
 
@@ -50,10 +113,11 @@ pub(crate) struct Watcher {
     pin: Arc<WatchPin>,
     message_cursor: u64,
     last_status: Option<Status>,
-    /// The history handles of every key, and how many keys there were.
-    all_series: (usize, Vec<(Arc<str>, SharedSeries)>),
-    /// Chunks of the initial state still to send.
-    pending: VecDeque<pb::WatchUpdate>,
+    /// The history handles of every key, and the generation of the
+    /// mirror's history list they were taken at.
+    all_series: (u64, Vec<(Arc<str>, SharedSeries)>),
+    /// The full state, while it is being sent.
+    first: Option<FirstState>,
     done: bool,
     _guard: WatcherGuard,
 }
@@ -65,23 +129,6 @@ impl Drop for Watcher {
         let mine = self.pin.cursor();
         self.pin = Arc::new(WatchPin::new(u64::MAX, 0));
         self.inner.release_history(mine);
-    }
-}
-
-/// A rough byte size of a value on the wire, for chunking.
-fn approx_size(v: &Value) -> usize {
-    match v {
-        Value::Str(s) => s.len() + 8,
-        Value::Bytes(b) => b.len() + 8,
-        Value::Array(a) => a.bytes().len() + 16 + 8 * a.shape().len(),
-        Value::List(l) => l.iter().map(approx_size).sum::<usize>() + 8,
-        Value::Map(m) => {
-            m.iter()
-                .map(|(k, v)| k.len() + approx_size(v))
-                .sum::<usize>()
-                + 8
-        }
-        _ => 12,
     }
 }
 
@@ -105,18 +152,18 @@ impl Watcher {
             pin,
             message_cursor: 0,
             last_status: None,
-            all_series: (usize::MAX, Vec::new()),
-            pending: VecDeque::new(),
+            all_series: (u64::MAX, Vec::new()),
+            first: None,
             done: false,
             _guard: WatcherGuard(shared.clone()),
             shared,
         };
-        w.inner.register_cursor(&w.pin);
+        w.inner.pins.register(&w.pin);
         // A new watcher starts from the newest state, not the last frame.
         w.inner.refresh_mirror(&w.shared.mirror);
         let newest = w.shared.mirror.read().version;
         if req.since_version == 0 || req.since_version > newest {
-            w.initial_state(req.with_history);
+            w.first_state(req.with_history);
         } else {
             // A resuming client keeps its messages; send only newer ones.
             w.message_cursor = u64::MAX;
@@ -129,8 +176,12 @@ impl Watcher {
     pub async fn next(&mut self) -> Option<pb::WatchUpdate> {
         self.pin.touch(self.inner.elapsed_ms());
         loop {
-            if let Some(m) = self.pending.pop_front() {
-                return Some(self.sent(m));
+            if let Some(first) = self.first.as_mut() {
+                let chunk = first.next_chunk(self.shared.options.snapshot_chunk_bytes);
+                if !chunk.more {
+                    self.first = None;
+                }
+                return Some(self.sent(chunk));
             }
             if self.done {
                 return None;
@@ -161,8 +212,8 @@ impl Watcher {
         m
     }
 
-    /// The full state as one or more chunks, into `pending`.
-    fn initial_state(&mut self, with_history: bool) {
+    /// Takes the full state (handles only) to send in chunks.
+    fn first_state(&mut self, with_history: bool) {
         let status = self.status();
         let (version, time, entries, histories, messages) = {
             let p = self.shared.mirror.read();
@@ -182,55 +233,21 @@ impl Watcher {
                 messages,
             )
         };
-        let budget = self.shared.options.snapshot_chunk_bytes;
-        let mut chunks: Vec<pb::WatchUpdate> = Vec::new();
-        let mut cur = pb::WatchUpdate::default();
-        let mut size = 0usize;
-        for (k, e) in &entries {
-            let s = approx_size(&e.value) + k.len();
-            if size > 0 && size + s > budget {
-                chunks.push(std::mem::take(&mut cur));
-                size = 0;
-            }
-            cur.changed.push(entry(k, &e.value));
-            size += s;
-        }
         // Samples still staged by the computation follow in deltas.
         let samples_upto = version.min(self.inner.samples_through());
-        for (k, series) in histories {
-            let full = series.lock().range(0, samples_upto);
-            let mut start = 0;
-            while start < full.len() {
-                let end = (start + SAMPLES_PER_CHUNK).min(full.len());
-                let s = (end - start) * 24 + k.len(); // version, time, value on the wire
-                if size > 0 && size + s > budget {
-                    chunks.push(std::mem::take(&mut cur));
-                    size = 0;
-                }
-                cur.samples.push(pb::SampleSeries {
-                    key: k.to_string(),
-                    versions: full.versions[start..end].to_vec(),
-                    times: full.times[start..end].to_vec(),
-                    values: full.values[start..end].to_vec(),
-                });
-                size += s;
-                start = end;
-            }
-        }
         self.message_cursor = messages.last().map_or(0, |m| m.seq);
-        cur.messages = messages.iter().map(wire::message_to_proto).collect();
-        chunks.push(cur);
-        let n = chunks.len();
         let terminal = status.state.is_terminal();
-        for (i, mut c) in chunks.into_iter().enumerate() {
-            c.version = version;
-            c.time = time;
-            c.reset = i == 0;
-            c.more = i + 1 < n;
-            c.status = Some(wire::status_to_proto(&status));
-            c.last = terminal && i + 1 == n;
-            self.pending.push_back(c);
-        }
+        self.first = Some(FirstState {
+            version,
+            time,
+            entries: entries.into_iter(),
+            histories: histories.into_iter(),
+            current: None,
+            samples_upto,
+            messages: messages.iter().map(wire::message_to_proto).collect(),
+            chunks_sent: 0,
+            status: status.clone(),
+        });
         self.cursor = version;
         self.sample_cursor = samples_upto;
         self.pin.set(samples_upto);
@@ -263,8 +280,8 @@ impl Watcher {
             };
             let series = since_samples.unwrap_or_else(|| {
                 // Every key's history: cached, refreshed only when keys appear.
-                if self.all_series.0 != p.history.len() {
-                    self.all_series = (p.history.len(), p.histories(&self.prefix));
+                if self.all_series.0 != p.history_generation {
+                    self.all_series = (p.history_generation, p.histories(&self.prefix));
                 }
                 self.all_series.1.clone()
             });
@@ -334,10 +351,6 @@ fn within_sample_budget(series: &[(Arc<str>, SharedSeries)], after: u64, upto: u
     after + (span as u64).max(1)
 }
 
-/// Samples copied per lock of a history: the computation may wait for the
-/// lock, so it is held for a few microseconds at a time.
-const SAMPLES_PER_LOCK: usize = 1024;
-
 /// Copies each key's samples in `(after, upto]`, a piece at a time so the
 /// computation is never held up for long.
 fn copy_samples(
@@ -348,16 +361,7 @@ fn copy_samples(
     series
         .into_iter()
         .filter_map(|(k, s)| {
-            let mut all = s.lock().range_limited(after, upto, SAMPLES_PER_LOCK);
-            while all.len() % SAMPLES_PER_LOCK == 0
-                && let Some(from) = all.versions.last().copied()
-            {
-                let more = s.lock().range_limited(from, upto, SAMPLES_PER_LOCK);
-                if more.is_empty() {
-                    break;
-                }
-                all.extend(&more);
-            }
+            let all = crate::history::copy_range(&s, after, upto);
             (!all.is_empty()).then(|| wire::series_to_proto(&k, all))
         })
         .collect()

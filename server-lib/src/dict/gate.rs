@@ -1,0 +1,211 @@
+//! The pause gate and the run's life cycle: `wait()`, pause, resume,
+//! step(n), terminate, and the Control RPC's actions.
+//!
+//! The gate is level-triggered state under one mutex (never an edge that
+//! can be missed): every change is made and notified while holding it, and
+//! `wait()` checks the state (and queued writes) under it before sleeping,
+//! so no wake-up is lost.
+
+use super::Inner;
+use crate::model::{RunState, Status};
+use parking_lot::MutexGuard;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Pause gate and life cycle.
+#[derive(Debug, Default)]
+pub(super) struct Gate {
+    pub paused: bool,
+    pub steps: u64,
+    pub terminated: bool,
+    /// The computation is blocked in `wait()` right now.
+    pub held: bool,
+    pub finished: bool,
+    pub failed: Option<String>,
+}
+
+impl Gate {
+    pub fn status(&self) -> Status {
+        let state = if self.failed.is_some() {
+            RunState::Failed
+        } else if self.finished {
+            RunState::Finished
+        } else if self.terminated {
+            RunState::Terminating
+        } else if self.paused {
+            RunState::Paused
+        } else {
+            RunState::Running
+        };
+        Status {
+            state,
+            message: self.failed.clone().unwrap_or_default(),
+            held: self.held,
+            steps_pending: if self.paused { self.steps } else { 0 },
+        }
+    }
+
+    fn ended(&self) -> bool {
+        self.terminated || self.finished || self.failed.is_some()
+    }
+}
+
+/// What [`IDict::wait_timeout`](crate::IDict::wait_timeout) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Do the next step.
+    Go,
+    /// The run was terminated (or has ended): leave the loop.
+    Stop,
+    /// Still paused when the timeout passed.
+    StillPaused,
+}
+
+/// A control action from a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ControlAction {
+    Pause,
+    Resume,
+    Step(u64),
+    Terminate,
+}
+
+/// A control action that cannot apply in the run's state.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ControlRefused(pub String);
+
+impl Inner {
+    pub(super) fn wait_until(&self, deadline: Option<Instant>) -> WaitOutcome {
+        self.claim_thread();
+        if self.pending_writes.load(Ordering::Acquire) > 0 {
+            self.apply_writes();
+        }
+        if !self.paused_hint.load(Ordering::Acquire) {
+            return if self.terminated.load(Ordering::Acquire) {
+                WaitOutcome::Stop
+            } else {
+                WaitOutcome::Go
+            };
+        }
+        let mut g = self.gate.lock();
+        let outcome = loop {
+            if g.ended() {
+                break WaitOutcome::Stop;
+            }
+            if !g.paused {
+                break WaitOutcome::Go;
+            }
+            if g.steps > 0 {
+                g.steps -= 1;
+                // The last step re-arms the hold: status changes (steps_pending).
+                self.bump();
+                break WaitOutcome::Go;
+            }
+            if !g.held {
+                g.held = true;
+                self.bump();
+            }
+            // Writes that arrived while held are applied at once. Checked
+            // under the gate's lock, which `queue_write` notifies under.
+            if self.pending_writes.load(Ordering::Acquire) > 0 {
+                MutexGuard::unlocked(&mut g, || {
+                    self.apply_writes();
+                });
+                continue;
+            }
+            match deadline {
+                Some(d) => {
+                    if self.gate_cv.wait_until(&mut g, d).timed_out() {
+                        break WaitOutcome::StillPaused;
+                    }
+                }
+                None => self.gate_cv.wait(&mut g),
+            }
+        };
+        let was_held = std::mem::replace(&mut g.held, false);
+        drop(g);
+        if was_held {
+            self.bump();
+        }
+        outcome
+    }
+
+    /// Wakes a `wait()` so it looks at the gate (and queued writes) again.
+    pub(super) fn wake_waiter(&self) {
+        let _g = self.gate.lock();
+        self.gate_cv.notify_all();
+    }
+
+    pub(super) fn pause(&self) {
+        self.control(|g| {
+            g.paused = true;
+            g.steps = 0;
+        });
+    }
+
+    pub(super) fn resume(&self) {
+        self.control(|g| {
+            g.paused = false;
+            g.steps = 0;
+        });
+    }
+
+    pub(super) fn step(&self, n: u64) {
+        self.control(|g| {
+            if !g.paused {
+                g.paused = true;
+                g.steps = 0;
+            }
+            g.steps = g.steps.saturating_add(n);
+        });
+    }
+
+    pub(super) fn terminate(&self) {
+        self.control(|g| g.terminated = true);
+    }
+
+    fn control(&self, f: impl FnOnce(&mut Gate)) {
+        let mut g = self.gate.lock();
+        f(&mut g);
+        self.paused_hint.store(g.paused, Ordering::Release);
+        if g.terminated {
+            self.terminated.store(true, Ordering::Release);
+        }
+        self.gate_cv.notify_all();
+        drop(g);
+        self.bump();
+    }
+
+    /// Marks the run Finished (the final update is being published).
+    pub(super) fn mark_finished(&self) {
+        let mut g = self.gate.lock();
+        g.finished = true;
+        self.ended.store(true, Ordering::Release);
+        self.gate_cv.notify_all();
+    }
+
+    /// Applies the server's control actions (Control RPC).
+    pub(crate) fn control_action(&self, action: ControlAction) -> Result<Status, ControlRefused> {
+        {
+            let g = self.gate.lock();
+            let status = g.status();
+            if status.state.is_terminal() {
+                return match action {
+                    ControlAction::Terminate => Ok(status),
+                    _ => Err(ControlRefused(format!(
+                        "the run is {}: it cannot be paused, resumed or stepped",
+                        status.state
+                    ))),
+                };
+            }
+        }
+        match action {
+            ControlAction::Pause => self.pause(),
+            ControlAction::Resume => self.resume(),
+            ControlAction::Step(n) => self.step(n),
+            ControlAction::Terminate => self.terminate(),
+        }
+        Ok(self.status())
+    }
+}
