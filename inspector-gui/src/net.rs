@@ -177,7 +177,8 @@ async fn session(
     ctx: &egui::Context,
     backoff: &mut Duration,
 ) -> Result<SessionEnd, ClientError> {
-    let mut target: Target = idict::client::resolve(&spec.target)?;
+    // Resolving reads run files: on the blocking pool, not this worker.
+    let mut target: Target = Client::resolve(&spec.target).await?;
     if spec.token.is_some() {
         target.token = spec.token.clone();
     }

@@ -317,3 +317,114 @@ fn a_killed_server_shows_stale_state_and_a_restarted_one_is_reconnected() {
         g.harness.query_by_label_contains("STALE").is_none()
     });
 }
+
+/// A run file that is a FIFO: reading it blocks until someone writes it, so
+/// whoever resolves it is stuck in blocking file I/O for as long as the test
+/// likes (as on a slow network home directory).
+struct FifoRunFile {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+fn fifo_run_file() -> FifoRunFile {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slow.json");
+    let made = std::process::Command::new("mkfifo")
+        .arg("-m")
+        .arg("600")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    FifoRunFile { _dir: dir, path }
+}
+
+/// Writes `run` into the FIFO once a reader has opened it, but first checks
+/// that `rt` still runs tasks while that reader is blocked. Returns whether
+/// it did. The timeout is a watchdog, not a measurement: a runtime whose
+/// only worker is stuck in the read never answers, and without it the test
+/// would hang (the reader waits on the writer, the writer on the runtime)
+/// instead of failing.
+fn feed_when_read(
+    fifo: &FifoRunFile,
+    rt: tokio::runtime::Handle,
+    run: idict::runfile::RunFile,
+) -> std::thread::JoinHandle<bool> {
+    use std::io::Write;
+    let path = fifo.path.clone();
+    std::thread::spawn(move || {
+        // Opening a FIFO for writing returns once a reader has opened it.
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let _ = tx.send(());
+        });
+        let free = rx.recv_timeout(Duration::from_secs(10)).is_ok();
+        file.write_all(&serde_json::to_vec(&run).unwrap()).unwrap();
+        free
+    })
+}
+
+fn run_file_for(server: &Server, name: &str) -> idict::runfile::RunFile {
+    idict::runfile::RunFile {
+        name: name.into(),
+        pid: std::process::id(),
+        host: idict::runfile::host_name(),
+        address: server.address().to_string(),
+        observer_token: server.tokens().observer.clone(),
+        controller_token: server.tokens().controller.clone(),
+        started_unix_ms: 0,
+        protocol_version: 1,
+    }
+}
+
+#[test]
+fn connecting_by_run_file_leaves_the_async_worker_free() {
+    let idict = IDict::new("by-run-file");
+    idict.lock().insert("x", 1);
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    let fifo = fifo_run_file();
+    // One thread for everything async: a blocking read on it stops it all.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let feeder = feed_when_read(&fifo, rt.handle().clone(), run_file_for(&server, "slow"));
+    let target = fifo.path.display().to_string();
+    let client = rt
+        .block_on(idict::client::Client::connect_with(
+            &target,
+            idict::client::ConnectOptions::default(),
+        ))
+        .unwrap();
+    assert!(
+        feeder.join().unwrap(),
+        "the runtime ran nothing while the run file was being read"
+    );
+    let snapshot = rt.block_on(client.snapshot("")).unwrap();
+    assert_eq!(snapshot.values.get("x"), Some(&Value::Int(1)));
+}
+
+#[test]
+fn the_inspector_reads_run_files_off_its_network_worker() {
+    let idict = IDict::new("by-run-file");
+    idict.lock().insert("x", 1);
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    let fifo = fifo_run_file();
+    let mut g = gui(
+        &fifo.path.display().to_string(),
+        &server.tokens().controller,
+    );
+    let feeder = feed_when_read(&fifo, g._rt.handle().clone(), run_file_for(&server, "slow"));
+    // The first frame opens the run; its task starts resolving it.
+    g.harness.run_steps(1);
+    assert!(
+        feeder.join().unwrap(),
+        "the network runtime ran nothing while the run file was being read"
+    );
+    g.until("connected through the run file", |g| {
+        g.connected() && g.value("x") == Some(Value::Int(1))
+    });
+}
