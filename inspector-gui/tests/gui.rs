@@ -118,11 +118,16 @@ impl Gui {
     }
 
     fn value(&self, key: &str) -> Option<Value> {
-        self.app().tabs[0].model().lock().values.get(key).cloned()
+        self.app().tabs[0].model.values.get(key).cloned()
     }
 
     fn connected(&self) -> bool {
-        self.app().tabs[0].model().lock().connection == Connection::Connected
+        self.app().tabs[0].model.connection == Connection::Connected
+    }
+
+    /// The lock the network task and the UI thread share for the first run.
+    fn shared(&self) -> std::sync::Arc<parking_lot::Mutex<impl Send + 'static>> {
+        self.app().tabs[0].handle.inbox.clone()
     }
 }
 
@@ -155,9 +160,8 @@ fn attach_and_see_values_appear_and_change_and_plots_have_the_history() {
     let cfg = tab.plots.plots[0].clone();
     assert!(cfg.keys.contains(&"max_u".to_string()), "{:?}", cfg.keys);
     // The plot holds every sample of the run's history (few enough to draw as is).
-    let model = tab.model();
-    let m = model.lock();
-    let lines = plot_lines(&m, &cfg, 0.0, 1e12, 2000);
+    let m = &tab.model;
+    let lines = plot_lines(m, &cfg, 0.0, 1e12, 2000);
     let (_, pts) = lines.iter().find(|(k, _)| k == "max_u").unwrap();
     let history = sim.idict.history("max_u").unwrap();
     assert!(pts.len() >= history.len().min(m.series["max_u"].len()));
@@ -246,13 +250,7 @@ fn pause_step_set_and_terminate_from_the_window() {
     g.harness.get_by_label("Terminate run").click();
     g.until("finished", |g| {
         sim.idict.status().state == RunState::Finished
-            && g.app().tabs[0]
-                .model()
-                .lock()
-                .status
-                .as_ref()
-                .map(|s| s.state)
-                == Some(RunState::Finished)
+            && g.app().tabs[0].model.status.as_ref().map(|s| s.state) == Some(RunState::Finished)
     });
 }
 
@@ -264,7 +262,7 @@ fn an_observer_token_greys_the_controls_out() {
     let server: Server = options().serve(&idict).unwrap();
     let mut g = gui(server.address(), &server.tokens().observer.clone());
     g.until("connected", |g| {
-        g.connected() && g.app().tabs[0].model().lock().role.is_some()
+        g.connected() && g.app().tabs[0].model.role.is_some()
     });
     g.harness.run_steps(2);
     g.harness.get_by_label("Pause").click();
@@ -427,4 +425,84 @@ fn the_inspector_reads_run_files_off_its_network_worker() {
     g.until("connected through the run file", |g| {
         g.connected() && g.value("x") == Some(Value::Int(1))
     });
+}
+
+#[test]
+fn frames_go_on_while_the_network_holds_the_shared_lock() {
+    let sim = start(options());
+    let mut g = gui(&sim.address, &sim.token);
+    g.until("connected with values", |g| {
+        g.connected() && g.value("step").is_some()
+    });
+    // Stand in for a network task that holds the lock (applying a large
+    // update, say) for as long as the UI draws frames.
+    let shared = g.shared();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let _guard = shared.lock();
+        locked_tx.send(()).unwrap();
+        // A watchdog, not a measurement: a UI that waits for this lock
+        // never releases us, and the test should fail, not hang.
+        release_rx.recv_timeout(Duration::from_secs(10)).is_ok()
+    });
+    locked_rx.recv().unwrap();
+    g.harness.run_steps(3);
+    let _ = release_tx.send(());
+    assert!(
+        holder.join().unwrap(),
+        "a frame waited for the lock the network task held"
+    );
+    g.until("the updates held back to show", |g| {
+        g.value("step").is_some() && g.connected()
+    });
+}
+
+#[test]
+fn no_frame_holds_the_shared_lock() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let idict = IDict::new("goes-away");
+    idict.lock().insert("x", 1);
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    let mut g = gui(server.address(), &server.tokens().controller.clone());
+    g.until("connected", |g| {
+        g.connected() && g.value("x") == Some(Value::Int(1))
+    });
+    // While the run is unreachable the header asks for a repaint each
+    // frame, from the middle of drawing: that is where we look.
+    drop(server);
+    g.until("the stale marker", |g| {
+        g.harness.query_by_label_contains("STALE").is_some()
+    });
+    let shared = g.shared();
+    let ui_thread = std::thread::current().id();
+    let (probes, held) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (p, h) = (probes.clone(), held.clone());
+    g.harness.ctx.set_repaint_observer(move |_| {
+        if std::thread::current().id() != ui_thread || h.load(Ordering::Relaxed) {
+            return;
+        }
+        p.fetch_add(1, Ordering::Relaxed);
+        // Not try_lock: the network task may hold the lock for a moment.
+        // Not lock: the lock is not re-entrant, and if this thread holds it
+        // that would never return. A lock still taken after seconds is held
+        // by the frame itself.
+        if shared.try_lock_for(Duration::from_secs(5)).is_none() {
+            h.store(true, Ordering::Relaxed);
+        }
+    });
+    g.harness.run_steps(3);
+    assert!(
+        probes.load(Ordering::Relaxed) > 0,
+        "no repaint was asked for while drawing"
+    );
+    assert!(
+        !held.load(Ordering::Relaxed),
+        "a frame held the lock the network task needs"
+    );
 }
