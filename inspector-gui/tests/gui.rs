@@ -506,3 +506,49 @@ fn no_frame_holds_the_shared_lock() {
         "a frame held the lock the network task needs"
     );
 }
+
+/// The size of the heat map's texture, if there is one.
+fn heatmap_texture_size(g: &Gui) -> Option<[usize; 2]> {
+    g.harness
+        .ctx
+        .tex_manager()
+        .read()
+        .allocated()
+        .find(|(_, meta)| meta.name.starts_with("heatmap-"))
+        .map(|(_, meta)| meta.size)
+}
+
+#[test]
+fn a_heat_map_larger_than_the_largest_texture_is_downsampled_to_fit() {
+    let idict = IDict::new("wide");
+    idict.lock().insert("x", 1);
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    let mut g = gui(server.address(), &server.tokens().controller.clone());
+    g.until("connected", |g| {
+        g.connected() && g.value("x") == Some(Value::Int(1))
+    });
+    // Below the default (2048), to see that the context's limit is the one
+    // used; set before the array arrives, so every texture is made under it.
+    g.harness.input_mut().max_texture_side = Some(1024);
+    g.harness.run_steps(1);
+    assert_eq!(g.harness.ctx.input(|i| i.max_texture_side), 1024);
+
+    let wide: Vec<f64> = (0..20_000).map(f64::from).collect();
+    idict
+        .lock()
+        .insert("wide", Value::array(wide, vec![1, 20_000]).unwrap());
+    idict.notify_update().unwrap();
+    g.until("the heat map", |g| heatmap_texture_size(g).is_some());
+    assert_eq!(heatmap_texture_size(&g), Some([1024, 1]));
+
+    // A new version of the key re-fills the same texture: as tall now.
+    let tall: Vec<f64> = (0..40_000).map(f64::from).collect();
+    idict
+        .lock()
+        .insert("wide", Value::array(tall, vec![20_000, 2]).unwrap());
+    idict.notify_update().unwrap();
+    g.until("the new shape", |g| {
+        heatmap_texture_size(g) == Some([2, 1024])
+    });
+}

@@ -1,7 +1,9 @@
 //! The values: steering editors for the writable keys (checked before they
 //! are sent, pending until applied, the run's refusal shown), a filterable
 //! tree of every key that highlights what just changed, and a viewer for the
-//! selected array (a line plot for 1-D, a heat map with a colour scale for 2-D).
+//! selected array (a line plot for 1-D, a heat map with a colour scale for
+//! 2-D). Arrays come from the network in any shape, so a heat map is
+//! downsampled to the GPU's largest texture side before it is uploaded.
 
 use super::{colormap, fmt_num};
 use crate::model::RunModel;
@@ -284,16 +286,9 @@ impl ValuesPanel {
             .is_none_or(|h| h.key != key || h.source != source);
         if stale {
             let (lo, hi) = a.stats().map_or((0.0, 1.0), |s| (s.min, s.max));
-            let span = if hi > lo { hi - lo } else { 1.0 };
-            // Row 0 at the bottom, as on a plot.
-            let mut pixels = Vec::with_capacity(rows * cols);
-            for r in (0..rows).rev() {
-                for c in 0..cols {
-                    let v = a.get_f64(r * cols + c).unwrap_or(f64::NAN);
-                    pixels.push(colormap((v - lo) / span));
-                }
-            }
-            let image = egui::ColorImage::new([cols, rows], pixels);
+            // The renderer asserts that no texture side exceeds this.
+            let max_side = ui.ctx().input(|i| i.max_texture_side);
+            let image = heatmap_image(a, rows, cols, max_side, (lo, hi));
             match &mut self.heatmap {
                 Some(h) if h.key == key => {
                     h.texture.set(image, egui::TextureOptions::NEAREST);
@@ -320,14 +315,14 @@ impl ValuesPanel {
             .available_width()
             .min(ui.available_height() - 30.0)
             .clamp(80.0, 420.0);
-        let aspect = rows as f32 / cols as f32;
+        let size = heatmap_display_size(rows, cols, side);
         ui.horizontal(|ui| {
-            ui.add(egui::Image::new(&h.texture).fit_to_exact_size(egui::vec2(side, side * aspect)));
+            ui.add(egui::Image::new(&h.texture).fit_to_exact_size(size));
             // The colour scale: max at the top, min at the bottom.
             ui.vertical(|ui| {
                 ui.label(fmt_num(h.range.1));
                 let (rect, _) = ui.allocate_exact_size(
-                    egui::vec2(14.0, side * aspect - 40.0),
+                    egui::vec2(14.0, (size.y - 40.0).max(16.0)),
                     egui::Sense::hover(),
                 );
                 let steps = 32;
@@ -347,9 +342,85 @@ impl ValuesPanel {
     }
 }
 
+/// A heat map of a `rows` × `cols` array as an image at most `max_side`
+/// pixels a side: each pixel is the mean of the finite elements of its block
+/// of the array (NaN, the colour of the minimum, if none), coloured over
+/// `range`. Row 0 at the bottom, as on a plot.
+pub fn heatmap_image(
+    a: &NdArray,
+    rows: usize,
+    cols: usize,
+    max_side: usize,
+    (lo, hi): (f64, f64),
+) -> egui::ColorImage {
+    let max_side = max_side.max(1);
+    let (h, w) = (rows.min(max_side), cols.min(max_side));
+    // The block a source index falls in, in u64 so that index × side cannot
+    // overflow where usize is 32 bits.
+    let bin = |i: usize, n: usize, out: usize| (i as u64 * out as u64 / n as u64) as usize;
+    let col_bins: Vec<usize> = (0..cols).map(|c| bin(c, cols, w)).collect();
+    let mut sums = vec![0.0f64; w * h];
+    let mut counts = vec![0u32; w * h];
+    for r in 0..rows {
+        let row = (h - 1 - bin(r, rows, h)) * w;
+        for (c, &col) in col_bins.iter().enumerate() {
+            if let Some(v) = a.get_f64(r * cols + c).filter(|v| v.is_finite()) {
+                sums[row + col] += v;
+                counts[row + col] += 1;
+            }
+        }
+    }
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let pixels = sums
+        .iter()
+        .zip(&counts)
+        .map(|(&sum, &n)| {
+            let mean = if n > 0 { sum / n as f64 } else { f64::NAN };
+            colormap((mean - lo) / span)
+        })
+        .collect();
+    egui::ColorImage::new([w, h], pixels)
+}
+
+/// The size to draw a `rows` × `cols` heat map at: the array's aspect within
+/// a `side` × `side` box, but never thinner than a strip one can see (a
+/// [1, 20000] array would otherwise be a fiftieth of a point tall).
+fn heatmap_display_size(rows: usize, cols: usize, side: f32) -> egui::Vec2 {
+    const THINNEST: f32 = 16.0;
+    let aspect = rows as f32 / cols as f32;
+    if aspect <= 1.0 {
+        egui::vec2(side, (side * aspect).max(THINNEST))
+    } else {
+        egui::vec2((side / aspect).max(THINNEST), side)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_downsampled_heat_map_shows_each_blocks_mean() {
+        let a = NdArray::from_f64_vec(
+            vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0, f64::NAN, f64::NAN],
+            vec![2, 4],
+        )
+        .unwrap();
+        let image = heatmap_image(&a, 2, 4, 2, (0.0, 10.0));
+        assert_eq!(image.size, [2, 2]);
+        // Row 0 of the array is the bottom row of the image.
+        assert_eq!(
+            image.pixels,
+            vec![
+                colormap(0.9),
+                colormap(f64::NAN),
+                colormap(0.1),
+                colormap(0.5)
+            ]
+        );
+        // Within the limit nothing is resampled.
+        assert_eq!(heatmap_image(&a, 2, 4, 4096, (0.0, 10.0)).size, [4, 2]);
+    }
 
     #[test]
     fn edits_are_checked_before_sending() {
