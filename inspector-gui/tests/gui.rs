@@ -552,3 +552,35 @@ fn a_heat_map_larger_than_the_largest_texture_is_downsampled_to_fit() {
         heatmap_texture_size(g) == Some([2, 1024])
     });
 }
+
+#[test]
+fn a_1d_arrays_plot_points_are_built_once_per_version_of_it() {
+    let curve = |k: f64| Value::array((0..1000).map(|i| k * f64::from(i)).collect(), vec![1000]);
+    let idict = IDict::new("line");
+    idict.lock().insert("curve", curve(1.0).unwrap());
+    idict.lock().insert("x", 0);
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    let mut g = gui(server.address(), &server.tokens().controller.clone());
+    g.until("the array", |g| g.value("curve").is_some());
+    g.harness.state_mut().as_mut().unwrap().tabs[0]
+        .values
+        .selected_array = Some("curve".into());
+    g.harness.run_steps(1);
+    let builds = |g: &Gui| g.app().tabs[0].values.line_builds();
+    assert_eq!(builds(&g), 1);
+    // New versions of the run, the array unchanged: frames, no rebuilds.
+    for i in 1..=5 {
+        idict.lock().insert("x", i);
+        idict.notify_update().unwrap();
+        g.until("x to change", |g| g.value("x") == Some(Value::Int(i)));
+    }
+    g.harness.run_steps(3);
+    assert_eq!(builds(&g), 1, "rebuilt while the array did not change");
+    // The array changes: one rebuild.
+    idict.lock().insert("curve", curve(2.0).unwrap());
+    idict.notify_update().unwrap();
+    g.until("the new array", |g| g.value("curve") == curve(2.0).ok());
+    g.harness.run_steps(3);
+    assert_eq!(builds(&g), 2);
+}

@@ -23,13 +23,30 @@ pub struct ValuesPanel {
     pub selected_array: Option<String>,
     editors: HashMap<String, String>,
     local_errors: HashMap<String, String>,
+    /// What the viewer derived from the selected array.
+    derived: Option<Derived>,
     heatmap: Option<HeatmapTexture>,
+    /// How many times a 1-D array's plot points were built.
+    line_builds: u64,
+}
+
+/// The (generation, version) of a value: what a view derived from it is
+/// keyed on, so it is rebuilt when the value changes and not every frame.
+/// (A buffer's address would not do: a new array can reuse a freed one's.)
+type MadeFrom = (u64, u64);
+
+/// The viewer's title and, for a 1-D array, its plot points, kept until the
+/// array changes: both walk every element.
+struct Derived {
+    key: String,
+    made_from: MadeFrom,
+    title: String,
+    points: Vec<egui_plot::PlotPoint>,
 }
 
 struct HeatmapTexture {
     key: String,
-    /// Identity of the array's buffer the texture was made from.
-    source: (usize, usize),
+    made_from: MadeFrom,
     texture: egui::TextureHandle,
     range: (f64, f64),
 }
@@ -93,6 +110,12 @@ fn short(v: &Value) -> String {
 }
 
 impl ValuesPanel {
+    /// How many times the plot points of a 1-D array were built (once per
+    /// version of the array shown, not once per frame).
+    pub fn line_builds(&self) -> u64 {
+        self.line_builds
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui, m: &RunModel) -> Option<Command> {
         let mut command = None;
         let can_write = super::controls::why_no_control(m);
@@ -205,7 +228,8 @@ impl ValuesPanel {
             && let Some(a) = m.values.get(&key).and_then(Value::as_array)
         {
             ui.separator();
-            self.array_view(ui, &key, a);
+            let made_from = (m.generation, m.key_versions.get(&key).copied().unwrap_or(0));
+            self.array_view(ui, &key, a, made_from);
         }
         command
     }
@@ -258,18 +282,42 @@ impl ValuesPanel {
         }
     }
 
-    fn array_view(&mut self, ui: &mut egui::Ui, key: &str, a: &NdArray) {
-        ui.label(RichText::new(format!("{key}: {}", short(&Value::Array(a.clone())))).strong());
+    fn array_view(&mut self, ui: &mut egui::Ui, key: &str, a: &NdArray, made_from: MadeFrom) {
+        let fresh = self
+            .derived
+            .as_ref()
+            .is_some_and(|d| d.key == key && d.made_from == made_from);
+        if !fresh {
+            let points = match a.shape() {
+                [n] => {
+                    self.line_builds += 1;
+                    (0..*n)
+                        .filter_map(|i| {
+                            a.get_f64(i).map(|y| egui_plot::PlotPoint::new(i as f64, y))
+                        })
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
+            self.derived = Some(Derived {
+                key: key.to_string(),
+                made_from,
+                title: format!("{key}: {}", short(&Value::Array(a.clone()))),
+                points,
+            });
+        }
+        let Some(derived) = &self.derived else { return };
+        ui.label(RichText::new(&derived.title).strong());
         match a.shape() {
-            [n] => {
-                let points: Vec<[f64; 2]> = (0..*n)
-                    .filter_map(|i| a.get_f64(i).map(|y| [i as f64, y]))
-                    .collect();
+            [_] => {
+                let points = egui_plot::PlotPoints::Borrowed(&derived.points);
                 egui_plot::Plot::new(("array-1d", key))
                     .height(ui.available_height().clamp(120.0, 260.0))
                     .show(ui, |p| p.line(egui_plot::Line::new(key, points)));
             }
-            [rows, cols] if *rows > 0 && *cols > 0 => self.heatmap(ui, key, a, *rows, *cols),
+            [rows, cols] if *rows > 0 && *cols > 0 => {
+                self.heatmap(ui, key, a, (*rows, *cols), made_from);
+            }
             _ => {
                 ui.label(
                     RichText::new("(shown as a summary: only 1-D and 2-D arrays are drawn)").weak(),
@@ -278,12 +326,18 @@ impl ValuesPanel {
         }
     }
 
-    fn heatmap(&mut self, ui: &mut egui::Ui, key: &str, a: &NdArray, rows: usize, cols: usize) {
-        let source = (a.bytes().as_ptr() as usize, a.bytes().len());
+    fn heatmap(
+        &mut self,
+        ui: &mut egui::Ui,
+        key: &str,
+        a: &NdArray,
+        (rows, cols): (usize, usize),
+        made_from: MadeFrom,
+    ) {
         let stale = self
             .heatmap
             .as_ref()
-            .is_none_or(|h| h.key != key || h.source != source);
+            .is_none_or(|h| h.key != key || h.made_from != made_from);
         if stale {
             let (lo, hi) = a.stats().map_or((0.0, 1.0), |s| (s.min, s.max));
             // The renderer asserts that no texture side exceeds this.
@@ -292,7 +346,7 @@ impl ValuesPanel {
             match &mut self.heatmap {
                 Some(h) if h.key == key => {
                     h.texture.set(image, egui::TextureOptions::NEAREST);
-                    h.source = source;
+                    h.made_from = made_from;
                     h.range = (lo, hi);
                 }
                 _ => {
@@ -303,7 +357,7 @@ impl ValuesPanel {
                     );
                     self.heatmap = Some(HeatmapTexture {
                         key: key.to_string(),
-                        source,
+                        made_from,
                         texture,
                         range: (lo, hi),
                     });
