@@ -541,6 +541,11 @@ fn a_heat_map_larger_than_the_largest_texture_is_downsampled_to_fit() {
     idict.notify_update().unwrap();
     g.until("the heat map", |g| heatmap_texture_size(g).is_some());
     assert_eq!(heatmap_texture_size(&g), Some([1024, 1]));
+    // Drawn as a strip one can see, not at its 20000:1 aspect (a fiftieth
+    // of a point tall).
+    g.harness.run_steps(1);
+    let shown = g.harness.get_by_label("Heat map of wide").rect();
+    assert!(shown.height() >= 10.0 && shown.width() >= 80.0, "{shown:?}");
 
     // A new version of the key re-fills the same texture: as tall now.
     let tall: Vec<f64> = (0..40_000).map(f64::from).collect();

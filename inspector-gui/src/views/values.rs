@@ -365,13 +365,21 @@ impl ValuesPanel {
             }
         }
         let Some(h) = &self.heatmap else { return };
-        let side = ui
-            .available_width()
+        // Leave room beside the map for the colour scale and its labels.
+        let side = (ui.available_width() - 80.0)
             .min(ui.available_height() - 30.0)
             .clamp(80.0, 420.0);
         let size = heatmap_display_size(rows, cols, side);
         ui.horizontal(|ui| {
-            ui.add(egui::Image::new(&h.texture).fit_to_exact_size(size));
+            ui.add(
+                egui::Image::new(&h.texture)
+                    // The size above, not the texture's aspect: a thin
+                    // array is drawn as a strip, and a downsampled texture
+                    // has its own aspect.
+                    .maintain_aspect_ratio(false)
+                    .fit_to_exact_size(size)
+                    .alt_text(format!("Heat map of {key}")),
+            );
             // The colour scale: max at the top, min at the bottom.
             ui.vertical(|ui| {
                 ui.label(fmt_num(h.range.1));
