@@ -1,7 +1,9 @@
 //! The app: the open runs (each a model fed by its network task, plus its
 //! panels), the side list, persistence of recent runs and plot choices, and
 //! the window's layout. `InspectorApp::ui_root` draws everything; eframe
-//! and the tests both call it.
+//! and the tests both call it. Each frame starts by taking what the network
+//! tasks delivered into the tabs' own models (see `model`); drawing then
+//! reads only those, with no lock held.
 
 use crate::demo::Demo;
 use crate::model::RunModel;
@@ -28,9 +30,11 @@ pub struct Settings {
     pub plots: BTreeMap<String, Vec<PlotConfig>>,
 }
 
-/// One open run and its panels.
+/// One open run: its network task, what the UI knows of it, and its panels.
 pub struct RunTab {
     pub handle: RunHandle,
+    /// The UI's own copy of the run's state; only the UI thread touches it.
+    pub model: RunModel,
     pub controls: ControlsPanel,
     pub values: ValuesPanel,
     pub plots: PlotsPanel,
@@ -38,12 +42,68 @@ pub struct RunTab {
 }
 
 impl RunTab {
-    pub fn model(&self) -> Arc<Mutex<RunModel>> {
-        self.handle.model.clone()
+    fn new(handle: RunHandle) -> Self {
+        RunTab {
+            model: RunModel::new(&handle.spec.target),
+            handle,
+            controls: ControlsPanel::default(),
+            values: ValuesPanel::default(),
+            plots: PlotsPanel::default(),
+            plots_ready: false,
+        }
     }
+
+    /// Takes what the network task delivered since the last frame into the
+    /// model. The lock is held for a swap and never waited for: if the task
+    /// holds it this very moment, this frame shows the last frame's state
+    /// and another frame follows at once.
+    pub fn refresh(&mut self, ctx: &egui::Context) {
+        let Some(delivered) = self.handle.inbox.try_lock().map(|mut i| i.take()) else {
+            ctx.request_repaint();
+            return;
+        };
+        self.model.take_in(delivered, Instant::now());
+    }
+
     /// Sends a command to the run (what the buttons do).
-    pub fn send(&self, c: Command) {
-        self.handle.send(c);
+    pub fn send(&mut self, c: Command) {
+        if self.handle.send(c).is_err() {
+            self.model.error = Some("the connection task has stopped".into());
+        }
+    }
+
+    /// Draws the run: header and controls, messages, values and plots.
+    /// Returns whether "Save window as PNG" was clicked.
+    pub fn ui(&mut self, ui: &mut egui::Ui, screenshot_note: Option<&str>) -> bool {
+        let m = &self.model;
+        let mut commands = Vec::new();
+        let mut save_png = false;
+        egui::Panel::top("header").show(ui, |ui| {
+            ui.add_space(4.0);
+            commands.extend(self.controls.ui(ui, m));
+            ui.horizontal(|ui| {
+                if ui.small_button("Save window as PNG").clicked() {
+                    save_png = true;
+                }
+                if let Some(note) = screenshot_note {
+                    ui.label(RichText::new(note).weak());
+                }
+            });
+            ui.add_space(2.0);
+        });
+        egui::Panel::bottom("messages")
+            .resizable(true)
+            .default_size(110.0)
+            .show(ui, |ui| MessagesPanel.ui(ui, m));
+        egui::Panel::left("values")
+            .resizable(true)
+            .default_size(400.0)
+            .show(ui, |ui| commands.extend(self.values.ui(ui, m)));
+        egui::CentralPanel::default().show(ui, |ui| self.plots.ui(ui, m));
+        for c in commands {
+            self.send(c);
+        }
+        save_png
     }
 }
 
@@ -63,6 +123,8 @@ pub struct InspectorApp {
     pub selected: usize,
     runs_panel: RunsPanel,
     local: Arc<Mutex<Vec<FoundRun>>>,
+    /// The last list of local runs taken from `local`.
+    local_seen: Vec<FoundRun>,
     pub settings: Settings,
     demo: Option<Demo>,
     screenshot: Option<ScreenshotPlan>,
@@ -80,6 +142,7 @@ impl InspectorApp {
             selected: 0,
             runs_panel: RunsPanel::default(),
             local,
+            local_seen: Vec::new(),
             settings,
             demo: None,
             screenshot: None,
@@ -99,13 +162,7 @@ impl InspectorApp {
             return;
         }
         let handle = net::open(&self.rt, spec.clone(), self.ctx.clone());
-        self.tabs.push(RunTab {
-            handle,
-            controls: ControlsPanel::default(),
-            values: ValuesPanel::default(),
-            plots: PlotsPanel::default(),
-            plots_ready: false,
-        });
+        self.tabs.push(RunTab::new(handle));
         self.selected = self.tabs.len() - 1;
         let looks_temporary = spec.target.ends_with(".json") || spec.token.is_some();
         if !looks_temporary {
@@ -140,8 +197,8 @@ impl InspectorApp {
         let mut s = self.settings.clone();
         for tab in &self.tabs {
             if tab.plots_ready {
-                let name = tab.handle.model.lock().name.clone();
-                s.plots.insert(name, tab.plots.plots.clone());
+                s.plots
+                    .insert(tab.model.name.clone(), tab.plots.plots.clone());
             }
         }
         s
@@ -150,9 +207,15 @@ impl InspectorApp {
     /// Draws the whole window.
     pub fn ui_root(&mut self, ui: &mut egui::Ui) {
         self.take_screenshot_when_due(ui.ctx());
-        let models: Vec<_> = self.tabs.iter().map(RunTab::model).collect();
-        let local = self.local.lock().clone();
-        let recent = self.settings.recent.clone();
+        for tab in &mut self.tabs {
+            tab.refresh(ui.ctx());
+        }
+        // Same rule as the inboxes: a swap's worth of lock, never a wait.
+        if let Some(found) = self.local.try_lock() {
+            self.local_seen.clone_from(&*found);
+        }
+        let models: Vec<&RunModel> = self.tabs.iter().map(|t| &t.model).collect();
+        let (local, recent) = (&self.local_seen, &self.settings.recent);
         let mut action = None;
         egui::Panel::left("runs")
             .resizable(true)
@@ -161,9 +224,9 @@ impl InspectorApp {
                 egui::ScrollArea::vertical()
                     .id_salt("runs-list")
                     .show(ui, |ui| {
-                        action =
-                            self.runs_panel
-                                .ui(ui, &models, &mut self.selected, &local, &recent);
+                        action = self
+                            .runs_panel
+                            .ui(ui, &models, &mut self.selected, local, recent);
                     });
             });
         match action {
@@ -182,48 +245,20 @@ impl InspectorApp {
             });
             return;
         };
-        let model = tab.model();
-        let m = model.lock();
-        if !tab.plots_ready && !m.series.is_empty() {
+        if !tab.plots_ready && !tab.model.series.is_empty() {
             tab.plots.plots = self
                 .settings
                 .plots
-                .get(&m.name)
+                .get(&tab.model.name)
                 .cloned()
-                .unwrap_or_else(|| default_plots(&m));
+                .unwrap_or_else(|| default_plots(&tab.model));
             tab.plots_ready = true;
         }
-        let mut commands = Vec::new();
-        let mut save_png = false;
-        egui::Panel::top("header").show(ui, |ui| {
-            ui.add_space(4.0);
-            commands.extend(tab.controls.ui(ui, &m));
-            ui.horizontal(|ui| {
-                if ui.small_button("Save window as PNG").clicked() {
-                    save_png = true;
-                }
-                if let Some(plan) = &self.screenshot
-                    && let Some(note) = plan.done.lock().as_ref()
-                {
-                    ui.label(RichText::new(note).weak());
-                }
-            });
-            ui.add_space(2.0);
-        });
-        egui::Panel::bottom("messages")
-            .resizable(true)
-            .default_size(110.0)
-            .show(ui, |ui| MessagesPanel.ui(ui, &m));
-        egui::Panel::left("values")
-            .resizable(true)
-            .default_size(400.0)
-            .show(ui, |ui| commands.extend(tab.values.ui(ui, &m)));
-        egui::CentralPanel::default().show(ui, |ui| tab.plots.ui(ui, &m));
-        drop(m);
-        for c in commands {
-            tab.send(c);
-        }
-        if save_png {
+        let note = self
+            .screenshot
+            .as_ref()
+            .and_then(|plan| plan.done.lock().clone());
+        if tab.ui(ui, note.as_deref()) {
             let stamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())

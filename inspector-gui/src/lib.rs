@@ -1,8 +1,10 @@
 //! idict-inspector: the desktop app to watch, plot, pause, step, steer and
 //! terminate idict runs. The model (`model`, `series`) is apart from the
 //! views (`views`); the network (`net`) runs on a tokio runtime in the
-//! background, updates the model and asks for a repaint, so the UI thread
-//! never waits on the network.
+//! background, puts what it learns into each run's inbox and asks for a
+//! repaint. Each frame the UI takes the inboxes into its own models (a swap
+//! under a lock it never waits for) and draws from those, so the UI thread
+//! never waits on the network and the network never waits on a frame.
 
 pub mod app;
 pub mod demo;

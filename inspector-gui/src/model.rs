@@ -1,10 +1,18 @@
-//! What the inspector knows about one run: the model the background network
-//! task writes and the views read. Nothing here does I/O.
+//! What the inspector knows about one run, and how it gets there without
+//! either thread waiting on the other.
+//!
+//! The network task never touches what the UI draws from. It adds what it
+//! learns to the run's [`Inbox`] under short locks (merging: values are
+//! shared buffers, so no array is copied), and the UI takes the whole inbox
+//! at the start of a frame (an O(1) swap, skipped if the network happens to
+//! hold the lock) and applies it to its own [`RunModel`], which only the UI
+//! thread touches. So the UI thread never waits on the network, and the
+//! network never waits on a frame. Nothing here does I/O.
 
-use crate::series::SeriesData;
+use crate::series::{MAX_SAMPLES, SeriesData};
 use idict::client::{RunInfo, Update};
-use idict::{KeyInfo, LogMessage, Role, Status, Value};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use idict::{KeyInfo, LogMessage, Role, Series, Status, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
 /// The state of the connection to a run.
@@ -28,10 +36,172 @@ pub struct PendingWrite {
     pub value: Value,
 }
 
+/// How a steering write went, as the network task learnt it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOutcome {
+    /// The run accepted it (it is applied at the run's next `wait()`).
+    Sent { write_id: u64, write: PendingWrite },
+    /// The run (or the connection) refused it.
+    Refused { key: String, error: String },
+}
+
 /// Log messages kept per run.
 const MAX_MESSAGES: usize = 2000;
 
-/// One open run.
+/// What the network task has learnt about a run and the UI has not yet
+/// taken: the only state the two threads share. Each part keeps only what
+/// the UI still needs (the newest connection state, info and error; one
+/// update merged from all delivered since the last frame), so it stays
+/// bounded however long the UI goes without a frame.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    connection: Option<Connection>,
+    address: Option<String>,
+    info: Option<RunInfo>,
+    update: Option<Update>,
+    /// `Some(None)` clears the error shown.
+    error: Option<Option<String>>,
+    writes: Vec<WriteOutcome>,
+}
+
+impl Inbox {
+    pub fn set_connection(&mut self, c: Connection) {
+        self.connection = Some(c);
+    }
+
+    /// A session has started: the run's details and where it is.
+    pub fn connected(&mut self, info: RunInfo, address: String) {
+        self.info = Some(info);
+        self.address = Some(address);
+        self.connection = Some(Connection::Connected);
+        self.error = Some(None);
+    }
+
+    pub fn set_info(&mut self, info: RunInfo) {
+        self.info = Some(info);
+    }
+
+    pub fn set_error(&mut self, e: Option<String>) {
+        self.error = Some(e);
+    }
+
+    pub fn write(&mut self, w: WriteOutcome) {
+        self.writes.push(w);
+    }
+
+    /// Adds a delivered update, merged with any the UI has not taken yet.
+    pub fn update(&mut self, u: Update) {
+        if u.last {
+            // Said here, in order with the other connection changes, so a
+            // reconnect that follows within one frame is not undone by it.
+            self.connection = Some(Connection::Ended);
+        }
+        match &mut self.update {
+            Some(pending) => merge(pending, u),
+            None => self.update = Some(u),
+        }
+    }
+
+    /// Everything added since the last take, leaving the inbox empty.
+    pub fn take(&mut self) -> Inbox {
+        std::mem::take(self)
+    }
+}
+
+/// Folds `next` into `pending` so that applying the result is the same as
+/// applying both in turn (but for when keys count as changed).
+fn merge(pending: &mut Update, next: Update) {
+    let Update {
+        version,
+        reset,
+        changed,
+        removed,
+        samples,
+        status,
+        mut messages,
+        mut applied,
+        time,
+        last,
+    } = next;
+    if reset {
+        // The whole state again: what was pending of the old one is moot,
+        // but its messages and applied writes are still news.
+        let mut all = std::mem::take(&mut pending.messages);
+        all.append(&mut messages);
+        let mut done = std::mem::take(&mut pending.applied);
+        done.append(&mut applied);
+        *pending = Update {
+            version,
+            reset,
+            changed,
+            removed,
+            samples,
+            status,
+            messages: all,
+            applied: done,
+            time,
+            last,
+        };
+    } else {
+        let mut values: BTreeMap<String, Value> =
+            std::mem::take(&mut pending.changed).into_iter().collect();
+        let mut gone: BTreeSet<String> = std::mem::take(&mut pending.removed).into_iter().collect();
+        // Within one update the changes come first, then the removals.
+        for (k, v) in changed {
+            gone.remove(&k);
+            values.insert(k, v);
+        }
+        for k in removed {
+            values.remove(&k);
+            gone.insert(k);
+        }
+        pending.changed = values.into_iter().collect();
+        pending.removed = gone.into_iter().collect();
+        let mut series: BTreeMap<String, Series> =
+            std::mem::take(&mut pending.samples).into_iter().collect();
+        for (k, s) in samples {
+            series.entry(k).or_default().extend(&s);
+        }
+        pending.samples = series
+            .into_iter()
+            .map(|(k, mut s)| {
+                thin(&mut s);
+                (k, s)
+            })
+            .collect();
+        pending.messages.append(&mut messages);
+        pending.applied.append(&mut applied);
+        pending.version = version;
+        pending.status = status;
+        pending.time = time;
+        pending.last |= last;
+    }
+    let excess = pending.messages.len().saturating_sub(MAX_MESSAGES);
+    pending.messages.drain(..excess);
+}
+
+/// Keeps samples waiting for the UI within what the plot keeps anyway:
+/// past [`MAX_SAMPLES`] the older half goes to every other sample.
+fn thin(s: &mut Series) {
+    if s.len() <= MAX_SAMPLES {
+        return;
+    }
+    let half = s.len() / 2;
+    thin_older_half(&mut s.versions, half);
+    thin_older_half(&mut s.times, half);
+    thin_older_half(&mut s.values, half);
+}
+
+fn thin_older_half<T>(v: &mut Vec<T>, half: usize) {
+    let mut i = 0;
+    v.retain(|_| {
+        let keep = i >= half || i % 2 == 0;
+        i += 1;
+        keep
+    });
+}
+
+/// One open run, as the UI shows it. Only the UI thread has one.
 #[derive(Debug)]
 pub struct RunModel {
     /// What the user asked to open (name, pid, address or run file).
@@ -48,6 +218,10 @@ pub struct RunModel {
     pub values: BTreeMap<String, Value>,
     /// When each key last changed (for highlighting).
     pub changed_at: HashMap<String, Instant>,
+    /// The version at which each key last changed: views that derive
+    /// something costly from a value (plot points, a texture) rebuild it
+    /// only when this (or `generation`) moves.
+    pub key_versions: HashMap<String, u64>,
     pub keys: BTreeMap<String, KeyInfo>,
     pub role: Option<Role>,
     pub updates_per_second: f64,
@@ -80,6 +254,7 @@ impl RunModel {
             time: 0.0,
             values: BTreeMap::new(),
             changed_at: HashMap::new(),
+            key_versions: HashMap::new(),
             keys: BTreeMap::new(),
             role: None,
             updates_per_second: 0.0,
@@ -109,6 +284,40 @@ impl RunModel {
             && !self.status.as_ref().is_some_and(|s| s.state.is_terminal())
     }
 
+    /// Takes in what the network task delivered since the last take.
+    pub fn take_in(&mut self, inbox: Inbox, now: Instant) {
+        let Inbox {
+            connection,
+            address,
+            info,
+            update,
+            error,
+            writes,
+        } = inbox;
+        if let Some(info) = &info {
+            self.apply_info(info);
+        }
+        if let Some(address) = address {
+            self.address = address;
+        }
+        // The update before the writes: a write's receipt that arrives after
+        // the report of its application must not leave it pending.
+        if let Some(u) = &update {
+            self.apply(u, now);
+        }
+        for w in writes {
+            self.record_write(w);
+        }
+        if let Some(error) = error {
+            self.error = error;
+        }
+        // Last: the inbox holds the newest connection state, which an
+        // update's end of run has already been folded into.
+        if let Some(c) = connection {
+            self.connection = c;
+        }
+    }
+
     pub fn apply_info(&mut self, info: &RunInfo) {
         self.name = info.name.clone();
         self.pid = info.pid;
@@ -129,16 +338,19 @@ impl RunModel {
             self.values.clear();
             self.series.clear();
             self.changed_at.clear();
+            self.key_versions.clear();
             self.generation += 1;
         }
         for (k, v) in &u.changed {
             self.values.insert(k.clone(), v.clone());
+            self.key_versions.insert(k.clone(), u.version);
             if !u.reset {
                 self.changed_at.insert(k.clone(), now);
             }
         }
         for k in &u.removed {
             self.values.remove(k);
+            self.key_versions.remove(k);
         }
         for (k, s) in &u.samples {
             let series = self.series.entry(k.clone()).or_default();
@@ -170,6 +382,20 @@ impl RunModel {
         }
     }
 
+    fn record_write(&mut self, w: WriteOutcome) {
+        match w {
+            WriteOutcome::Sent { write_id, write } => {
+                self.write_errors.remove(&write.key);
+                if !self.applied_recently(write_id) {
+                    self.pending.insert(write_id, write);
+                }
+            }
+            WriteOutcome::Refused { key, error } => {
+                self.write_errors.insert(key, error);
+            }
+        }
+    }
+
     pub fn applied_recently(&self, write_id: u64) -> bool {
         self.recently_applied.contains(&write_id)
     }
@@ -177,5 +403,114 @@ impl RunModel {
     /// Scalar keys that have a plot series.
     pub fn plottable(&self) -> impl Iterator<Item = &str> {
         self.series.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idict::{AppliedWrite, Level};
+
+    fn update(version: u64, reset: bool, changed: &[(&str, i64)], removed: &[&str]) -> Update {
+        let mut samples = Series::default();
+        samples.versions.push(version);
+        samples.times.push(version as f64 * 0.1);
+        samples.values.push(version as f64);
+        Update {
+            version,
+            reset,
+            changed: changed
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::Int(*v)))
+                .collect(),
+            removed: removed.iter().map(|k| k.to_string()).collect(),
+            samples: vec![("loss".into(), samples)],
+            status: Status::running(),
+            messages: vec![LogMessage {
+                seq: version,
+                level: Level::Info,
+                text: format!("v{version}"),
+                time: 0.0,
+                version,
+            }],
+            applied: vec![AppliedWrite {
+                write_id: version,
+                key: "k".into(),
+                value: Value::Int(0),
+                origin: String::new(),
+                version,
+            }],
+            time: version as f64 * 0.1,
+            last: false,
+        }
+    }
+
+    fn seen(m: &RunModel) -> impl PartialEq + std::fmt::Debug {
+        (
+            m.values.clone(),
+            m.series
+                .get("loss")
+                .map(|s| s.samples().collect::<Vec<_>>()),
+            m.messages.iter().map(|x| x.seq).collect::<Vec<_>>(),
+            m.recently_applied.clone(),
+            m.version,
+            m.connection.clone(),
+        )
+    }
+
+    /// What the UI shows after taking a merged inbox is what it would show
+    /// had it applied every update in turn.
+    #[test]
+    fn merged_updates_apply_as_the_updates_in_turn() {
+        let runs = [
+            vec![
+                update(1, true, &[("a", 1), ("b", 1)], &[]),
+                update(2, false, &[("a", 2), ("c", 2)], &["b"]),
+                update(3, false, &[("b", 3)], &["c"]),
+                update(4, false, &[("d", 4)], &["d"]),
+            ],
+            // A reconnect: the second reset replaces what came before.
+            vec![
+                update(5, false, &[("a", 5)], &[]),
+                update(1, true, &[("z", 1)], &[]),
+                update(2, false, &[("z", 2)], &[]),
+            ],
+        ];
+        let now = Instant::now();
+        for updates in runs {
+            let mut one_by_one = RunModel::new("t");
+            let mut merged = RunModel::new("t");
+            let mut inbox = Inbox::default();
+            for u in &updates {
+                one_by_one.apply(u, now);
+                inbox.update(u.clone());
+            }
+            merged.take_in(inbox.take(), now);
+            assert_eq!(seen(&merged), seen(&one_by_one));
+        }
+    }
+
+    /// The end of a run followed by a reconnect within one frame leaves the
+    /// connection as the network task last saw it.
+    #[test]
+    fn the_newest_connection_state_wins() {
+        let mut inbox = Inbox::default();
+        inbox.set_connection(Connection::Connected);
+        let mut end = update(1, true, &[("a", 1)], &[]);
+        end.last = true;
+        inbox.update(end);
+        let mut ended = RunModel::new("t");
+        ended.take_in(inbox.take(), Instant::now());
+        assert_eq!(ended.connection, Connection::Ended);
+
+        inbox.set_connection(Connection::Connected);
+        let mut end = update(1, true, &[("a", 1)], &[]);
+        end.last = true;
+        inbox.update(end);
+        inbox.set_connection(Connection::Connecting);
+        let mut again = RunModel::new("t");
+        again.take_in(inbox.take(), Instant::now());
+        assert_eq!(again.connection, Connection::Connecting);
+        assert_eq!(again.values.get("a"), Some(&Value::Int(1)));
     }
 }

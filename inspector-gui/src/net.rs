@@ -1,11 +1,13 @@
 //! The network side: one background task per open run, on the app's tokio
 //! runtime, never the UI thread. It connects (resolving the run afresh each
-//! time, so a restarted run is found again), takes the whole state and
-//! history, applies each update to the run's model and asks for a repaint;
-//! it carries out the UI's commands; and when the connection drops it keeps
-//! the last state, marks it stale, and reconnects with capped backoff.
+//! time, on the blocking pool, so a restarted run is found again and a slow
+//! runs directory stalls no other run), takes the whole state and history,
+//! puts each update into the run's inbox and asks for a repaint; it carries
+//! out the UI's commands; and when the connection drops it says so (the UI
+//! keeps the last state, marked stale) and reconnects with capped backoff.
+//! It holds the inbox's lock only to add to it, never across an await.
 
-use crate::model::{Connection, PendingWrite, RunModel};
+use crate::model::{Connection, Inbox, PendingWrite, WriteOutcome};
 use futures::StreamExt;
 use idict::Value;
 use idict::client::{Client, ClientError, ConnectOptions, Target, WatchOptions};
@@ -36,20 +38,23 @@ pub struct OpenSpec {
     pub token: Option<String>,
 }
 
-/// An open run: its model and the way to send it commands. Dropping it
-/// stops the task.
+/// An open run: the inbox its task fills and the way to send it commands.
+/// Dropping it stops the task.
 pub struct RunHandle {
     pub spec: OpenSpec,
-    pub model: Arc<Mutex<RunModel>>,
+    /// What the task has learnt and the UI has not yet taken.
+    pub inbox: Arc<Mutex<Inbox>>,
     tx: mpsc::UnboundedSender<Command>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// The run's task is gone (it never stops on its own; only a panic ends it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskStopped;
+
 impl RunHandle {
-    pub fn send(&self, c: Command) {
-        if self.tx.send(c).is_err() {
-            self.model.lock().error = Some("the connection task has stopped".into());
-        }
+    pub fn send(&self, c: Command) -> Result<(), TaskStopped> {
+        self.tx.send(c).map_err(|_| TaskStopped)
     }
 }
 
@@ -65,12 +70,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Opens a run: starts its task on `rt`.
 pub fn open(rt: &tokio::runtime::Handle, spec: OpenSpec, ctx: egui::Context) -> RunHandle {
-    let model = Arc::new(Mutex::new(RunModel::new(&spec.target)));
+    let inbox = Arc::new(Mutex::new(Inbox::default()));
     let (tx, rx) = mpsc::unbounded_channel();
-    let task = rt.spawn(run_task(spec.clone(), model.clone(), rx, ctx));
+    let task = rt.spawn(run_task(spec.clone(), inbox.clone(), rx, ctx));
     RunHandle {
         spec,
-        model,
+        inbox,
         tx,
         task,
     }
@@ -87,20 +92,19 @@ enum SessionEnd {
 
 async fn run_task(
     spec: OpenSpec,
-    model: Arc<Mutex<RunModel>>,
+    inbox: Arc<Mutex<Inbox>>,
     mut rx: mpsc::UnboundedReceiver<Command>,
     ctx: egui::Context,
 ) {
     let mut backoff = BACKOFF_START;
+    // Since when the run has been unreachable, across failed attempts.
+    let mut lost_since: Option<Instant> = None;
     loop {
-        {
-            let mut m = model.lock();
-            if !matches!(m.connection, Connection::Disconnected { .. }) {
-                m.connection = Connection::Connecting;
-            }
+        if lost_since.is_none() {
+            inbox.lock().set_connection(Connection::Connecting);
+            ctx.request_repaint();
         }
-        ctx.request_repaint();
-        let end = session(&spec, &model, &mut rx, &ctx, &mut backoff).await;
+        let end = session(&spec, &inbox, &mut rx, &ctx, &mut backoff, &mut lost_since).await;
         match end {
             Ok(SessionEnd::Closed) => return,
             Ok(SessionEnd::Reconnect) => continue,
@@ -111,23 +115,17 @@ async fn run_task(
                     match rx.recv().await {
                         None => return,
                         Some(Command::Reconnect) => break,
-                        Some(_) => model.lock().error = Some("the run has ended".into()),
+                        Some(_) => inbox.lock().set_error(Some("the run has ended".into())),
                     }
                     ctx.request_repaint();
                 }
             }
             Err(e) => {
-                {
-                    let mut m = model.lock();
-                    let since = match &m.connection {
-                        Connection::Disconnected { since, .. } => *since,
-                        _ => Instant::now(),
-                    };
-                    m.connection = Connection::Disconnected {
-                        since,
-                        error: e.to_string(),
-                    };
-                }
+                let since = *lost_since.get_or_insert_with(Instant::now);
+                inbox.lock().set_connection(Connection::Disconnected {
+                    since,
+                    error: e.to_string(),
+                });
                 ctx.request_repaint();
                 // Wait out the backoff, still answering the UI.
                 let sleep = tokio::time::sleep(backoff);
@@ -139,7 +137,9 @@ async fn run_task(
                             None => return,
                             Some(Command::Reconnect) => break,
                             Some(_) => {
-                                model.lock().error = Some("not connected: the run is unreachable".into());
+                                inbox
+                                    .lock()
+                                    .set_error(Some("not connected: the run is unreachable".into()));
                                 ctx.request_repaint();
                             }
                         }
@@ -172,12 +172,14 @@ fn connect_options() -> ConnectOptions {
 
 async fn session(
     spec: &OpenSpec,
-    model: &Arc<Mutex<RunModel>>,
+    inbox: &Arc<Mutex<Inbox>>,
     rx: &mut mpsc::UnboundedReceiver<Command>,
     ctx: &egui::Context,
     backoff: &mut Duration,
+    lost_since: &mut Option<Instant>,
 ) -> Result<SessionEnd, ClientError> {
-    let mut target: Target = idict::client::resolve(&spec.target)?;
+    // Resolving reads run files: on the blocking pool, not this worker.
+    let mut target: Target = Client::resolve(&spec.target).await?;
     if spec.token.is_some() {
         target.token = spec.token.clone();
     }
@@ -189,14 +191,9 @@ async fn session(
             ..WatchOptions::default()
         })
         .await?;
-    {
-        let mut m = model.lock();
-        m.apply_info(&info);
-        m.address = client.address().to_string();
-        m.connection = Connection::Connected;
-        m.error = None;
-    }
+    inbox.lock().connected(info, client.address().to_string());
     *backoff = BACKOFF_START;
+    *lost_since = None;
     ctx.request_repaint();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -204,7 +201,7 @@ async fn session(
             u = stream.next() => match u {
                 Some(Ok(u)) => {
                     let last = u.last;
-                    model.lock().apply(&u, Instant::now());
+                    inbox.lock().update(u);
                     ctx.request_repaint();
                     if last {
                         return Ok(SessionEnd::RunEnded);
@@ -217,14 +214,14 @@ async fn session(
                 None => return Ok(SessionEnd::Closed),
                 Some(Command::Reconnect) => return Ok(SessionEnd::Reconnect),
                 Some(c) => {
-                    tokio::spawn(execute(client.clone(), c, model.clone(), ctx.clone()));
+                    tokio::spawn(execute(client.clone(), c, inbox.clone(), ctx.clone()));
                 }
             },
             _ = tick.tick() => {
-                let (client, model, ctx) = (client.clone(), model.clone(), ctx.clone());
+                let (client, inbox, ctx) = (client.clone(), inbox.clone(), ctx.clone());
                 tokio::spawn(async move {
                     if let Ok(info) = client.info().await {
-                        model.lock().apply_info(&info);
+                        inbox.lock().set_info(info);
                         ctx.request_repaint();
                     }
                 });
@@ -233,37 +230,37 @@ async fn session(
     }
 }
 
-/// Carries out one command, recording its outcome in the model.
-async fn execute(client: Client, cmd: Command, model: Arc<Mutex<RunModel>>, ctx: egui::Context) {
-    let result = match &cmd {
+/// Carries out one command, putting its outcome in the inbox.
+async fn execute(client: Client, cmd: Command, inbox: Arc<Mutex<Inbox>>, ctx: egui::Context) {
+    let result = match cmd {
         Command::Pause => client.pause().await.map(drop),
         Command::Resume => client.resume().await.map(drop),
-        Command::Step(n) => client.step(*n).await.map(drop),
+        Command::Step(n) => client.step(n).await.map(drop),
         Command::Terminate => client.terminate().await.map(drop),
-        Command::Set(key, value) => match client.set(key, value.clone()).await {
+        Command::Set(key, value) => match client.set(&key, value.clone()).await {
             Ok(receipt) => {
-                let mut m = model.lock();
-                m.write_errors.remove(key);
-                if !m.applied_recently(receipt.write_id) {
-                    m.pending.insert(
-                        receipt.write_id,
-                        PendingWrite {
-                            key: key.clone(),
-                            value: value.clone(),
-                        },
-                    );
-                }
-                Ok(())
+                let mut i = inbox.lock();
+                i.write(WriteOutcome::Sent {
+                    write_id: receipt.write_id,
+                    write: PendingWrite { key, value },
+                });
+                i.set_error(None);
+                drop(i);
+                ctx.request_repaint();
+                return;
             }
             Err(e) => {
-                model.lock().write_errors.insert(key.clone(), e.to_string());
+                inbox.lock().write(WriteOutcome::Refused {
+                    key,
+                    error: e.to_string(),
+                });
                 ctx.request_repaint();
                 return;
             }
         },
         Command::Reconnect => Ok(()),
     };
-    model.lock().error = result.err().map(|e| e.to_string());
+    inbox.lock().set_error(result.err().map(|e| e.to_string()));
     ctx.request_repaint();
 }
 

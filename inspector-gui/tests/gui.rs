@@ -118,11 +118,16 @@ impl Gui {
     }
 
     fn value(&self, key: &str) -> Option<Value> {
-        self.app().tabs[0].model().lock().values.get(key).cloned()
+        self.app().tabs[0].model.values.get(key).cloned()
     }
 
     fn connected(&self) -> bool {
-        self.app().tabs[0].model().lock().connection == Connection::Connected
+        self.app().tabs[0].model.connection == Connection::Connected
+    }
+
+    /// The lock the network task and the UI thread share for the first run.
+    fn shared(&self) -> std::sync::Arc<parking_lot::Mutex<impl Send + 'static>> {
+        self.app().tabs[0].handle.inbox.clone()
     }
 }
 
@@ -155,9 +160,8 @@ fn attach_and_see_values_appear_and_change_and_plots_have_the_history() {
     let cfg = tab.plots.plots[0].clone();
     assert!(cfg.keys.contains(&"max_u".to_string()), "{:?}", cfg.keys);
     // The plot holds every sample of the run's history (few enough to draw as is).
-    let model = tab.model();
-    let m = model.lock();
-    let lines = plot_lines(&m, &cfg, 0.0, 1e12, 2000);
+    let m = &tab.model;
+    let lines = plot_lines(m, &cfg, 0.0, 1e12, 2000);
     let (_, pts) = lines.iter().find(|(k, _)| k == "max_u").unwrap();
     let history = sim.idict.history("max_u").unwrap();
     assert!(pts.len() >= history.len().min(m.series["max_u"].len()));
@@ -246,13 +250,7 @@ fn pause_step_set_and_terminate_from_the_window() {
     g.harness.get_by_label("Terminate run").click();
     g.until("finished", |g| {
         sim.idict.status().state == RunState::Finished
-            && g.app().tabs[0]
-                .model()
-                .lock()
-                .status
-                .as_ref()
-                .map(|s| s.state)
-                == Some(RunState::Finished)
+            && g.app().tabs[0].model.status.as_ref().map(|s| s.state) == Some(RunState::Finished)
     });
 }
 
@@ -264,7 +262,7 @@ fn an_observer_token_greys_the_controls_out() {
     let server: Server = options().serve(&idict).unwrap();
     let mut g = gui(server.address(), &server.tokens().observer.clone());
     g.until("connected", |g| {
-        g.connected() && g.app().tabs[0].model().lock().role.is_some()
+        g.connected() && g.app().tabs[0].model.role.is_some()
     });
     g.harness.run_steps(2);
     g.harness.get_by_label("Pause").click();
@@ -316,4 +314,307 @@ fn a_killed_server_shows_stale_state_and_a_restarted_one_is_reconnected() {
     g.until("the marker to go", |g| {
         g.harness.query_by_label_contains("STALE").is_none()
     });
+}
+
+/// A run file that is a FIFO: reading it blocks until someone writes it, so
+/// whoever resolves it is stuck in blocking file I/O for as long as the test
+/// likes (as on a slow network home directory).
+struct FifoRunFile {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+fn fifo_run_file() -> FifoRunFile {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slow.json");
+    let made = std::process::Command::new("mkfifo")
+        .arg("-m")
+        .arg("600")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    FifoRunFile { _dir: dir, path }
+}
+
+/// Writes `run` into the FIFO once a reader has opened it, but first checks
+/// that `rt` still runs tasks while that reader is blocked. Returns whether
+/// it did. The timeout is a watchdog, not a measurement: a runtime whose
+/// only worker is stuck in the read never answers, and without it the test
+/// would hang (the reader waits on the writer, the writer on the runtime)
+/// instead of failing.
+fn feed_when_read(
+    fifo: &FifoRunFile,
+    rt: tokio::runtime::Handle,
+    run: idict::runfile::RunFile,
+) -> std::thread::JoinHandle<bool> {
+    use std::io::Write;
+    let path = fifo.path.clone();
+    std::thread::spawn(move || {
+        // Opening a FIFO for writing returns once a reader has opened it.
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let _ = tx.send(());
+        });
+        let free = rx.recv_timeout(Duration::from_secs(10)).is_ok();
+        file.write_all(&serde_json::to_vec(&run).unwrap()).unwrap();
+        free
+    })
+}
+
+fn run_file_for(server: &Server, name: &str) -> idict::runfile::RunFile {
+    idict::runfile::RunFile {
+        name: name.into(),
+        pid: std::process::id(),
+        host: idict::runfile::host_name(),
+        address: server.address().to_string(),
+        observer_token: server.tokens().observer.clone(),
+        controller_token: server.tokens().controller.clone(),
+        started_unix_ms: 0,
+        protocol_version: 1,
+    }
+}
+
+#[test]
+fn connecting_by_run_file_leaves_the_async_worker_free() {
+    let idict = IDict::new("by-run-file");
+    idict.lock().insert("x", 1);
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    let fifo = fifo_run_file();
+    // One thread for everything async: a blocking read on it stops it all.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let feeder = feed_when_read(&fifo, rt.handle().clone(), run_file_for(&server, "slow"));
+    let target = fifo.path.display().to_string();
+    let client = rt
+        .block_on(idict::client::Client::connect_with(
+            &target,
+            idict::client::ConnectOptions::default(),
+        ))
+        .unwrap();
+    assert!(
+        feeder.join().unwrap(),
+        "the runtime ran nothing while the run file was being read"
+    );
+    let snapshot = rt.block_on(client.snapshot("")).unwrap();
+    assert_eq!(snapshot.values.get("x"), Some(&Value::Int(1)));
+}
+
+#[test]
+fn the_inspector_reads_run_files_off_its_network_worker() {
+    let idict = IDict::new("by-run-file");
+    idict.lock().insert("x", 1);
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    let fifo = fifo_run_file();
+    let mut g = gui(
+        &fifo.path.display().to_string(),
+        &server.tokens().controller,
+    );
+    let feeder = feed_when_read(&fifo, g._rt.handle().clone(), run_file_for(&server, "slow"));
+    // The first frame opens the run; its task starts resolving it.
+    g.harness.run_steps(1);
+    assert!(
+        feeder.join().unwrap(),
+        "the network runtime ran nothing while the run file was being read"
+    );
+    g.until("connected through the run file", |g| {
+        g.connected() && g.value("x") == Some(Value::Int(1))
+    });
+}
+
+#[test]
+fn frames_go_on_while_the_network_holds_the_shared_lock() {
+    let sim = start(options());
+    let mut g = gui(&sim.address, &sim.token);
+    g.until("connected with values", |g| {
+        g.connected() && g.value("step").is_some()
+    });
+    // Stand in for a network task that holds the lock (applying a large
+    // update, say) for as long as the UI draws frames.
+    let shared = g.shared();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let _guard = shared.lock();
+        locked_tx.send(()).unwrap();
+        // A watchdog, not a measurement: a UI that waits for this lock
+        // never releases us, and the test should fail, not hang.
+        release_rx.recv_timeout(Duration::from_secs(10)).is_ok()
+    });
+    locked_rx.recv().unwrap();
+    g.harness.run_steps(3);
+    let _ = release_tx.send(());
+    assert!(
+        holder.join().unwrap(),
+        "a frame waited for the lock the network task held"
+    );
+    g.until("the updates held back to show", |g| {
+        g.value("step").is_some() && g.connected()
+    });
+}
+
+#[test]
+fn no_frame_holds_the_shared_lock() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let idict = IDict::new("goes-away");
+    idict.lock().insert("x", 1);
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    let mut g = gui(server.address(), &server.tokens().controller.clone());
+    g.until("connected", |g| {
+        g.connected() && g.value("x") == Some(Value::Int(1))
+    });
+    // While the run is unreachable the header asks for a repaint each
+    // frame, from the middle of drawing: that is where we look.
+    drop(server);
+    g.until("the stale marker", |g| {
+        g.harness.query_by_label_contains("STALE").is_some()
+    });
+    let shared = g.shared();
+    let ui_thread = std::thread::current().id();
+    let (probes, held) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (p, h) = (probes.clone(), held.clone());
+    g.harness.ctx.set_repaint_observer(move |_| {
+        if std::thread::current().id() != ui_thread || h.load(Ordering::Relaxed) {
+            return;
+        }
+        p.fetch_add(1, Ordering::Relaxed);
+        // Not try_lock: the network task may hold the lock for a moment.
+        // Not lock: the lock is not re-entrant, and if this thread holds it
+        // that would never return. A lock still taken after seconds is held
+        // by the frame itself.
+        if shared.try_lock_for(Duration::from_secs(5)).is_none() {
+            h.store(true, Ordering::Relaxed);
+        }
+    });
+    g.harness.run_steps(3);
+    assert!(
+        probes.load(Ordering::Relaxed) > 0,
+        "no repaint was asked for while drawing"
+    );
+    assert!(
+        !held.load(Ordering::Relaxed),
+        "a frame held the lock the network task needs"
+    );
+}
+
+/// The size of the heat map's texture, if there is one.
+fn heatmap_texture_size(g: &Gui) -> Option<[usize; 2]> {
+    g.harness
+        .ctx
+        .tex_manager()
+        .read()
+        .allocated()
+        .find(|(_, meta)| meta.name.starts_with("heatmap-"))
+        .map(|(_, meta)| meta.size)
+}
+
+#[test]
+fn a_heat_map_larger_than_the_largest_texture_is_downsampled_to_fit() {
+    let idict = IDict::new("wide");
+    idict.lock().insert("x", 1);
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    let mut g = gui(server.address(), &server.tokens().controller.clone());
+    g.until("connected", |g| {
+        g.connected() && g.value("x") == Some(Value::Int(1))
+    });
+    // Below the default (2048), to see that the context's limit is the one
+    // used; set before the array arrives, so every texture is made under it.
+    g.harness.input_mut().max_texture_side = Some(1024);
+    g.harness.run_steps(1);
+    assert_eq!(g.harness.ctx.input(|i| i.max_texture_side), 1024);
+
+    let wide: Vec<f64> = (0..20_000).map(f64::from).collect();
+    idict
+        .lock()
+        .insert("wide", Value::array(wide, vec![1, 20_000]).unwrap());
+    idict.notify_update().unwrap();
+    g.until("the heat map", |g| heatmap_texture_size(g).is_some());
+    assert_eq!(heatmap_texture_size(&g), Some([1024, 1]));
+    // Drawn as a strip one can see, not at its 20000:1 aspect (a fiftieth
+    // of a point tall).
+    g.harness.run_steps(1);
+    let shown = g.harness.get_by_label("Heat map of wide").rect();
+    assert!(shown.height() >= 10.0 && shown.width() >= 80.0, "{shown:?}");
+
+    // A new version of the key re-fills the same texture: as tall now.
+    let tall: Vec<f64> = (0..40_000).map(f64::from).collect();
+    idict
+        .lock()
+        .insert("wide", Value::array(tall, vec![20_000, 2]).unwrap());
+    idict.notify_update().unwrap();
+    g.until("the new shape", |g| {
+        heatmap_texture_size(g) == Some([2, 1024])
+    });
+}
+
+#[test]
+fn a_1d_arrays_plot_points_are_built_once_per_version_of_it() {
+    let curve = |k: f64| Value::array((0..1000).map(|i| k * f64::from(i)).collect(), vec![1000]);
+    let idict = IDict::new("line");
+    idict.lock().insert("curve", curve(1.0).unwrap());
+    idict.lock().insert("x", 0);
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    let mut g = gui(server.address(), &server.tokens().controller.clone());
+    g.until("the array", |g| g.value("curve").is_some());
+    g.harness.state_mut().as_mut().unwrap().tabs[0]
+        .values
+        .selected_array = Some("curve".into());
+    g.harness.run_steps(1);
+    let builds = |g: &Gui| g.app().tabs[0].values.line_builds();
+    assert_eq!(builds(&g), 1);
+    // New versions of the run, the array unchanged: frames, no rebuilds.
+    for i in 1..=5 {
+        idict.lock().insert("x", i);
+        idict.notify_update().unwrap();
+        g.until("x to change", |g| g.value("x") == Some(Value::Int(i)));
+    }
+    g.harness.run_steps(3);
+    assert_eq!(builds(&g), 1, "rebuilt while the array did not change");
+    // The array changes: one rebuild.
+    idict.lock().insert("curve", curve(2.0).unwrap());
+    idict.notify_update().unwrap();
+    g.until("the new array", |g| g.value("curve") == curve(2.0).ok());
+    g.harness.run_steps(3);
+    assert_eq!(builds(&g), 2);
+}
+
+#[test]
+fn the_binary_logs_what_rust_log_asks_for() {
+    let stderr = |rust_log: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_idict-inspector"));
+        for var in ["DISPLAY", "WAYLAND_DISPLAY", "WAYLAND_SOCKET", "RUST_LOG"] {
+            cmd.env_remove(var);
+        }
+        if let Some(filter) = rust_log {
+            cmd.env("RUST_LOG", filter);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "it cannot open a window here");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Without a display eframe gives up at once, having said (at debug,
+    // through the `log` crate) which renderer it chose.
+    let verbose = stderr(Some("eframe=debug"));
+    assert!(
+        verbose.contains("DEBUG") && verbose.contains("glow renderer"),
+        "{verbose}"
+    );
+    let default = stderr(None);
+    assert!(!default.contains("glow renderer"), "{default}");
+    assert!(
+        !default.contains('\u{1b}'),
+        "colour codes in a pipe: {default}"
+    );
 }

@@ -1,6 +1,6 @@
-//! The views: each panel a struct with a `ui` method that reads (and, for
-//! commands, writes to) a run's model. Shared bits: the status badge and the
-//! colour map.
+//! The views: each panel a struct with a `ui` method that draws from a
+//! run's model (the UI thread's own copy, no lock held) and returns the
+//! commands the user gave. Shared bits: the status badge and the colour map.
 
 pub mod controls;
 pub mod messages;

@@ -5,8 +5,6 @@ use crate::model::{Connection, RunModel};
 use crate::net::OpenSpec;
 use egui::RichText;
 use idict::runfile::FoundRun;
-use parking_lot::Mutex;
-use std::sync::Arc;
 
 /// What the user asked for in the side list.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +23,7 @@ impl RunsPanel {
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
-        open: &[Arc<Mutex<RunModel>>],
+        open: &[&RunModel],
         selected: &mut usize,
         local: &[FoundRun],
         recent: &[String],
@@ -35,8 +33,7 @@ impl RunsPanel {
         if open.is_empty() {
             ui.label(RichText::new("No run open.").weak());
         }
-        for (i, model) in open.iter().enumerate() {
-            let m = model.lock();
+        for (i, m) in open.iter().enumerate() {
             ui.horizontal(|ui| {
                 let label = format!("{} ({})", m.name, m.pid);
                 if ui.selectable_label(*selected == i, label).clicked() {
@@ -66,19 +63,12 @@ impl RunsPanel {
         }
         ui.separator();
         ui.label(RichText::new("On this machine").strong());
-        let opened: Vec<(String, String)> = open
-            .iter()
-            .map(|m| {
-                let m = m.lock();
-                (m.address.clone(), m.target.clone())
-            })
-            .collect();
         let mut any = false;
         for r in local {
             any = true;
-            let is_open = opened
+            let is_open = open
                 .iter()
-                .any(|(addr, target)| addr == &r.run.address || target == &r.run.address);
+                .any(|m| m.address == r.run.address || m.target == r.run.address);
             ui.horizontal(|ui| {
                 ui.label(format!("{} ({})", r.run.name, r.run.pid));
                 let button = ui.add_enabled(!is_open, egui::Button::new("Open"));

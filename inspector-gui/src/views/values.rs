@@ -1,7 +1,9 @@
 //! The values: steering editors for the writable keys (checked before they
 //! are sent, pending until applied, the run's refusal shown), a filterable
 //! tree of every key that highlights what just changed, and a viewer for the
-//! selected array (a line plot for 1-D, a heat map with a colour scale for 2-D).
+//! selected array (a line plot for 1-D, a heat map with a colour scale for
+//! 2-D). Arrays come from the network in any shape, so a heat map is
+//! downsampled to the GPU's largest texture side before it is uploaded.
 
 use super::{colormap, fmt_num};
 use crate::model::RunModel;
@@ -21,13 +23,30 @@ pub struct ValuesPanel {
     pub selected_array: Option<String>,
     editors: HashMap<String, String>,
     local_errors: HashMap<String, String>,
+    /// What the viewer derived from the selected array.
+    derived: Option<Derived>,
     heatmap: Option<HeatmapTexture>,
+    /// How many times a 1-D array's plot points were built.
+    line_builds: u64,
+}
+
+/// The (generation, version) of a value: what a view derived from it is
+/// keyed on, so it is rebuilt when the value changes and not every frame.
+/// (A buffer's address would not do: a new array can reuse a freed one's.)
+type MadeFrom = (u64, u64);
+
+/// The viewer's title and, for a 1-D array, its plot points, kept until the
+/// array changes: both walk every element.
+struct Derived {
+    key: String,
+    made_from: MadeFrom,
+    title: String,
+    points: Vec<egui_plot::PlotPoint>,
 }
 
 struct HeatmapTexture {
     key: String,
-    /// Identity of the array's buffer the texture was made from.
-    source: (usize, usize),
+    made_from: MadeFrom,
     texture: egui::TextureHandle,
     range: (f64, f64),
 }
@@ -91,6 +110,12 @@ fn short(v: &Value) -> String {
 }
 
 impl ValuesPanel {
+    /// How many times the plot points of a 1-D array were built (once per
+    /// version of the array shown, not once per frame).
+    pub fn line_builds(&self) -> u64 {
+        self.line_builds
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui, m: &RunModel) -> Option<Command> {
         let mut command = None;
         let can_write = super::controls::why_no_control(m);
@@ -203,7 +228,8 @@ impl ValuesPanel {
             && let Some(a) = m.values.get(&key).and_then(Value::as_array)
         {
             ui.separator();
-            self.array_view(ui, &key, a);
+            let made_from = (m.generation, m.key_versions.get(&key).copied().unwrap_or(0));
+            self.array_view(ui, &key, a, made_from);
         }
         command
     }
@@ -256,18 +282,42 @@ impl ValuesPanel {
         }
     }
 
-    fn array_view(&mut self, ui: &mut egui::Ui, key: &str, a: &NdArray) {
-        ui.label(RichText::new(format!("{key}: {}", short(&Value::Array(a.clone())))).strong());
+    fn array_view(&mut self, ui: &mut egui::Ui, key: &str, a: &NdArray, made_from: MadeFrom) {
+        let fresh = self
+            .derived
+            .as_ref()
+            .is_some_and(|d| d.key == key && d.made_from == made_from);
+        if !fresh {
+            let points = match a.shape() {
+                [n] => {
+                    self.line_builds += 1;
+                    (0..*n)
+                        .filter_map(|i| {
+                            a.get_f64(i).map(|y| egui_plot::PlotPoint::new(i as f64, y))
+                        })
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
+            self.derived = Some(Derived {
+                key: key.to_string(),
+                made_from,
+                title: format!("{key}: {}", short(&Value::Array(a.clone()))),
+                points,
+            });
+        }
+        let Some(derived) = &self.derived else { return };
+        ui.label(RichText::new(&derived.title).strong());
         match a.shape() {
-            [n] => {
-                let points: Vec<[f64; 2]> = (0..*n)
-                    .filter_map(|i| a.get_f64(i).map(|y| [i as f64, y]))
-                    .collect();
+            [_] => {
+                let points = egui_plot::PlotPoints::Borrowed(&derived.points);
                 egui_plot::Plot::new(("array-1d", key))
                     .height(ui.available_height().clamp(120.0, 260.0))
                     .show(ui, |p| p.line(egui_plot::Line::new(key, points)));
             }
-            [rows, cols] if *rows > 0 && *cols > 0 => self.heatmap(ui, key, a, *rows, *cols),
+            [rows, cols] if *rows > 0 && *cols > 0 => {
+                self.heatmap(ui, key, a, (*rows, *cols), made_from);
+            }
             _ => {
                 ui.label(
                     RichText::new("(shown as a summary: only 1-D and 2-D arrays are drawn)").weak(),
@@ -276,28 +326,27 @@ impl ValuesPanel {
         }
     }
 
-    fn heatmap(&mut self, ui: &mut egui::Ui, key: &str, a: &NdArray, rows: usize, cols: usize) {
-        let source = (a.bytes().as_ptr() as usize, a.bytes().len());
+    fn heatmap(
+        &mut self,
+        ui: &mut egui::Ui,
+        key: &str,
+        a: &NdArray,
+        (rows, cols): (usize, usize),
+        made_from: MadeFrom,
+    ) {
         let stale = self
             .heatmap
             .as_ref()
-            .is_none_or(|h| h.key != key || h.source != source);
+            .is_none_or(|h| h.key != key || h.made_from != made_from);
         if stale {
             let (lo, hi) = a.stats().map_or((0.0, 1.0), |s| (s.min, s.max));
-            let span = if hi > lo { hi - lo } else { 1.0 };
-            // Row 0 at the bottom, as on a plot.
-            let mut pixels = Vec::with_capacity(rows * cols);
-            for r in (0..rows).rev() {
-                for c in 0..cols {
-                    let v = a.get_f64(r * cols + c).unwrap_or(f64::NAN);
-                    pixels.push(colormap((v - lo) / span));
-                }
-            }
-            let image = egui::ColorImage::new([cols, rows], pixels);
+            // The renderer asserts that no texture side exceeds this.
+            let max_side = ui.ctx().input(|i| i.max_texture_side);
+            let image = heatmap_image(a, rows, cols, max_side, (lo, hi));
             match &mut self.heatmap {
                 Some(h) if h.key == key => {
                     h.texture.set(image, egui::TextureOptions::NEAREST);
-                    h.source = source;
+                    h.made_from = made_from;
                     h.range = (lo, hi);
                 }
                 _ => {
@@ -308,7 +357,7 @@ impl ValuesPanel {
                     );
                     self.heatmap = Some(HeatmapTexture {
                         key: key.to_string(),
-                        source,
+                        made_from,
                         texture,
                         range: (lo, hi),
                     });
@@ -316,18 +365,26 @@ impl ValuesPanel {
             }
         }
         let Some(h) = &self.heatmap else { return };
-        let side = ui
-            .available_width()
+        // Leave room beside the map for the colour scale and its labels.
+        let side = (ui.available_width() - 80.0)
             .min(ui.available_height() - 30.0)
             .clamp(80.0, 420.0);
-        let aspect = rows as f32 / cols as f32;
+        let size = heatmap_display_size(rows, cols, side);
         ui.horizontal(|ui| {
-            ui.add(egui::Image::new(&h.texture).fit_to_exact_size(egui::vec2(side, side * aspect)));
+            ui.add(
+                egui::Image::new(&h.texture)
+                    // The size above, not the texture's aspect: a thin
+                    // array is drawn as a strip, and a downsampled texture
+                    // has its own aspect.
+                    .maintain_aspect_ratio(false)
+                    .fit_to_exact_size(size)
+                    .alt_text(format!("Heat map of {key}")),
+            );
             // The colour scale: max at the top, min at the bottom.
             ui.vertical(|ui| {
                 ui.label(fmt_num(h.range.1));
                 let (rect, _) = ui.allocate_exact_size(
-                    egui::vec2(14.0, side * aspect - 40.0),
+                    egui::vec2(14.0, (size.y - 40.0).max(16.0)),
                     egui::Sense::hover(),
                 );
                 let steps = 32;
@@ -347,9 +404,85 @@ impl ValuesPanel {
     }
 }
 
+/// A heat map of a `rows` × `cols` array as an image at most `max_side`
+/// pixels a side: each pixel is the mean of the finite elements of its block
+/// of the array (NaN, the colour of the minimum, if none), coloured over
+/// `range`. Row 0 at the bottom, as on a plot.
+pub fn heatmap_image(
+    a: &NdArray,
+    rows: usize,
+    cols: usize,
+    max_side: usize,
+    (lo, hi): (f64, f64),
+) -> egui::ColorImage {
+    let max_side = max_side.max(1);
+    let (h, w) = (rows.min(max_side), cols.min(max_side));
+    // The block a source index falls in, in u64 so that index × side cannot
+    // overflow where usize is 32 bits.
+    let bin = |i: usize, n: usize, out: usize| (i as u64 * out as u64 / n as u64) as usize;
+    let col_bins: Vec<usize> = (0..cols).map(|c| bin(c, cols, w)).collect();
+    let mut sums = vec![0.0f64; w * h];
+    let mut counts = vec![0u32; w * h];
+    for r in 0..rows {
+        let row = (h - 1 - bin(r, rows, h)) * w;
+        for (c, &col) in col_bins.iter().enumerate() {
+            if let Some(v) = a.get_f64(r * cols + c).filter(|v| v.is_finite()) {
+                sums[row + col] += v;
+                counts[row + col] += 1;
+            }
+        }
+    }
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let pixels = sums
+        .iter()
+        .zip(&counts)
+        .map(|(&sum, &n)| {
+            let mean = if n > 0 { sum / n as f64 } else { f64::NAN };
+            colormap((mean - lo) / span)
+        })
+        .collect();
+    egui::ColorImage::new([w, h], pixels)
+}
+
+/// The size to draw a `rows` × `cols` heat map at: the array's aspect within
+/// a `side` × `side` box, but never thinner than a strip one can see (a
+/// [1, 20000] array would otherwise be a fiftieth of a point tall).
+fn heatmap_display_size(rows: usize, cols: usize, side: f32) -> egui::Vec2 {
+    const THINNEST: f32 = 16.0;
+    let aspect = rows as f32 / cols as f32;
+    if aspect <= 1.0 {
+        egui::vec2(side, (side * aspect).max(THINNEST))
+    } else {
+        egui::vec2((side / aspect).max(THINNEST), side)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_downsampled_heat_map_shows_each_blocks_mean() {
+        let a = NdArray::from_f64_vec(
+            vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0, f64::NAN, f64::NAN],
+            vec![2, 4],
+        )
+        .unwrap();
+        let image = heatmap_image(&a, 2, 4, 2, (0.0, 10.0));
+        assert_eq!(image.size, [2, 2]);
+        // Row 0 of the array is the bottom row of the image.
+        assert_eq!(
+            image.pixels,
+            vec![
+                colormap(0.9),
+                colormap(f64::NAN),
+                colormap(0.1),
+                colormap(0.5)
+            ]
+        );
+        // Within the limit nothing is resampled.
+        assert_eq!(heatmap_image(&a, 2, 4, 4096, (0.0, 10.0)).size, [4, 2]);
+    }
 
     #[test]
     fn edits_are_checked_before_sending() {

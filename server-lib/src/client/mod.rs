@@ -215,13 +215,25 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// [`resolve`] for async callers: it reads the runs directory and run
+    /// files, blocking I/O that would stall the async worker and every other
+    /// task on it (a run file on a slow network home can take seconds), so
+    /// it runs on tokio's blocking pool. The sync [`resolve`] stays for
+    /// callers that are not async.
+    pub async fn resolve(run: &str) -> Result<Target, ClientError> {
+        let run = run.to_owned();
+        tokio::task::spawn_blocking(move || resolve(&run))
+            .await
+            .map_err(|e| ClientError::RunNotFound(format!("resolving the run failed: {e}")))?
+    }
+
     /// Connects to RUN: an address, a run name, a pid or a run file.
     pub async fn connect(run: &str) -> Result<Client, ClientError> {
         Self::connect_with(run, ConnectOptions::default()).await
     }
 
     pub async fn connect_with(run: &str, opts: ConnectOptions) -> Result<Client, ClientError> {
-        let mut target = resolve(run)?;
+        let mut target = Self::resolve(run).await?;
         if opts.token.is_some() {
             target.token = opts.token.clone();
         }
