@@ -45,6 +45,9 @@ pub(crate) struct Record {
 /// client never holds up the computation's next update for long.
 pub(crate) type SharedSeries = Arc<Mutex<BoundedSeries>>;
 
+/// Keys with their history handles.
+pub(crate) type KeyedSeries = Vec<(Arc<str>, SharedSeries)>;
+
 #[derive(Debug)]
 pub(crate) struct Published {
     pub version: u64,
@@ -83,7 +86,7 @@ pub(crate) struct Frame {
     messages: Vec<LogMessage>,
     next_message_seq: u64,
     /// Every history, when the set of keys with one changed.
-    histories: Option<(u64, Vec<(Arc<str>, SharedSeries)>)>,
+    histories: Option<(u64, KeyedSeries)>,
 }
 
 /// Everything a client needs to go from its cursor to the newest version.
