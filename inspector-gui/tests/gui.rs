@@ -589,32 +589,3 @@ fn a_1d_arrays_plot_points_are_built_once_per_version_of_it() {
     g.harness.run_steps(3);
     assert_eq!(builds(&g), 2);
 }
-
-#[test]
-fn the_binary_logs_what_rust_log_asks_for() {
-    let stderr = |rust_log: Option<&str>| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_idict-inspector"));
-        for var in ["DISPLAY", "WAYLAND_DISPLAY", "WAYLAND_SOCKET", "RUST_LOG"] {
-            cmd.env_remove(var);
-        }
-        if let Some(filter) = rust_log {
-            cmd.env("RUST_LOG", filter);
-        }
-        let out = cmd.output().unwrap();
-        assert!(!out.status.success(), "it cannot open a window here");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
-    // Without a display eframe gives up at once, having said (at debug,
-    // through the `log` crate) which renderer it chose.
-    let verbose = stderr(Some("eframe=debug"));
-    assert!(
-        verbose.contains("DEBUG") && verbose.contains("glow renderer"),
-        "{verbose}"
-    );
-    let default = stderr(None);
-    assert!(!default.contains("glow renderer"), "{default}");
-    assert!(
-        !default.contains('\u{1b}'),
-        "colour codes in a pipe: {default}"
-    );
-}
