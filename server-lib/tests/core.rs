@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{eventually, next, serve};
+use common::{eventually, next, serve, until_last};
 use idict::client::{ClientError, WatchOptions};
 use idict::{IDict, Level, RunState};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -204,18 +204,7 @@ async fn a_run_that_fails_right_after_a_sample_free_update_ends_every_watch() {
     d.lock().insert("text", "no samples");
     d.notify_update().expect("sample-free update");
     d.fail("gave up");
-    let mut updates = 0;
-    let last = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let u = next(&mut s).await;
-            updates += 1;
-            if u.last {
-                return u;
-            }
-        }
-    })
-    .await
-    .expect("the watch ends");
+    let (last, updates) = until_last(&mut s).await;
     assert_eq!(last.status.state, RunState::Failed);
     assert!(updates < 10, "no stream of empty updates: {updates}");
     let common::Run { server, .. } = run;
@@ -242,16 +231,7 @@ async fn wait_then_close_finishes_a_run_that_never_published_its_end() {
     let common::Run { server, .. } = run;
     let closing =
         tokio::task::spawn_blocking(move || server.wait_then_close(Duration::from_secs(60)));
-    let last = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let u = next(&mut s).await;
-            if u.last {
-                return u;
-            }
-        }
-    })
-    .await
-    .expect("a final update");
+    let (last, _) = until_last(&mut s).await;
     assert_eq!(last.status.state, RunState::Finished);
     assert_eq!(d.status().state, RunState::Finished);
     assert_eq!(

@@ -808,16 +808,27 @@ async fn a_large_first_state_arrives_in_chunks_joined_into_one_update() {
     let server = opts.serve(&idict).unwrap();
     let token = server.tokens().observer.clone();
     // The raw stream shows the chunks...
+    let channel = tonic::transport::Endpoint::from_shared(server.address().to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    let mut raw = idict::proto::v1::inspector_client::InspectorClient::with_interceptor(
+        channel,
+        move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", bearer.clone());
+            Ok(r)
+        },
+    )
+    .watch(idict::proto::v1::WatchRequest::default())
+    .await
+    .unwrap()
+    .into_inner();
     let target = idict::client::Target::at(server.address(), Some(token));
     let client = idict::client::Client::connect_target(target, Default::default())
         .await
         .unwrap();
-    let mut raw = client
-        .raw()
-        .watch(idict::proto::v1::WatchRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
     let mut chunks = 0;
     loop {
         let m = raw.message().await.unwrap().unwrap();

@@ -78,7 +78,7 @@ impl From<WireError> for ClientError {
 
 /// Adds the bearer token and client name to every request.
 #[derive(Clone)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     token: Option<MetadataValue<Ascii>>,
 }
 
@@ -452,11 +452,6 @@ impl Client {
             write_id: r.write_id,
             queue_position: r.queue_position,
         })
-    }
-
-    /// The raw generated client, for calls this API does not wrap.
-    pub fn raw(&self) -> InspectorClient<InterceptedService<Channel, Credentials>> {
-        self.rpc.clone()
     }
 }
 

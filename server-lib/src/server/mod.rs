@@ -334,8 +334,13 @@ impl ServeOptions {
                  its tokens and data cross the network in clear text (use ServeOptions::tls, or bind 127.0.0.1 and tunnel)",
                 server.inner.name
             );
-            tracing::warn!("{warning}");
-            eprintln!("{warning}");
+            // Once: through the application's logging if it has any for
+            // warnings, else straight to stderr (it must not go unseen).
+            if tracing::enabled!(tracing::Level::WARN) {
+                tracing::warn!("{warning}");
+            } else {
+                eprintln!("{warning}");
+            }
         }
         if self.announce {
             let name = &server.inner.name;

@@ -81,3 +81,25 @@ where
 pub fn value_of<'a>(u: &'a Update, key: &str) -> Option<&'a idict::Value> {
     u.changed.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
+
+/// Reads a watch stream up to its last update; returns it and how many
+/// updates came in all. Fails after 20 s.
+pub async fn until_last<S>(s: &mut S) -> (Update, usize)
+where
+    S: futures::Stream<Item = Result<Update, idict::client::ClientError>> + Unpin,
+{
+    let mut count = 0;
+    let read = async {
+        loop {
+            let u = next(s).await;
+            count += 1;
+            if u.last {
+                return u;
+            }
+        }
+    };
+    let last = tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("the watch ends within 20 s");
+    (last, count)
+}
