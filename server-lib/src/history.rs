@@ -4,10 +4,12 @@
 //! the beginning being forgotten. The first and the newest samples are
 //! always kept exactly.
 
+use crate::published::SharedSeries;
 use crate::tuning::{PIN_LIMIT, SAMPLES_PER_LOCK};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Bytes one held sample takes (version, time, value, push number).
 pub const SAMPLE_BYTES: usize = 32;
@@ -100,6 +102,10 @@ pub struct BoundedSeries {
     next_thin: usize,
     /// How many samples thinning has dropped in all.
     dropped: u64,
+    /// The most samples one call has copied out (one lock's worth when
+    /// shared): tests check the bound.
+    #[cfg(test)]
+    pub(crate) most_copied: std::cell::Cell<usize>,
 }
 
 /// Copies the held samples with `after < version <= upto` out of a shared
@@ -135,6 +141,63 @@ pub(crate) fn copy_limited(
     all
 }
 
+/// Reads several keys' histories out in pieces, a key at a time, each
+/// piece copied `SAMPLES_PER_LOCK` per lock: how a watcher's first state
+/// and GetHistory send whole histories without building them whole.
+pub(crate) struct HistoryPieces {
+    keys: std::vec::IntoIter<(Arc<str>, SharedSeries)>,
+    /// The key being read and the version read up to.
+    current: Option<(Arc<str>, SharedSeries, u64)>,
+    after: u64,
+    upto: u64,
+}
+
+impl HistoryPieces {
+    /// The samples with `after < version <= upto` of each of `keys`.
+    pub fn new(keys: Vec<(Arc<str>, SharedSeries)>, after: u64, upto: u64) -> Self {
+        HistoryPieces {
+            keys: keys.into_iter(),
+            current: None,
+            after,
+            upto,
+        }
+    }
+
+    /// The next piece of at most `limit` samples of one key. Every key
+    /// gives at least one piece (empty if it has no samples in range).
+    pub fn next_piece(&mut self, limit: usize) -> Option<(Arc<str>, Series)> {
+        loop {
+            let (key, series, from, fresh) = match self.current.take() {
+                Some((k, s, from)) => (k, s, from, false),
+                None => {
+                    let (k, s) = self.keys.next()?;
+                    (k, s, self.after, true)
+                }
+            };
+            let piece = copy_limited(&series, from, self.upto, limit);
+            if piece.len() == limit
+                && let Some(&last) = piece.versions.last()
+            {
+                self.current = Some((key.clone(), series, last));
+            } else if piece.is_empty() && !fresh {
+                // The previous piece ended exactly at the key's end.
+                continue;
+            }
+            return Some((key, piece));
+        }
+    }
+
+    /// True if the last piece's key may have more.
+    pub fn within_key(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// True if nothing is left to read.
+    pub fn is_done(&self) -> bool {
+        self.current.is_none() && self.keys.len() == 0
+    }
+}
+
 impl BoundedSeries {
     /// A series that holds at most `budget_bytes` of samples (at least 16 samples).
     pub fn new(budget_bytes: usize) -> Self {
@@ -147,6 +210,8 @@ impl BoundedSeries {
             capacity,
             next_thin: capacity,
             dropped: 0,
+            #[cfg(test)]
+            most_copied: std::cell::Cell::new(0),
         }
     }
 
@@ -180,12 +245,15 @@ impl BoundedSeries {
     /// The first `limit` held samples with `after < version <= upto`.
     pub fn range_limited(&self, after: u64, upto: u64, limit: usize) -> Series {
         let (old, recent) = self.span(after, upto);
-        self.collect(
+        let s = self.collect(
             self.old[old]
                 .iter()
                 .chain(self.recent.range(recent))
                 .take(limit),
-        )
+        );
+        #[cfg(test)]
+        self.most_copied.set(self.most_copied.get().max(s.len()));
+        s
     }
 
     /// How many held samples have `after < version <= upto`.

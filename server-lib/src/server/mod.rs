@@ -7,6 +7,8 @@ mod auth;
 mod frames;
 pub(crate) mod pins;
 mod service;
+#[cfg(test)]
+mod tests;
 mod trim;
 mod watch;
 

@@ -5,8 +5,7 @@ use super::Shared;
 use super::auth::{require_controller, role};
 use super::watch::Watcher;
 use crate::dict::{ControlAction, Inner, WriteRefused};
-use crate::history::copy_limited;
-use crate::published::SharedSeries;
+use crate::history::HistoryPieces;
 use crate::tuning::SAMPLES_PER_CHUNK;
 use crate::wire;
 use idict_proto::v1 as pb;
@@ -218,37 +217,16 @@ impl Inspector for InspectorService {
                 out
             }
         };
-        let since = req.since_version;
-        // Chunks are built lazily, one key's slice at a time as the client
-        // takes them, each copied a few locks' worth at a time.
-        let chunks = futures::stream::unfold(
-            (series.into_iter(), None::<(Arc<str>, SharedSeries, u64)>),
-            move |(mut keys, mut current)| async move {
-                loop {
-                    let (key, s, after) = match current.take() {
-                        Some(c) => c,
-                        None => {
-                            let (k, s) = keys.next()?;
-                            (k, s, since)
-                        }
-                    };
-                    let piece = copy_limited(&s, after, u64::MAX, SAMPLES_PER_CHUNK);
-                    let first = after == since;
-                    if piece.len() == SAMPLES_PER_CHUNK
-                        && let Some(&v) = piece.versions.last()
-                    {
-                        current = Some((key.clone(), s, v));
-                    } else if piece.is_empty() && !first {
-                        continue;
-                    }
-                    // Every key gets at least one chunk, even empty.
-                    let chunk = pb::HistoryChunk {
-                        series: vec![wire::series_to_proto(&key, piece)],
-                    };
-                    return Some((Ok(chunk), (keys, current)));
-                }
-            },
-        );
+        // Chunks are built lazily, one key's piece at a time as the client
+        // takes them.
+        let pieces = HistoryPieces::new(series, req.since_version, u64::MAX);
+        let chunks = futures::stream::unfold(pieces, |mut pieces| async move {
+            let (key, piece) = pieces.next_piece(SAMPLES_PER_CHUNK)?;
+            let chunk = pb::HistoryChunk {
+                series: vec![wire::series_to_proto(&key, piece)],
+            };
+            Some((Ok(chunk), pieces))
+        });
         Ok(Response::new(Box::pin(chunks)))
     }
 

@@ -9,7 +9,7 @@
 use super::Shared;
 use super::pins::WatchPin;
 use crate::dict::Inner;
-use crate::history::copy_limited;
+use crate::history::HistoryPieces;
 use crate::model::Status;
 use crate::published::{PubEntry, SharedSeries};
 use crate::tuning::{
@@ -39,11 +39,9 @@ struct FirstState {
     time: f64,
     status: Status,
     entries: std::vec::IntoIter<(Arc<str>, PubEntry)>,
-    histories: std::vec::IntoIter<(Arc<str>, SharedSeries)>,
-    /// The history being sent, and the version its samples were sent up to.
-    current: Option<(Arc<str>, SharedSeries, u64)>,
-    /// Samples are sent up to here (the rest follow in deltas).
-    samples_upto: u64,
+    /// Every key's samples up to the version the histories were complete
+    /// through (the rest follow in deltas).
+    histories: HistoryPieces,
     messages: Vec<pb::LogMessage>,
     chunks_sent: usize,
 }
@@ -64,31 +62,21 @@ impl FirstState {
             }
         }
         while size < budget {
-            let (key, series, after) = match self.current.take() {
-                Some(c) => c,
-                None => match self.histories.next() {
-                    Some((k, s)) => (k, s, 0),
-                    None => break,
-                },
-            };
             // Samples take 24 bytes on the wire (version, time, value).
             let room = ((budget - size) / 24).clamp(1, SAMPLES_PER_CHUNK);
-            let piece = copy_limited(&series, after, self.samples_upto, room);
-            let got = piece.len();
-            let sent_to = piece.versions.last().copied();
-            if got > 0 {
-                size += got * 24 + key.len();
+            let Some((key, piece)) = self.histories.next_piece(room) else {
+                break;
+            };
+            if !piece.is_empty() {
+                size += piece.len() * 24 + key.len();
                 cur.samples.push(wire::series_to_proto(&key, piece));
             }
-            if got == room
-                && let Some(v) = sent_to
-            {
-                // This key may have more: the next chunk goes on from here.
-                self.current = Some((key, series, v));
+            if self.histories.within_key() {
+                // One key per chunk at most once: the next chunk goes on.
                 break;
             }
         }
-        let more = self.current.is_some() || self.entries.len() > 0 || self.histories.len() > 0;
+        let more = self.entries.len() > 0 || !self.histories.is_done();
         cur.version = self.version;
         cur.time = self.time;
         cur.reset = self.chunks_sent == 0;
@@ -241,9 +229,7 @@ impl Watcher {
             version,
             time,
             entries: entries.into_iter(),
-            histories: histories.into_iter(),
-            current: None,
-            samples_upto,
+            histories: HistoryPieces::new(histories, 0, samples_upto),
             messages: messages.iter().map(wire::message_to_proto).collect(),
             chunks_sent: 0,
             status: status.clone(),
