@@ -424,7 +424,7 @@ impl Bench {
         alone.sort_by(f64::total_cmp);
         with.sort_by(f64::total_cmp);
         let (alone, with) = (alone[4], with[4]);
-        drop(lone_server);
+        lone_server.close();
         self.figure("slow_watcher_filling_s", filling, "s", "", None);
         // Memory: 1 MiB arrays that a naive queue would keep, one per update.
         let before = rss();
@@ -451,7 +451,7 @@ impl Bench {
             Some(grown < 64 << 20),
         );
         drop(stalled);
-        drop(server);
+        server.close();
     }
 
     /// 1,000 watchers: all get the final update; memory per idle watcher.

@@ -542,7 +542,7 @@ impl Server {
     /// Keeps serving until every watcher has had the final update (their
     /// streams have ended) or `timeout` passes, then closes. A run that has
     /// not ended is finished first: its last state is published as the
-    /// final update (status Finished).
+    /// final update (status Finished). Returns once the server has closed.
     pub fn wait_then_close(self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         if !self.inner.status().state.is_terminal() {
@@ -560,23 +560,30 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        drop(self);
+        // Every watcher is gone (or the time is up): the rest is quick, and
+        // the caller gets the memory and the port back when this returns.
+        self.close();
     }
 
-    /// Closes now: open streams end, the run file is removed.
-    pub fn close(self) {
-        drop(self);
+    /// Closes now and waits until the server has let go of everything
+    /// (its connections get at most `CLOSE_GRACE` to end): for a caller
+    /// that needs the memory or the port back. Dropping the `Server`
+    /// closes it the same way without waiting.
+    pub fn close(mut self) {
+        let thread = self.shut_down();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
     }
 
-    /// Tells the server thread to close and does not wait for it: open
-    /// connections get `CLOSE_GRACE` to end, which must not block the
-    /// caller (async code, a GUI closing, a process on its way out).
-    fn shut_down(&mut self) {
+    /// Tells the server thread to close, removes the run file, and hands
+    /// back the thread without waiting for it: open connections get
+    /// `CLOSE_GRACE` to end, which must not block a drop (async code, a
+    /// GUI closing, a process on its way out).
+    fn shut_down(&mut self) -> Option<std::thread::JoinHandle<()>> {
         if let Some(tx) = self.close.take() {
             let _ = tx.send(());
         }
-        // Detached: the thread ends once its connections have.
-        drop(self.thread.take());
         if let Some(p) = self.run_file.take() {
             let _ = std::fs::remove_file(p);
         }
@@ -584,11 +591,13 @@ impl Server {
             let _ = std::fs::remove_file(p);
         }
         self.inner.served.store(false, Ordering::Release);
+        self.thread.take()
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.shut_down();
+        // Detached: the thread ends once its connections have.
+        drop(self.shut_down());
     }
 }
