@@ -37,8 +37,9 @@ pub fn start(name: &str, args: &RunArgs) -> anyhow::Result<(IDict, Server)> {
     Ok((idict, server))
 }
 
-/// Sends the library's `tracing` events to stderr, filtered by `RUST_LOG`
-/// (default: warnings and errors). A subscriber already installed stays.
+/// Sends `tracing` events (and `log` records) to stderr, filtered by
+/// `RUST_LOG` (default: warnings and errors). A subscriber already
+/// installed stays. The examples and the inspector share it.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::builder()
         .with_default_directive(tracing_subscriber::filter::LevelFilter::WARN.into())
@@ -46,6 +47,8 @@ pub fn init_logging() {
     let _already_set = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // No colour codes in a batch job's log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

@@ -5,7 +5,6 @@ use clap::Parser;
 use idict_inspector::demo::Demo;
 use idict_inspector::net::OpenSpec;
 use idict_inspector::{InspectorApp, Settings};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -37,24 +36,9 @@ struct Args {
     height: f32,
 }
 
-/// Logs to stderr at the levels `RUST_LOG` asks for (default: warnings and
-/// errors), from this crate, idict's client and eframe/winit (whose `log`
-/// records are forwarded), e.g. `RUST_LOG=idict_inspector=debug,warn`.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::builder()
-        .with_default_directive(tracing::level_filters::LevelFilter::WARN.into())
-        .from_env_lossy();
-    // Fails only if a subscriber is installed already, which is fine.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // No colour codes in a log file.
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-}
-
 fn main() -> ExitCode {
-    init_logging();
+    // RUST_LOG, e.g. `RUST_LOG=idict_inspector=debug,warn`; default warnings.
+    idict_examples::launch::init_logging();
     let args = Args::parse();
     if let Some(path) = &args.ca {
         match std::fs::read(path) {
