@@ -20,7 +20,8 @@ fn main() -> anyhow::Result<()> {
     let server = ServeOptions::default().announce(false).serve(&idict)?;
     println!("{} {}", server.address(), server.tokens().controller);
     let mut step = 0u64;
-    while !idict.terminated() {
+    // wait(): the pause gate; false once terminated.
+    while idict.wait() {
         let phase = step as f64 * 0.2;
         let wide: Vec<f64> = (0..width * height)
             .map(|i| ((i % width) as f64 * 6e-4 + (i / width) as f64 * 0.05 + phase).sin())
@@ -33,7 +34,6 @@ fn main() -> anyhow::Result<()> {
             d.insert("step", step);
         }
         idict.notify_update()?;
-        idict.wait();
         std::thread::sleep(Duration::from_millis(250));
         step += 1;
     }

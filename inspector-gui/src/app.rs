@@ -122,7 +122,7 @@ pub struct InspectorApp {
     pub tabs: Vec<RunTab>,
     pub selected: usize,
     runs_panel: RunsPanel,
-    local: Arc<Mutex<Vec<FoundRun>>>,
+    local: Arc<Mutex<Option<Vec<FoundRun>>>>,
     /// The last list of local runs taken from `local`.
     local_seen: Vec<FoundRun>,
     pub settings: Settings,
@@ -211,8 +211,8 @@ impl InspectorApp {
             tab.refresh(ui.ctx());
         }
         // Same rule as the inboxes: a swap's worth of lock, never a wait.
-        if let Some(found) = self.local.try_lock() {
-            self.local_seen.clone_from(&*found);
+        if let Some(found) = self.local.try_lock().and_then(|mut news| news.take()) {
+            self.local_seen = found;
         }
         let models: Vec<&RunModel> = self.tabs.iter().map(|t| &t.model).collect();
         let (local, recent) = (&self.local_seen, &self.settings.recent);

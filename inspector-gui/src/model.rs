@@ -9,7 +9,7 @@
 //! thread touches. So the UI thread never waits on the network, and the
 //! network never waits on a frame. Nothing here does I/O.
 
-use crate::series::{MAX_SAMPLES, SeriesData};
+use crate::series::{MAX_SAMPLES, SeriesData, thin_older_half};
 use idict::client::{RunInfo, Update};
 use idict::{KeyInfo, LogMessage, Role, Series, Status, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -47,6 +47,8 @@ pub enum WriteOutcome {
 
 /// Log messages kept per run.
 const MAX_MESSAGES: usize = 2000;
+/// Applied writes remembered (to match late Set replies) and held for the UI.
+const MAX_APPLIED: usize = 1000;
 
 /// What the network task has learnt about a run and the UI has not yet
 /// taken: the only state the two threads share. Each part keeps only what
@@ -111,38 +113,25 @@ impl Inbox {
 /// Folds `next` into `pending` so that applying the result is the same as
 /// applying both in turn (but for when keys count as changed).
 fn merge(pending: &mut Update, next: Update) {
-    let Update {
-        version,
-        reset,
-        changed,
-        removed,
-        samples,
-        status,
-        mut messages,
-        mut applied,
-        time,
-        last,
-    } = next;
-    if reset {
+    if next.reset {
         // The whole state again: what was pending of the old one is moot,
         // but its messages and applied writes are still news.
-        let mut all = std::mem::take(&mut pending.messages);
-        all.append(&mut messages);
-        let mut done = std::mem::take(&mut pending.applied);
-        done.append(&mut applied);
-        *pending = Update {
+        let old = std::mem::replace(pending, next);
+        pending.messages.splice(0..0, old.messages);
+        pending.applied.splice(0..0, old.applied);
+    } else {
+        let Update {
             version,
-            reset,
+            reset: _,
             changed,
             removed,
             samples,
             status,
-            messages: all,
-            applied: done,
+            mut messages,
+            mut applied,
             time,
             last,
-        };
-    } else {
+        } = next;
         let mut values: BTreeMap<String, Value> =
             std::mem::take(&mut pending.changed).into_iter().collect();
         let mut gone: BTreeSet<String> = std::mem::take(&mut pending.removed).into_iter().collect();
@@ -176,8 +165,11 @@ fn merge(pending: &mut Update, next: Update) {
         pending.time = time;
         pending.last |= last;
     }
+    // Bounded however long the UI goes without a frame (a minimised window).
     let excess = pending.messages.len().saturating_sub(MAX_MESSAGES);
     pending.messages.drain(..excess);
+    let excess = pending.applied.len().saturating_sub(MAX_APPLIED);
+    pending.applied.drain(..excess);
 }
 
 /// Keeps samples waiting for the UI within what the plot keeps anyway:
@@ -190,15 +182,6 @@ fn thin(s: &mut Series) {
     thin_older_half(&mut s.versions, half);
     thin_older_half(&mut s.times, half);
     thin_older_half(&mut s.values, half);
-}
-
-fn thin_older_half<T>(v: &mut Vec<T>, half: usize) {
-    let mut i = 0;
-    v.retain(|_| {
-        let keep = i >= half || i % 2 == 0;
-        i += 1;
-        keep
-    });
 }
 
 /// One open run, as the UI shows it. Only the UI thread has one.
@@ -222,6 +205,9 @@ pub struct RunModel {
     /// something costly from a value (plot points, a texture) rebuild it
     /// only when this (or `generation`) moves.
     pub key_versions: HashMap<String, u64>,
+    /// Min, max and mean of each array key, computed once per change (the
+    /// views would otherwise walk every element every frame).
+    pub array_stats: HashMap<String, idict::value::ArrayStats>,
     pub keys: BTreeMap<String, KeyInfo>,
     pub role: Option<Role>,
     pub updates_per_second: f64,
@@ -255,6 +241,7 @@ impl RunModel {
             values: BTreeMap::new(),
             changed_at: HashMap::new(),
             key_versions: HashMap::new(),
+            array_stats: HashMap::new(),
             keys: BTreeMap::new(),
             role: None,
             updates_per_second: 0.0,
@@ -339,11 +326,16 @@ impl RunModel {
             self.series.clear();
             self.changed_at.clear();
             self.key_versions.clear();
+            self.array_stats.clear();
             self.generation += 1;
         }
         for (k, v) in &u.changed {
             self.values.insert(k.clone(), v.clone());
             self.key_versions.insert(k.clone(), u.version);
+            match v.as_array().and_then(|a| a.stats()) {
+                Some(stats) => self.array_stats.insert(k.clone(), stats),
+                None => self.array_stats.remove(k),
+            };
             if !u.reset {
                 self.changed_at.insert(k.clone(), now);
             }
@@ -351,6 +343,7 @@ impl RunModel {
         for k in &u.removed {
             self.values.remove(k);
             self.key_versions.remove(k);
+            self.array_stats.remove(k);
         }
         for (k, s) in &u.samples {
             let series = self.series.entry(k.clone()).or_default();
@@ -369,7 +362,7 @@ impl RunModel {
         for a in &u.applied {
             self.pending.remove(&a.write_id);
             self.recently_applied.push_back(a.write_id);
-            if self.recently_applied.len() > 1000 {
+            if self.recently_applied.len() > MAX_APPLIED {
                 self.recently_applied.pop_front();
             }
         }

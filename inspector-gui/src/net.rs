@@ -10,7 +10,7 @@
 use crate::model::{Connection, Inbox, PendingWrite, WriteOutcome};
 use futures::StreamExt;
 use idict::Value;
-use idict::client::{Client, ClientError, ConnectOptions, Target, WatchOptions};
+use idict::client::{Client, ClientError, ConnectOptions, WatchOptions};
 use idict::runfile::FoundRun;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -178,12 +178,12 @@ async fn session(
     backoff: &mut Duration,
     lost_since: &mut Option<Instant>,
 ) -> Result<SessionEnd, ClientError> {
-    // Resolving reads run files: on the blocking pool, not this worker.
-    let mut target: Target = Client::resolve(&spec.target).await?;
-    if spec.token.is_some() {
-        target.token = spec.token.clone();
-    }
-    let client = Client::connect_target(target, connect_options()).await?;
+    // (Resolving reads run files: connect_with does it on the blocking pool.)
+    let opts = ConnectOptions {
+        token: spec.token.clone(),
+        ..connect_options()
+    };
+    let client = Client::connect_with(&spec.target, opts).await?;
     let info = client.info().await?;
     let mut stream = client
         .watch(WatchOptions {
@@ -268,11 +268,13 @@ async fn execute(client: Client, cmd: Command, inbox: Arc<Mutex<Inbox>>, ctx: eg
 pub fn watch_local_runs(
     rt: &tokio::runtime::Handle,
     ctx: egui::Context,
-) -> Arc<Mutex<Vec<FoundRun>>> {
-    let runs: Arc<Mutex<Vec<FoundRun>>> = Arc::new(Mutex::new(Vec::new()));
-    let shared = runs.clone();
+) -> Arc<Mutex<Option<Vec<FoundRun>>>> {
+    // The list when it changes, for the UI to take (`None`: no news).
+    let news: Arc<Mutex<Option<Vec<FoundRun>>>> = Arc::new(Mutex::new(None));
+    let shared = news.clone();
     rt.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut last: Vec<std::path::PathBuf> = Vec::new();
         loop {
             tick.tick().await;
             let found = tokio::task::spawn_blocking(idict::runfile::list_runs)
@@ -280,16 +282,12 @@ pub fn watch_local_runs(
                 .ok()
                 .and_then(Result::ok)
                 .unwrap_or_default();
-            let changed = {
-                let mut r = shared.lock();
-                let changed = r.iter().map(|x| &x.path).ne(found.iter().map(|x| &x.path));
-                *r = found;
-                changed
-            };
-            if changed {
+            if last.iter().ne(found.iter().map(|x| &x.path)) {
+                last = found.iter().map(|x| x.path.clone()).collect();
+                *shared.lock() = Some(found);
                 ctx.request_repaint();
             }
         }
     });
-    runs
+    news
 }

@@ -119,13 +119,8 @@ impl SeriesData {
 
     fn thin(&mut self) {
         let half = self.values.len() / 2;
-        let keep = |i: usize| i >= half || i.is_multiple_of(2);
         for v in [&mut self.versions, &mut self.times, &mut self.values] {
-            let mut i = 0;
-            v.retain(|_| {
-                i += 1;
-                keep(i - 1)
-            });
+            thin_older_half(v, half);
         }
         for k in 0..self.levels.len() {
             self.rebuild_level(k);
@@ -213,6 +208,17 @@ pub fn ema(points: &mut [[f64; 2]], alpha: f64) {
         acc = Some(a);
         p[1] = a;
     }
+}
+
+/// Keeps every other one of the first `half` items and all the rest: how a
+/// curve past its budget stays whole at a coarser resolution.
+pub(crate) fn thin_older_half<T>(v: &mut Vec<T>, half: usize) {
+    let mut i = 0;
+    v.retain(|_| {
+        let keep = i >= half || i % 2 == 0;
+        i += 1;
+        keep
+    });
 }
 
 #[cfg(test)]

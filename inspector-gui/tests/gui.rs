@@ -96,6 +96,24 @@ fn gui(address: &str, token: &str) -> Gui {
     Gui { harness, _rt: rt }
 }
 
+/// A run with one key, `x = 1`, published and served.
+fn one_key_run(name: &str) -> (IDict, Server) {
+    let idict = IDict::new(name);
+    idict.lock().insert("x", 1);
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    (idict, server)
+}
+
+/// The window attached to `server`, once it shows `x = 1`.
+fn gui_on(server: &Server) -> Gui {
+    let mut g = gui(server.address(), &server.tokens().controller);
+    g.until("connected", |g| {
+        g.connected() && g.value("x") == Some(Value::Int(1))
+    });
+    g
+}
+
 impl Gui {
     fn app(&self) -> &InspectorApp {
         self.harness.state().as_ref().unwrap()
@@ -319,11 +337,13 @@ fn a_killed_server_shows_stale_state_and_a_restarted_one_is_reconnected() {
 /// A run file that is a FIFO: reading it blocks until someone writes it, so
 /// whoever resolves it is stuck in blocking file I/O for as long as the test
 /// likes (as on a slow network home directory).
+#[cfg(unix)]
 struct FifoRunFile {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
 }
 
+#[cfg(unix)]
 fn fifo_run_file() -> FifoRunFile {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("slow.json");
@@ -343,6 +363,7 @@ fn fifo_run_file() -> FifoRunFile {
 /// only worker is stuck in the read never answers, and without it the test
 /// would hang (the reader waits on the writer, the writer on the runtime)
 /// instead of failing.
+#[cfg(unix)]
 fn feed_when_read(
     fifo: &FifoRunFile,
     rt: tokio::runtime::Handle,
@@ -363,6 +384,7 @@ fn feed_when_read(
     })
 }
 
+#[cfg(unix)]
 fn run_file_for(server: &Server, name: &str) -> idict::runfile::RunFile {
     idict::runfile::RunFile {
         name: name.into(),
@@ -376,12 +398,10 @@ fn run_file_for(server: &Server, name: &str) -> idict::runfile::RunFile {
     }
 }
 
+#[cfg(unix)]
 #[test]
 fn connecting_by_run_file_leaves_the_async_worker_free() {
-    let idict = IDict::new("by-run-file");
-    idict.lock().insert("x", 1);
-    idict.notify_update().unwrap();
-    let server: Server = options().serve(&idict).unwrap();
+    let (_idict, server) = one_key_run("by-run-file");
     let fifo = fifo_run_file();
     // One thread for everything async: a blocking read on it stops it all.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -404,12 +424,10 @@ fn connecting_by_run_file_leaves_the_async_worker_free() {
     assert_eq!(snapshot.values.get("x"), Some(&Value::Int(1)));
 }
 
+#[cfg(unix)]
 #[test]
 fn the_inspector_reads_run_files_off_its_network_worker() {
-    let idict = IDict::new("by-run-file");
-    idict.lock().insert("x", 1);
-    idict.notify_update().unwrap();
-    let server: Server = options().serve(&idict).unwrap();
+    let (_idict, server) = one_key_run("by-run-file");
     let fifo = fifo_run_file();
     let mut g = gui(
         &fifo.path.display().to_string(),
@@ -462,14 +480,8 @@ fn frames_go_on_while_the_network_holds_the_shared_lock() {
 fn no_frame_holds_the_shared_lock() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let idict = IDict::new("goes-away");
-    idict.lock().insert("x", 1);
-    idict.notify_update().unwrap();
-    let server: Server = options().serve(&idict).unwrap();
-    let mut g = gui(server.address(), &server.tokens().controller.clone());
-    g.until("connected", |g| {
-        g.connected() && g.value("x") == Some(Value::Int(1))
-    });
+    let (_idict, server) = one_key_run("goes-away");
+    let mut g = gui_on(&server);
     // While the run is unreachable the header asks for a repaint each
     // frame, from the middle of drawing: that is where we look.
     drop(server);
@@ -520,14 +532,8 @@ fn heatmap_texture_size(g: &Gui) -> Option<[usize; 2]> {
 
 #[test]
 fn a_heat_map_larger_than_the_largest_texture_is_downsampled_to_fit() {
-    let idict = IDict::new("wide");
-    idict.lock().insert("x", 1);
-    idict.notify_update().unwrap();
-    let server: Server = options().serve(&idict).unwrap();
-    let mut g = gui(server.address(), &server.tokens().controller.clone());
-    g.until("connected", |g| {
-        g.connected() && g.value("x") == Some(Value::Int(1))
-    });
+    let (idict, server) = one_key_run("wide");
+    let mut g = gui_on(&server);
     // Below the default (2048), to see that the context's limit is the one
     // used; set before the array arrives, so every texture is made under it.
     g.harness.input_mut().max_texture_side = Some(1024);

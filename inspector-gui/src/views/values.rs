@@ -9,6 +9,7 @@ use super::{colormap, fmt_num};
 use crate::model::RunModel;
 use crate::net::Command;
 use egui::{Color32, RichText};
+use idict::value::ArrayStats;
 use idict::{NdArray, Value, ValueKind, WritableInfo};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -86,12 +87,14 @@ pub fn parse_for(spec: &WritableInfo, text: &str) -> Result<Value, String> {
     Ok(value)
 }
 
-fn short(v: &Value) -> String {
+/// A value in a line. An array's summary uses `stats` when the model has
+/// them (computed once per change), else walks the array.
+fn short(v: &Value, stats: Option<&ArrayStats>) -> String {
     match v {
         Value::Float(x) => fmt_num(*x),
         Value::Array(a) => {
             let shape: Vec<String> = a.shape().iter().map(|d| d.to_string()).collect();
-            match a.stats() {
+            match stats.copied().or_else(|| a.stats()) {
                 Some(s) => format!(
                     "{}[{}]  min {}  max {}  mean {}",
                     a.dtype(),
@@ -128,7 +131,11 @@ impl ValuesPanel {
             ui.label(RichText::new("Steering").strong());
             egui::Grid::new("steering").num_columns(3).show(ui, |ui| {
                 for (key, spec) in &writable {
-                    let current = m.values.get(key).map(short).unwrap_or_default();
+                    let current = m
+                        .values
+                        .get(key)
+                        .map(|v| short(v, m.array_stats.get(key)))
+                        .unwrap_or_default();
                     let name = ui.label(key).on_hover_text(&spec.description);
                     let edit = self
                         .editors
@@ -216,7 +223,7 @@ impl ValuesPanel {
                                 RichText::new(key)
                             };
                             ui.label(name);
-                            self.value_cell(ui, key, value, 0);
+                            self.value_cell(ui, key, value, m.array_stats.get(key), 0);
                             ui.end_row();
                         }
                     });
@@ -229,17 +236,24 @@ impl ValuesPanel {
         {
             ui.separator();
             let made_from = (m.generation, m.key_versions.get(&key).copied().unwrap_or(0));
-            self.array_view(ui, &key, a, made_from);
+            self.array_view(ui, &key, a, m.array_stats.get(&key).copied(), made_from);
         }
         command
     }
 
-    fn value_cell(&mut self, ui: &mut egui::Ui, key: &str, value: &Value, depth: usize) {
+    fn value_cell(
+        &mut self,
+        ui: &mut egui::Ui,
+        key: &str,
+        value: &Value,
+        stats: Option<&ArrayStats>,
+        depth: usize,
+    ) {
         match value {
             Value::Array(_) => {
                 let selected = self.selected_array.as_deref() == Some(key);
                 if ui
-                    .selectable_label(selected, short(value))
+                    .selectable_label(selected, short(value, stats))
                     .on_hover_text("Show this array")
                     .clicked()
                 {
@@ -247,7 +261,7 @@ impl ValuesPanel {
                 }
             }
             Value::Map(map) if depth < 8 => {
-                egui::CollapsingHeader::new(short(value))
+                egui::CollapsingHeader::new(short(value, None))
                     .id_salt((key, depth))
                     .show(ui, |ui| {
                         egui::Grid::new((key, depth, "map"))
@@ -255,14 +269,14 @@ impl ValuesPanel {
                             .show(ui, |ui| {
                                 for (k, v) in map {
                                     ui.label(k);
-                                    self.value_cell(ui, &format!("{key}.{k}"), v, depth + 1);
+                                    self.value_cell(ui, &format!("{key}.{k}"), v, None, depth + 1);
                                     ui.end_row();
                                 }
                             });
                     });
             }
             Value::List(items) if depth < 8 => {
-                egui::CollapsingHeader::new(short(value))
+                egui::CollapsingHeader::new(short(value, None))
                     .id_salt((key, depth))
                     .show(ui, |ui| {
                         egui::Grid::new((key, depth, "list"))
@@ -270,19 +284,26 @@ impl ValuesPanel {
                             .show(ui, |ui| {
                                 for (i, v) in items.iter().enumerate().take(1000) {
                                     ui.label(format!("[{i}]"));
-                                    self.value_cell(ui, &format!("{key}[{i}]"), v, depth + 1);
+                                    self.value_cell(ui, &format!("{key}[{i}]"), v, None, depth + 1);
                                     ui.end_row();
                                 }
                             });
                     });
             }
             other => {
-                ui.label(RichText::new(short(other)).monospace());
+                ui.label(RichText::new(short(other, None)).monospace());
             }
         }
     }
 
-    fn array_view(&mut self, ui: &mut egui::Ui, key: &str, a: &NdArray, made_from: MadeFrom) {
+    fn array_view(
+        &mut self,
+        ui: &mut egui::Ui,
+        key: &str,
+        a: &NdArray,
+        stats: Option<ArrayStats>,
+        made_from: MadeFrom,
+    ) {
         let fresh = self
             .derived
             .as_ref()
@@ -302,7 +323,7 @@ impl ValuesPanel {
             self.derived = Some(Derived {
                 key: key.to_string(),
                 made_from,
-                title: format!("{key}: {}", short(&Value::Array(a.clone()))),
+                title: format!("{key}: {}", short(&Value::Array(a.clone()), stats.as_ref())),
                 points,
             });
         }
@@ -316,7 +337,7 @@ impl ValuesPanel {
                     .show(ui, |p| p.line(egui_plot::Line::new(key, points)));
             }
             [rows, cols] if *rows > 0 && *cols > 0 => {
-                self.heatmap(ui, key, a, (*rows, *cols), made_from);
+                self.heatmap(ui, key, a, (*rows, *cols), stats, made_from);
             }
             _ => {
                 ui.label(
@@ -332,6 +353,7 @@ impl ValuesPanel {
         key: &str,
         a: &NdArray,
         (rows, cols): (usize, usize),
+        stats: Option<ArrayStats>,
         made_from: MadeFrom,
     ) {
         let stale = self
@@ -339,7 +361,7 @@ impl ValuesPanel {
             .as_ref()
             .is_none_or(|h| h.key != key || h.made_from != made_from);
         if stale {
-            let (lo, hi) = a.stats().map_or((0.0, 1.0), |s| (s.min, s.max));
+            let (lo, hi) = stats.map_or((0.0, 1.0), |s| (s.min, s.max));
             // The renderer asserts that no texture side exceeds this.
             let max_side = ui.ctx().input(|i| i.max_texture_side);
             let image = heatmap_image(a, rows, cols, max_side, (lo, hi));
