@@ -93,12 +93,29 @@ impl Drop for Example {
     }
 }
 
-async fn watch(run: &FoundRun) -> impl Stream<Item = Result<Update, ClientError>> + Unpin {
+async fn watch(run: &FoundRun) -> impl Stream<Item = Result<Update, ClientError>> + Unpin + use<> {
     let target = Target::at(&run.run.address, Some(run.run.observer_token.clone()));
     let client = Client::connect_target(target, ConnectOptions::default())
         .await
         .unwrap();
     client.watch(WatchOptions::default()).await.unwrap()
+}
+
+/// Starts lorenz with `args` and watches it until it has published.
+async fn publishing(
+    args: &[&str],
+) -> (
+    Example,
+    FoundRun,
+    impl Stream<Item = Result<Update, ClientError>> + Unpin + use<>,
+) {
+    let mut lorenz = Example::spawn(args);
+    let run = lorenz.run_file();
+    let mut updates = watch(&run).await;
+    next_update_where(&mut updates, |u| u.version > 0)
+        .await
+        .expect("the run published nothing");
+    (lorenz, run, updates)
 }
 
 /// Reads updates until one satisfies `wanted`; `None` if the stream ends
@@ -122,12 +139,7 @@ async fn next_update_where(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_publishes_the_final_update_removes_the_run_file_and_succeeds() {
-    let mut lorenz = Example::spawn(&[]);
-    let run = lorenz.run_file();
-    let mut updates = watch(&run).await;
-    next_update_where(&mut updates, |u| u.version > 0)
-        .await
-        .expect("the run published nothing");
+    let (mut lorenz, run, mut updates) = publishing(&[]).await;
 
     lorenz.signal(Signal::TERM);
 
@@ -148,12 +160,7 @@ async fn sigterm_publishes_the_final_update_removes_the_run_file_and_succeeds() 
 async fn a_second_signal_quits_at_once_and_removes_the_run_file() {
     // One step per 1000 s: after its first step the computation is stuck in
     // a long step and cannot act on the first signal by itself.
-    let mut lorenz = Example::spawn(&["--rate", "0.001"]);
-    let run = lorenz.run_file();
-    let mut updates = watch(&run).await;
-    next_update_where(&mut updates, |u| u.version > 0)
-        .await
-        .expect("the run published nothing");
+    let (mut lorenz, run, mut updates) = publishing(&["--rate", "0.001"]).await;
 
     lorenz.signal(Signal::TERM);
     let terminating =
