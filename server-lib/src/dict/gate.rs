@@ -88,6 +88,8 @@ impl Inner {
                 WaitOutcome::Go
             };
         }
+        #[cfg(test)]
+        tests::after_looking_at_the_queue();
         let mut g = self.gate.lock();
         let outcome = loop {
             if g.ended() {
@@ -207,5 +209,63 @@ impl Inner {
             ControlAction::Terminate => self.terminate(),
         }
         Ok(self.status())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::IDict;
+    use parking_lot::Mutex;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    type Hook = Box<dyn FnOnce() + Send>;
+    /// Runs once, on the waiting thread, after wait() has looked at the
+    /// write queue and before it takes the gate: a write queued here must
+    /// still be seen before wait() sleeps.
+    static BEFORE_SLEEP: Mutex<Option<Hook>> = Mutex::new(None);
+
+    pub(super) fn after_looking_at_the_queue() {
+        let hook = BEFORE_SLEEP.lock().take();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+
+    /// A write queued between wait()'s first look at the queue and its sleep
+    /// is applied at once: wait() looks again under the gate's lock before
+    /// sleeping, and `queue_write` notifies under that lock. (It used to
+    /// sleep on it, and the write waited for a resume that might never come.)
+    #[test]
+    fn a_write_queued_just_before_wait_sleeps_wakes_it() {
+        let d = IDict::builder("window").start_paused(true).build();
+        d.writable("dt", 0.0);
+        let writer = d.clone();
+        *BEFORE_SLEEP.lock() = Some(Box::new(move || {
+            writer
+                .inner
+                .queue_write("dt", 1.0.into(), "test".into())
+                .expect("queued");
+        }));
+        let (tx, rx) = mpsc::channel();
+        let waiter = d.clone();
+        std::thread::spawn(move || {
+            // Paused: it sleeps until woken, applying queued writes.
+            let _ = waiter.wait_timeout(Duration::from_secs(30));
+        });
+        let applied = d.clone();
+        std::thread::spawn(move || {
+            while applied.inner.pending_writes() > 0
+                || applied.lock().get("dt").and_then(|v| v.as_f64()) != Some(1.0)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "the write queued in the window was not applied: its wake-up was lost"
+        );
+        d.terminate();
     }
 }
