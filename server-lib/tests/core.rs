@@ -173,6 +173,77 @@ fn wait_sync_and_writable_while_holding_the_lock_panic_with_a_clear_text() {
     }
 }
 
+/// A binding (Python) must see its own signals while the loop is held, and
+/// must be able to leave before blocking without the status flickering.
+#[test]
+fn an_interruptible_wait_asks_before_blocking_and_while_held() {
+    let d = IDict::new("interruptible");
+    // Running: returns at once, never asking.
+    let asked = AtomicUsize::new(0);
+    let go = d.wait_interruptible(Duration::from_millis(5), || {
+        asked.fetch_add(1, Ordering::Relaxed);
+        Err("asked")
+    });
+    assert_eq!(go, Ok(true));
+    assert_eq!(asked.load(Ordering::Relaxed), 0);
+
+    // Paused: asked before the first block, and refusing leaves the run
+    // not held (no status change a client could see).
+    d.pause();
+    let before = d.status();
+    assert_eq!(
+        d.wait_interruptible(Duration::from_millis(5), || {
+            Err::<(), _>(d.status().held)
+        }),
+        Err(false)
+    );
+    assert_eq!(d.status(), before);
+
+    // Held: asked again and again; held throughout; resume lets it go.
+    let d2 = d.clone();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let held_when_asked = Arc::new(AtomicUsize::new(0));
+    let (a, h) = (asked.clone(), held_when_asked.clone());
+    let waiter = thread::spawn(move || {
+        d2.wait_interruptible(Duration::from_millis(2), || {
+            if a.fetch_add(1, Ordering::Relaxed) > 0 && d2.status().held {
+                h.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), ()>(())
+        })
+    });
+    let start = Instant::now();
+    while held_when_asked.load(Ordering::Relaxed) < 5 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never asked while held"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    d.resume();
+    assert_eq!(waiter.join().unwrap(), Ok(true));
+    assert!(!d.status().held);
+
+    // An error while held ends the wait at once and clears held.
+    d.pause();
+    let n = AtomicUsize::new(0);
+    let out = within(5, "interrupt while held", {
+        let d = d.clone();
+        move || {
+            d.wait_interruptible(Duration::from_millis(2), || {
+                if n.fetch_add(1, Ordering::Relaxed) == 3 {
+                    Err("signal")
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    });
+    assert_eq!(out, Err("signal"));
+    assert!(!d.status().held);
+    assert_eq!(d.status().state, RunState::Paused);
+}
+
 #[test]
 fn wait_returns_whether_to_go_on() {
     let d = IDict::new("loop");

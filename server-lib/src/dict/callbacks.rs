@@ -55,6 +55,20 @@ impl UpdateEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CallbackId(u64);
 
+/// The id as a number, for bindings that hand it to another language.
+impl From<CallbackId> for u64 {
+    fn from(id: CallbackId) -> u64 {
+        id.0
+    }
+}
+
+/// An id a binding handed out (an unknown one removes nothing).
+impl From<u64> for CallbackId {
+    fn from(id: u64) -> CallbackId {
+        CallbackId(id)
+    }
+}
+
 pub(super) type Callback = Box<dyn FnMut(&IDict, &UpdateEvent) + Send>;
 
 /// The registered callbacks; `None` while one is running.
@@ -88,7 +102,11 @@ impl Callbacks {
     }
 
     pub fn any(&self) -> bool {
-        self.count.load(Ordering::Acquire) > 0
+        self.len() > 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
     }
 
     /// Runs every callback with `event`, no lock held.

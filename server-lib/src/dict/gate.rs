@@ -10,7 +10,7 @@ use super::Inner;
 use crate::model::{RunState, Status};
 use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Pause gate and life cycle.
 #[derive(Debug, Default)]
@@ -76,37 +76,40 @@ pub(crate) enum ControlAction {
 pub(crate) struct ControlRefused(pub String);
 
 impl Inner {
-    pub(super) fn wait_until(&self, deadline: Option<Instant>) -> WaitOutcome {
+    /// The body of every wait. `interrupt`, if any, is asked (with no lock
+    /// held) before the first block and then about every `every` while
+    /// blocked; when it says stop, the wait returns `None` at once.
+    pub(super) fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        mut interrupt: Option<(Duration, &mut dyn FnMut() -> bool)>,
+    ) -> Option<WaitOutcome> {
         self.claim_thread();
         if self.pending_writes.load(Ordering::Acquire) > 0 {
             self.apply_writes();
         }
         if !self.paused_hint.load(Ordering::Acquire) {
-            return if self.terminated.load(Ordering::Acquire) {
+            return Some(if self.terminated.load(Ordering::Acquire) {
                 WaitOutcome::Stop
             } else {
                 WaitOutcome::Go
-            };
+            });
         }
         #[cfg(test)]
         tests::after_looking_at_the_queue();
         let mut g = self.gate.lock();
         let outcome = loop {
             if g.ended() {
-                break WaitOutcome::Stop;
+                break Some(WaitOutcome::Stop);
             }
             if !g.paused {
-                break WaitOutcome::Go;
+                break Some(WaitOutcome::Go);
             }
             if g.steps > 0 {
                 g.steps -= 1;
                 // The last step re-arms the hold: status changes (steps_pending).
                 self.bump();
-                break WaitOutcome::Go;
-            }
-            if !g.held {
-                g.held = true;
-                self.bump();
+                break Some(WaitOutcome::Go);
             }
             // Writes that arrived while held are applied at once. Checked
             // under the gate's lock, which `queue_write` notifies under.
@@ -116,10 +119,28 @@ impl Inner {
                 });
                 continue;
             }
-            match deadline {
-                Some(d) => {
-                    if self.gate_cv.wait_until(&mut g, d).timed_out() {
-                        break WaitOutcome::StillPaused;
+            // Asked before `held` is first set, so a caller that must not
+            // block where it stands can leave without the status changing.
+            if let Some((_, check)) = interrupt.as_mut()
+                && !MutexGuard::unlocked(&mut g, check)
+            {
+                break None;
+            }
+            if !g.held {
+                g.held = true;
+                self.bump();
+            }
+            let wake = match (deadline, &interrupt) {
+                (Some(d), Some((every, _))) => Some(d.min(Instant::now() + *every)),
+                (None, Some((every, _))) => Some(Instant::now() + *every),
+                (d, None) => d,
+            };
+            match wake {
+                Some(w) => {
+                    if self.gate_cv.wait_until(&mut g, w).timed_out()
+                        && deadline.is_some_and(|d| Instant::now() >= d)
+                    {
+                        break Some(WaitOutcome::StillPaused);
                     }
                 }
                 None => self.gate_cv.wait(&mut g),

@@ -298,7 +298,7 @@ impl IDict {
     /// If this thread holds the [`lock()`](Self::lock) guard.
     pub fn wait(&self) -> bool {
         self.inner.refuse_if_holding("wait");
-        self.inner.wait_until(None) == WaitOutcome::Go
+        self.inner.wait_until(None, None) == Some(WaitOutcome::Go)
     }
 
     /// Like `wait`, giving up after `timeout` if still paused.
@@ -307,7 +307,38 @@ impl IDict {
     /// If this thread holds the [`lock()`](Self::lock) guard.
     pub fn wait_timeout(&self, timeout: Duration) -> WaitOutcome {
         self.inner.refuse_if_holding("wait_timeout");
-        self.inner.wait_until(Some(Instant::now() + timeout))
+        self.inner
+            .wait_until(Some(Instant::now() + timeout), None)
+            .unwrap_or(WaitOutcome::StillPaused)
+    }
+
+    /// Like `wait`, for callers that must notice something of their own
+    /// while it blocks (a language binding's Ctrl-C): `interrupt` is called
+    /// with no lock held before it first blocks and then about every `every`;
+    /// its `Err` ends the wait at once and is returned (the run stays
+    /// paused). Returns what `wait` would.
+    ///
+    /// # Panics
+    /// If this thread holds the [`lock()`](Self::lock) guard.
+    pub fn wait_interruptible<E>(
+        &self,
+        every: Duration,
+        mut interrupt: impl FnMut() -> Result<(), E>,
+    ) -> Result<bool, E> {
+        self.inner.refuse_if_holding("wait_interruptible");
+        let mut error = None;
+        let mut check = || match interrupt() {
+            Ok(()) => true,
+            Err(e) => {
+                error = Some(e);
+                false
+            }
+        };
+        let outcome = self.inner.wait_until(None, Some((every, &mut check)));
+        match (outcome, error) {
+            (_, Some(e)) => Err(e),
+            (outcome, None) => Ok(outcome == Some(WaitOutcome::Go)),
+        }
     }
 
     /// Applies queued steering writes now (a safe point of the computation's
@@ -382,6 +413,19 @@ impl IDict {
     /// Removes a callback; true if it was there. May be called from a callback.
     pub fn remove_callback(&self, id: CallbackId) -> bool {
         self.inner.callbacks.remove(id)
+    }
+
+    /// True if this thread holds the [`lock()`](Self::lock) guard, when
+    /// `wait`, `sync`, `writable` and `lock` would panic and `notify_update`
+    /// return [`UpdateError::LockHeld`]. For bindings that turn those into
+    /// their own errors.
+    pub fn holds_lock(&self) -> bool {
+        self.inner.holding()
+    }
+
+    /// How many callbacks are registered.
+    pub fn callback_count(&self) -> usize {
+        self.inner.callbacks.len()
     }
 
     /// Marks the run Failed with `message` (as a panic in its loop does).
