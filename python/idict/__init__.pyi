@@ -1,0 +1,377 @@
+"""idict: watch and steer a long-running computation.
+
+Embed an :class:`IDict` in a computation and serve it; watch and drive runs
+with :func:`connect`. The same Rust core as the ``idict`` CLI and the
+``idict-inspector`` desktop app, and the same wire.
+"""
+
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from os import PathLike
+from types import TracebackType
+from typing import Any, Literal, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+#: What an IDict holds: None, bool, int (i64), float, str, bytes, numpy arrays
+#: of float64, float32, int64, int32, uint8 or bool, and lists and dicts
+#: (str keys) of these. numpy scalars count as scalars.
+Value = Any
+Level = Literal["debug", "info", "warn", "warning", "error"]
+
+class IDictError(Exception):
+    """Base of every idict error."""
+
+class UpdateError(IDictError):
+    """notify_update() refused: the run has ended, or this thread holds lock()."""
+
+class CheckpointError(IDictError):
+    """A checkpoint could not be written or read."""
+
+class ServeError(IDictError):
+    """The run could not be served."""
+
+class ClientError(IDictError):
+    """A client call failed."""
+
+class NotFound(ClientError):
+    """No such run, or no such key."""
+
+class Unauthenticated(ClientError):
+    """The token is missing or wrong."""
+
+class PermissionDenied(ClientError):
+    """The token's role may not do this (an observer token cannot steer)."""
+
+class InvalidArgument(ClientError):
+    """The run refused a value (wrong type, out of bounds, not writable)."""
+
+class FailedPrecondition(ClientError):
+    """Refused in the run's state (pausing a finished run)."""
+
+class ResourceExhausted(ClientError):
+    """The run is busy (too many writes or watchers); try again."""
+
+class Disconnected(ClientError):
+    """The run cannot be reached, or the connection dropped."""
+
+class Status:
+    """A run's status."""
+
+    #: "running", "paused", "terminating", "finished" or "failed".
+    state: str
+    #: Why it failed (empty otherwise).
+    message: str
+    #: True while the computation is blocked in wait().
+    held: bool
+    #: Steps it may still take before holding again (when paused).
+    steps_pending: int
+
+class History:
+    """Samples of a scalar key: parallel numpy arrays, oldest first.
+
+    ``versions, times, values = d.history("residual")`` unpacks it.
+    """
+
+    versions: npt.NDArray[np.uint64]
+    #: Seconds since the run started.
+    times: npt.NDArray[np.float64]
+    values: npt.NDArray[np.float64]
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[np.ndarray]: ...
+
+class AppliedWrite:
+    """A client's steering write, applied at wait() or sync()."""
+
+    write_id: int
+    key: str
+    value: Value
+    #: Who sent it (the client's name).
+    origin: str
+    #: The version that published it.
+    version: int
+
+class Message:
+    """A message the run logged."""
+
+    seq: int
+    level: str
+    text: str
+    time: float
+    version: int
+
+class UpdateEvent:
+    """What a callback gets after each published update."""
+
+    version: int
+    time: float
+    changed: list[str]
+    removed: list[str]
+    applied: list[AppliedWrite]
+    final: bool
+
+class Callbacks:
+    """The callbacks of an IDict (``d.callbacks``)."""
+
+    def add(self, f: Callable[[IDict, UpdateEvent], Any]) -> int:
+        """Runs ``f(d, event)`` after each update, on the thread that called
+        notify_update(), with no lock held. Returns an id for remove()."""
+    def remove(self, id: int) -> bool: ...
+    def __len__(self) -> int: ...
+
+class Locked(MutableMapping[str, Value]):
+    """Exclusive access to the working map, from ``with d.lock() as s:``.
+
+    Nothing a client sees changes until notify_update(), called after the
+    block. Arrays are copied once when set; reading one gives a read-only
+    numpy array.
+    """
+
+    def __enter__(self) -> Locked: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+    def __getitem__(self, key: str) -> Value: ...
+    def __setitem__(self, key: str, value: Value) -> None: ...
+    def __delitem__(self, key: str) -> None: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def __len__(self) -> int: ...
+    def release(self) -> None:
+        """Releases the lock (what leaving the with block does)."""
+
+class Serving:
+    """A served run (``d.serve()``); a context manager.
+
+    Leaving the with block normally finishes the run if it has not (a final
+    update), waits up to ``close_timeout`` seconds for watchers to get it,
+    and closes. Leaving it with an exception (KeyboardInterrupt too) marks
+    the run Failed with the exception's text first, so clients see why.
+    """
+
+    #: Where clients connect: ``http://127.0.0.1:PORT``.
+    address: str
+    #: Read-only token.
+    observer_token: str
+    #: Token that may also pause, step, set and terminate.
+    controller_token: str
+    #: The run file ``idict ls`` reads, or None.
+    run_file: Optional[str]
+    @property
+    def watchers(self) -> int: ...
+    def __enter__(self) -> Serving: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+    def wait_then_close(self, timeout: float = 10.0) -> None:
+        """Finishes the run if unfinished, waits for watchers to get the final
+        update (up to ``timeout`` seconds), closes."""
+    def close(self) -> None:
+        """Closes at once."""
+
+class IDict:
+    """The dictionary a computation embeds and serves.
+
+    ``d[key]``, ``d[key] = v``, ``del d[key]``, ``key in d``, ``len(d)`` and
+    ``iter(d)`` act on the working map, each taking the lock for itself;
+    ``with d.lock() as s:`` holds it for a block.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        start_paused: bool = False,
+        history_budget: Optional[int] = None,
+        message_capacity: Optional[int] = None,
+    ) -> None:
+        """A new run called ``name``. ``start_paused``: hold at the first
+        wait() until resumed. ``history_budget``: bytes of scalar history
+        kept per key (32 bytes a sample)."""
+    @staticmethod
+    def restore(path: Union[str, PathLike[str]], *, start_paused: bool = False) -> IDict:
+        """A run restored from a checkpoint: values, history, version and
+        writable keys."""
+    name: str
+    callbacks: Callbacks
+    def lock(self) -> Locked:
+        """Exclusive access to the working map: ``with d.lock() as s:``.
+        Blocks (releasing the GIL) while another thread holds it."""
+    def notify_update(self, final: bool = False) -> int:
+        """Publishes what changed since the last notify as one new version
+        and returns it; never blocks on clients. ``final=True``: the run
+        finished; watchers get this update and their streams end.
+        Raises UpdateError once the run has ended, or inside lock()."""
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """The loop's safe point: applies steering writes, then returns True
+        to go on, False once terminated. Blocks (releasing the GIL) while
+        paused; Ctrl-C raises KeyboardInterrupt. With ``timeout``, returns
+        None if still paused after that many seconds."""
+    def sync(self) -> list[AppliedWrite]:
+        """Applies queued steering writes now; returns them."""
+    def writable(
+        self,
+        key: str,
+        initial: Value,
+        *,
+        min: Optional[float] = None,
+        max: Optional[float] = None,
+        doc: Optional[str] = None,
+    ) -> None:
+        """Declares ``key`` writable by clients with the type of ``initial``
+        (and inclusive bounds for numbers), and sets it."""
+    def message(self, level: Level, text: str) -> None:
+        """Logs a message every client sees."""
+    def add_callback(self, f: Callable[[IDict, UpdateEvent], Any]) -> int: ...
+    def remove_callback(self, id: int) -> bool: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def step(self, n: int = 1) -> None:
+        """Lets ``n`` more wait() calls pass, then holds (pauses first)."""
+    def terminate(self) -> None:
+        """Asks the loop to stop: wait() returns False. Irreversible."""
+    def fail(self, message: str) -> None:
+        """Marks the run Failed with ``message``."""
+    @property
+    def terminated(self) -> bool: ...
+    @property
+    def status(self) -> Status: ...
+    @property
+    def version(self) -> int:
+        """The newest published version (0 before the first update)."""
+    def history(self, key: str) -> Optional[History]:
+        """The recorded samples of a scalar key, or None."""
+    def checkpoint(self, path: Union[str, PathLike[str]]) -> int:
+        """Writes the published state to ``path``; returns its version."""
+    def serve(
+        self,
+        *,
+        runs_dir: Optional[Union[str, PathLike[str]]] = None,
+        observer_token: Optional[str] = None,
+        controller_token: Optional[str] = None,
+        run_file: bool = True,
+        announce: bool = True,
+        close_timeout: float = 10.0,
+    ) -> Serving:
+        """Serves the run over gRPC on 127.0.0.1 (a free port), with fresh
+        tokens and a run file so ``idict ls``, the CLI and the inspector
+        find it."""
+    def terminate_on_signals(self) -> None:
+        """SIGTERM (a cancelled batch job) and Ctrl-C terminate the run
+        (wait() returns False) instead of raising; a second signal exits."""
+    def __getitem__(self, key: str) -> Value: ...
+    def __setitem__(self, key: str, value: Value) -> None: ...
+    def __delitem__(self, key: str) -> None: ...
+    def __contains__(self, key: object) -> bool: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def keys(self) -> list[str]: ...
+    def get(self, key: str, default: Value = None) -> Value: ...
+
+class KeyInfo:
+    name: str
+    #: "null", "bool", "int", "float", "str", "bytes", "array", "list", "map".
+    kind: str
+    #: For arrays: "f64", "f32", "i64", "i32", "u8" or "bool".
+    dtype: Optional[str]
+    shape: Optional[tuple[int, ...]]
+    changed_version: int
+    writable: bool
+    min: Optional[float]
+    max: Optional[float]
+    doc: str
+    history_len: int
+
+class RunInfo:
+    name: str
+    pid: int
+    host: str
+    started_unix_ms: int
+    status: Status
+    version: int
+    keys: list[KeyInfo]
+    watchers: int
+    updates_per_second: float
+    uptime_seconds: float
+    pending_writes: int
+    #: "observer" or "controller".
+    role: Optional[str]
+    server_version: str
+
+class Update:
+    """One delivered update of a watch (several versions may be coalesced)."""
+
+    version: int
+    time: float
+    #: The first update: ``values`` is the whole state.
+    reset: bool
+    #: Changed keys and their new values.
+    values: dict[str, Value]
+    removed: list[str]
+    #: Every new sample of each scalar key since the previous update.
+    samples: dict[str, History]
+    status: Status
+    messages: list[Message]
+    applied: list[AppliedWrite]
+    #: The run finished or failed; the iteration ends after this.
+    last: bool
+
+class Watch(Iterator[Update]):
+    """``for u in run.watch(): ...``: blocks (releasing the GIL) for the
+    next update; Ctrl-C raises KeyboardInterrupt."""
+
+    def __iter__(self) -> Watch: ...
+    def __next__(self) -> Update: ...
+    def close(self) -> None: ...
+
+class WriteReceipt:
+    write_id: int
+    queue_position: int
+    #: When ``set(..., wait=True)``: the version that applied it.
+    applied_version: Optional[int]
+
+class Run:
+    """A connection to one run (from :func:`connect`)."""
+
+    address: str
+    name: str
+    def info(self) -> RunInfo: ...
+    def snapshot(self, prefix: str = "") -> dict[str, Value]:
+        """The run's published values (arrays as read-only numpy arrays)."""
+    def watch(self, prefix: str = "", since_version: int = 0, history: bool = False) -> Watch: ...
+    def history(self, key: str) -> History: ...
+    def pause(self) -> Status: ...
+    def resume(self) -> Status: ...
+    def step(self, n: int = 1) -> Status: ...
+    def terminate(self) -> Status: ...
+    def set(self, key: str, value: Value, wait: bool = False, timeout: float = 30.0) -> WriteReceipt:
+        """Asks the run to set a writable key; it applies it at its next
+        wait(). ``wait=True`` returns once applied."""
+    def close(self) -> None: ...
+    def __enter__(self) -> Run: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+class RunEntry:
+    """A run on this machine (its run file)."""
+
+    name: str
+    pid: int
+    host: str
+    address: str
+    started_unix_ms: int
+    run_file: str
+
+def connect(run: str, token: Optional[str] = None, timeout: float = 5.0) -> Run:
+    """Connects to a run by name, pid, address (``http://127.0.0.1:PORT``)
+    or run file path. The token comes from the run file unless given (or
+    ``$IDICT_TOKEN``)."""
+
+def runs() -> list[RunEntry]:
+    """The live runs on this machine (from the runs directory)."""

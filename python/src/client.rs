@@ -1,0 +1,532 @@
+//! The Python client: `idict.connect(run)` gives a `Run` to read, watch and
+//! drive; `idict.runs()` lists the runs on this machine. It is the Rust
+//! client underneath, on a runtime of its own; every call releases the GIL
+//! while it waits on the network and checks for Ctrl-C as it does.
+
+use crate::convert::{to_py, to_value};
+use crate::errors::{Disconnected, client_error};
+use crate::model::{AppliedWrite, History, Message, Status, applied_list};
+use futures::{Stream, StreamExt};
+use idict::client::{Client, ClientError, ConnectOptions, Update as RustUpdate, WatchOptions};
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How often a blocked call looks for Ctrl-C.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<RustUpdate, ClientError>> + Send>>;
+
+/// The runtime every client of this process shares: one thread, apart from
+/// Python's, so the network never runs on a Python thread.
+fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("idict-client")
+                .enable_all()
+                .build()
+        })
+        .as_ref()
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start the client's runtime: {e}")))
+}
+
+/// Runs `fut` to completion without the GIL; Ctrl-C (or any signal handler
+/// that raises) abandons it and raises.
+fn block_on<T: Send>(py: Python<'_>, fut: impl Future<Output = T> + Send) -> PyResult<T> {
+    let rt = runtime()?;
+    py.detach(|| {
+        rt.block_on(async {
+            let mut fut = std::pin::pin!(fut);
+            loop {
+                tokio::select! {
+                    v = &mut fut => return Ok(v),
+                    _ = tokio::time::sleep(SIGNAL_CHECK) => {
+                        Python::attach(|py| py.check_signals())?;
+                    }
+                }
+            }
+        })
+    })
+}
+
+/// Like `block_on` for a call that returns a client result.
+fn call<T: Send>(
+    py: Python<'_>,
+    fut: impl Future<Output = Result<T, ClientError>> + Send,
+) -> PyResult<T> {
+    block_on(py, fut)?.map_err(client_error)
+}
+
+/// Connects to a run by name, pid, address (`http://127.0.0.1:PORT`) or run
+/// file path. The token comes from the run file unless given (or
+/// `$IDICT_TOKEN`).
+#[pyfunction]
+#[pyo3(signature = (run, token=None, timeout=5.0))]
+pub fn connect(py: Python<'_>, run: String, token: Option<String>, timeout: f64) -> PyResult<Run> {
+    if !(timeout > 0.0 && timeout.is_finite()) {
+        return Err(PyValueError::new_err(format!(
+            "timeout must be a finite number of seconds > 0, not {timeout}"
+        )));
+    }
+    let opts = ConnectOptions {
+        token,
+        client_name: format!("python {}", ConnectOptions::default().client_name),
+        connect_timeout: Duration::from_secs_f64(timeout),
+        ..ConnectOptions::default()
+    };
+    let client = call(py, Client::connect_with(&run, opts))?;
+    let info = call(py, client.info())?;
+    Ok(Run {
+        client: Some(client),
+        name: info.name,
+    })
+}
+
+/// A run on this machine (its run file).
+#[pyclass(frozen, get_all, module = "idict")]
+pub struct RunEntry {
+    name: String,
+    pid: u32,
+    host: String,
+    address: String,
+    started_unix_ms: i64,
+    run_file: String,
+}
+
+#[pymethods]
+impl RunEntry {
+    fn __repr__(&self) -> String {
+        format!(
+            "RunEntry({:?}, pid={}, address={:?})",
+            self.name, self.pid, self.address
+        )
+    }
+}
+
+/// The live runs on this machine (from the runs directory).
+#[pyfunction]
+pub fn runs(py: Python<'_>) -> PyResult<Vec<RunEntry>> {
+    let found = py
+        .detach(idict::runfile::list_runs)
+        .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    Ok(found
+        .into_iter()
+        .map(|f| RunEntry {
+            name: f.run.name,
+            pid: f.run.pid,
+            host: f.run.host,
+            address: f.run.address,
+            started_unix_ms: f.run.started_unix_ms,
+            run_file: f.path.display().to_string(),
+        })
+        .collect())
+}
+
+/// A connection to one run (from `idict.connect`).
+#[pyclass(module = "idict")]
+pub struct Run {
+    client: Option<Client>,
+    #[pyo3(get)]
+    name: String,
+}
+
+impl Run {
+    fn client(&self) -> PyResult<&Client> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| Disconnected::new_err("this Run was closed"))
+    }
+}
+
+#[pymethods]
+impl Run {
+    #[getter]
+    fn address(&self) -> PyResult<String> {
+        Ok(self.client()?.address().to_owned())
+    }
+
+    fn info(&self, py: Python<'_>) -> PyResult<RunInfo> {
+        let c = self.client()?;
+        let i = call(py, c.info())?;
+        Ok(RunInfo {
+            name: i.name,
+            pid: i.pid,
+            host: i.host,
+            started_unix_ms: i.started_unix_ms,
+            status: i.status.into(),
+            version: i.version,
+            keys: i.keys.into_iter().map(KeyInfo::from).collect(),
+            watchers: i.watchers,
+            updates_per_second: i.updates_per_second,
+            uptime_seconds: i.uptime_seconds,
+            pending_writes: i.pending_writes,
+            role: i.role.map(|r| r.name().to_owned()),
+            server_version: i.server_version,
+        })
+    }
+
+    /// The run's published values (arrays as read-only numpy arrays).
+    #[pyo3(signature = (prefix=""))]
+    fn snapshot<'py>(&self, py: Python<'py>, prefix: &str) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.client()?;
+        let s = call(py, c.snapshot(prefix))?;
+        let out = PyDict::new(py);
+        for (k, v) in &s.values {
+            out.set_item(k, to_py(py, v)?)?;
+        }
+        Ok(out)
+    }
+
+    /// `for u in run.watch(): ...`: the whole state first, then what changed.
+    #[pyo3(signature = (prefix="", since_version=0, history=false))]
+    fn watch(
+        &self,
+        py: Python<'_>,
+        prefix: &str,
+        since_version: u64,
+        history: bool,
+    ) -> PyResult<Watch> {
+        let c = self.client()?;
+        let opts = WatchOptions {
+            since_version,
+            prefix: prefix.to_owned(),
+            with_history: history,
+        };
+        let stream = call(py, c.watch(opts))?;
+        Ok(Watch {
+            stream: parking_lot::Mutex::new(Some(Box::pin(stream))),
+        })
+    }
+
+    /// The recorded samples of a scalar key.
+    fn history(&self, py: Python<'_>, key: &str) -> PyResult<History> {
+        let c = self.client()?;
+        let mut all = call(py, c.history(&[key], 0))?;
+        Ok(History::new(py, all.remove(key).unwrap_or_default()))
+    }
+
+    fn pause(&self, py: Python<'_>) -> PyResult<Status> {
+        let c = self.client()?;
+        call(py, c.pause()).map(Status::from)
+    }
+    fn resume(&self, py: Python<'_>) -> PyResult<Status> {
+        let c = self.client()?;
+        call(py, c.resume()).map(Status::from)
+    }
+    #[pyo3(signature = (n=1))]
+    fn step(&self, py: Python<'_>, n: u64) -> PyResult<Status> {
+        let c = self.client()?;
+        call(py, c.step(n)).map(Status::from)
+    }
+    fn terminate(&self, py: Python<'_>) -> PyResult<Status> {
+        let c = self.client()?;
+        call(py, c.terminate()).map(Status::from)
+    }
+
+    /// Asks the run to set a writable key; it applies it at its next wait().
+    /// `wait=True` returns once applied (or raises after `timeout` seconds).
+    #[pyo3(signature = (key, value, wait=false, timeout=30.0))]
+    fn set(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+        wait: bool,
+        timeout: f64,
+    ) -> PyResult<WriteReceipt> {
+        if !(timeout > 0.0 && timeout.is_finite()) {
+            return Err(PyValueError::new_err(format!(
+                "timeout must be a finite number of seconds > 0, not {timeout}"
+            )));
+        }
+        let value = to_value(key, value)?;
+        let c = self.client()?.clone();
+        let key = key.to_owned();
+        let outcome = block_on(py, async move {
+            if !wait {
+                return c.set(&key, value).await.map(|r| (r, None));
+            }
+            // Watch first, so the report of the write cannot be missed.
+            let since = c.info().await?.version;
+            let mut stream = c
+                .watch(WatchOptions {
+                    since_version: since.max(1),
+                    prefix: key.clone(),
+                    with_history: false,
+                })
+                .await?;
+            let receipt = c.set(&key, value).await?;
+            let applied = tokio::time::timeout(Duration::from_secs_f64(timeout), async {
+                while let Some(u) = stream.next().await {
+                    let u = u?;
+                    if let Some(a) = u.applied.iter().find(|a| a.write_id == receipt.write_id) {
+                        return Ok(Some(a.version));
+                    }
+                    if u.last {
+                        return Err(ClientError::FailedPrecondition(format!(
+                            "the run ended before applying the write to {key}"
+                        )));
+                    }
+                }
+                Err(ClientError::Disconnected(
+                    "the run's server closed before the write was applied".into(),
+                ))
+            })
+            .await
+            .map_err(|_| {
+                ClientError::Disconnected(format!(
+                    "the write to {key} was accepted but not applied within {timeout} s \
+                     (is the run paused, or not calling wait()?)"
+                ))
+            })??;
+            Ok((receipt, applied))
+        })?;
+        let (receipt, applied_version) = outcome.map_err(client_error)?;
+        Ok(WriteReceipt {
+            write_id: receipt.write_id,
+            queue_position: receipt.queue_position,
+            applied_version,
+        })
+    }
+
+    /// Drops the connection.
+    fn close(&mut self) {
+        self.client = None;
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&mut self, _exc: &Bound<'_, pyo3::types::PyTuple>) {
+        self.close();
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.client {
+            Some(c) => format!("Run({:?} at {})", self.name, c.address()),
+            None => format!("Run({:?}, closed)", self.name),
+        }
+    }
+}
+
+/// `for u in run.watch(): ...`: blocks, releasing the GIL, for the next
+/// update; Ctrl-C raises KeyboardInterrupt.
+#[pyclass(frozen, module = "idict")]
+pub struct Watch {
+    stream: parking_lot::Mutex<Option<UpdateStream>>,
+}
+
+#[pymethods]
+impl Watch {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Update> {
+        let Some(mut stream) = self.stream.lock().take() else {
+            return Err(PyStopIteration::new_err(()));
+        };
+        let next = block_on(py, async {
+            let n = stream.next().await;
+            (n, stream)
+        });
+        // Interrupted (Ctrl-C): the stream was dropped with the future, and
+        // the watch is over, as the exception ends the loop anyway.
+        let (item, stream) = next?;
+        match item {
+            None => Err(PyStopIteration::new_err(())),
+            Some(Err(e)) => Err(client_error(e)),
+            Some(Ok(u)) => {
+                if !u.last {
+                    *self.stream.lock() = Some(stream);
+                }
+                Update::new(py, u)
+            }
+        }
+    }
+
+    /// Stops watching.
+    fn close(&self) {
+        self.stream.lock().take();
+    }
+}
+
+/// One delivered update of a watch (several versions may be coalesced).
+#[pyclass(frozen, get_all, module = "idict")]
+pub struct Update {
+    version: u64,
+    time: f64,
+    /// The first update: `values` is the whole state.
+    reset: bool,
+    /// Changed keys and their new values.
+    values: Py<PyDict>,
+    removed: Vec<String>,
+    /// Every new sample of each scalar key since the previous update.
+    samples: Py<PyDict>,
+    status: Status,
+    messages: Vec<Py<Message>>,
+    applied: Vec<Py<AppliedWrite>>,
+    /// The run finished or failed; the iteration ends after this.
+    last: bool,
+}
+
+impl Update {
+    fn new(py: Python<'_>, u: RustUpdate) -> PyResult<Self> {
+        let values = PyDict::new(py);
+        for (k, v) in &u.changed {
+            values.set_item(k, to_py(py, v)?)?;
+        }
+        let samples = PyDict::new(py);
+        for (k, s) in u.samples {
+            samples.set_item(k, History::new(py, s))?;
+        }
+        Ok(Update {
+            version: u.version,
+            time: u.time,
+            reset: u.reset,
+            values: values.unbind(),
+            removed: u.removed,
+            samples: samples.unbind(),
+            status: u.status.into(),
+            messages: u
+                .messages
+                .iter()
+                .map(|m| Py::new(py, Message::from(m)))
+                .collect::<PyResult<_>>()?,
+            applied: applied_list(py, &u.applied)?
+                .into_iter()
+                .map(|a| Py::new(py, a))
+                .collect::<PyResult<_>>()?,
+            last: u.last,
+        })
+    }
+}
+
+#[pymethods]
+impl Update {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "Update(v{} {}, {} values{}{})",
+            self.version,
+            self.status.state,
+            self.values.bind(py).len(),
+            if self.reset { ", reset" } else { "" },
+            if self.last { ", last" } else { "" }
+        )
+    }
+}
+
+/// A steering write the run accepted.
+#[pyclass(frozen, get_all, module = "idict")]
+pub struct WriteReceipt {
+    write_id: u64,
+    queue_position: u64,
+    /// With `set(..., wait=True)`: the version that applied it.
+    applied_version: Option<u64>,
+}
+
+#[pymethods]
+impl WriteReceipt {
+    fn __repr__(&self) -> String {
+        match self.applied_version {
+            Some(v) => format!("WriteReceipt(#{}, applied in v{v})", self.write_id),
+            None => format!(
+                "WriteReceipt(#{}, queue position {})",
+                self.write_id, self.queue_position
+            ),
+        }
+    }
+}
+
+/// The run's identity, status and keys.
+#[pyclass(frozen, get_all, module = "idict")]
+pub struct RunInfo {
+    name: String,
+    pid: u32,
+    host: String,
+    started_unix_ms: i64,
+    status: Status,
+    version: u64,
+    keys: Vec<KeyInfo>,
+    watchers: u64,
+    updates_per_second: f64,
+    uptime_seconds: f64,
+    pending_writes: u64,
+    /// "observer" or "controller".
+    role: Option<String>,
+    server_version: String,
+}
+
+#[pymethods]
+impl RunInfo {
+    fn __repr__(&self) -> String {
+        format!(
+            "RunInfo({:?}, pid {}, {}, v{}, {} keys)",
+            self.name,
+            self.pid,
+            self.status.state,
+            self.version,
+            self.keys.len()
+        )
+    }
+}
+
+/// One key of a run.
+#[pyclass(frozen, get_all, module = "idict")]
+#[derive(Clone)]
+pub struct KeyInfo {
+    name: String,
+    /// "null", "bool", "int", "float", "str", "bytes", "array", "list", "map".
+    kind: String,
+    /// For arrays: "f64", "f32", "i64", "i32", "u8" or "bool".
+    dtype: Option<String>,
+    shape: Option<Vec<usize>>,
+    changed_version: u64,
+    writable: bool,
+    min: Option<f64>,
+    max: Option<f64>,
+    doc: String,
+    history_len: u64,
+}
+
+impl From<idict::KeyInfo> for KeyInfo {
+    fn from(k: idict::KeyInfo) -> Self {
+        let (dtype, shape) = match k.array {
+            Some((d, s)) => (Some(d.name().to_owned()), Some(s)),
+            None => (None, None),
+        };
+        KeyInfo {
+            name: k.name,
+            kind: k.kind.name().to_owned(),
+            dtype,
+            shape,
+            changed_version: k.changed_version,
+            writable: k.writable.is_some(),
+            min: k.writable.as_ref().and_then(|w| w.min),
+            max: k.writable.as_ref().and_then(|w| w.max),
+            doc: k.writable.map(|w| w.description).unwrap_or_default(),
+            history_len: k.history_len,
+        }
+    }
+}
+
+#[pymethods]
+impl KeyInfo {
+    fn __repr__(&self) -> String {
+        format!(
+            "KeyInfo({:?}, {}{})",
+            self.name,
+            self.kind,
+            if self.writable { ", writable" } else { "" }
+        )
+    }
+}

@@ -1,0 +1,803 @@
+//! `idict.IDict`: the dictionary a Python computation embeds, its lock
+//! (`with d.lock() as s:`), its callbacks and its server (`with d.serve():`).
+//!
+//! The GIL and the map's lock: a Python thread may hold the map's lock
+//! across Python code (a `with d.lock()` block), and Python switches threads
+//! in between. A thread that then waited for the map with the GIL held
+//! would deadlock with it. So every call that may wait for the map releases
+//! the GIL first whenever a Python thread holds, or is waiting for, a
+//! `lock()` (`lockers` counts them); when none does, only Rust holds the map,
+//! briefly, and the call takes it with the GIL held, saving the cost of
+//! releasing and retaking it.
+
+use crate::convert::{to_py, to_value, type_name};
+use crate::errors::{CheckpointError, ServeError, update_error};
+use crate::model::{AppliedWrite, History, Status, UpdateEvent, applied_list, parse_level};
+use idict::{DictGuard, IDict, IDictOptions, ServeOptions, Server, Value};
+use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often a blocked `wait()` looks for Ctrl-C (and its timeout).
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+/// A guard moved across `Python::detach`, which runs its closure on the
+/// calling thread: the guard never changes threads.
+struct SameThread<T>(T);
+// SAFETY: `Python::detach` runs the closure on the thread that called it and
+// returns the value to that same thread; nothing else sees the value.
+unsafe impl<T> Send for SameThread<T> {}
+
+/// The handle every Python object of one run shares.
+#[derive(Clone)]
+struct Run {
+    idict: IDict,
+    /// Python threads holding or waiting for `lock()`.
+    lockers: Arc<AtomicUsize>,
+}
+
+impl Run {
+    fn refuse_if_holding(&self, what: &str) -> PyResult<()> {
+        if self.idict.holds_lock() {
+            return Err(PyRuntimeError::new_err(format!(
+                "{what} called inside `with d.lock()`: use the mapping the with statement \
+                 gave you, or leave the block first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs `f`, which may wait for the map, releasing the GIL if a Python
+    /// thread may hold the map (see the module's comment).
+    fn may_wait_for_map<T: Send>(&self, py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+        if self.lockers.load(Ordering::Acquire) == 0 {
+            f()
+        } else {
+            py.detach(f)
+        }
+    }
+
+    /// The map's lock for one brief operation.
+    fn brief(&self, py: Python<'_>, what: &str) -> PyResult<DictGuard<'_>> {
+        self.refuse_if_holding(what)?;
+        Ok(self
+            .may_wait_for_map(py, || SameThread(self.idict.lock()))
+            .0)
+    }
+
+    fn get(&self, py: Python<'_>, key: &str) -> PyResult<Option<Value>> {
+        Ok(self.brief(py, "d[key]")?.get(key).cloned())
+    }
+}
+
+/// The dictionary a computation embeds and serves.
+///
+/// `d[key]`, `d[key] = v`, `del d[key]`, `key in d`, `len(d)` and `iter(d)`
+/// act on the working map, each taking the lock for itself; `with d.lock()
+/// as s:` holds it for a block.
+#[pyclass(frozen, module = "idict", name = "IDict")]
+pub struct PyIDict {
+    run: Run,
+    /// The server of `serve()`, so that `serve()` twice says so.
+    serving: parking_lot::Mutex<Option<Py<Serving>>>,
+}
+
+impl PyIDict {
+    fn wrap(idict: IDict) -> Self {
+        PyIDict {
+            run: Run {
+                idict,
+                lockers: Arc::new(AtomicUsize::new(0)),
+            },
+            serving: parking_lot::Mutex::new(None),
+        }
+    }
+
+    fn options(
+        start_paused: bool,
+        history_budget: Option<usize>,
+        message_capacity: Option<usize>,
+    ) -> IDictOptions {
+        let mut o = IDictOptions {
+            start_paused,
+            ..IDictOptions::default()
+        };
+        if let Some(b) = history_budget {
+            o.history_budget_bytes = b;
+        }
+        if let Some(n) = message_capacity {
+            o.message_capacity = n;
+        }
+        o
+    }
+}
+
+#[pymethods]
+impl PyIDict {
+    #[new]
+    #[pyo3(signature = (name, *, start_paused=false, history_budget=None, message_capacity=None))]
+    fn new(
+        name: String,
+        start_paused: bool,
+        history_budget: Option<usize>,
+        message_capacity: Option<usize>,
+    ) -> Self {
+        Self::wrap(IDict::with_options(
+            name,
+            Self::options(start_paused, history_budget, message_capacity),
+        ))
+    }
+
+    /// A run restored from a checkpoint: values, history, version and
+    /// writable keys.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, start_paused=false))]
+    fn restore(py: Python<'_>, path: PathBuf, start_paused: bool) -> PyResult<Self> {
+        let options = Self::options(start_paused, None, None);
+        py.detach(|| IDict::restore_with_options(&path, options))
+            .map(Self::wrap)
+            .map_err(|e| CheckpointError::new_err(e.to_string()))
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        self.run.idict.name()
+    }
+
+    /// The callbacks: `d.callbacks.add(f)`, `d.callbacks.remove(id)`.
+    #[getter]
+    fn callbacks(&self) -> Callbacks {
+        Callbacks {
+            run: self.run.clone(),
+        }
+    }
+
+    /// Exclusive access to the working map: `with d.lock() as s:`. Blocks,
+    /// releasing the GIL, while another thread holds it.
+    fn lock(&self, py: Python<'_>) -> PyResult<Locked> {
+        self.run.refuse_if_holding("d.lock()")?;
+        Locked::acquire(py, &self.run)
+    }
+
+    /// Publishes what changed since the last notify as one new version and
+    /// returns it; never blocks on clients. `final=True`: the run finished;
+    /// watchers get this update and their streams end.
+    #[pyo3(signature = (r#final=false))]
+    fn notify_update(&self, py: Python<'_>, r#final: bool) -> PyResult<u64> {
+        let d = &self.run.idict;
+        let result = self.run.may_wait_for_map(py, || {
+            if r#final {
+                d.notify_update_final()
+            } else {
+                d.notify_update()
+            }
+        });
+        result.map_err(update_error)
+    }
+
+    /// The loop's safe point: applies steering writes, then returns True to
+    /// go on, False once terminated. Blocks, releasing the GIL, while
+    /// paused; Ctrl-C raises KeyboardInterrupt. With `timeout` (seconds),
+    /// returns None if still paused after it.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<bool>> {
+        self.run.refuse_if_holding("d.wait()")?;
+        let d = &self.run.idict;
+        let deadline = match timeout {
+            Some(t) if !(t >= 0.0 && t.is_finite()) => {
+                return Err(PyValueError::new_err(format!(
+                    "timeout must be a finite number of seconds >= 0, not {t}"
+                )));
+            }
+            Some(t) => Some(Instant::now() + Duration::from_secs_f64(t)),
+            None => None,
+        };
+        if self.run.lockers.load(Ordering::Acquire) == 0 {
+            // With the GIL: returns at once unless it would have to block.
+            enum MustBlock {
+                Yes,
+            }
+            if let Ok(go) = d.wait_interruptible(SIGNAL_CHECK, || Err(MustBlock::Yes)) {
+                return Ok(Some(go));
+            }
+        }
+        enum Stop {
+            Signal(PyErr),
+            Timeout,
+        }
+        let outcome = py.detach(|| {
+            d.wait_interruptible(SIGNAL_CHECK, || {
+                if deadline.is_some_and(|t| Instant::now() >= t) {
+                    return Err(Stop::Timeout);
+                }
+                Python::attach(|py| py.check_signals()).map_err(Stop::Signal)
+            })
+        });
+        match outcome {
+            Ok(go) => Ok(Some(go)),
+            Err(Stop::Timeout) => Ok(None),
+            Err(Stop::Signal(e)) => Err(e),
+        }
+    }
+
+    /// Applies queued steering writes now; returns them.
+    fn sync(&self, py: Python<'_>) -> PyResult<Vec<AppliedWrite>> {
+        self.run.refuse_if_holding("d.sync()")?;
+        let d = &self.run.idict;
+        let applied = self.run.may_wait_for_map(py, || d.sync());
+        applied_list(py, &applied)
+    }
+
+    /// Declares `key` writable by clients with the type of `initial` (and
+    /// inclusive bounds for numbers), and sets it.
+    #[pyo3(signature = (key, initial, *, min=None, max=None, doc=None))]
+    fn writable(
+        &self,
+        py: Python<'_>,
+        key: String,
+        initial: &Bound<'_, PyAny>,
+        min: Option<f64>,
+        max: Option<f64>,
+        doc: Option<String>,
+    ) -> PyResult<()> {
+        self.run.refuse_if_holding("d.writable()")?;
+        if let (Some(lo), Some(hi)) = (min, max)
+            && lo > hi
+        {
+            return Err(PyValueError::new_err(format!(
+                "{key}: min {lo} is above max {hi}"
+            )));
+        }
+        let value = to_value(&key, initial)?;
+        let d = &self.run.idict;
+        self.run.may_wait_for_map(py, move || {
+            let mut w = d.writable(key, value);
+            if let Some(lo) = min {
+                w = w.min(lo);
+            }
+            if let Some(hi) = max {
+                w = w.max(hi);
+            }
+            if let Some(doc) = doc {
+                w.describe(doc);
+            }
+        });
+        Ok(())
+    }
+
+    /// Logs a message every client sees ("debug", "info", "warn", "error").
+    fn message(&self, level: &str, text: String) -> PyResult<()> {
+        self.run.idict.message(parse_level(level)?, text);
+        Ok(())
+    }
+
+    /// Runs `f(d, event)` after each update, on the thread that called
+    /// notify_update(), with no lock held. Returns an id for remove_callback.
+    fn add_callback(&self, f: Py<PyAny>) -> u64 {
+        self.callbacks().add(f)
+    }
+
+    fn remove_callback(&self, id: u64) -> bool {
+        self.callbacks().remove(id)
+    }
+
+    fn pause(&self) {
+        self.run.idict.pause();
+    }
+    fn resume(&self) {
+        self.run.idict.resume();
+    }
+    /// Lets `n` more wait() calls pass, then holds (pauses first).
+    #[pyo3(signature = (n=1))]
+    fn step(&self, n: u64) {
+        self.run.idict.step(n);
+    }
+    /// Asks the loop to stop: wait() returns False. Irreversible.
+    fn terminate(&self) {
+        self.run.idict.terminate();
+    }
+    /// Marks the run Failed with `message`.
+    fn fail(&self, message: String) {
+        self.run.idict.fail(message);
+    }
+    #[getter]
+    fn terminated(&self) -> bool {
+        self.run.idict.terminated()
+    }
+    #[getter]
+    fn status(&self) -> Status {
+        self.run.idict.status().into()
+    }
+    /// The newest published version (0 before the first update).
+    #[getter]
+    fn version(&self) -> u64 {
+        self.run.idict.version()
+    }
+
+    /// The recorded samples of a scalar key, or None.
+    fn history(&self, py: Python<'_>, key: String) -> Option<History> {
+        let d = &self.run.idict;
+        py.detach(|| d.history(&key)).map(|s| History::new(py, s))
+    }
+
+    /// Writes the published state to `path`; returns its version.
+    fn checkpoint(&self, py: Python<'_>, path: PathBuf) -> PyResult<u64> {
+        let d = &self.run.idict;
+        py.detach(|| d.checkpoint(&path))
+            .map_err(|e| CheckpointError::new_err(e.to_string()))
+    }
+
+    /// Serves the run over gRPC on 127.0.0.1 (a free port), with fresh
+    /// tokens and a run file, so `idict ls`, the CLI and the inspector find it.
+    #[pyo3(signature = (*, runs_dir=None, observer_token=None, controller_token=None, run_file=true, announce=true, close_timeout=10.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn serve(
+        &self,
+        py: Python<'_>,
+        runs_dir: Option<PathBuf>,
+        observer_token: Option<String>,
+        controller_token: Option<String>,
+        run_file: bool,
+        announce: bool,
+        close_timeout: f64,
+    ) -> PyResult<Py<Serving>> {
+        if !(close_timeout >= 0.0 && close_timeout.is_finite()) {
+            return Err(PyValueError::new_err(format!(
+                "close_timeout must be a finite number of seconds >= 0, not {close_timeout}"
+            )));
+        }
+        let mut options = ServeOptions::default()
+            .write_run_file(run_file)
+            .announce(announce);
+        options.observer_token = observer_token;
+        options.controller_token = controller_token;
+        if let Some(dir) = runs_dir {
+            options = options.runs_dir(dir);
+        }
+        let d = &self.run.idict;
+        let server = py
+            .detach(|| options.serve(d))
+            .map_err(|e| ServeError::new_err(e.to_string()))?;
+        let serving = Py::new(
+            py,
+            Serving {
+                address: server.address().to_owned(),
+                observer_token: server.tokens().observer.clone(),
+                controller_token: server.tokens().controller.clone(),
+                run_file: server.run_file().map(|p| p.display().to_string()),
+                close_timeout,
+                idict: self.run.idict.clone(),
+                server: parking_lot::Mutex::new(Some(server)),
+            },
+        )?;
+        *self.serving.lock() = Some(serving.clone_ref(py));
+        Ok(serving)
+    }
+
+    /// SIGTERM (a cancelled batch job) and Ctrl-C terminate the run (wait()
+    /// returns False) instead of raising; a second signal exits the process.
+    fn terminate_on_signals(&self) -> PyResult<()> {
+        self.run
+            .idict
+            .terminate_on_signals()
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
+    fn __getitem__<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        match self.run.get(py, &key)? {
+            Some(v) => to_py(py, &v),
+            None => Err(PyKeyError::new_err(key.to_owned())),
+        }
+    }
+
+    fn __setitem__(&self, py: Python<'_>, key: String, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = to_value(&key, value)?;
+        let old = self.run.brief(py, "d[key] = value")?.insert(&key, value);
+        drop(old);
+        Ok(())
+    }
+
+    fn __delitem__(&self, py: Python<'_>, key: String) -> PyResult<()> {
+        match self.run.brief(py, "del d[key]")?.remove(&key) {
+            Some(_) => Ok(()),
+            None => Err(PyKeyError::new_err(key.to_owned())),
+        }
+    }
+
+    fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(key) = key.extract::<String>() else {
+            return Ok(false);
+        };
+        Ok(self.run.brief(py, "key in d")?.contains_key(&key))
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.run.brief(py, "len(d)")?.len())
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        PyList::new(py, self.keys(py)?)?
+            .try_iter()
+            .map(Bound::into_any)
+    }
+
+    /// The keys, sorted.
+    fn keys(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        Ok(self
+            .run
+            .brief(py, "d.keys()")?
+            .keys()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    #[pyo3(signature = (key, default=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match self.run.get(py, &key)? {
+            Some(v) => to_py(py, &v),
+            None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "IDict({:?}, version={}, status={})",
+            self.run.idict.name(),
+            self.run.idict.version(),
+            self.run.idict.status()
+        )
+    }
+}
+
+/// The callbacks of an IDict (`d.callbacks`).
+#[pyclass(frozen, module = "idict")]
+pub struct Callbacks {
+    run: Run,
+}
+
+#[pymethods]
+impl Callbacks {
+    /// Runs `f(d, event)` after each update, on the thread that called
+    /// notify_update(), with no lock held. Returns an id for remove().
+    /// An exception in `f` is reported (sys.unraisablehook) and the run
+    /// goes on.
+    fn add(&self, f: Py<PyAny>) -> u64 {
+        let lockers = self.run.lockers.clone();
+        self.run
+            .idict
+            .add_callback(move |d, ev| {
+                Python::attach(|py| {
+                    let this = PyIDict {
+                        run: Run {
+                            idict: d.clone(),
+                            lockers: lockers.clone(),
+                        },
+                        serving: parking_lot::Mutex::new(None),
+                    };
+                    let result = UpdateEvent::new(py, ev).and_then(|ev| f.call1(py, (this, ev)));
+                    if let Err(e) = result {
+                        e.write_unraisable(py, Some(f.bind(py)));
+                    }
+                })
+            })
+            .into()
+    }
+
+    /// Removes a callback; True if it was there.
+    fn remove(&self, id: u64) -> bool {
+        self.run.idict.remove_callback(id.into())
+    }
+
+    fn __len__(&self) -> usize {
+        self.run.idict.callback_count()
+    }
+}
+
+self_cell::self_cell!(
+    /// The map's guard together with the handle it borrows from.
+    struct Held {
+        owner: IDict,
+        #[covariant]
+        dependent: DictGuard,
+    }
+);
+
+/// Exclusive access to the working map, from `with d.lock() as s:`.
+/// Nothing a client sees changes until notify_update(), called after the
+/// block. Arrays are copied once when set; reading one gives a read-only
+/// numpy array. Belongs to the thread that took it.
+#[pyclass(unsendable, module = "idict", mapping)]
+pub struct Locked {
+    held: Option<Held>,
+    lockers: Arc<AtomicUsize>,
+}
+
+impl Locked {
+    fn acquire(py: Python<'_>, run: &Run) -> PyResult<Locked> {
+        // Counted before waiting: a thread that sees no locker may take the
+        // map with the GIL held, so it must see this one, even still waiting.
+        let others = run.lockers.fetch_add(1, Ordering::AcqRel);
+        let held = Held::new(run.idict.clone(), |d| {
+            if others == 0 {
+                d.lock()
+            } else {
+                py.detach(|| SameThread(d.lock())).0
+            }
+        });
+        Ok(Locked {
+            held: Some(held),
+            lockers: run.lockers.clone(),
+        })
+    }
+
+    fn guard(&mut self) -> PyResult<&mut Held> {
+        self.held.as_mut().ok_or_else(|| {
+            PyRuntimeError::new_err("the lock was released (its with block has ended)")
+        })
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        if self.held.take().is_some() {
+            self.lockers.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+#[pymethods]
+impl Locked {
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&mut self, _exc: &Bound<'_, PyTuple>) {
+        self.release();
+    }
+
+    /// Releases the lock (what leaving the with block does).
+    fn release(&mut self) {
+        if self.held.take().is_some() {
+            self.lockers.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    fn __getitem__<'py>(&mut self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        let value = self.guard()?.borrow_dependent().get(&key).cloned();
+        match value {
+            Some(v) => to_py(py, &v),
+            None => Err(PyKeyError::new_err(key.to_owned())),
+        }
+    }
+
+    fn __setitem__(&mut self, key: String, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = to_value(&key, value)?;
+        let old = self
+            .guard()?
+            .with_dependent_mut(|_, g| g.insert(&key, value));
+        drop(old);
+        Ok(())
+    }
+
+    fn __delitem__(&mut self, key: String) -> PyResult<()> {
+        match self.guard()?.with_dependent_mut(|_, g| g.remove(&key)) {
+            Some(_) => Ok(()),
+            None => Err(PyKeyError::new_err(key.to_owned())),
+        }
+    }
+
+    fn __contains__(&mut self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Ok(key) = key.extract::<String>() else {
+            return Ok(false);
+        };
+        Ok(self.guard()?.borrow_dependent().contains_key(&key))
+    }
+
+    fn __len__(&mut self) -> PyResult<usize> {
+        Ok(self.guard()?.borrow_dependent().len())
+    }
+
+    fn __iter__<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        PyList::new(py, self.keys()?)?
+            .try_iter()
+            .map(Bound::into_any)
+    }
+
+    /// The keys, sorted.
+    fn keys(&mut self) -> PyResult<Vec<String>> {
+        Ok(self
+            .guard()?
+            .borrow_dependent()
+            .keys()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    fn values<'py>(&mut self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let values: Vec<Value> = self
+            .guard()?
+            .borrow_dependent()
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect();
+        values.iter().map(|v| to_py(py, v)).collect()
+    }
+
+    fn items<'py>(&mut self, py: Python<'py>) -> PyResult<Vec<(String, Bound<'py, PyAny>)>> {
+        let entries: Vec<(String, Value)> = self
+            .guard()?
+            .borrow_dependent()
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect();
+        entries
+            .into_iter()
+            .map(|(k, v)| Ok((k, to_py(py, &v)?)))
+            .collect()
+    }
+
+    #[pyo3(signature = (key, default=None))]
+    fn get<'py>(
+        &mut self,
+        py: Python<'py>,
+        key: String,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match self.guard()?.borrow_dependent().get(&key).cloned() {
+            Some(v) => to_py(py, &v),
+            None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
+        }
+    }
+
+    /// Removes `key` and returns its value (or `default`).
+    #[pyo3(signature = (key, *default))]
+    fn pop<'py>(
+        &mut self,
+        py: Python<'py>,
+        key: String,
+        default: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match self.guard()?.with_dependent_mut(|_, g| g.remove(&key)) {
+            Some(v) => to_py(py, &v),
+            None if !default.is_empty() => default.get_item(0),
+            None => Err(PyKeyError::new_err(key.to_owned())),
+        }
+    }
+
+    /// Sets every key of `other` (a mapping or (key, value) pairs); all are
+    /// converted first, so a bad value leaves the map unchanged.
+    fn update(&mut self, other: &Bound<'_, PyAny>) -> PyResult<()> {
+        let pairs = if other.hasattr("keys")? {
+            other.call_method0("items")?
+        } else {
+            other.clone()
+        };
+        let mut values = Vec::new();
+        for pair in pairs.try_iter()? {
+            let (k, v): (String, Bound<'_, PyAny>) = pair?.extract()?;
+            let value = to_value(&k, &v)?;
+            values.push((k, value));
+        }
+        self.guard()?.with_dependent_mut(|_, g| {
+            for (k, v) in values {
+                g.insert(k, v);
+            }
+        });
+        Ok(())
+    }
+
+    /// Removes every key.
+    fn clear(&mut self) -> PyResult<()> {
+        self.guard()?.with_dependent_mut(|_, g| g.clear());
+        Ok(())
+    }
+
+    fn __repr__(&mut self) -> String {
+        match self.held.as_ref() {
+            Some(h) => format!("Locked({} keys)", h.borrow_dependent().len()),
+            None => "Locked(released)".to_owned(),
+        }
+    }
+}
+
+/// A served run (`d.serve()`); a context manager.
+///
+/// Leaving the with block normally finishes the run if it has not (a final
+/// update), waits up to `close_timeout` seconds for watchers to get it, and
+/// closes. Leaving it with an exception (KeyboardInterrupt too) marks the
+/// run Failed with the exception's text first, so clients see why.
+#[pyclass(frozen, module = "idict")]
+pub struct Serving {
+    /// Where clients connect: `http://127.0.0.1:PORT`.
+    #[pyo3(get)]
+    address: String,
+    /// Read-only token.
+    #[pyo3(get)]
+    observer_token: String,
+    /// Token that may also pause, step, set and terminate.
+    #[pyo3(get)]
+    controller_token: String,
+    /// The run file `idict ls` reads, or None.
+    #[pyo3(get)]
+    run_file: Option<String>,
+    close_timeout: f64,
+    idict: IDict,
+    server: parking_lot::Mutex<Option<Server>>,
+}
+
+#[pymethods]
+impl Serving {
+    /// Clients watching now.
+    #[getter]
+    fn watchers(&self) -> usize {
+        self.server.lock().as_ref().map_or(0, Server::watchers)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        if let Some(exc) = exc.filter(|e| !e.is_none()) {
+            let kind = exc_type.map(type_name_of_class).unwrap_or_default();
+            let text = exc.str().map(|s| s.to_string()).unwrap_or_default();
+            self.idict.fail(if text.is_empty() {
+                kind
+            } else {
+                format!("{kind}: {text}")
+            });
+            self.close(py);
+        } else {
+            self.wait_then_close(py, self.close_timeout)?;
+        }
+        Ok(())
+    }
+
+    /// Finishes the run if unfinished, waits for watchers to get the final
+    /// update (up to `timeout` seconds), closes.
+    #[pyo3(signature = (timeout=10.0))]
+    fn wait_then_close(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
+        if !(timeout >= 0.0 && timeout.is_finite()) {
+            return Err(PyValueError::new_err(format!(
+                "timeout must be a finite number of seconds >= 0, not {timeout}"
+            )));
+        }
+        if let Some(server) = self.server.lock().take() {
+            py.detach(|| server.wait_then_close(Duration::from_secs_f64(timeout)));
+        }
+        Ok(())
+    }
+
+    /// Closes at once.
+    fn close(&self, py: Python<'_>) {
+        if let Some(server) = self.server.lock().take() {
+            py.detach(|| server.close());
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Serving({})", self.address)
+    }
+}
+
+fn type_name_of_class(cls: &Bound<'_, PyAny>) -> String {
+    cls.getattr("__name__")
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| type_name(cls))
+}

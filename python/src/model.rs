@@ -1,0 +1,228 @@
+//! The plain data a run reports (status, samples, applied writes, messages,
+//! update events), as read-only Python objects.
+
+use crate::convert::to_py;
+use numpy::PyArray1;
+use pyo3::prelude::*;
+
+/// A run's status.
+#[pyclass(frozen, get_all, module = "idict")]
+#[derive(Clone)]
+pub struct Status {
+    /// "running", "paused", "terminating", "finished" or "failed".
+    pub state: String,
+    /// Why it failed (empty otherwise).
+    pub message: String,
+    /// True while the computation is blocked in wait().
+    pub held: bool,
+    /// Steps it may still take before holding again (when paused).
+    pub steps_pending: u64,
+}
+
+impl From<idict::Status> for Status {
+    fn from(s: idict::Status) -> Self {
+        Status {
+            state: s.state.name().to_owned(),
+            message: s.message,
+            held: s.held,
+            steps_pending: s.steps_pending,
+        }
+    }
+}
+
+#[pymethods]
+impl Status {
+    fn __repr__(&self) -> String {
+        let mut s = format!("Status({}", self.state);
+        if !self.message.is_empty() {
+            s.push_str(&format!(": {}", self.message));
+        }
+        if self.held {
+            s.push_str(", held");
+        }
+        if self.steps_pending > 0 {
+            s.push_str(&format!(", {} steps pending", self.steps_pending));
+        }
+        s.push(')');
+        s
+    }
+    fn __str__(&self) -> String {
+        if self.message.is_empty() {
+            self.state.clone()
+        } else {
+            format!("{}: {}", self.state, self.message)
+        }
+    }
+}
+
+/// Samples of a scalar key: parallel numpy arrays, oldest first.
+/// `versions, times, values = d.history("residual")` unpacks it.
+#[pyclass(frozen, get_all, module = "idict")]
+pub struct History {
+    pub versions: Py<PyArray1<u64>>,
+    /// Seconds since the run started.
+    pub times: Py<PyArray1<f64>>,
+    pub values: Py<PyArray1<f64>>,
+    len: usize,
+}
+
+impl History {
+    pub fn new(py: Python<'_>, s: idict::Series) -> Self {
+        History {
+            len: s.len(),
+            versions: PyArray1::from_vec(py, s.versions).unbind(),
+            times: PyArray1::from_vec(py, s.times).unbind(),
+            values: PyArray1::from_vec(py, s.values).unbind(),
+        }
+    }
+}
+
+#[pymethods]
+impl History {
+    fn __len__(&self) -> usize {
+        self.len
+    }
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let items = (
+            self.versions.clone_ref(py),
+            self.times.clone_ref(py),
+            self.values.clone_ref(py),
+        );
+        items
+            .into_pyobject(py)?
+            .into_any()
+            .try_iter()
+            .map(Bound::into_any)
+    }
+    fn __repr__(&self) -> String {
+        format!("History({} samples)", self.len)
+    }
+}
+
+/// A client's steering write, applied at wait() or sync().
+#[pyclass(frozen, get_all, module = "idict")]
+pub struct AppliedWrite {
+    pub write_id: u64,
+    pub key: String,
+    pub value: Py<PyAny>,
+    /// Who sent it (the client's name).
+    pub origin: String,
+    /// The version that published it.
+    pub version: u64,
+}
+
+impl AppliedWrite {
+    pub fn new(py: Python<'_>, a: &idict::AppliedWrite) -> PyResult<Self> {
+        Ok(AppliedWrite {
+            write_id: a.write_id,
+            key: a.key.clone(),
+            value: to_py(py, &a.value)?.unbind(),
+            origin: a.origin.clone(),
+            version: a.version,
+        })
+    }
+}
+
+#[pymethods]
+impl AppliedWrite {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let value = self
+            .value
+            .bind(py)
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        format!(
+            "AppliedWrite(#{} {} = {} from {:?} in v{})",
+            self.write_id, self.key, value, self.origin, self.version
+        )
+    }
+}
+
+pub fn applied_list(py: Python<'_>, writes: &[idict::AppliedWrite]) -> PyResult<Vec<AppliedWrite>> {
+    writes.iter().map(|a| AppliedWrite::new(py, a)).collect()
+}
+
+/// A message the run logged.
+#[pyclass(frozen, get_all, module = "idict")]
+pub struct Message {
+    pub seq: u64,
+    pub level: String,
+    pub text: String,
+    pub time: f64,
+    pub version: u64,
+}
+
+impl From<&idict::LogMessage> for Message {
+    fn from(m: &idict::LogMessage) -> Self {
+        Message {
+            seq: m.seq,
+            level: m.level.name().to_owned(),
+            text: m.text.clone(),
+            time: m.time,
+            version: m.version,
+        }
+    }
+}
+
+#[pymethods]
+impl Message {
+    fn __repr__(&self) -> String {
+        format!("Message({} v{}: {:?})", self.level, self.version, self.text)
+    }
+}
+
+/// What a callback gets after each published update.
+#[pyclass(frozen, get_all, module = "idict")]
+pub struct UpdateEvent {
+    pub version: u64,
+    pub time: f64,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub applied: Vec<Py<AppliedWrite>>,
+    #[pyo3(name = "final")]
+    pub is_final: bool,
+}
+
+impl UpdateEvent {
+    pub fn new(py: Python<'_>, ev: &idict::UpdateEvent) -> PyResult<Self> {
+        Ok(UpdateEvent {
+            version: ev.version(),
+            time: ev.time(),
+            changed: ev.changed().map(str::to_owned).collect(),
+            removed: ev.removed().map(str::to_owned).collect(),
+            applied: ev
+                .applied()
+                .iter()
+                .map(|a| Py::new(py, AppliedWrite::new(py, a)?))
+                .collect::<PyResult<_>>()?,
+            is_final: ev.is_final(),
+        })
+    }
+}
+
+#[pymethods]
+impl UpdateEvent {
+    fn __repr__(&self) -> String {
+        format!(
+            "UpdateEvent(v{}, changed={:?}{})",
+            self.version,
+            self.changed,
+            if self.is_final { ", final" } else { "" }
+        )
+    }
+}
+
+pub fn parse_level(level: &str) -> PyResult<idict::Level> {
+    Ok(match level.to_ascii_lowercase().as_str() {
+        "debug" => idict::Level::Debug,
+        "info" => idict::Level::Info,
+        "warn" | "warning" => idict::Level::Warn,
+        "error" => idict::Level::Error,
+        _ => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "unknown message level {level:?}: use \"debug\", \"info\", \"warn\" or \"error\""
+            )));
+        }
+    })
+}
