@@ -197,8 +197,9 @@ class IDict:
         kept per key (32 bytes a sample)."""
     @staticmethod
     def restore(path: Union[str, PathLike[str]], *, start_paused: bool = False) -> IDict:
-        """A run restored from a checkpoint: values, history, version and
-        writable keys."""
+        """A run restored from a checkpoint: its name, values, history,
+        version and messages; its clock continues. Declare writable keys
+        and serve it as usual (their rules are code, not data)."""
     name: str
     callbacks: Callbacks
     def lock(self) -> Locked:
@@ -209,7 +210,7 @@ class IDict:
         and returns it; never blocks on clients. ``final=True``: the run
         finished; watchers get this update and their streams end.
         Raises UpdateError once the run has ended, or inside lock()."""
-    def wait(self, timeout: Optional[float] = None) -> bool:
+    def wait(self, timeout: Optional[float] = None) -> Optional[bool]:
         """The loop's safe point: applies steering writes, then returns True
         to go on, False once terminated. Blocks (releasing the GIL) while
         paused; Ctrl-C raises KeyboardInterrupt. With ``timeout``, returns
@@ -281,7 +282,7 @@ class KeyInfo:
     kind: str
     #: For arrays: "f64", "f32", "i64", "i32", "u8" or "bool".
     dtype: Optional[str]
-    shape: Optional[tuple[int, ...]]
+    shape: Optional[list[int]]
     changed_version: int
     writable: bool
     min: Optional[float]
@@ -325,7 +326,9 @@ class Update:
 
 class Watch(Iterator[Update]):
     """``for u in run.watch(): ...``: blocks (releasing the GIL) for the
-    next update; Ctrl-C raises KeyboardInterrupt."""
+    next update; Ctrl-C raises KeyboardInterrupt. The iteration ends after
+    the run's last update, or at close() (from any thread); a connection
+    lost before the run ended raises Disconnected."""
 
     def __iter__(self) -> Watch: ...
     def __next__(self) -> Update: ...
@@ -346,7 +349,8 @@ class Run:
     def snapshot(self, prefix: str = "") -> dict[str, Value]:
         """The run's published values (arrays as read-only numpy arrays)."""
     def watch(self, prefix: str = "", since_version: int = 0, history: bool = False) -> Watch: ...
-    def history(self, key: str) -> History: ...
+    def history(self, key: str) -> History:
+        """The run's recorded samples of a scalar key; NotFound if it has none."""
     def pause(self) -> Status: ...
     def resume(self) -> Status: ...
     def step(self, n: int = 1) -> Status: ...

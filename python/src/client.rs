@@ -200,9 +200,7 @@ impl Run {
             with_history: history,
         };
         let stream = call(py, c.watch(opts))?;
-        Ok(Watch {
-            stream: parking_lot::Mutex::new(Some(Box::pin(stream))),
-        })
+        Ok(Watch::new(Box::pin(stream)))
     }
 
     /// The recorded samples of a scalar key.
@@ -322,7 +320,22 @@ impl Run {
 /// update; Ctrl-C raises KeyboardInterrupt.
 #[pyclass(frozen, module = "idict")]
 pub struct Watch {
+    /// Taken out while a `__next__` waits on it; gone once the watch ended.
     stream: parking_lot::Mutex<Option<UpdateStream>>,
+    /// Set by `close()`, which may come from another thread while a
+    /// `__next__` waits: that wait then ends and the stream is dropped.
+    closed: std::sync::atomic::AtomicBool,
+    close_now: tokio::sync::Notify,
+}
+
+impl Watch {
+    fn new(stream: UpdateStream) -> Self {
+        Watch {
+            stream: parking_lot::Mutex::new(Some(stream)),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            close_now: tokio::sync::Notify::new(),
+        }
+    }
 }
 
 #[pymethods]
@@ -332,21 +345,31 @@ impl Watch {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Update> {
+        use std::sync::atomic::Ordering;
         let Some(mut stream) = self.stream.lock().take() else {
             return Err(PyStopIteration::new_err(()));
         };
-        let next = block_on(py, async {
-            let n = stream.next().await;
-            (n, stream)
-        });
-        // Interrupted (Ctrl-C): the stream was dropped with the future, and
+        // Interrupted (Ctrl-C): the stream is dropped with the future, and
         // the watch is over, as the exception ends the loop anyway.
-        let (item, stream) = next?;
+        let (item, stream) = block_on(py, async {
+            let closed = self.close_now.notified();
+            if self.closed.load(Ordering::Acquire) {
+                return (None, stream);
+            }
+            tokio::select! {
+                n = stream.next() => (Some(n), stream),
+                _ = closed => (None, stream),
+            }
+        })?;
         match item {
+            // Closed by `close()`.
             None => Err(PyStopIteration::new_err(())),
-            Some(Err(e)) => Err(client_error(e)),
-            Some(Ok(u)) => {
-                if !u.last {
+            Some(None) => Err(Disconnected::new_err(
+                "the run's server closed the watch before the run ended",
+            )),
+            Some(Some(Err(e))) => Err(client_error(e)),
+            Some(Some(Ok(u))) => {
+                if !u.last && !self.closed.load(Ordering::Acquire) {
                     *self.stream.lock() = Some(stream);
                 }
                 Update::new(py, u)
@@ -356,6 +379,9 @@ impl Watch {
 
     /// Stops watching.
     fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.close_now.notify_waiters();
         self.stream.lock().take();
     }
 }

@@ -185,11 +185,18 @@ fn typed_array<T: numpy::Element + Element>(
     let ro = a.try_readonly().map_err(|e| {
         PyValueError::new_err(format!("{key}: the array is being written elsewhere: {e}"))
     })?;
-    let bytes = match ro.as_slice() {
+    // `as_slice` also takes a Fortran-ordered array, whose bytes are not in
+    // the row-major order a Value promises: only C order is copied whole.
+    let c_slice = if a.is_c_contiguous() {
+        ro.as_slice().ok()
+    } else {
+        None
+    };
+    let bytes = match c_slice {
         // C-contiguous: one memcpy.
-        Ok(slice) => T::slice_to_bytes(slice),
+        Some(slice) => T::slice_to_bytes(slice),
         // Fortran order, strided or a view: gathered in C order.
-        Err(_) => T::into_bytes(ro.as_array().iter().copied().collect()),
+        None => T::into_bytes(ro.as_array().iter().copied().collect()),
     };
     NdArray::from_bytes(T::DTYPE, shape, bytes)
         .map_err(|e| PyValueError::new_err(format!("{key}: {e}")))
@@ -265,10 +272,23 @@ fn view<'py, T: numpy::Element + le::FromLe>(
         )?;
         unsafe { PyArrayDyn::<T>::borrow_from_array(&view, owner.into_any()) }
     } else {
-        let values: Vec<T> = bytes
-            .chunks_exact(std::mem::size_of::<T>())
-            .map(T::from_le)
-            .collect();
+        // Unaligned (a buffer straight off the wire can be): one copy.
+        let values: Vec<T> = if cfg!(target_endian = "little") {
+            let mut v = Vec::<T>::with_capacity(a.len());
+            // SAFETY: `v` has room for `a.len()` elements, which are exactly
+            // the `bytes.len()` bytes copied (checked by NdArray); any bit
+            // pattern is a valid T for these plain number types.
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, v.as_mut_ptr().cast::<u8>(), bytes.len());
+                v.set_len(a.len());
+            }
+            v
+        } else {
+            bytes
+                .chunks_exact(std::mem::size_of::<T>())
+                .map(T::from_le)
+                .collect()
+        };
         PyArray1::from_vec(py, values).reshape(a.shape())?
     };
     let out = out

@@ -132,8 +132,8 @@ impl PyIDict {
         ))
     }
 
-    /// A run restored from a checkpoint: values, history, version and
-    /// writable keys.
+    /// A run restored from a checkpoint: its name, values, history, version
+    /// and messages. Declare writable keys and serve it as usual.
     #[staticmethod]
     #[pyo3(signature = (path, *, start_paused=false))]
     fn restore(py: Python<'_>, path: PathBuf, start_paused: bool) -> PyResult<Self> {
@@ -762,11 +762,9 @@ impl Serving {
             } else {
                 format!("{kind}: {text}")
             });
-            self.close(py);
-        } else {
-            self.wait_then_close(py, self.close_timeout)?;
         }
-        Ok(())
+        // Failed or not, watchers get the last status before the server goes.
+        self.wait_then_close(py, self.close_timeout)
     }
 
     /// Finishes the run if unfinished, waits for watchers to get the final

@@ -383,6 +383,14 @@ impl Value {
             Value::Array(a) => {
                 let flat: Vec<J> = (0..a.len())
                     .map(|i| {
+                        // i64 read as such: through f64 it would lose
+                        // every value past 2^53.
+                        if a.dtype() == DType::I64 {
+                            let b = a.bytes().get(i * 8..(i + 1) * 8);
+                            return b
+                                .and_then(|b| b.try_into().ok())
+                                .map_or(J::Null, |b| J::from(i64::from_le_bytes(b)));
+                        }
                         let x = a.get_f64(i).unwrap_or(f64::NAN);
                         match a.dtype() {
                             DType::Bool => J::Bool(x != 0.0),
@@ -732,6 +740,13 @@ mod tests {
         assert_eq!(v.to_json(), serde_json::json!([[1, 2, 3], [4, 5, 6]]));
         let s = v.as_array().unwrap().stats().unwrap();
         assert_eq!((s.min, s.max, s.mean), (1.0, 6.0, 3.5));
+    }
+
+    #[test]
+    fn i64_arrays_to_json_keep_every_bit() {
+        let big = vec![(1i64 << 53) + 1, i64::MIN, i64::MAX];
+        let v = Value::array(big.clone(), vec![3]).unwrap();
+        assert_eq!(v.to_json(), serde_json::json!(big));
     }
 
     #[cfg(feature = "ndarray")]
