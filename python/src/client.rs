@@ -4,11 +4,12 @@
 //! while it waits on the network and checks for Ctrl-C as it does.
 
 use crate::convert::{to_py, to_value};
+use crate::embed::duration;
 use crate::errors::{Disconnected, client_error};
 use crate::model::{AppliedWrite, History, Message, Status, applied_list};
 use futures::{Stream, StreamExt};
 use idict::client::{Client, ClientError, ConnectOptions, Update as RustUpdate, WatchOptions};
-use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::future::Future;
@@ -70,21 +71,16 @@ fn call<T: Send>(
 #[pyfunction]
 #[pyo3(signature = (run, token=None, timeout=5.0))]
 pub fn connect(py: Python<'_>, run: String, token: Option<String>, timeout: f64) -> PyResult<Run> {
-    if !(timeout > 0.0 && timeout.is_finite()) {
-        return Err(PyValueError::new_err(format!(
-            "timeout must be a finite number of seconds > 0, not {timeout}"
-        )));
-    }
     let opts = ConnectOptions {
         token,
         client_name: format!("python {}", ConnectOptions::default().client_name),
-        connect_timeout: Duration::from_secs_f64(timeout),
+        connect_timeout: duration(timeout, "timeout")?,
         ..ConnectOptions::default()
     };
     let client = call(py, Client::connect_with(&run, opts))?;
     let info = call(py, client.info())?;
     Ok(Run {
-        client: Some(client),
+        client: parking_lot::Mutex::new(Some(client)),
         name: info.name,
     })
 }
@@ -129,18 +125,22 @@ pub fn runs(py: Python<'_>) -> PyResult<Vec<RunEntry>> {
         .collect())
 }
 
-/// A connection to one run (from `idict.connect`).
-#[pyclass(module = "idict")]
+/// A connection to one run (from `idict.connect`). Usable from several
+/// threads at once.
+#[pyclass(frozen, module = "idict")]
 pub struct Run {
-    client: Option<Client>,
+    /// Cloned out for each call (clones share the connection), so `close()`
+    /// from another thread never waits for a call in flight.
+    client: parking_lot::Mutex<Option<Client>>,
     #[pyo3(get)]
     name: String,
 }
 
 impl Run {
-    fn client(&self) -> PyResult<&Client> {
+    fn client(&self) -> PyResult<Client> {
         self.client
-            .as_ref()
+            .lock()
+            .clone()
             .ok_or_else(|| Disconnected::new_err("this Run was closed"))
     }
 }
@@ -153,7 +153,7 @@ impl Run {
     }
 
     fn info(&self, py: Python<'_>) -> PyResult<RunInfo> {
-        let c = self.client()?;
+        let c = &self.client()?;
         let i = call(py, c.info())?;
         Ok(RunInfo {
             name: i.name,
@@ -175,7 +175,7 @@ impl Run {
     /// The run's published values (arrays as read-only numpy arrays).
     #[pyo3(signature = (prefix=""))]
     fn snapshot<'py>(&self, py: Python<'py>, prefix: &str) -> PyResult<Bound<'py, PyDict>> {
-        let c = self.client()?;
+        let c = &self.client()?;
         let s = call(py, c.snapshot(prefix))?;
         let out = PyDict::new(py);
         for (k, v) in &s.values {
@@ -193,7 +193,7 @@ impl Run {
         since_version: u64,
         history: bool,
     ) -> PyResult<Watch> {
-        let c = self.client()?;
+        let c = &self.client()?;
         let opts = WatchOptions {
             since_version,
             prefix: prefix.to_owned(),
@@ -205,26 +205,26 @@ impl Run {
 
     /// The recorded samples of a scalar key.
     fn history(&self, py: Python<'_>, key: &str) -> PyResult<History> {
-        let c = self.client()?;
+        let c = &self.client()?;
         let mut all = call(py, c.history(&[key], 0))?;
         Ok(History::new(py, all.remove(key).unwrap_or_default()))
     }
 
     fn pause(&self, py: Python<'_>) -> PyResult<Status> {
-        let c = self.client()?;
+        let c = &self.client()?;
         call(py, c.pause()).map(Status::from)
     }
     fn resume(&self, py: Python<'_>) -> PyResult<Status> {
-        let c = self.client()?;
+        let c = &self.client()?;
         call(py, c.resume()).map(Status::from)
     }
     #[pyo3(signature = (n=1))]
     fn step(&self, py: Python<'_>, n: u64) -> PyResult<Status> {
-        let c = self.client()?;
+        let c = &self.client()?;
         call(py, c.step(n)).map(Status::from)
     }
     fn terminate(&self, py: Python<'_>) -> PyResult<Status> {
-        let c = self.client()?;
+        let c = &self.client()?;
         call(py, c.terminate()).map(Status::from)
     }
 
@@ -239,13 +239,9 @@ impl Run {
         wait: bool,
         timeout: f64,
     ) -> PyResult<WriteReceipt> {
-        if !(timeout > 0.0 && timeout.is_finite()) {
-            return Err(PyValueError::new_err(format!(
-                "timeout must be a finite number of seconds > 0, not {timeout}"
-            )));
-        }
+        let timeout = duration(timeout, "timeout")?;
         let value = to_value(key, value)?;
-        let c = self.client()?.clone();
+        let c = self.client()?;
         let key = key.to_owned();
         let outcome = block_on(py, async move {
             if !wait {
@@ -261,7 +257,7 @@ impl Run {
                 })
                 .await?;
             let receipt = c.set(&key, value).await?;
-            let applied = tokio::time::timeout(Duration::from_secs_f64(timeout), async {
+            let applied = tokio::time::timeout(timeout, async {
                 while let Some(u) = stream.next().await {
                     let u = u?;
                     if let Some(a) = u.applied.iter().find(|a| a.write_id == receipt.write_id) {
@@ -280,8 +276,9 @@ impl Run {
             .await
             .map_err(|_| {
                 ClientError::Disconnected(format!(
-                    "the write to {key} was accepted but not applied within {timeout} s \
-                     (is the run paused, or not calling wait()?)"
+                    "the write to {key} was accepted but not applied within {:?} \
+                     (is the run paused, or not calling wait()?)",
+                    timeout
                 ))
             })??;
             Ok((receipt, applied))
@@ -295,8 +292,8 @@ impl Run {
     }
 
     /// Drops the connection.
-    fn close(&mut self) {
-        self.client = None;
+    fn close(&self) {
+        self.client.lock().take();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -304,12 +301,12 @@ impl Run {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&mut self, _exc: &Bound<'_, pyo3::types::PyTuple>) {
+    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) {
         self.close();
     }
 
     fn __repr__(&self) -> String {
-        match &self.client {
+        match &*self.client.lock() {
             Some(c) => format!("Run({:?} at {})", self.name, c.address()),
             None => format!("Run({:?}, closed)", self.name),
         }
@@ -325,6 +322,8 @@ pub struct Watch {
     /// Set by `close()`, which may come from another thread while a
     /// `__next__` waits: that wait then ends and the stream is dropped.
     closed: std::sync::atomic::AtomicBool,
+    /// The run's last update was delivered (or the stream failed).
+    ended: std::sync::atomic::AtomicBool,
     close_now: tokio::sync::Notify,
 }
 
@@ -333,6 +332,7 @@ impl Watch {
         Watch {
             stream: parking_lot::Mutex::new(Some(stream)),
             closed: std::sync::atomic::AtomicBool::new(false),
+            ended: std::sync::atomic::AtomicBool::new(false),
             close_now: tokio::sync::Notify::new(),
         }
     }
@@ -347,7 +347,12 @@ impl Watch {
     fn __next__(&self, py: Python<'_>) -> PyResult<Update> {
         use std::sync::atomic::Ordering;
         let Some(mut stream) = self.stream.lock().take() else {
-            return Err(PyStopIteration::new_err(()));
+            if self.ended.load(Ordering::Acquire) || self.closed.load(Ordering::Acquire) {
+                return Err(PyStopIteration::new_err(()));
+            }
+            return Err(PyRuntimeError::new_err(
+                "another thread is reading this watch: use one watch per thread",
+            ));
         };
         // Interrupted (Ctrl-C): the stream is dropped with the future, and
         // the watch is over, as the exception ends the loop anyway.
@@ -361,6 +366,9 @@ impl Watch {
                 _ = closed => (None, stream),
             }
         })?;
+        if !matches!(item, Some(Some(Ok(ref u))) if !u.last) {
+            self.ended.store(true, Ordering::Release);
+        }
         match item {
             // Closed by `close()`.
             None => Err(PyStopIteration::new_err(())),

@@ -114,14 +114,15 @@ fn convert(key: &str, obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
 /// the Python scalar it stands for; None if `obj` is not one.
 fn numpy_scalar(key: &str, obj: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
     let py = obj.py();
-    let generic = numpy_attr(py, "generic")?;
-    if !obj.is_instance(&generic)? {
+    let [generic, accepted @ ..] = numpy_scalar_types(py)?;
+    if !obj.is_instance(generic.bind(py))? {
         return Ok(None);
     }
-    let is = |name: &str| -> PyResult<bool> { obj.is_instance(&numpy_attr(py, name)?) };
-    if is("bool_")? || is("integer")? || is("floating")? {
-        let item = obj.call_method0("item")?;
-        return convert(key, &item, 0).map(Some);
+    for t in accepted {
+        if obj.is_instance(t.bind(py))? {
+            let item = obj.call_method0("item")?;
+            return convert(key, &item, 0).map(Some);
+        }
     }
     Err(PyTypeError::new_err(format!(
         "{key}: idict cannot hold a numpy {} scalar",
@@ -129,8 +130,19 @@ fn numpy_scalar(key: &str, obj: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
     )))
 }
 
-fn numpy_attr<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    py.import("numpy")?.getattr(name)
+/// numpy.generic, then the scalar types taken as Python scalars (looked up
+/// once: a numpy scalar in a hot loop should not cost an import).
+fn numpy_scalar_types(py: Python<'_>) -> PyResult<&[Py<PyAny>; 4]> {
+    static TYPES: pyo3::sync::PyOnceLock<[Py<PyAny>; 4]> = pyo3::sync::PyOnceLock::new();
+    TYPES.get_or_try_init(py, || {
+        let np = py.import("numpy")?;
+        Ok([
+            np.getattr("generic")?.unbind(),
+            np.getattr("bool_")?.unbind(),
+            np.getattr("integer")?.unbind(),
+            np.getattr("floating")?.unbind(),
+        ])
+    })
 }
 
 /// One copy of a numpy array's elements, in C order, into an `NdArray`.
@@ -149,7 +161,17 @@ fn array_to_value(key: &str, a: &Bound<'_, PyUntypedArray>) -> PyResult<NdArray>
     try_dtype!(i64);
     try_dtype!(i32);
     try_dtype!(u8);
-    try_dtype!(bool);
+    // numpy bools are bytes that may hold more than 0 or 1 (made by a view):
+    // read as bytes, never as Rust bools, and stored as 0 or 1.
+    if a.dtype().is_equiv_to(&numpy::dtype::<bool>(py)) {
+        let bytes = a
+            .call_method1("view", (numpy::dtype::<u8>(py),))?
+            .cast_into::<PyArrayDyn<u8>>()?;
+        let as_bytes = typed_array::<u8>(key, &bytes, shape.clone())?;
+        let normalised: Vec<u8> = as_bytes.bytes().iter().map(|&b| u8::from(b != 0)).collect();
+        return NdArray::from_bytes(DType::Bool, shape, normalised.into())
+            .map_err(|e| PyValueError::new_err(format!("{key}: {e}")));
+    }
     // A supported dtype in the other byte order ('>f8'): numpy swaps it into
     // the native one, then it is taken as above.
     let dtype = a.dtype();
@@ -193,8 +215,9 @@ fn typed_array<T: numpy::Element + Element>(
         None
     };
     let bytes = match c_slice {
-        // C-contiguous: one memcpy.
-        Some(slice) => T::slice_to_bytes(slice),
+        // C-contiguous: one memcpy, into a Vec<T> so the buffer is aligned
+        // for T and reads back without a copy.
+        Some(slice) => T::into_bytes(slice.to_vec()),
         // Fortran order, strided or a view: gathered in C order.
         None => T::into_bytes(ro.as_array().iter().copied().collect()),
     };

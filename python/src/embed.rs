@@ -25,12 +25,22 @@ use std::time::{Duration, Instant};
 /// How often a blocked `wait()` looks for Ctrl-C (and its timeout).
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
-/// A guard moved across `Python::detach`, which runs its closure on the
-/// calling thread: the guard never changes threads.
-struct SameThread<T>(T);
-// SAFETY: `Python::detach` runs the closure on the thread that called it and
-// returns the value to that same thread; nothing else sees the value.
-unsafe impl<T> Send for SameThread<T> {}
+thread_local! {
+    /// A KeyboardInterrupt (or SystemExit) raised in a callback, re-raised by
+    /// the notify_update that ran it: it must not be swallowed.
+    static CALLBACK_INTERRUPT: std::cell::RefCell<Option<PyErr>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `seconds` as a Duration: finite, >= 0 and representable, else ValueError.
+pub fn duration(seconds: f64, what: &str) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(seconds).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{what} must be a number of seconds from 0 to {:e}, not {seconds}",
+            Duration::MAX.as_secs_f64()
+        ))
+    })
+}
 
 /// The handle every Python object of one run shares.
 #[derive(Clone)]
@@ -61,16 +71,23 @@ impl Run {
         }
     }
 
-    /// The map's lock for one brief operation.
-    fn brief(&self, py: Python<'_>, what: &str) -> PyResult<DictGuard<'_>> {
+    /// Runs `f` on the map for one brief operation. The guard never
+    /// outlives `f`, so this thread never waits for the GIL holding the map:
+    /// uncounted in `lockers`, it would deadlock with a thread that took the
+    /// map with the GIL held. Convert to Python objects after, not inside.
+    fn with_map<T: Send>(
+        &self,
+        py: Python<'_>,
+        what: &str,
+        f: impl FnOnce(&mut DictGuard<'_>) -> T + Send,
+    ) -> PyResult<T> {
         self.refuse_if_holding(what)?;
-        Ok(self
-            .may_wait_for_map(py, || SameThread(self.idict.lock()))
-            .0)
+        let d = &self.idict;
+        Ok(self.may_wait_for_map(py, || f(&mut d.lock())))
     }
 
     fn get(&self, py: Python<'_>, key: &str) -> PyResult<Option<Value>> {
-        Ok(self.brief(py, "d[key]")?.get(key).cloned())
+        self.with_map(py, "d[key]", |m| m.get(key).cloned())
     }
 }
 
@@ -82,7 +99,8 @@ impl Run {
 #[pyclass(frozen, module = "idict", name = "IDict")]
 pub struct PyIDict {
     run: Run,
-    /// The server of `serve()`, so that `serve()` twice says so.
+    /// The server of the last `serve()`: a bare `d.serve()` whose result is
+    /// not kept serves until the dict goes, as a user would expect.
     serving: parking_lot::Mutex<Option<Py<Serving>>>,
 }
 
@@ -106,8 +124,8 @@ impl PyIDict {
             start_paused,
             ..IDictOptions::default()
         };
-        if let Some(b) = history_budget {
-            o.history_budget_bytes = b;
+        if let Some(bytes) = history_budget {
+            o.history_budget_bytes = bytes;
         }
         if let Some(n) = message_capacity {
             o.message_capacity = n;
@@ -135,9 +153,15 @@ impl PyIDict {
     /// A run restored from a checkpoint: its name, values, history, version
     /// and messages. Declare writable keys and serve it as usual.
     #[staticmethod]
-    #[pyo3(signature = (path, *, start_paused=false))]
-    fn restore(py: Python<'_>, path: PathBuf, start_paused: bool) -> PyResult<Self> {
-        let options = Self::options(start_paused, None, None);
+    #[pyo3(signature = (path, *, start_paused=false, history_budget=None, message_capacity=None))]
+    fn restore(
+        py: Python<'_>,
+        path: PathBuf,
+        start_paused: bool,
+        history_budget: Option<usize>,
+        message_capacity: Option<usize>,
+    ) -> PyResult<Self> {
+        let options = Self::options(start_paused, history_budget, message_capacity);
         py.detach(|| IDict::restore_with_options(&path, options))
             .map(Self::wrap)
             .map_err(|e| CheckpointError::new_err(e.to_string()))
@@ -176,6 +200,9 @@ impl PyIDict {
                 d.notify_update()
             }
         });
+        if let Some(interrupt) = CALLBACK_INTERRUPT.with(|c| c.borrow_mut().take()) {
+            return Err(interrupt);
+        }
         result.map_err(update_error)
     }
 
@@ -188,12 +215,8 @@ impl PyIDict {
         self.run.refuse_if_holding("d.wait()")?;
         let d = &self.run.idict;
         let deadline = match timeout {
-            Some(t) if !(t >= 0.0 && t.is_finite()) => {
-                return Err(PyValueError::new_err(format!(
-                    "timeout must be a finite number of seconds >= 0, not {t}"
-                )));
-            }
-            Some(t) => Some(Instant::now() + Duration::from_secs_f64(t)),
+            // A timeout too long to add is as good as none.
+            Some(t) => Instant::now().checked_add(duration(t, "timeout")?),
             None => None,
         };
         if self.run.lockers.load(Ordering::Acquire) == 0 {
@@ -277,7 +300,7 @@ impl PyIDict {
 
     /// Runs `f(d, event)` after each update, on the thread that called
     /// notify_update(), with no lock held. Returns an id for remove_callback.
-    fn add_callback(&self, f: Py<PyAny>) -> u64 {
+    fn add_callback(&self, f: Bound<'_, PyAny>) -> PyResult<u64> {
         self.callbacks().add(f)
     }
 
@@ -345,11 +368,7 @@ impl PyIDict {
         announce: bool,
         close_timeout: f64,
     ) -> PyResult<Py<Serving>> {
-        if !(close_timeout >= 0.0 && close_timeout.is_finite()) {
-            return Err(PyValueError::new_err(format!(
-                "close_timeout must be a finite number of seconds >= 0, not {close_timeout}"
-            )));
-        }
+        let close_timeout = duration(close_timeout, "close_timeout")?;
         let mut options = ServeOptions::default()
             .write_run_file(run_file)
             .announce(announce);
@@ -396,15 +415,15 @@ impl PyIDict {
 
     fn __setitem__(&self, py: Python<'_>, key: String, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let value = to_value(&key, value)?;
-        let old = self.run.brief(py, "d[key] = value")?.insert(&key, value);
-        drop(old);
-        Ok(())
+        self.run.with_map(py, "d[key] = value", |m| {
+            m.insert(&key, value);
+        })
     }
 
     fn __delitem__(&self, py: Python<'_>, key: String) -> PyResult<()> {
-        match self.run.brief(py, "del d[key]")?.remove(&key) {
+        match self.run.with_map(py, "del d[key]", |m| m.remove(&key))? {
             Some(_) => Ok(()),
-            None => Err(PyKeyError::new_err(key.to_owned())),
+            None => Err(PyKeyError::new_err(key)),
         }
     }
 
@@ -412,11 +431,11 @@ impl PyIDict {
         let Ok(key) = key.extract::<String>() else {
             return Ok(false);
         };
-        Ok(self.run.brief(py, "key in d")?.contains_key(&key))
+        self.run.with_map(py, "key in d", |m| m.contains_key(&key))
     }
 
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.run.brief(py, "len(d)")?.len())
+        self.run.with_map(py, "len(d)", |m| m.len())
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -427,12 +446,8 @@ impl PyIDict {
 
     /// The keys, sorted.
     fn keys(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        Ok(self
-            .run
-            .brief(py, "d.keys()")?
-            .keys()
-            .map(str::to_owned)
-            .collect())
+        self.run
+            .with_map(py, "d.keys()", |m| m.keys().map(str::to_owned).collect())
     }
 
     #[pyo3(signature = (key, default=None))]
@@ -470,26 +485,41 @@ impl Callbacks {
     /// notify_update(), with no lock held. Returns an id for remove().
     /// An exception in `f` is reported (sys.unraisablehook) and the run
     /// goes on.
-    fn add(&self, f: Py<PyAny>) -> u64 {
+    fn add(&self, f: Bound<'_, PyAny>) -> PyResult<u64> {
+        if !f.is_callable() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "a callback must be callable (f(d, event)), not {}",
+                type_name(&f)
+            )));
+        }
+        let f = f.unbind();
         let lockers = self.run.lockers.clone();
-        self.run
-            .idict
-            .add_callback(move |d, ev| {
-                Python::attach(|py| {
-                    let this = PyIDict {
-                        run: Run {
-                            idict: d.clone(),
-                            lockers: lockers.clone(),
-                        },
-                        serving: parking_lot::Mutex::new(None),
-                    };
-                    let result = UpdateEvent::new(py, ev).and_then(|ev| f.call1(py, (this, ev)));
-                    if let Err(e) = result {
-                        e.write_unraisable(py, Some(f.bind(py)));
+        let id = self.run.idict.add_callback(move |d, ev| {
+            Python::attach(|py| {
+                let this = PyIDict {
+                    run: Run {
+                        idict: d.clone(),
+                        lockers: lockers.clone(),
+                    },
+                    serving: parking_lot::Mutex::new(None),
+                };
+                let result = UpdateEvent::new(py, ev).and_then(|ev| f.call1(py, (this, ev)));
+                match result {
+                    Ok(_) => {}
+                    // Ctrl-C or sys.exit() in a callback: kept for the
+                    // notify_update that ran it to raise.
+                    Err(e) if !e.is_instance_of::<pyo3::exceptions::PyException>(py) => {
+                        CALLBACK_INTERRUPT.with(|c| {
+                            c.borrow_mut().get_or_insert(e);
+                        });
                     }
-                })
+                    // A bug in a callback must not stop the run: reported
+                    // as Python reports errors in finalisers.
+                    Err(e) => e.write_unraisable(py, Some(f.bind(py))),
+                }
             })
-            .into()
+        });
+        Ok(id.into())
     }
 
     /// Removes a callback; True if it was there.
@@ -514,11 +544,13 @@ self_cell::self_cell!(
 /// Exclusive access to the working map, from `with d.lock() as s:`.
 /// Nothing a client sees changes until notify_update(), called after the
 /// block. Arrays are copied once when set; reading one gives a read-only
-/// numpy array. Belongs to the thread that took it.
-#[pyclass(unsendable, module = "idict", mapping)]
+/// numpy array. Belongs to the thread that took it; if the garbage
+/// collector finalises it on another thread, that still releases the map.
+#[pyclass(module = "idict", mapping)]
 pub struct Locked {
     held: Option<Held>,
     lockers: Arc<AtomicUsize>,
+    owner: std::thread::ThreadId,
 }
 
 impl Locked {
@@ -530,16 +562,24 @@ impl Locked {
             if others == 0 {
                 d.lock()
             } else {
-                py.detach(|| SameThread(d.lock())).0
+                py.detach(|| d.lock())
             }
         });
         Ok(Locked {
             held: Some(held),
             lockers: run.lockers.clone(),
+            owner: std::thread::current().id(),
         })
     }
 
     fn guard(&mut self) -> PyResult<&mut Held> {
+        // The core knows the map's holder by thread: another thread using
+        // this guard would see its own calls treated as not holding it.
+        if std::thread::current().id() != self.owner {
+            return Err(PyRuntimeError::new_err(
+                "a lock() belongs to the thread that took it",
+            ));
+        }
         self.held.as_mut().ok_or_else(|| {
             PyRuntimeError::new_err("the lock was released (its with block has ended)")
         })
@@ -560,8 +600,12 @@ impl Locked {
         slf
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&mut self, _exc: &Bound<'_, PyTuple>) {
+    fn __exit__(
+        &mut self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) {
         self.release();
     }
 
@@ -674,19 +718,39 @@ impl Locked {
         }
     }
 
-    /// Sets every key of `other` (a mapping or (key, value) pairs); all are
-    /// converted first, so a bad value leaves the map unchanged.
-    fn update(&mut self, other: &Bound<'_, PyAny>) -> PyResult<()> {
-        let pairs = if other.hasattr("keys")? {
-            other.call_method0("items")?
-        } else {
-            other.clone()
-        };
+    /// Sets every key of `other` (a mapping, or (key, value) pairs) and of
+    /// `kwargs`; all are converted first, so a bad value changes nothing.
+    #[pyo3(signature = (other=None, **kwargs))]
+    fn update(
+        &mut self,
+        other: Option<&Bound<'_, PyAny>>,
+        kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<()> {
         let mut values = Vec::new();
-        for pair in pairs.try_iter()? {
-            let (k, v): (String, Bound<'_, PyAny>) = pair?.extract()?;
-            let value = to_value(&k, &v)?;
-            values.push((k, value));
+        let mut take = |pairs: Bound<'_, PyAny>| -> PyResult<()> {
+            for pair in pairs.try_iter()? {
+                let (k, v): (String, Bound<'_, PyAny>) = pair?.extract()?;
+                let value = to_value(&k, &v)?;
+                values.push((k, value));
+            }
+            Ok(())
+        };
+        if let Some(other) = other {
+            if other.hasattr("keys")? {
+                // A mapping: its keys, then each value (as dict.update does).
+                let pairs = PyList::empty(other.py());
+                for k in other.call_method0("keys")?.try_iter()? {
+                    let k = k?;
+                    let v = other.get_item(&k)?;
+                    pairs.append((k, v))?;
+                }
+                take(pairs.into_any())?;
+            } else {
+                take(other.clone())?;
+            }
+        }
+        if let Some(kwargs) = kwargs {
+            take(kwargs.call_method0("items")?)?;
         }
         self.guard()?.with_dependent_mut(|_, g| {
             for (k, v) in values {
@@ -700,6 +764,73 @@ impl Locked {
     fn clear(&mut self) -> PyResult<()> {
         self.guard()?.with_dependent_mut(|_, g| g.clear());
         Ok(())
+    }
+
+    /// `s[key]` if present, else sets it to `default` and returns that.
+    #[pyo3(signature = (key, default=None))]
+    fn setdefault<'py>(
+        &mut self,
+        py: Python<'py>,
+        key: String,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(v) = self.guard()?.borrow_dependent().get(&key).cloned() {
+            return to_py(py, &v);
+        }
+        let default = default.unwrap_or_else(|| py.None().into_bound(py));
+        let value = to_value(&key, &default)?;
+        self.guard()?
+            .with_dependent_mut(|_, g| g.insert(&key, value));
+        Ok(default)
+    }
+
+    /// Removes some (key, value) pair and returns it; KeyError if empty.
+    fn popitem<'py>(&mut self, py: Python<'py>) -> PyResult<(String, Bound<'py, PyAny>)> {
+        let key = self
+            .guard()?
+            .borrow_dependent()
+            .keys()
+            .last()
+            .map(str::to_owned);
+        let Some(key) = key else {
+            return Err(PyKeyError::new_err("popitem(): the map is empty"));
+        };
+        let value = self.guard()?.with_dependent_mut(|_, g| g.remove(&key));
+        Ok((key, to_py(py, &value.unwrap_or_default())?))
+    }
+
+    /// Equal to a mapping with the same items (as a dict compares).
+    fn __eq__(&mut self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if !other.hasattr("keys")? {
+            return Ok(false);
+        }
+        let mine = pyo3::types::PyDict::new(py);
+        for (k, v) in self.items(py)? {
+            mine.set_item(k, v)?;
+        }
+        let theirs = pyo3::types::PyDict::new(py);
+        for k in other.call_method0("keys")?.try_iter()? {
+            let k = k?;
+            theirs.set_item(&k, other.get_item(&k)?)?;
+        }
+        // numpy arrays compare elementwise: compare their items one by one.
+        if mine.len() != theirs.len() {
+            return Ok(false);
+        }
+        for (k, v) in mine.iter() {
+            let Some(w) = theirs.get_item(&k)? else {
+                return Ok(false);
+            };
+            let same = py
+                .import("numpy")?
+                .call_method1("array_equal", (&v, &w))
+                .and_then(|r| r.is_truthy())
+                .or_else(|_| v.eq(&w))?;
+            if !same {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn __repr__(&mut self) -> String {
@@ -730,7 +861,7 @@ pub struct Serving {
     /// The run file `idict ls` reads, or None.
     #[pyo3(get)]
     run_file: Option<String>,
-    close_timeout: f64,
+    close_timeout: Duration,
     idict: IDict,
     server: parking_lot::Mutex<Option<Server>>,
 }
@@ -764,33 +895,40 @@ impl Serving {
             });
         }
         // Failed or not, watchers get the last status before the server goes.
-        self.wait_then_close(py, self.close_timeout)
+        self.close_within(py, self.close_timeout);
+        Ok(())
     }
 
     /// Finishes the run if unfinished, waits for watchers to get the final
     /// update (up to `timeout` seconds), closes.
     #[pyo3(signature = (timeout=10.0))]
     fn wait_then_close(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
-        if !(timeout >= 0.0 && timeout.is_finite()) {
-            return Err(PyValueError::new_err(format!(
-                "timeout must be a finite number of seconds >= 0, not {timeout}"
-            )));
-        }
-        if let Some(server) = self.server.lock().take() {
-            py.detach(|| server.wait_then_close(Duration::from_secs_f64(timeout)));
-        }
+        self.close_within(py, duration(timeout, "timeout")?);
         Ok(())
     }
 
     /// Closes at once.
     fn close(&self, py: Python<'_>) {
-        if let Some(server) = self.server.lock().take() {
+        // Taken out first: the mutex must not be held while the GIL is
+        // released (a thread reading `watchers` would wait on it holding
+        // the GIL this one needs back).
+        let server = self.server.lock().take();
+        if let Some(server) = server {
             py.detach(|| server.close());
         }
     }
 
     fn __repr__(&self) -> String {
         format!("Serving({})", self.address)
+    }
+}
+
+impl Serving {
+    fn close_within(&self, py: Python<'_>, timeout: Duration) {
+        let server = self.server.lock().take();
+        if let Some(server) = server {
+            py.detach(|| server.wait_then_close(timeout));
+        }
     }
 }
 

@@ -52,6 +52,8 @@ impl fmt::Display for DType {
 pub enum ArrayError {
     #[error("array shape {shape:?} overflows the address space")]
     ShapeOverflow { shape: Vec<usize> },
+    #[error("array of {dims} dimensions: at most {max} are allowed", max = NdArray::MAX_DIMS)]
+    TooManyDims { dims: usize },
     #[error("array of dtype {dtype} and shape {shape:?} needs {expected} bytes, got {actual}")]
     LengthMismatch {
         dtype: DType,
@@ -71,15 +73,27 @@ pub struct NdArray {
 }
 
 impl NdArray {
+    /// The most dimensions an array may have (numpy's limit before 2.0).
+    pub const MAX_DIMS: usize = 32;
+
     /// An array from raw little-endian bytes; checks that the byte length
     /// matches `shape` × `dtype`.
     pub fn from_bytes(dtype: DType, shape: Vec<usize>, data: Bytes) -> Result<Self, ArrayError> {
-        let expected = shape
+        if shape.len() > Self::MAX_DIMS {
+            return Err(ArrayError::TooManyDims { dims: shape.len() });
+        }
+        // Every dimension counts, even beside a zero one: an empty array of
+        // shape [0, 2^63] is no array numpy (or any viewer) can make.
+        let overflow = || ArrayError::ShapeOverflow {
+            shape: shape.clone(),
+        };
+        shape
             .iter()
+            .filter(|&&d| d != 0)
             .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| ArrayError::ShapeOverflow {
-                shape: shape.clone(),
-            })?;
+            .filter(|&n| n <= isize::MAX as usize)
+            .ok_or_else(overflow)?;
+        let expected = shape.iter().product::<usize>() * dtype.size();
         if expected != data.len() {
             return Err(ArrayError::LengthMismatch {
                 dtype,
@@ -704,6 +718,12 @@ mod tests {
         let err = NdArray::from_bytes(DType::F64, vec![usize::MAX, 2], Bytes::new());
         assert!(matches!(err, Err(ArrayError::ShapeOverflow { .. })));
         assert!(NdArray::from_bytes(DType::U8, vec![0, 5], Bytes::new()).is_ok());
+        // Empty, yet a shape no viewer can make: refused like any overflow.
+        let err = NdArray::from_bytes(DType::U8, vec![0, 1 << 63], Bytes::new());
+        assert!(matches!(err, Err(ArrayError::ShapeOverflow { .. })));
+        let err = NdArray::from_bytes(DType::U8, vec![1; 33], Bytes::from(vec![0u8]));
+        assert!(matches!(err, Err(ArrayError::TooManyDims { dims: 33 })));
+        assert!(NdArray::from_bytes(DType::U8, vec![1; 32], Bytes::from(vec![0u8])).is_ok());
     }
 
     #[test]

@@ -193,6 +193,22 @@ async fn crafted_requests_get_clear_statuses_and_the_run_goes_on() {
         Code::InvalidArgument,
         "overflows",
     );
+    // Empty, but with a dimension no viewer (numpy) can make.
+    let empty_huge = array(pb::Dtype::U8 as i32, vec![0, 1 << 63], vec![]);
+    expect(
+        h.call("Set", set_body(b"field", &empty_huge.encode_to_vec()))
+            .await,
+        Code::InvalidArgument,
+        "overflows",
+    );
+    // More dimensions than an array may have.
+    let many = array(pb::Dtype::U8 as i32, vec![1; 33], vec![0]);
+    expect(
+        h.call("Set", set_body(b"field", &many.encode_to_vec()))
+            .await,
+        Code::InvalidArgument,
+        "33 dimensions",
+    );
     // An unknown dtype.
     let odd = array(99, vec![1], vec![0]);
     expect(

@@ -95,7 +95,7 @@ impl IDictBuilder {
     }
     /// How many log messages late joiners get (default 1000).
     pub fn message_capacity(mut self, n: usize) -> Self {
-        self.options.message_capacity = n.max(1);
+        self.options.message_capacity = n;
         self
     }
     pub fn build(self) -> IDict {
@@ -211,6 +211,11 @@ impl IDict {
         started: Instant,
         started_unix_ms: i64,
     ) -> IDict {
+        // Bounded here, the one way in (a restore comes through too).
+        let options = IDictOptions {
+            message_capacity: options.message_capacity.max(1),
+            ..options
+        };
         let inner = Arc::new(Inner {
             name,
             started,

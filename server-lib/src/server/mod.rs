@@ -544,7 +544,8 @@ impl Server {
     /// not ended is finished first: its last state is published as the
     /// final update (status Finished). Returns once the server has closed.
     pub fn wait_then_close(self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        // A timeout too long to add is as good as none.
+        let deadline = Instant::now().checked_add(timeout);
         if !self.inner.status().state.is_terminal() {
             let idict = IDict {
                 inner: self.inner.clone(),
@@ -553,7 +554,7 @@ impl Server {
                 tracing::debug!("finishing run '{}' on close: {e}", self.inner.name);
             }
         }
-        while Instant::now() < deadline {
+        while deadline.is_none_or(|d| Instant::now() < d) {
             let done = self.inner.status().state.is_terminal() && self.watchers() == 0;
             if done {
                 break;
