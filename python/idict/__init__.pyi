@@ -8,18 +8,51 @@ with :func:`connect`. The same Rust core as the ``idict`` CLI and the
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from os import PathLike
 from types import TracebackType
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, final
 
 import numpy as np
 import numpy.typing as npt
 
 __version__: str
 
+__all__ = [
+    "IDict",
+    "Locked",
+    "Callbacks",
+    "Serving",
+    "Status",
+    "History",
+    "AppliedWrite",
+    "Message",
+    "UpdateEvent",
+    "connect",
+    "runs",
+    "Run",
+    "Watch",
+    "Update",
+    "WriteReceipt",
+    "RunInfo",
+    "KeyInfo",
+    "RunEntry",
+    "IDictError",
+    "UpdateError",
+    "CheckpointError",
+    "ServeError",
+    "ClientError",
+    "NotFound",
+    "Unauthenticated",
+    "PermissionDenied",
+    "InvalidArgument",
+    "FailedPrecondition",
+    "ResourceExhausted",
+    "Disconnected",
+]
+
 #: What an IDict holds: None, bool, int (i64), float, str, bytes, numpy arrays
 #: of float64, float32, int64, int32, uint8 or bool, and lists and dicts
 #: (str keys) of these. numpy scalars count as scalars.
-Value = Any
-Level = Literal["debug", "info", "warn", "warning", "error"]
+_Value = Any
+_Level = Literal["debug", "info", "warn", "warning", "error"]
 
 class IDictError(Exception):
     """Base of every idict error."""
@@ -57,6 +90,7 @@ class ResourceExhausted(ClientError):
 class Disconnected(ClientError):
     """The run cannot be reached, or the connection dropped."""
 
+@final
 class Status:
     """A run's status."""
 
@@ -69,6 +103,7 @@ class Status:
     #: Steps it may still take before holding again (when paused).
     steps_pending: int
 
+@final
 class History:
     """Samples of a scalar key: parallel numpy arrays, oldest first.
 
@@ -82,17 +117,19 @@ class History:
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[np.ndarray]: ...
 
+@final
 class AppliedWrite:
     """A client's steering write, applied at wait() or sync()."""
 
     write_id: int
     key: str
-    value: Value
+    value: _Value
     #: Who sent it (the client's name).
     origin: str
     #: The version that published it.
     version: int
 
+@final
 class Message:
     """A message the run logged."""
 
@@ -102,6 +139,7 @@ class Message:
     time: float
     version: int
 
+@final
 class UpdateEvent:
     """What a callback gets after each published update."""
 
@@ -112,6 +150,7 @@ class UpdateEvent:
     applied: list[AppliedWrite]
     final: bool
 
+@final
 class Callbacks:
     """The callbacks of an IDict (``d.callbacks``)."""
 
@@ -121,7 +160,8 @@ class Callbacks:
     def remove(self, id: int) -> bool: ...
     def __len__(self) -> int: ...
 
-class Locked(MutableMapping[str, Value]):
+@final
+class Locked(MutableMapping[str, _Value]):
     """Exclusive access to the working map, from ``with d.lock() as s:``.
 
     Nothing a client sees changes until notify_update(), called after the
@@ -136,14 +176,15 @@ class Locked(MutableMapping[str, Value]):
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None: ...
-    def __getitem__(self, key: str) -> Value: ...
-    def __setitem__(self, key: str, value: Value) -> None: ...
-    def __delitem__(self, key: str) -> None: ...
+    def __getitem__(self, key: str, /) -> _Value: ...
+    def __setitem__(self, key: str, value: _Value, /) -> None: ...
+    def __delitem__(self, key: str, /) -> None: ...
     def __iter__(self) -> Iterator[str]: ...
     def __len__(self) -> int: ...
     def release(self) -> None:
         """Releases the lock (what leaving the with block does)."""
 
+@final
 class Serving:
     """A served run (``d.serve()``); a context manager.
 
@@ -176,6 +217,7 @@ class Serving:
     def close(self) -> None:
         """Closes at once."""
 
+@final
 class IDict:
     """The dictionary a computation embeds and serves.
 
@@ -184,19 +226,25 @@ class IDict:
     ``with d.lock() as s:`` holds it for a block.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         name: str,
         *,
         start_paused: bool = False,
         history_budget: Optional[int] = None,
         message_capacity: Optional[int] = None,
-    ) -> None:
+    ) -> IDict:
         """A new run called ``name``. ``start_paused``: hold at the first
         wait() until resumed. ``history_budget``: bytes of scalar history
         kept per key (32 bytes a sample)."""
     @staticmethod
-    def restore(path: Union[str, PathLike[str]], *, start_paused: bool = False) -> IDict:
+    def restore(
+        path: Union[str, PathLike[str]],
+        *,
+        start_paused: bool = False,
+        history_budget: Optional[int] = None,
+        message_capacity: Optional[int] = None,
+    ) -> IDict:
         """A run restored from a checkpoint: its name, values, history,
         version and messages; its clock continues. Declare writable keys
         and serve it as usual (their rules are code, not data)."""
@@ -220,7 +268,7 @@ class IDict:
     def writable(
         self,
         key: str,
-        initial: Value,
+        initial: _Value,
         *,
         min: Optional[float] = None,
         max: Optional[float] = None,
@@ -228,7 +276,7 @@ class IDict:
     ) -> None:
         """Declares ``key`` writable by clients with the type of ``initial``
         (and inclusive bounds for numbers), and sets it."""
-    def message(self, level: Level, text: str) -> None:
+    def message(self, level: _Level, text: str) -> None:
         """Logs a message every client sees."""
     def add_callback(self, f: Callable[[IDict, UpdateEvent], Any]) -> int: ...
     def remove_callback(self, id: int) -> bool: ...
@@ -267,15 +315,16 @@ class IDict:
     def terminate_on_signals(self) -> None:
         """SIGTERM (a cancelled batch job) and Ctrl-C terminate the run
         (wait() returns False) instead of raising; a second signal exits."""
-    def __getitem__(self, key: str) -> Value: ...
-    def __setitem__(self, key: str, value: Value) -> None: ...
-    def __delitem__(self, key: str) -> None: ...
-    def __contains__(self, key: object) -> bool: ...
+    def __getitem__(self, key: str, /) -> _Value: ...
+    def __setitem__(self, key: str, value: _Value, /) -> None: ...
+    def __delitem__(self, key: str, /) -> None: ...
+    def __contains__(self, key: object, /) -> bool: ...
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[str]: ...
     def keys(self) -> list[str]: ...
-    def get(self, key: str, default: Value = None) -> Value: ...
+    def get(self, key: str, default: _Value = None) -> _Value: ...
 
+@final
 class KeyInfo:
     name: str
     #: "null", "bool", "int", "float", "str", "bytes", "array", "list", "map".
@@ -290,6 +339,7 @@ class KeyInfo:
     doc: str
     history_len: int
 
+@final
 class RunInfo:
     name: str
     pid: int
@@ -306,6 +356,7 @@ class RunInfo:
     role: Optional[str]
     server_version: str
 
+@final
 class Update:
     """One delivered update of a watch (several versions may be coalesced)."""
 
@@ -314,7 +365,7 @@ class Update:
     #: The first update: ``values`` is the whole state.
     reset: bool
     #: Changed keys and their new values.
-    values: dict[str, Value]
+    values: dict[str, _Value]
     removed: list[str]
     #: Every new sample of each scalar key since the previous update.
     samples: dict[str, History]
@@ -324,6 +375,7 @@ class Update:
     #: The run finished or failed; the iteration ends after this.
     last: bool
 
+@final
 class Watch(Iterator[Update]):
     """``for u in run.watch(): ...``: blocks (releasing the GIL) for the
     next update; Ctrl-C raises KeyboardInterrupt. The iteration ends after
@@ -334,19 +386,21 @@ class Watch(Iterator[Update]):
     def __next__(self) -> Update: ...
     def close(self) -> None: ...
 
+@final
 class WriteReceipt:
     write_id: int
     queue_position: int
     #: When ``set(..., wait=True)``: the version that applied it.
     applied_version: Optional[int]
 
+@final
 class Run:
     """A connection to one run (from :func:`connect`)."""
 
     address: str
     name: str
     def info(self) -> RunInfo: ...
-    def snapshot(self, prefix: str = "") -> dict[str, Value]:
+    def snapshot(self, prefix: str = "") -> dict[str, _Value]:
         """The run's published values (arrays as read-only numpy arrays)."""
     def watch(self, prefix: str = "", since_version: int = 0, history: bool = False) -> Watch: ...
     def history(self, key: str) -> History:
@@ -355,13 +409,14 @@ class Run:
     def resume(self) -> Status: ...
     def step(self, n: int = 1) -> Status: ...
     def terminate(self) -> Status: ...
-    def set(self, key: str, value: Value, wait: bool = False, timeout: float = 30.0) -> WriteReceipt:
+    def set(self, key: str, value: _Value, wait: bool = False, timeout: float = 30.0) -> WriteReceipt:
         """Asks the run to set a writable key; it applies it at its next
         wait(). ``wait=True`` returns once applied."""
     def close(self) -> None: ...
     def __enter__(self) -> Run: ...
     def __exit__(self, *exc: object) -> None: ...
 
+@final
 class RunEntry:
     """A run on this machine (its run file)."""
 

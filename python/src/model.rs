@@ -57,11 +57,14 @@ impl Status {
 
 /// Samples of a scalar key: parallel numpy arrays, oldest first.
 /// `versions, times, values = d.history("residual")` unpacks it.
-#[pyclass(frozen, get_all, module = "idict")]
+#[pyclass(frozen, module = "idict")]
 pub struct History {
+    #[pyo3(get)]
     pub versions: Py<PyArray1<u64>>,
     /// Seconds since the run started.
+    #[pyo3(get)]
     pub times: Py<PyArray1<f64>>,
+    #[pyo3(get)]
     pub values: Py<PyArray1<f64>>,
     len: usize,
 }
