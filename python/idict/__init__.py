@@ -8,6 +8,7 @@ with :func:`connect`. The same Rust core as the ``idict`` CLI and the
 
 from collections.abc import MutableMapping as _MutableMapping
 
+from . import _idict as _ext
 from ._idict import *  # noqa: F401,F403
 from ._idict import Locked as _Locked
 from ._idict import __version__  # noqa: F401
@@ -15,35 +16,5 @@ from ._idict import __version__  # noqa: F401
 # `with d.lock() as s:` gives a MutableMapping (isinstance says so).
 _MutableMapping.register(_Locked)
 
-__all__ = [
-    "IDict",
-    "Locked",
-    "Callbacks",
-    "Serving",
-    "Status",
-    "History",
-    "AppliedWrite",
-    "Message",
-    "UpdateEvent",
-    "connect",
-    "runs",
-    "Run",
-    "Watch",
-    "Update",
-    "WriteReceipt",
-    "RunInfo",
-    "KeyInfo",
-    "RunEntry",
-    "IDictError",
-    "UpdateError",
-    "CheckpointError",
-    "ServeError",
-    "ClientError",
-    "NotFound",
-    "Unauthenticated",
-    "PermissionDenied",
-    "InvalidArgument",
-    "FailedPrecondition",
-    "ResourceExhausted",
-    "Disconnected",
-]
+#: Everything the extension offers (the stub lists the same names).
+__all__ = sorted(n for n in vars(_ext) if not n.startswith("_"))

@@ -226,7 +226,7 @@ fn typed_array<T: numpy::Element + Element>(
 }
 
 /// Keeps an array's buffer alive for the numpy arrays that view it.
-#[pyclass(frozen, module = "idict")]
+#[pyclass(frozen, module = "idict", name = "_ArrayBuffer")]
 pub struct ArrayBuffer {
     _data: Bytes,
 }

@@ -560,16 +560,22 @@ def _start_held_child(setup=""):
     return proc
 
 
-def test_ctrl_c_interrupts_a_paused_wait():
-    proc = _start_held_child()
-    t0 = time.monotonic()
+def _sigint(proc, what):
+    """Sends SIGINT and returns the child's (stdout, stderr); fails the test
+    if it has not exited within 5 s."""
     proc.send_signal(signal.SIGINT)
     try:
-        out, err = proc.communicate(timeout=5)
+        return proc.communicate(timeout=5)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate(timeout=TIMEOUT)
-        pytest.fail("SIGINT did not interrupt wait() within 5 s")
+        pytest.fail(f"SIGINT did not {what} within 5 s")
+
+
+def test_ctrl_c_interrupts_a_paused_wait():
+    proc = _start_held_child()
+    t0 = time.monotonic()
+    out, err = _sigint(proc, "interrupt wait()")
     assert time.monotonic() - t0 < 3.0
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in err
@@ -579,13 +585,7 @@ def test_ctrl_c_interrupts_a_paused_wait():
 
 def test_terminate_on_signals_makes_ctrl_c_end_wait():
     proc = _start_held_child(setup="d.terminate_on_signals()")
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, err = proc.communicate(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate(timeout=TIMEOUT)
-        pytest.fail("SIGINT did not end wait() within 5 s")
+    out, err = _sigint(proc, "end wait()")
     assert "wait returned False" in out, err
     assert proc.returncode == 0, err
     assert "KeyboardInterrupt" not in err
