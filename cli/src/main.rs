@@ -26,8 +26,10 @@ struct Cli {
     /// Connect to this address instead of looking RUN up (then omit RUN).
     #[arg(long, global = true, env = "IDICT_ADDR", value_name = "HOST:PORT")]
     addr: Option<String>,
-    /// The run's token (default: from its run file).
-    #[arg(long, global = true, env = "IDICT_TOKEN", hide_env_values = true)]
+    /// The run's token (default: IDICT_TOKEN for an address, else the run
+    /// file's). A token is sent only to the address it belongs to: with a
+    /// RUN found by its file, it must be one of that file's tokens.
+    #[arg(long, global = true)]
     token: Option<String>,
     /// For a run served over TLS (https://): the PEM file of the CA that signed its certificate.
     #[arg(long, global = true, env = "IDICT_CA", value_name = "FILE")]
@@ -185,13 +187,15 @@ struct Ctx {
 
 impl Ctx {
     async fn connect(&self, run: Option<&str>) -> Result<Client> {
+        let env_token = std::env::var("IDICT_TOKEN").ok().filter(|t| !t.is_empty());
         let mut target = match (&self.addr, run) {
-            (Some(addr), _) => Target::at(addr, None),
+            (Some(addr), _) => Target::at(addr, env_token),
+            // Applies IDICT_TOKEN where it belongs.
             (None, Some(run)) => idict::client::resolve(run).map_err(explain)?,
             (None, None) => bail!("missing RUN"),
         };
-        if self.token.is_some() {
-            target.token = self.token.clone();
+        if let Some(token) = &self.token {
+            target = target.with_token(token.clone()).map_err(explain)?;
         }
         let user = std::env::var("USER").unwrap_or_default();
         let tls_ca_pem =
@@ -223,7 +227,9 @@ fn explain(e: ClientError) -> anyhow::Error {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode> {
+async fn run(mut cli: Cli) -> Result<ExitCode> {
+    // `IDICT_ADDR=` (set but empty) means no address, not an empty one.
+    cli.addr = cli.addr.filter(|a| !a.trim().is_empty());
     let ctx = Ctx {
         addr: cli.addr.clone(),
         token: cli.token.clone(),

@@ -361,6 +361,21 @@ fn failures_are_one_clear_line_and_a_non_zero_exit() {
         &[("IDICT_ADDR", &run.address), ("IDICT_TOKEN", "nope")],
         "unauthenticated",
     );
+    // An unset shell variable must not pick the only live run.
+    check(&["terminate", "", "--wait"], &[], "the RUN given is empty");
+    check(&["terminate", " "], &[], "the RUN given is empty");
+    assert!(!run.idict.terminated());
+    // A token for another run is not sent to the address a run file names.
+    check(
+        &["info", "heat", "--token", "for-some-other-run"],
+        &[],
+        "is sent only to the address it came with",
+    );
+    // IDICT_ADDR set but empty means no address: RUN is looked up.
+    let mut c = run.idict();
+    c.env("IDICT_ADDR", "");
+    let out = c.args(["info", "heat"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
     // With the address and a token from the environment, RUN is left out.
     let mut c = run.idict();
     c.env("IDICT_ADDR", &run.address)

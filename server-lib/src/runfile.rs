@@ -47,6 +47,12 @@ pub enum RunFileError {
     },
     #[error("{path} is readable by other users (mode {mode:o}); refusing to use its tokens")]
     Insecure { path: PathBuf, mode: u32 },
+    #[error(
+        "{path}: {reason}, so another user could plant or read run files there; refusing to \
+         write tokens into it (use a directory only you can write: chmod 700 it, or point \
+         IDICT_RUNS_DIR elsewhere)"
+    )]
+    UnsafeDir { path: PathBuf, reason: String },
 }
 
 /// The directory where run files live.
@@ -90,8 +96,16 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunFileError + '_ {
 }
 
 /// Writes a run file atomically (temp file, then rename) with mode 0600.
+///
+/// The runs directory must be one another user cannot write (or a sticky
+/// one, where nobody can replace our files). The temporary file has an
+/// unguessable name and is created exclusively (`O_EXCL`, which never
+/// follows a symlink), and the rename replaces whatever is at the run
+/// file's name (a planted symlink included) without following it: a
+/// neighbour can make the write fail, never redirect the tokens.
 pub fn write_run_file(dir: &Path, run: &RunFile) -> Result<PathBuf, RunFileError> {
     create_private_dir(dir)?;
+    check_dir_is_private(dir)?;
     let safe: String = run
         .name
         .chars()
@@ -105,22 +119,89 @@ pub fn write_run_file(dir: &Path, run: &RunFile) -> Result<PathBuf, RunFileError
         .take(64)
         .collect();
     let path = dir.join(format!("{safe}-{}.json", run.pid));
-    let tmp = dir.join(format!(".{safe}-{}.json.tmp", run.pid));
+    let mut nonce = [0u8; 8];
+    // Without randomness the name is still exclusive, only guessable.
+    let _ = getrandom::fill(&mut nonce);
+    let tmp = dir.join(format!(
+        ".{safe}-{}-{:016x}.json.tmp",
+        run.pid,
+        u64::from_le_bytes(nonce)
+    ));
     let json = serde_json::to_vec_pretty(run).map_err(|source| RunFileError::Parse {
         path: path.clone(),
         source,
     })?;
-    {
+    let written = (|| {
         let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
         f.write_all(&json).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    Ok(path)
+    written.map(|()| path)
+}
+
+/// Refuses a runs directory another user could write into: one owned by
+/// someone else, or writable by group or others, unless it is sticky (as
+/// /tmp is: there nobody can rename or delete another's files).
+fn check_dir_is_private(dir: &Path) -> Result<(), RunFileError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dir).map_err(io_err(dir))?;
+        let unsafe_dir = |reason: String| RunFileError::UnsafeDir {
+            path: dir.to_owned(),
+            reason,
+        };
+        if !meta.is_dir() {
+            return Err(unsafe_dir("not a directory".into()));
+        }
+        let mode = meta.mode();
+        let sticky = mode & 0o1000 != 0;
+        if sticky {
+            return Ok(());
+        }
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(unsafe_dir(format!(
+                "it belongs to uid {}, not to you (uid {me})",
+                meta.uid()
+            )));
+        }
+        if mode & 0o022 != 0 {
+            return Err(unsafe_dir(format!(
+                "other users can write it (mode {:o}) and it is not sticky",
+                mode & 0o7777
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A regular file (not a symlink) owned by the user running this process:
+/// the only run files a listing trusts. Another user's file could name an
+/// address of theirs, to collect the tokens sent to it.
+fn is_own_run_file(path: &Path) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if !meta.file_type().is_file() {
+        return false;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() != rustix::process::geteuid().as_raw() {
+            return false;
+        }
+    }
+    true
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), RunFileError> {
@@ -158,8 +239,8 @@ pub fn is_live(run: &RunFile) -> bool {
     run.host != host_name() || process_alive(run.pid)
 }
 
-/// The live runs in the runs directory, oldest first. Unreadable files and
-/// files of dead processes are skipped.
+/// The live runs in the runs directory, oldest first. Unreadable files,
+/// files of dead processes, symlinks and other users' files are skipped.
 pub fn list_runs() -> Result<Vec<FoundRun>, RunFileError> {
     list_runs_in(&runs_dir()?)
 }
@@ -175,6 +256,7 @@ pub fn list_runs_in(dir: &Path) -> Result<Vec<FoundRun>, RunFileError> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter(|p| is_own_run_file(p))
         .filter_map(|path| {
             let run = read_run_file(&path).ok()?;
             is_live(&run).then_some(FoundRun { path, run })
@@ -222,6 +304,83 @@ mod tests {
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].run.name, "heat/2d");
         assert_eq!(read_run_file(&path).unwrap(), run("heat/2d", me));
+    }
+
+    #[cfg(unix)]
+    fn mode(dir: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A neighbour who can write the runs directory plants symlinks at the
+    /// names a run will write (the old fixed temporary name, and the run
+    /// file's own) pointing at a file of theirs, to read the tokens there.
+    #[cfg(unix)]
+    #[test]
+    fn planted_symlinks_never_receive_the_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let loot = dir.path().join("loot");
+        let me = std::process::id();
+        for name in [format!(".x-{me}.json.tmp"), format!("x-{me}.json")] {
+            std::os::unix::fs::symlink(&loot, dir.path().join(name)).unwrap();
+        }
+        let path = write_run_file(dir.path(), &run("x", me)).unwrap();
+        assert!(!loot.exists(), "the tokens were written through a symlink");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(
+            meta.file_type().is_file(),
+            "the run file is still a symlink"
+        );
+        assert_eq!(read_run_file(&path).unwrap(), run("x", me));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_runs_directory_others_can_write_is_refused_unless_sticky() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        mode(dir.path(), 0o777);
+        let err = write_run_file(dir.path(), &run("x", me)).unwrap_err();
+        assert!(
+            matches!(&err, RunFileError::UnsafeDir { reason, .. } if reason.contains("other users can write it")),
+            "{err}"
+        );
+        mode(dir.path(), 0o770);
+        assert!(matches!(
+            write_run_file(dir.path(), &run("x", me)),
+            Err(RunFileError::UnsafeDir { .. })
+        ));
+        // Sticky, as /tmp is: nobody can replace another's files there.
+        mode(dir.path(), 0o1777);
+        write_run_file(dir.path(), &run("x", me)).unwrap();
+        mode(dir.path(), 0o700);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn listings_skip_symlinks_and_other_users_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        let mine = write_run_file(dir.path(), &run("mine", me)).unwrap();
+        // A symlink to a live run file, under a name a user might type.
+        std::os::unix::fs::symlink(&mine, dir.path().join("lorenz-1.json")).unwrap();
+        // Another user's file naming a live pid (only root can make one).
+        if rustix::process::geteuid().is_root() {
+            let theirs = dir.path().join("evil-1.json");
+            std::fs::copy(&mine, &theirs).unwrap();
+            let text = std::fs::read_to_string(&theirs)
+                .unwrap()
+                .replace("\"mine\"", "\"evil\"");
+            std::fs::write(&theirs, text).unwrap();
+            mode(&theirs, 0o600);
+            std::os::unix::fs::chown(&theirs, Some(12345), None).unwrap();
+        }
+        let names: Vec<String> = list_runs_in(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.run.name)
+            .collect();
+        assert_eq!(names, vec!["mine".to_string()]);
     }
 
     #[cfg(unix)]

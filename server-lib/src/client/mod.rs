@@ -5,7 +5,7 @@
 
 mod resolve;
 
-pub use resolve::{Target, resolve};
+pub use resolve::{Target, resolve, resolve_default};
 
 use crate::history::Series;
 use crate::model::{AppliedWrite, KeyInfo, LogMessage, Role, Status};
@@ -234,8 +234,8 @@ impl Client {
 
     pub async fn connect_with(run: &str, opts: ConnectOptions) -> Result<Client, ClientError> {
         let mut target = Self::resolve(run).await?;
-        if opts.token.is_some() {
-            target.token = opts.token.clone();
+        if let Some(token) = &opts.token {
+            target = target.with_token(token.clone())?;
         }
         Self::connect_target(target, opts).await
     }

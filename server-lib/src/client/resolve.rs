@@ -12,11 +12,31 @@ pub struct Target {
     /// `http://host:port`, `https://…` or `unix:/path`.
     pub address: String,
     pub token: Option<String>,
-    /// The run file it came from, if any.
+    /// The run file the address came from; `None` when the user gave the
+    /// address (even if a local run file lent its token).
     pub run: Option<RunFile>,
 }
 
 impl Target {
+    /// Uses `token` instead of the run file's. A token is sent only where it
+    /// belongs: to an address the user gave, or to a run whose own file
+    /// holds it (its observer token, say). A token meant for one run must
+    /// never reach the address another user's run file names.
+    pub fn with_token(mut self, token: String) -> Result<Target, ClientError> {
+        if let Some(run) = &self.run
+            && token != run.observer_token
+            && token != run.controller_token
+        {
+            return Err(ClientError::InvalidArgument(format!(
+                "the token given is not one of run '{}' (pid {}): it is sent only to the \
+                 address it came with (give that address, or --addr)",
+                run.name, run.pid
+            )));
+        }
+        self.token = Some(token);
+        Ok(self)
+    }
+
     /// A target at an explicit address (`host:port` gains `http://`).
     pub fn at(address: &str, token: Option<String>) -> Target {
         Target {
@@ -65,16 +85,39 @@ fn from_run(run: RunFile) -> Target {
     }
 }
 
-/// Resolves `run` using the local runs directory. An empty `run` means
-/// `IDICT_ADDR`, or the only live run.
+/// Resolves `run` using the local runs directory. An empty or blank `run`
+/// is an error (an unset shell variable must not pick a run); to mean "the
+/// only live run, or `IDICT_ADDR`", use [`resolve_default`].
+///
+/// `IDICT_TOKEN` is used for addresses (and `IDICT_ADDR`); a run found by
+/// its file uses that file's token, unless `IDICT_TOKEN` is one of its.
 pub fn resolve(run: &str) -> Result<Target, ClientError> {
-    let env_addr = std::env::var("IDICT_ADDR").ok().filter(|a| !a.is_empty());
-    let env_token = std::env::var("IDICT_TOKEN").ok().filter(|t| !t.is_empty());
-    let mut target = resolve_without_env(run, env_addr.as_deref())?;
-    if env_token.is_some() {
-        target.token = env_token;
+    if run.trim().is_empty() {
+        return Err(ClientError::RunNotFound(
+            "the RUN given is empty (an unset shell variable?): name a run, a pid, an \
+             address or a run file (see `idict ls`)"
+                .into(),
+        ));
     }
-    Ok(target)
+    with_env_token(resolve_without_env(run, None)?)
+}
+
+/// The only live run, or `IDICT_ADDR` if set: for a caller with no RUN.
+pub fn resolve_default() -> Result<Target, ClientError> {
+    let env_addr = std::env::var("IDICT_ADDR").ok().filter(|a| !a.is_empty());
+    with_env_token(resolve_without_env("", env_addr.as_deref())?)
+}
+
+fn with_env_token(target: Target) -> Result<Target, ClientError> {
+    let Some(token) = std::env::var("IDICT_TOKEN").ok().filter(|t| !t.is_empty()) else {
+        return Ok(target);
+    };
+    match &target.run {
+        // A token from the environment is for whatever address it was set
+        // for; a local run's own file has the right one.
+        Some(run) if token != run.observer_token && token != run.controller_token => Ok(target),
+        _ => target.with_token(token),
+    }
 }
 
 fn runs() -> Result<Vec<FoundRun>, ClientError> {
@@ -111,7 +154,12 @@ fn resolve_without_env(run: &str, env_addr: Option<&str>) -> Result<Target, Clie
             .into_iter()
             .find(|r| normalise(&r.run.address) == address);
         return Ok(match known {
-            Some(r) => from_run(r.run),
+            // The address is the user's: any token they give may go to it.
+            Some(r) => Target {
+                address,
+                token: Some(r.run.controller_token),
+                run: None,
+            },
             None => Target {
                 address,
                 token: None,
@@ -162,6 +210,42 @@ mod tests {
         assert!(!looks_like_address("heat:run"));
         assert_eq!(normalise("127.0.0.1:1"), "http://127.0.0.1:1");
         assert_eq!(normalise("unix:/a"), "unix:/a");
+    }
+
+    #[test]
+    fn an_empty_run_is_an_error_not_the_only_live_run() {
+        for blank in ["", "  ", "\t"] {
+            let err = resolve(blank).unwrap_err();
+            assert!(
+                matches!(&err, ClientError::RunNotFound(m) if m.contains("empty")),
+                "{err}"
+            );
+        }
+    }
+
+    fn from_file(name: &str) -> Target {
+        from_run(RunFile {
+            name: name.into(),
+            pid: 42,
+            host: runfile::host_name(),
+            address: "http://127.0.0.1:1".into(),
+            observer_token: "obs".into(),
+            controller_token: "ctl".into(),
+            started_unix_ms: 0,
+            protocol_version: 1,
+        })
+    }
+
+    #[test]
+    fn a_token_goes_only_where_it_belongs() {
+        // An explicit address takes any token.
+        let t = Target::at("127.0.0.1:9", None).with_token("anything".into());
+        assert_eq!(t.unwrap().token.as_deref(), Some("anything"));
+        // A run found by its file takes only one of its own tokens.
+        let t = from_file("heat").with_token("obs".into()).unwrap();
+        assert_eq!(t.token.as_deref(), Some("obs"));
+        let err = from_file("heat").with_token("for-another-run".into());
+        assert!(matches!(err, Err(ClientError::InvalidArgument(_))));
     }
 
     #[test]
