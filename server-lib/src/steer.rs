@@ -67,8 +67,9 @@ impl WritableSpec {
             (kind, v) if v.kind() == kind => v,
             (kind, v) => {
                 return Err(Rejected(format!(
-                    "{key} expects {kind}, got {} ({v})",
-                    v.kind()
+                    "{key} expects {kind}, got {} ({})",
+                    v.kind(),
+                    v.preview()
                 )));
             }
         };
@@ -78,19 +79,22 @@ impl WritableSpec {
             }
             if let Some(min) = self.min.filter(|&m| x < m) {
                 return Err(Rejected(format!(
-                    "{key} = {value} is below the minimum {}",
+                    "{key} = {} is below the minimum {}",
+                    value.preview(),
                     format_number(min)
                 )));
             }
             if let Some(max) = self.max.filter(|&m| x > m) {
                 return Err(Rejected(format!(
-                    "{key} = {value} is above the maximum {}",
+                    "{key} = {} is above the maximum {}",
+                    value.preview(),
                     format_number(max)
                 )));
             }
         }
         if let Some(validate) = &self.validator {
-            validate(&value).map_err(|why| Rejected(format!("{key} = {value} refused: {why}")))?;
+            validate(&value)
+                .map_err(|why| Rejected(format!("{key} = {} refused: {why}", value.preview())))?;
         }
         Ok(value)
     }

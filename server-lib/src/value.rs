@@ -476,6 +476,26 @@ impl fmt::Debug for Value {
     }
 }
 
+impl Value {
+    /// A short form for messages (a refused write, say): at most about 80
+    /// characters, and a cost that never grows with the value. A client's
+    /// 12 MB string must not come back as a 12 MB error.
+    pub fn preview(&self) -> String {
+        const CHARS: usize = 40;
+        match self {
+            Value::Str(s) if s.chars().count() > CHARS => {
+                let head: String = s.chars().take(CHARS).collect();
+                format!("{head:?}… ({} bytes)", s.len())
+            }
+            // Shape only: statistics would read every element.
+            Value::Array(a) => format!("{}{:?}", a.dtype(), a.shape()),
+            Value::List(l) => format!("a list of {} items", l.len()),
+            Value::Map(m) => format!("a map of {} keys", m.len()),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Value {
     /// A short human form: scalars as themselves, arrays summarised.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
