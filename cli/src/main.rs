@@ -7,8 +7,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use idict::client::{Client, ClientError, ConnectOptions, Target, WatchOptions};
+use idict::value::escape_controls;
 use idict::{RunState, Value};
-use render::{duration_text, format_float, status_text, value_json, value_text};
+use render::{duration_text, format_float, state_word, status_text, value_json, value_text};
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -119,7 +120,10 @@ enum Command {
 
 fn main() -> ExitCode {
     init_logging();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -138,6 +142,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version print as clap prints them; a usage error is one line
+/// on stderr and exit 1, like every other failure of this command.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
+    eprintln!("idict: {first} (see `idict --help`)");
+    ExitCode::FAILURE
 }
 
 /// Sends the library's `tracing` events to stderr, filtered by `RUST_LOG`
@@ -404,11 +426,11 @@ async fn ls(json: bool) -> Result<ExitCode> {
     for (r, info) in runs.iter().zip(&statuses) {
         out(format!(
             "{:<20} {:>8}  {:<28} {:<12} {:>10}  {:>7}",
-            r.run.name,
+            escape_controls(&r.run.name),
             r.run.pid,
-            r.run.address,
+            escape_controls(&r.run.address),
             info.as_ref()
-                .map_or("unreachable", |i| i.status.state.name()),
+                .map_or("unreachable", |i| state_word(&i.status)),
             info.as_ref()
                 .map_or_else(|| "-".to_string(), |i| i.version.to_string()),
             duration_text((now_ms - r.run.started_unix_ms) as f64 / 1000.0),
@@ -459,9 +481,9 @@ async fn info(c: &Client, json: bool) -> Result<ExitCode> {
     }
     out(format!(
         "{} (pid {} on {}) at {}",
-        i.name,
+        escape_controls(&i.name),
         i.pid,
-        i.host,
+        escape_controls(&i.host),
         c.address()
     ))?;
     out(format!("  status    {}", status_text(&i.status)))?;
@@ -491,10 +513,10 @@ async fn info(c: &Client, json: bool) -> Result<ExitCode> {
             None => k.kind.name().to_string(),
         };
         let w = match &k.writable {
-            Some(w) => format!("writable: {}", w.description),
+            Some(w) => format!("writable: {}", escape_controls(&w.description)),
             None => String::new(),
         };
-        out(format!("    {:<width$}  {:<16} {}", k.name, ty, w).trim_end())?;
+        out(format!("    {:<width$}  {:<16} {}", escape_controls(&k.name), ty, w).trim_end())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -545,6 +567,28 @@ async fn watch(c: &Client, keys: &[String], full: bool, json: bool) -> Result<Ex
     let mut last_status = None;
     while let Some(u) = stream.next().await {
         let u = u.map_err(explain)?;
+        if u.reset {
+            // The first update is the whole state: a key it lacks would only
+            // ever print empty lines.
+            let missing: Vec<&str> = wanted
+                .iter()
+                .copied()
+                .filter(|k| !u.changed.iter().any(|(have, _)| have == k))
+                .collect();
+            if !missing.is_empty() {
+                let mut have: Vec<&str> = u.changed.iter().map(|(k, _)| k.as_str()).collect();
+                have.truncate(20);
+                bail!(
+                    "no key {} in this run (it has: {})",
+                    missing
+                        .iter()
+                        .map(|k| format!("'{}'", escape_controls(k)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    escape_controls(&have.join(", "))
+                );
+            }
+        }
         let changed: Vec<_> = u.changed.iter().filter(|(k, _)| shown(k)).collect();
         let removed: Vec<_> = u.removed.iter().filter(|k| shown(k)).collect();
         let status_changed = last_status.as_ref() != Some(&u.status);

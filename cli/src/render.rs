@@ -61,18 +61,28 @@ pub use idict::value::format_number as format_float;
 
 /// The status word, with the failure message or hold if any.
 pub fn status_text(s: &Status) -> String {
-    let mut t = s.state.name().to_string();
+    let mut t = state_word(s).to_string();
     if s.held {
         t.push_str(" (held)");
     }
     if s.steps_pending > 0 {
-        t.push_str(&format!(" ({} steps pending)", s.steps_pending));
+        t.push_str(&format!(" ({} steps left, then paused)", s.steps_pending));
     }
     if !s.message.is_empty() {
         t.push_str(": ");
         t.push_str(&s.message);
     }
     t
+}
+
+/// The state in one word. A paused run with steps left is going on: it
+/// says "stepping", not "paused" (after `step 2^64-1` it runs for good).
+pub fn state_word(s: &Status) -> &'static str {
+    if s.state == idict::RunState::Paused && s.steps_pending > 0 {
+        "stepping"
+    } else {
+        s.state.name()
+    }
 }
 
 /// "3h02m", "4m05s", "12s".

@@ -376,6 +376,23 @@ fn failures_are_one_clear_line_and_a_non_zero_exit() {
     c.env("IDICT_ADDR", "");
     let out = c.args(["info", "heat"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
+    // Usage errors are one line and exit 1 too, not clap's page and exit 2.
+    for args in [&["info", "-1"][..], &["step", "heat", "-5"][..]] {
+        check(args, &[], "unexpected argument");
+        let out = run.idict().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(stderr_of(&out).trim_end().lines().count(), 1, "{args:?}");
+    }
+    // A directory is not a run file (it used to be "readable by other users").
+    let dir = run.dir.path().to_str().unwrap().to_owned();
+    check(&["info", &dir], &[], "not a run file");
+    // Watching a key the run does not have says so instead of printing
+    // empty updates.
+    check(
+        &["watch", "heat", "nokey"],
+        &[],
+        "no key 'nokey' in this run",
+    );
     // With the address and a token from the environment, RUN is left out.
     let mut c = run.idict();
     c.env("IDICT_ADDR", &run.address)
@@ -383,6 +400,51 @@ fn failures_are_one_clear_line_and_a_non_zero_exit() {
     let out = c.args(["get", "n", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(!run.idict.terminated());
+}
+
+/// A run's name comes from its program: it must not drive the terminal.
+#[test]
+fn control_characters_in_names_are_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let idict = IDict::new("evil\u{1b}[2J\u{7}");
+    idict.notify_update().unwrap();
+    let _server = ServeOptions::default()
+        .runs_dir(dir.path())
+        .announce(false)
+        .serve(&idict)
+        .unwrap();
+    let out = Command::cargo_bin("idict")
+        .unwrap()
+        .env("IDICT_RUNS_DIR", dir.path())
+        .env_remove("IDICT_ADDR")
+        .env_remove("IDICT_TOKEN")
+        .timeout(Duration::from_secs(30))
+        .arg("ls")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+    assert!(text.contains("evil\\u{1b}[2J\\u{7}"), "{text}");
+}
+
+/// After `step 2^64-1` the run goes on for good: its status says so.
+#[test]
+fn a_run_with_steps_left_reads_stepping() {
+    let run = heat_run(small(100.0));
+    let out = run
+        .idict()
+        .args(["step", "heat", "18446744073709551615"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(": stepping"), "{text}");
+    let out = run.idict().arg("ls").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stepping"));
 }
 
 #[test]

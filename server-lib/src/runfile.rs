@@ -218,6 +218,12 @@ pub fn read_run_file(path: &Path) -> Result<RunFile, RunFileError> {
     {
         use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::metadata(path).map_err(io_err(path))?;
+        if !meta.is_file() {
+            return Err(io_err(path)(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a run file (a directory or a device)",
+            )));
+        }
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(RunFileError::Insecure {

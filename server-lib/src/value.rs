@@ -423,6 +423,25 @@ impl Value {
     }
 }
 
+/// `s` with control characters escaped (`\u{1b}`), for a terminal: a run's
+/// name or key comes from its program, and must not drive the terminal.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        s.into()
+    }
+}
+
 /// A number as people write it: plain for moderate magnitudes (`0.25`,
 /// `1200`), else a short exponent (`1.55e-5`); trailing zeros dropped. Used
 /// wherever idict shows a number to a person (errors, CLI, inspector).
@@ -780,6 +799,12 @@ mod tests {
         assert_eq!(v.to_json(), serde_json::json!([[1, 2, 3], [4, 5, 6]]));
         let s = v.as_array().unwrap().stats().unwrap();
         assert_eq!((s.min, s.max, s.mean), (1.0, 6.0, 3.5));
+    }
+
+    #[test]
+    fn control_characters_are_escaped_for_terminals() {
+        assert_eq!(escape_controls("heat"), "heat");
+        assert_eq!(escape_controls("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
     }
 
     #[test]

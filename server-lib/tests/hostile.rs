@@ -213,11 +213,23 @@ async fn crafted_requests_get_clear_statuses_and_the_run_goes_on() {
     let huge_text = pb::Value {
         kind: Some(pb::value::Kind::StrValue("x".repeat(12 << 20))),
     };
-    let r = h.call("Set", set_body(b"dt", &huge_text.encode_to_vec())).await;
-    let Err(s) = r else { panic!("a string for a float key was accepted") };
+    let r = h
+        .call("Set", set_body(b"dt", &huge_text.encode_to_vec()))
+        .await;
+    let Err(s) = r else {
+        panic!("a string for a float key was accepted")
+    };
     assert_eq!(s.code(), Code::InvalidArgument);
-    assert!(s.message().contains("dt expects float, got str"), "{}", s.message());
-    assert!(s.message().len() < 300, "a {} byte error", s.message().len());
+    assert!(
+        s.message().contains("dt expects float, got str"),
+        "{}",
+        s.message()
+    );
+    assert!(
+        s.message().len() < 300,
+        "a {} byte error",
+        s.message().len()
+    );
     // An unknown dtype.
     let odd = array(99, vec![1], vec![0]);
     expect(

@@ -455,12 +455,18 @@ impl Client {
     }
 }
 
+/// An error and its causes, each said once: many errors already end with
+/// their cause's text ("tcp connect error: Connection refused"), and
+/// appending it again made "os error 2" appear three times.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        let text = inner.to_string();
+        if !text.is_empty() && !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         src = inner.source();
     }
     s
@@ -581,6 +587,33 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        #[derive(Debug)]
+        struct Wrap(&'static str, Option<Box<Wrap>>);
+        impl std::fmt::Display for Wrap {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Wrap {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|w| w as _)
+            }
+        }
+        let e = Wrap(
+            "tcp connect error: No such file (os error 2)",
+            Some(Box::new(Wrap(
+                "tcp connect error",
+                Some(Box::new(Wrap("No such file (os error 2)", None))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "tcp connect error: No such file (os error 2)"
+        );
+    }
 
     #[test]
     fn statuses_map_to_typed_errors() {

@@ -72,7 +72,13 @@ fn looks_like_address(s: &str) -> bool {
 
 fn describe(runs: &[FoundRun]) -> String {
     runs.iter()
-        .map(|r| format!("{} (pid {})", r.run.name, r.run.pid))
+        .map(|r| {
+            format!(
+                "{} (pid {})",
+                crate::value::escape_controls(&r.run.name),
+                r.run.pid
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -183,12 +189,20 @@ fn resolve_without_env(run: &str, env_addr: Option<&str>) -> Result<Target, Clie
     match named.len() {
         1 => Ok(from_run(named.remove(0).run)),
         0 => Err(ClientError::RunNotFound(if all.is_empty() {
-            format!("no run named '{run}': no live runs found (see `idict ls`)")
+            format!(
+                "no run named '{}': no live runs found (see `idict ls`)",
+                crate::value::escape_controls(run)
+            )
         } else {
-            format!("no run named '{run}'; live runs: {}", describe(&all))
+            format!(
+                "no run named '{}'; live runs: {}",
+                crate::value::escape_controls(run),
+                describe(&all)
+            )
         })),
         _ => Err(ClientError::RunNotFound(format!(
-            "several runs are named '{run}'; give a pid: {}",
+            "several runs are named '{}'; give a pid: {}",
+            crate::value::escape_controls(run),
             describe(&named)
         ))),
     }
