@@ -385,7 +385,7 @@ fn failures_are_one_clear_line_and_a_non_zero_exit() {
     }
     // A directory is not a run file (it used to be "readable by other users").
     let dir = run.dir.path().to_str().unwrap().to_owned();
-    check(&["info", &dir], &[], "not a run file");
+    check(&["info", &dir], &[], "a directory, not a run file");
     // Watching a key the run does not have says so instead of printing
     // empty updates.
     check(

@@ -218,10 +218,11 @@ pub fn read_run_file(path: &Path) -> Result<RunFile, RunFileError> {
     {
         use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::metadata(path).map_err(io_err(path))?;
-        if !meta.is_file() {
+        // A directory is no run file; a pipe may be (`idict info <(…)`).
+        if meta.is_dir() {
             return Err(io_err(path)(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                "not a run file (a directory or a device)",
+                "a directory, not a run file",
             )));
         }
         let mode = meta.permissions().mode() & 0o777;
