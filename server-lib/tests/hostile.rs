@@ -351,3 +351,68 @@ async fn a_response_larger_than_the_client_accepts_is_a_clear_error() {
         "the connection and the run go on"
     );
 }
+
+/// Whatever a client sends, and however long the run's own texts are, a
+/// refusal is a short status: it travels in a header a client stops
+/// reading past its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_short_whatever_was_sent() {
+    let idict = IDict::new("short");
+    for i in 0..500 {
+        idict.writable(format!("knob{i:03}"), 1.0);
+    }
+    idict
+        .writable("checked", 1.0)
+        .validate(|_| Err("too much ".repeat(20_000)));
+    idict.lock().insert("x", 1.0);
+    idict.notify_update().unwrap();
+    let run = serve(&idict);
+    let h = Hostile::new(&run).await;
+    let short = |r: Result<Vec<u8>, Status>, code: Code, needle: &str| {
+        let Err(s) = r else {
+            panic!("expected {code:?}")
+        };
+        assert_eq!(s.code(), code, "{}", s.message());
+        assert!(s.message().contains(needle), "{}", s.message());
+        assert!(
+            s.message().len() <= 1100,
+            "a {} byte status",
+            s.message().len()
+        );
+    };
+    // GetHistory echoed every key it did not know, of any length.
+    let huge_key = pb::GetHistoryRequest {
+        keys: vec!["k".repeat(1 << 20)],
+        since_version: 0,
+    };
+    short(
+        h.call("GetHistory", huge_key.encode_to_vec()).await,
+        Code::InvalidArgument,
+        "key",
+    );
+    let many_keys = pb::GetHistoryRequest {
+        keys: (0..5000).map(|i| format!("k{i}")).collect(),
+        since_version: 0,
+    };
+    short(
+        h.call("GetHistory", many_keys.encode_to_vec()).await,
+        Code::InvalidArgument,
+        "at most 4096",
+    );
+    let client = run.controller().await;
+    // Not writable, in a run with 500 writable keys: a few are named.
+    let e = client.set("nope", 1.0).await.unwrap_err();
+    assert!(
+        matches!(&e, ClientError::PermissionDenied(m) if m.contains("and 481 more") && m.len() < 1100),
+        "{e}"
+    );
+    // The run's validator refuses with 180 KB of text: clipped.
+    let e = client.set("checked", 2.0).await.unwrap_err();
+    assert!(
+        matches!(&e, ClientError::InvalidArgument(m) if m.contains("too much") && m.len() <= 1100),
+        "{}",
+        e.to_string().len()
+    );
+    // And the run goes on.
+    assert!(client.info().await.is_ok());
+}

@@ -93,10 +93,19 @@ impl Inner {
         let checked = {
             let specs = self.writable.read();
             let spec = specs.get(key).ok_or_else(|| {
-                let mut names: Vec<_> = specs.keys().cloned().collect();
-                names.sort();
+                let mut names: Vec<_> = specs.keys().map(String::as_str).collect();
+                names.sort_unstable();
+                // A run may declare thousands: the message names a few.
+                const NAMED: usize = 20;
+                let more = names.len().saturating_sub(NAMED);
+                names.truncate(NAMED);
                 WriteRefused::NotWritable(if names.is_empty() {
                     format!("key '{key}' is not writable: this run declares no writable keys")
+                } else if more > 0 {
+                    format!(
+                        "key '{key}' is not writable; writable keys: {} and {more} more",
+                        names.join(", ")
+                    )
                 } else {
                     format!(
                         "key '{key}' is not writable; writable keys: {}",

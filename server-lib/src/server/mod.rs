@@ -5,6 +5,7 @@
 
 mod auth;
 mod frames;
+mod incoming;
 pub(crate) mod pins;
 mod service;
 #[cfg(test)]
@@ -89,6 +90,14 @@ pub struct ServeOptions {
     /// keep the server busy, the computation still gets the CPU first and
     /// the watchers get their updates more coalesced.
     pub nice: i32,
+    /// Connections served at once (default 1024); one more is closed at
+    /// once. Anyone who can connect could otherwise hold every descriptor.
+    pub max_connections: usize,
+    /// How long a new connection may take to start speaking HTTP/2 (and,
+    /// with TLS, to finish its handshake) before it is closed. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// Concurrent requests (streams) on one connection. Default 128.
+    pub max_streams_per_connection: u32,
     /// Threads of the server's runtime. Default 1: one thread serves every
     /// client with the fewest cross-thread wake-ups (the lowest latency) and
     /// leaves the other cores to the computation.
@@ -108,6 +117,9 @@ impl Default for ServeOptions {
             max_response_bytes: 1 << 30,
             snapshot_chunk_bytes: 4 << 20,
             worker_threads: 1,
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(5),
+            max_streams_per_connection: 128,
             tls: None,
             nice: 10,
         }
@@ -415,7 +427,10 @@ impl ServerTask {
         let mut builder = tonic::transport::Server::builder();
         let scheme = if let Some(tls) = &opts.tls {
             let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
-            match builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity)) {
+            let tls_config = tonic::transport::ServerTlsConfig::new()
+                .identity(identity)
+                .timeout(opts.handshake_timeout);
+            match builder.tls_config(tls_config) {
                 Ok(b) => builder = b,
                 Err(e) => {
                     let _ = ready.send(Err(ServeError::Tls(e.to_string())));
@@ -430,6 +445,7 @@ impl ServerTask {
             .initial_stream_window_size(Some(WINDOW_BYTES))
             .initial_connection_window_size(Some(WINDOW_BYTES))
             .max_frame_size(Some(FRAME_BYTES))
+            .max_concurrent_streams(Some(opts.max_streams_per_connection))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(tonic::service::InterceptorLayer::new(Auth { tokens }))
             .add_service(health_svc)
@@ -444,6 +460,10 @@ impl ServerTask {
             dispatcher.abort();
             trimmer.abort();
             closing2.notify_one();
+        };
+        let limits = incoming::Limits {
+            max_connections: opts.max_connections,
+            handshake_timeout: opts.handshake_timeout,
         };
         let served = match bind {
             Bind::Tcp(addr) => {
@@ -462,8 +482,16 @@ impl ServerTask {
                     what: addr.to_string(),
                     source,
                 }));
-                let incoming =
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                let listener = Arc::new(listener);
+                let accept = move || {
+                    let listener = listener.clone();
+                    async move {
+                        let (stream, _) = listener.accept().await?;
+                        stream.set_nodelay(true)?;
+                        Ok(stream)
+                    }
+                };
+                let incoming = incoming::incoming(accept, limits);
                 let serve = router.serve_with_incoming_shutdown(incoming, signal);
                 with_grace(serve, closing).await
             }
@@ -485,7 +513,12 @@ impl ServerTask {
                     let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
                 }
                 let _ = ready.send(Ok(format!("unix:{}", path.display())));
-                let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+                let listener = Arc::new(listener);
+                let accept = move || {
+                    let listener = listener.clone();
+                    async move { listener.accept().await.map(|(stream, _)| stream) }
+                };
+                let incoming = incoming::incoming(accept, limits);
                 let serve = router.serve_with_incoming_shutdown(incoming, signal);
                 with_grace(serve, closing).await
             }

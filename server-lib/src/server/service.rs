@@ -197,6 +197,15 @@ impl Inspector for InspectorService {
     ) -> Result<Response<Self::GetHistoryStream>, Status> {
         role(&req)?;
         let req = req.into_inner();
+        if req.keys.len() > MAX_HISTORY_KEYS {
+            return Err(Status::invalid_argument(format!(
+                "{} keys asked for: at most {MAX_HISTORY_KEYS} a request (none: every key)",
+                req.keys.len()
+            )));
+        }
+        for k in &req.keys {
+            wire::check_key(k).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
         let series: Vec<_> = {
             let p = self.inner.published.read();
             if req.keys.is_empty() {
@@ -277,15 +286,35 @@ impl Inspector for InspectorService {
             self.inner
                 .queue_write(&r.key, value, origin)
                 .map_err(|e| match e {
-                    WriteRefused::NotWritable(m) => Status::permission_denied(m),
-                    WriteRefused::Invalid(m) => Status::invalid_argument(m),
-                    WriteRefused::NotRunning(m) => Status::failed_precondition(m),
-                    WriteRefused::Busy(m) => Status::resource_exhausted(m),
-                    WriteRefused::Removed(m) => Status::failed_precondition(m),
+                    WriteRefused::NotWritable(m) => Status::permission_denied(clip(m)),
+                    // A validator's text is the run's own code: clipped too.
+                    WriteRefused::Invalid(m) => Status::invalid_argument(clip(m)),
+                    WriteRefused::NotRunning(m) => Status::failed_precondition(clip(m)),
+                    WriteRefused::Busy(m) => Status::resource_exhausted(clip(m)),
+                    WriteRefused::Removed(m) => Status::failed_precondition(clip(m)),
                 })?;
         Ok(Response::new(pb::SetReply {
             write_id,
             queue_position: position as u64,
         }))
     }
+}
+
+/// Keys one GetHistory may name (none means every key).
+const MAX_HISTORY_KEYS: usize = 4096;
+
+/// A status message of at most about 1 KiB: it travels in a header, which
+/// a client refuses past its limit, and a refusal should say what is wrong,
+/// not carry the whole of it.
+fn clip(mut text: String) -> String {
+    const MAX: usize = 1024;
+    if text.len() > MAX {
+        let mut end = MAX;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }

@@ -1,0 +1,106 @@
+//! Anyone who can connect, token or not, must not be able to hold the
+//! server's descriptors: connections are capped, and one that never starts
+//! speaking HTTP/2 is closed after the handshake time.
+
+use idict::client::{Client, ConnectOptions, Target};
+use idict::{IDict, ServeOptions, Server};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+fn serve_with(idict: &IDict, opts: ServeOptions) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = opts
+        .runs_dir(dir.path())
+        .announce(false)
+        .serve(idict)
+        .unwrap();
+    (server, dir)
+}
+
+fn socket_addr(server: &Server) -> String {
+    server.address().trim_start_matches("http://").to_string()
+}
+
+async fn client(server: &Server) -> Result<Client, idict::client::ClientError> {
+    let target = Target::at(server.address(), Some(server.tokens().observer.clone()));
+    let opts = ConnectOptions {
+        connect_timeout: Duration::from_secs(2),
+        ..ConnectOptions::default()
+    };
+    let c = Client::connect_target(target, opts).await?;
+    c.info().await?;
+    Ok(c)
+}
+
+/// Reads until the server closes the connection; how long that took, or
+/// None if it was still open after `limit`.
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout_at((start + limit).into(), s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {} // the server's SETTINGS
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_speaks_is_closed_after_the_handshake_time() {
+    let idict = IDict::new("silent");
+    let mut opts = ServeOptions::default();
+    opts.handshake_timeout = Duration::from_millis(300);
+    let (server, _dir) = serve_with(&idict, opts);
+    let mut silent = TcpStream::connect(socket_addr(&server)).await.unwrap();
+    let took = closed_within(&mut silent, Duration::from_secs(5)).await;
+    assert!(
+        took.is_some(),
+        "a connection that sent nothing was still open after 5 s"
+    );
+    // A client that speaks is not cut off, however long it stays.
+    let c = client(&server).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(c.info().await.is_ok(), "a live client was cut off");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_closed_and_slots_come_back() {
+    let idict = IDict::new("capped");
+    let mut opts = ServeOptions::default();
+    opts.max_connections = 4;
+    opts.handshake_timeout = Duration::from_secs(60);
+    let (server, _dir) = serve_with(&idict, opts);
+    let addr = socket_addr(&server);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    // Give the server time to accept them all.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fifth = TcpStream::connect(&addr).await.unwrap();
+    assert!(
+        closed_within(&mut fifth, Duration::from_secs(2))
+            .await
+            .is_some(),
+        "a fifth connection was kept over a cap of 4"
+    );
+    assert!(
+        client(&server).await.is_err(),
+        "a client got in over the cap"
+    );
+    // One leaves: a client gets its slot.
+    held.pop();
+    let start = Instant::now();
+    loop {
+        if client(&server).await.is_ok() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the freed slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
