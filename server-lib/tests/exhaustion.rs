@@ -50,8 +50,10 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_speaks_is_closed_after_the_handshake_time() {
     let idict = IDict::new("silent");
-    let mut opts = ServeOptions::default();
-    opts.handshake_timeout = Duration::from_millis(300);
+    let opts = ServeOptions {
+        handshake_timeout: Duration::from_millis(300),
+        ..ServeOptions::default()
+    };
     let (server, _dir) = serve_with(&idict, opts);
     let mut silent = TcpStream::connect(socket_addr(&server)).await.unwrap();
     let took = closed_within(&mut silent, Duration::from_secs(5)).await;
@@ -68,9 +70,11 @@ async fn a_connection_that_never_speaks_is_closed_after_the_handshake_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_are_closed_and_slots_come_back() {
     let idict = IDict::new("capped");
-    let mut opts = ServeOptions::default();
-    opts.max_connections = 4;
-    opts.handshake_timeout = Duration::from_secs(60);
+    let opts = ServeOptions {
+        max_connections: 4,
+        handshake_timeout: Duration::from_secs(60),
+        ..ServeOptions::default()
+    };
     let (server, _dir) = serve_with(&idict, opts);
     let addr = socket_addr(&server);
     let mut held = Vec::new();
