@@ -3,7 +3,6 @@
 //! Tokens are compared in constant time.
 
 use crate::model::Role;
-use std::sync::Arc;
 use tonic::{Request, Status};
 
 /// The two tokens of a run.
@@ -50,37 +49,7 @@ impl Tokens {
     }
 }
 
-/// The tonic interceptor that authenticates every request and records the
-/// caller's role in the request's extensions.
-#[derive(Clone)]
-pub(crate) struct Auth {
-    pub tokens: Arc<Tokens>,
-}
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        let header = req.metadata().get("authorization").ok_or_else(|| {
-            Status::unauthenticated(
-                "no token: send the run's token as metadata 'authorization: Bearer <token>'",
-            )
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                Status::unauthenticated("malformed authorization: expected 'Bearer <token>'")
-            })?;
-        let role = self
-            .tokens
-            .role_of(token.trim())
-            .ok_or_else(|| Status::unauthenticated("wrong token for this run"))?;
-        req.extensions_mut().insert(role);
-        Ok(req)
-    }
-}
-
-/// The caller's role, as the interceptor recorded it.
+/// The caller's role, as the gate (`server::gate`) recorded it.
 pub(crate) fn role<T>(req: &Request<T>) -> Result<Role, Status> {
     req.extensions()
         .get::<Role>()

@@ -5,6 +5,7 @@
 
 mod auth;
 mod frames;
+mod gate;
 mod incoming;
 pub(crate) mod pins;
 mod service;
@@ -20,7 +21,6 @@ use crate::dict::{IDict, Inner};
 use crate::published::Published;
 use crate::runfile::{self, RunFile};
 use crate::tuning::{CLOSE_GRACE, FRAME_BYTES, WINDOW_BYTES};
-use auth::Auth;
 use idict_proto::v1::inspector_server::InspectorServer;
 use parking_lot::RwLock;
 use service::InspectorService;
@@ -447,7 +447,10 @@ impl ServerTask {
             .max_frame_size(Some(FRAME_BYTES))
             .max_concurrent_streams(Some(opts.max_streams_per_connection))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .layer(tonic::service::InterceptorLayer::new(Auth { tokens }))
+            .layer(gate::GateLayer {
+                tokens,
+                set_bytes: opts.max_request_bytes,
+            })
             .add_service(health_svc)
             .add_service(refl_v1)
             .add_service(refl_v1alpha)
