@@ -32,11 +32,16 @@ struct Bench {
 }
 
 fn serve(idict: &IDict) -> Server {
-    ServeOptions::default()
-        .write_run_file(false)
-        .announce(false)
-        .serve(idict)
-        .expect("serve")
+    ServeOptions {
+        // The 1,000-watcher section watches on one token.
+        max_watches_per_token: 2000,
+        max_connections: 2000,
+        ..ServeOptions::default()
+    }
+    .write_run_file(false)
+    .announce(false)
+    .serve(idict)
+    .expect("serve")
 }
 
 fn target(server: &Server) -> Target {

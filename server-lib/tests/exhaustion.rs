@@ -108,3 +108,44 @@ async fn connections_over_the_cap_are_closed_and_slots_come_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_per_token_are_capped_and_slots_come_back() {
+    use futures::StreamExt;
+    let idict = IDict::new("watched");
+    idict.lock().insert("x", 1.0);
+    idict.notify_update().unwrap();
+    let opts = ServeOptions {
+        max_watches_per_token: 2,
+        ..ServeOptions::default()
+    };
+    let (server, _dir) = serve_with(&idict, opts);
+    let observer = client(&server).await.unwrap();
+    let mut first = observer.watch(Default::default()).await.unwrap();
+    assert!(first.next().await.is_some());
+    let mut second = observer.watch(Default::default()).await.unwrap();
+    assert!(second.next().await.is_some());
+    let third = observer.watch(Default::default()).await;
+    assert!(
+        matches!(&third, Err(idict::client::ClientError::ResourceExhausted(m)) if m.contains("2 watches")),
+        "{:?}",
+        third.err()
+    );
+    // The other token has slots of its own.
+    let target = Target::at(server.address(), Some(server.tokens().controller.clone()));
+    let controller = Client::connect_target(target, ConnectOptions::default())
+        .await
+        .unwrap();
+    assert!(controller.watch(Default::default()).await.is_ok());
+    // A watch that ends gives its slot back.
+    drop(first);
+    let start = Instant::now();
+    while observer.watch(Default::default()).await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(second);
+}

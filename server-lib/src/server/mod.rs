@@ -98,6 +98,9 @@ pub struct ServeOptions {
     pub handshake_timeout: Duration,
     /// Concurrent requests (streams) on one connection. Default 128.
     pub max_streams_per_connection: u32,
+    /// Watch streams open at once per token (observer, controller).
+    /// Default 256: each costs the server a first state and a cursor.
+    pub max_watches_per_token: usize,
     /// Threads of the server's runtime. Default 1: one thread serves every
     /// client with the fewest cross-thread wake-ups (the lowest latency) and
     /// leaves the other cores to the computation.
@@ -120,6 +123,7 @@ impl Default for ServeOptions {
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(5),
             max_streams_per_connection: 128,
+            max_watches_per_token: 256,
             tls: None,
             nice: 10,
         }
@@ -153,6 +157,9 @@ pub enum ServeError {
 /// What the server's tasks share.
 pub(crate) struct Shared {
     pub watchers: AtomicUsize,
+    /// Watch streams open per role (observer, controller), each capped at
+    /// `options.max_watches_per_token`.
+    pub watches_by_role: [AtomicUsize; 2],
     /// A watcher has gone since the free heap was last given back.
     pub watchers_left: AtomicBool,
     pub messages_sent: AtomicU64,
@@ -262,6 +269,7 @@ impl ServeOptions {
         let (news_tx, news_rx) = tokio_watch::channel(inner.epoch());
         let shared = Arc::new(Shared {
             watchers: AtomicUsize::new(0),
+            watches_by_role: [AtomicUsize::new(0), AtomicUsize::new(0)],
             watchers_left: AtomicBool::new(false),
             messages_sent: AtomicU64::new(0),
             news: news_rx,

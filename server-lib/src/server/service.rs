@@ -6,6 +6,7 @@ use super::auth::{require_controller, role};
 use super::watch::Watcher;
 use crate::dict::{ControlAction, Inner, WriteRefused};
 use crate::history::HistoryPieces;
+use crate::model::Role;
 use crate::tuning::SAMPLES_PER_CHUNK;
 use crate::wire;
 use idict_proto::v1 as pb;
@@ -180,11 +181,12 @@ impl Inspector for InspectorService {
         &self,
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        role(&req)?;
+        // A slot first: a watcher's first state is the costly part.
+        let slot = WatchSlot::take(&self.shared, role(&req)?)?;
         let watcher = Watcher::new(self.inner.clone(), self.shared.clone(), req.into_inner());
-        let stream = futures::stream::unfold(watcher, |mut w| async move {
+        let stream = futures::stream::unfold((watcher, slot), |(mut w, slot)| async move {
             let m = w.next().await?;
-            Some((Ok(m), w))
+            Some((Ok(m), (w, slot)))
         });
         Ok(Response::new(Box::pin(stream)))
     }
@@ -317,4 +319,40 @@ fn clip(mut text: String) -> String {
         text.push('…');
     }
     text
+}
+
+/// One of a token's watch streams; the slot is free again when the stream
+/// is dropped.
+struct WatchSlot {
+    shared: Arc<Shared>,
+    role: usize,
+}
+
+impl WatchSlot {
+    fn take(shared: &Arc<Shared>, role: Role) -> Result<WatchSlot, Status> {
+        let at = match role {
+            Role::Observer => 0,
+            Role::Controller => 1,
+        };
+        let cap = shared.options.max_watches_per_token;
+        shared.watches_by_role[at]
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "this token already has {cap} watches open (the run's limit): close one"
+                ))
+            })?;
+        Ok(WatchSlot {
+            shared: shared.clone(),
+            role: at,
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        self.shared.watches_by_role[self.role].fetch_sub(1, Ordering::AcqRel);
+    }
 }
