@@ -68,7 +68,7 @@ impl<T: Message> Encoder for ReservingEncoder<T> {
 #[derive(Debug)]
 pub struct ReservingDecoder<U>(ProstDecoder<U>);
 
-impl<U: Message + Default> Decoder for ReservingDecoder<U> {
+impl<U: Message + Default + 'static> Decoder for ReservingDecoder<U> {
     type Item = U;
     type Error = Status;
 
@@ -76,6 +76,18 @@ impl<U: Message + Default> Decoder for ReservingDecoder<U> {
     /// recursion limit, truncated fields) is the sender's fault:
     /// INVALID_ARGUMENT, not INTERNAL.
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        // A Set's size does not bound what decoding it costs: count first.
+        if std::any::TypeId::of::<U>() == std::any::TypeId::of::<crate::v1::SetRequest>() {
+            use bytes::Buf;
+            let bytes = buf.chunk();
+            let limit = crate::scan::MAX_VALUE_NODES;
+            if crate::scan::set_request_values(bytes, limit) == crate::scan::Count::Over {
+                return Err(Status::resource_exhausted(format!(
+                    "the value holds more than {} elements (lists, maps and their items)",
+                    crate::scan::MAX_VALUE_NODES
+                )));
+            }
+        }
         self.0.decode(buf).map_err(|s| match s.code() {
             tonic::Code::Internal => {
                 // prost names every field on the way down; the reason is last.

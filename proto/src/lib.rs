@@ -4,6 +4,7 @@
 //! server and the client live in the `idict` crate.
 
 pub mod codec;
+pub mod scan;
 
 /// Generated code for the `idict.v1` protobuf package.
 pub mod v1 {

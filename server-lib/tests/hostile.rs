@@ -231,6 +231,19 @@ async fn crafted_requests_get_clear_statuses_and_the_run_goes_on() {
         "a {} byte error",
         s.message().len()
     );
+    // Small on the wire, huge decoded: 2 M empty values in 4 MiB. Counted
+    // before prost builds any (a controller's 63 MiB of them took 2.2 GB).
+    let empties = pb::Value {
+        kind: Some(pb::value::Kind::ListValue(pb::ListValue {
+            items: vec![pb::Value::default(); 2 << 20],
+        })),
+    };
+    expect(
+        h.call("Set", set_body(b"field", &empties.encode_to_vec()))
+            .await,
+        Code::ResourceExhausted,
+        "more than 1048576 elements",
+    );
     // An unknown dtype.
     let odd = array(99, vec![1], vec![0]);
     expect(
