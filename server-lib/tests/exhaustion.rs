@@ -22,15 +22,23 @@ fn socket_addr(server: &Server) -> String {
     server.address().trim_start_matches("http://").to_string()
 }
 
-async fn client(server: &Server) -> Result<Client, idict::client::ClientError> {
+/// A client that got in: connected and answered, within 10 s (a hang
+/// fails the test rather than stalling it).
+async fn client(server: &Server) -> Result<Client, String> {
     let target = Target::at(server.address(), Some(server.tokens().observer.clone()));
     let opts = ConnectOptions {
         connect_timeout: Duration::from_secs(2),
         ..ConnectOptions::default()
     };
-    let c = Client::connect_target(target, opts).await?;
-    c.info().await?;
-    Ok(c)
+    let attempt = async {
+        let c = Client::connect_target(target, opts).await?;
+        c.info().await?;
+        Ok::<_, idict::client::ClientError>(c)
+    };
+    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => panic!("connecting hung for 10 s"),
+    }
 }
 
 /// Reads until the server closes the connection; how long that took, or

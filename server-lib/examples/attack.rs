@@ -1,0 +1,341 @@
+//! The attacks of issue 12, bounded, against a real run in another process,
+//! with the figures the issue asks for:
+//!
+//! - peak memory of the run while an observer floods it with requests of
+//!   63 MiB that decode to gigabytes (target: < 64 MiB above its baseline);
+//! - GetInfo latency while 200 half-open connections and 500 history
+//!   watches are held (target: p99 < 100 ms);
+//! - descriptors held after the attack (target: back to the baseline);
+//! - the run's update rate during the attacks against its rate at rest.
+//!
+//! `cargo run --release -p idict --example attack` (about 30 s; Linux: it
+//! reads the run's /proc entries).
+
+use idict::client::{Client, ConnectOptions, Target, WatchOptions};
+use idict::{IDict, ServeOptions};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::{Request, Status};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--target") {
+        return target();
+    }
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .arg("--target")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+    let mut words = line.split_whitespace();
+    let (address, observer, controller) = (
+        words.next().ok_or("no address")?.to_string(),
+        words.next().ok_or("no token")?.to_string(),
+        words.next().ok_or("no token")?.to_string(),
+    );
+    let pid = child.id();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(attack(pid, &address, &observer, &controller));
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// The run under attack: 10 scalars published as fast as it goes, a
+/// writable list, served with the defaults.
+fn target() -> Result<(), Box<dyn std::error::Error>> {
+    let idict = IDict::new("target");
+    idict.writable("field", idict::Value::List(vec![]));
+    let server = ServeOptions::default()
+        .write_run_file(false)
+        .announce(false)
+        .serve(&idict)?;
+    println!(
+        "{} {} {}",
+        server.address(),
+        server.tokens().observer,
+        server.tokens().controller
+    );
+    let mut i = 0u64;
+    while idict.wait() {
+        {
+            let mut d = idict.lock();
+            for k in 0..10 {
+                d.insert(format!("x{k}"), (i + k) as f64);
+            }
+        }
+        idict.notify_update()?;
+        i += 1;
+        if i.is_multiple_of(64) {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    Ok(())
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+async fn connect(address: &str, token: &str) -> Result<Client, Box<dyn std::error::Error>> {
+    let target = Target::at(address, Some(token.to_string()));
+    Ok(Client::connect_target(target, ConnectOptions::default()).await?)
+}
+
+/// Versions the run published per second over `span`.
+async fn update_rate(c: &Client, span: Duration) -> Result<f64, Box<dyn std::error::Error>> {
+    let v0 = c.info().await?.version;
+    let t0 = Instant::now();
+    tokio::time::sleep(span).await;
+    let v1 = c.info().await?.version;
+    Ok((v1 - v0) as f64 / t0.elapsed().as_secs_f64())
+}
+
+async fn attack(
+    pid: u32,
+    address: &str,
+    observer: &str,
+    controller: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let probe = connect(address, controller).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rest_rate = update_rate(&probe, Duration::from_secs(2)).await?;
+    let base_rss = proc_status_kib(pid, "VmRSS:") / 1024.0;
+    let base_fds = descriptors(pid);
+    println!("at rest: {rest_rate:.0} updates/s, RSS {base_rss:.1} MiB, {base_fds} descriptors");
+
+    // 1. An observer floods: Sets and GetHistorys of 63 MiB whose values
+    //    and keys decode to gigabytes; three at a time, ten rounds.
+    let channel = tonic::transport::Endpoint::from_shared(address.to_string())?
+        .connect()
+        .await?;
+    let set = set_of_empty_values(33 << 20);
+    let history = history_of_empty_keys(33 << 20);
+    let flood_start = Instant::now();
+    let rate_during = {
+        let rate = update_rate(&probe, Duration::from_secs(3));
+        let flood = async {
+            let mut refused = Vec::new();
+            for _ in 0..10 {
+                let calls = (0..3).map(|i| {
+                    let (method, body) = if i == 2 {
+                        ("GetHistory", history.clone())
+                    } else {
+                        ("Set", set.clone())
+                    };
+                    raw_call(channel.clone(), observer, method, body)
+                });
+                for r in futures::future::join_all(calls).await {
+                    refused.push(r.err().map(|s| s.code()));
+                }
+            }
+            refused
+        };
+        let (rate, refused) = tokio::join!(rate, flood);
+        let codes: std::collections::BTreeSet<String> =
+            refused.iter().map(|c| format!("{c:?}")).collect();
+        println!(
+            "observer flood: {} requests of 63 MiB in {:.1} s, answered {codes:?}",
+            refused.len(),
+            flood_start.elapsed().as_secs_f64()
+        );
+        rate?
+    };
+    let peak = proc_status_kib(pid, "VmHWM:") / 1024.0;
+    println!(
+        "  peak RSS {peak:.1} MiB = {:.1} MiB above the baseline (target < 64); \
+         updates/s during it {rate_during:.0} ({:+.0}% against rest)",
+        peak - base_rss,
+        (rate_during / rest_rate - 1.0) * 100.0
+    );
+
+    // 2. 200 half-open connections and 500 history watches, held while
+    //    GetInfo is timed.
+    let mut watches = Vec::new();
+    let mut clients = Vec::new();
+    let mut watch_refused = 0;
+    for conn in 0..100 {
+        let token = if conn % 2 == 0 { observer } else { controller };
+        let c = connect(address, token).await?;
+        for _ in 0..5 {
+            let opts = WatchOptions {
+                with_history: true,
+                ..WatchOptions::default()
+            };
+            match c.watch(opts).await {
+                // Held, never read: the stream's window fills and stays full.
+                Ok(w) => watches.push(w),
+                Err(_) => watch_refused += 1,
+            }
+        }
+        clients.push(c);
+    }
+    // Last, so none has reached its handshake timeout when GetInfo is timed.
+    let mut half_open = Vec::new();
+    let sock = address.trim_start_matches("http://");
+    for _ in 0..200 {
+        half_open.push(tokio::net::TcpStream::connect(sock).await?);
+    }
+    let mut latencies = Vec::new();
+    let rate = update_rate(&probe, Duration::from_secs(2));
+    let timed = async {
+        for _ in 0..200 {
+            let t = Instant::now();
+            let ok = probe.info().await.is_ok();
+            latencies.push((t.elapsed().as_secs_f64() * 1e3, ok));
+        }
+    };
+    let (rate_held, ()) = tokio::join!(rate, timed);
+    let rate_held = rate_held?;
+    let mut ms: Vec<f64> = latencies.iter().map(|(l, _)| *l).collect();
+    ms.sort_by(f64::total_cmp);
+    let failed = latencies.iter().filter(|(_, ok)| !ok).count();
+    println!(
+        "held: 200 half-open connections, {} history watches ({watch_refused} refused by the per-token cap)",
+        watches.len()
+    );
+    println!(
+        "  GetInfo p50 {:.2} ms, p99 {:.2} ms (target < 100), {failed} failed; updates/s {rate_held:.0} ({:+.0}% against rest)",
+        ms[ms.len() / 2],
+        ms[ms.len() * 99 / 100],
+        (rate_held / rest_rate - 1.0) * 100.0
+    );
+    let during_fds = descriptors(pid);
+    println!(
+        "  RSS while held {:.1} MiB ({:+.1} MiB against rest)",
+        proc_status_kib(pid, "VmRSS:") / 1024.0,
+        proc_status_kib(pid, "VmRSS:") / 1024.0 - base_rss
+    );
+    drop(half_open);
+    drop(watches);
+    drop(clients);
+    // Half-open connections are closed by the handshake timeout anyway.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after_fds = descriptors(pid);
+    println!(
+        "descriptors: {base_fds} at rest, {during_fds} during, {after_fds} after (target: back to {base_fds}, give or take the probe)"
+    );
+    Ok(())
+}
+
+/// A SetRequest for key "field" whose value is a list of `n` empty values:
+/// two bytes each on the wire.
+fn set_of_empty_values(n: usize) -> Vec<u8> {
+    let list: Vec<u8> = std::iter::repeat_n([0x0a_u8, 0x00], n).flatten().collect();
+    let value = len_field(8, &list);
+    let mut req = len_field(1, b"field");
+    req.extend(len_field(2, &value));
+    req
+}
+
+/// A GetHistoryRequest naming `n` empty keys.
+fn history_of_empty_keys(n: usize) -> Vec<u8> {
+    std::iter::repeat_n([0x0a_u8, 0x00], n).flatten().collect()
+}
+
+fn len_field(field: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut key = u64::from(field << 3 | 2);
+    let mut len = body.len() as u64;
+    for v in [&mut key, &mut len] {
+        while *v >= 0x80 {
+            out.push((*v as u8 & 0x7f) | 0x80);
+            *v >>= 7;
+        }
+        out.push(*v as u8);
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+async fn raw_call(
+    channel: tonic::transport::Channel,
+    token: &str,
+    method: &str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(usize::MAX);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let mut req = Request::new(body);
+    let bearer = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| Status::internal("token"))?;
+    req.metadata_mut().insert("authorization", bearer);
+    let path: PathAndQuery = format!("/idict.v1.Inspector/{method}")
+        .parse()
+        .map_err(|_| Status::internal("path"))?;
+    if method == "GetHistory" {
+        let mut stream = grpc
+            .server_streaming(req, path, RawCodec)
+            .await?
+            .into_inner();
+        let mut last = Vec::new();
+        while let Some(m) = stream.message().await? {
+            last = m;
+        }
+        return Ok(last);
+    }
+    grpc.unary(req, path, RawCodec)
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Sends bytes as they are and returns the reply's bytes.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+struct RawEncoder;
+struct RawDecoder;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let n = bytes::Buf::remaining(buf);
+        Ok(Some(bytes::Buf::copy_to_bytes(buf, n).to_vec()))
+    }
+}
