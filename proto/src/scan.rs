@@ -9,8 +9,9 @@
 
 /// Values (and map entries) one request may carry: about 100 MB decoded.
 pub const MAX_VALUE_NODES: usize = 1 << 20;
-/// prost's own recursion limit: deeper, prost refuses the message anyway.
-const MAX_DEPTH: usize = 100;
+/// Deeper than prost's own recursion limit (100): where the walk gives up,
+/// prost has already refused the message.
+const MAX_DEPTH: usize = 256;
 
 struct Walk<'a> {
     buf: &'a [u8],
@@ -53,9 +54,40 @@ impl<'a> Walk<'a> {
                 self.buf = self.buf.get(4..)?;
                 None
             }
+            // A group (deprecated, but prost skips it): skipped here too,
+            // or one placed first would hide the rest from the count.
+            3 => {
+                self.skip_group(number, 0)?;
+                None
+            }
             _ => return None,
         };
         Some((number, body))
+    }
+
+    fn skip_group(&mut self, number: u64, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        loop {
+            let key = self.varint()?;
+            let (n, wire_type) = (key >> 3, key & 7);
+            match wire_type {
+                4 if n == number => return Some(()),
+                4 => return None,
+                3 => self.skip_group(n, depth + 1)?,
+                0 => {
+                    self.varint()?;
+                }
+                1 => self.buf = self.buf.get(8..)?,
+                2 => {
+                    let len = usize::try_from(self.varint()?).ok()?;
+                    self.buf = self.buf.get(len..)?;
+                }
+                5 => self.buf = self.buf.get(4..)?,
+                _ => return None,
+            }
+        }
     }
 }
 
@@ -190,6 +222,22 @@ mod tests {
             set_request_values(&req[..req.len() - 1], usize::MAX),
             Count::Malformed
         );
+    }
+
+    #[test]
+    fn a_group_first_does_not_hide_the_rest() {
+        let many = list(vec![pb::Value::default(); 1000]);
+        let req = pb::SetRequest {
+            key: "x".into(),
+            value: Some(many),
+            client_name: String::new(),
+        }
+        .encode_to_vec();
+        // Field 7, a group holding a varint, before everything else.
+        let mut grouped = vec![(7 << 3) | 3, (1 << 3), 5, (7 << 3) | 4];
+        grouped.extend_from_slice(&req);
+        assert!(pb::SetRequest::decode(grouped.as_slice()).is_ok());
+        assert_eq!(set_request_values(&grouped, 500), Count::Over);
     }
 
     #[test]
