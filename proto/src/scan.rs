@@ -188,6 +188,14 @@ mod tests {
             kind: Some(Kind::ListValue(pb::ListValue { items })),
         }
     }
+    fn request(value: pb::Value) -> Vec<u8> {
+        pb::SetRequest {
+            key: "x".into(),
+            value: Some(value),
+            client_name: String::new(),
+        }
+        .encode_to_vec()
+    }
     fn int(i: i64) -> pb::Value {
         pb::Value {
             kind: Some(Kind::IntValue(i)),
@@ -209,12 +217,7 @@ mod tests {
                 }],
             })),
         };
-        let req = pb::SetRequest {
-            key: "x".into(),
-            value: Some(map),
-            client_name: "c".into(),
-        }
-        .encode_to_vec();
+        let req = request(map);
         // map value + entry + list + 1 + list + 2 + 3 + empty value
         assert_eq!(set_request_values(&req, usize::MAX), Count::Within(8));
         assert_eq!(set_request_values(&req, 7), Count::Over);
@@ -226,13 +229,7 @@ mod tests {
 
     #[test]
     fn a_group_first_does_not_hide_the_rest() {
-        let many = list(vec![pb::Value::default(); 1000]);
-        let req = pb::SetRequest {
-            key: "x".into(),
-            value: Some(many),
-            client_name: String::new(),
-        }
-        .encode_to_vec();
+        let req = request(list(vec![pb::Value::default(); 1000]));
         // Field 7, a group holding a varint, before everything else.
         let mut grouped = vec![(7 << 3) | 3, (1 << 3), 5, (7 << 3) | 4];
         grouped.extend_from_slice(&req);
@@ -242,13 +239,7 @@ mod tests {
 
     #[test]
     fn empty_values_cost_two_bytes_each_on_the_wire() {
-        let many = list(vec![pb::Value::default(); 1000]);
-        let req = pb::SetRequest {
-            key: "x".into(),
-            value: Some(many),
-            client_name: String::new(),
-        }
-        .encode_to_vec();
+        let req = request(list(vec![pb::Value::default(); 1000]));
         assert!(req.len() < 2100);
         assert_eq!(set_request_values(&req, usize::MAX), Count::Within(1001));
         // Over the limit, then garbage: still over (prost would build the

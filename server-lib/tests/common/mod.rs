@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use idict::client::{Client, ConnectOptions, Target, Update};
 use idict::{IDict, ServeOptions, Server};
 use std::time::{Duration, Instant};
