@@ -83,7 +83,7 @@ pub struct ServeOptions {
     /// Largest message sent (one array must fit), bytes. Default 1 GiB.
     pub max_response_bytes: usize,
     /// Target size of the chunks of a watcher's first full state. Default
-    /// 256 KiB: a stream whose client stops reading holds about one chunk
+    /// 64 KiB: a stream whose client stops reading holds about one chunk
     /// queued (and its encoder keeps a buffer of the largest it sent).
     pub snapshot_chunk_bytes: usize,
     /// Serve over TLS with this identity (clients then need its CA).
@@ -120,7 +120,7 @@ impl Default for ServeOptions {
             announce: true,
             max_request_bytes: 64 << 20,
             max_response_bytes: 1 << 30,
-            snapshot_chunk_bytes: 256 << 10,
+            snapshot_chunk_bytes: 64 << 10,
             worker_threads: 1,
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(5),
