@@ -23,6 +23,13 @@ pub struct RunFile {
     pub protocol_version: u32,
 }
 
+impl RunFile {
+    /// True if `token` is one of this run's.
+    pub fn holds_token(&self, token: &str) -> bool {
+        token == self.observer_token || token == self.controller_token
+    }
+}
+
 /// A run file found in the runs directory.
 #[derive(Debug, Clone)]
 pub struct FoundRun {

@@ -24,8 +24,7 @@ impl Target {
     /// never reach the address another user's run file names.
     pub fn with_token(mut self, token: String) -> Result<Target, ClientError> {
         if let Some(run) = &self.run
-            && token != run.observer_token
-            && token != run.controller_token
+            && !run.holds_token(&token)
         {
             return Err(ClientError::InvalidArgument(format!(
                 "the token given is not one of run '{}' (pid {}): it is sent only to the \
@@ -121,7 +120,7 @@ fn with_env_token(target: Target) -> Result<Target, ClientError> {
     match &target.run {
         // A token from the environment is for whatever address it was set
         // for; a local run's own file has the right one.
-        Some(run) if token != run.observer_token && token != run.controller_token => Ok(target),
+        Some(run) if !run.holds_token(&token) => Ok(target),
         _ => target.with_token(token),
     }
 }

@@ -57,14 +57,12 @@ pub(crate) fn role<T>(req: &Request<T>) -> Result<Role, Status> {
         .ok_or_else(|| Status::unauthenticated("unauthenticated request"))
 }
 
-/// Refuses observers.
-pub(crate) fn require_controller<T>(req: &Request<T>, what: &str) -> Result<(), Status> {
-    match role(req)? {
-        Role::Controller => Ok(()),
-        Role::Observer => Err(Status::permission_denied(format!(
-            "{what} needs the controller token; this token is observer-only"
-        ))),
-    }
+/// The refusal of an observer's `rpc` (Set, Control), which needs the
+/// controller token.
+pub(crate) fn observer_refused(rpc: &str) -> Status {
+    Status::permission_denied(format!(
+        "{rpc} needs the controller token; this token is observer-only"
+    ))
 }
 
 #[cfg(test)]

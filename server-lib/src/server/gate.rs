@@ -97,9 +97,7 @@ where
         };
         if needs == Role::Controller && role == Role::Observer {
             let rpc = req.uri().path().rsplit('/').next().unwrap_or("this call");
-            let status = Status::permission_denied(format!(
-                "{rpc} needs the controller token; this token is observer-only"
-            ));
+            let status = super::auth::observer_refused(rpc);
             return Either::Left(ready(Ok(status.into_http())));
         }
         // The services read the role from here (auth::role).
