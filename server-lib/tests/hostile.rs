@@ -426,15 +426,21 @@ async fn an_observer_is_refused_before_its_request_is_read() {
     let mut head = vec![0u8];
     head.extend_from_slice(&(60u32 << 20).to_be_bytes());
     head.extend(vec![0u8; 1024]);
+    // The same behind an empty first message: the fuzzer found that only
+    // the first message's length was checked.
+    let mut second = vec![0u8; 5];
+    second.extend(&head);
     let observer = run.server.tokens().observer.clone();
-    for (rpc, token, status) in [
-        ("Set", observer.as_str(), "7"),     // PERMISSION_DENIED
-        ("Control", observer.as_str(), "7"), // PERMISSION_DENIED
-        ("Set", "not-the-token", "16"),      // UNAUTHENTICATED
-        ("GetInfo", observer.as_str(), "8"), // RESOURCE_EXHAUSTED: 64 KiB at most
+    for (rpc, token, sent, status) in [
+        ("Set", observer.as_str(), &head, "7"), // PERMISSION_DENIED
+        ("Control", observer.as_str(), &head, "7"), // PERMISSION_DENIED
+        ("Set", "not-the-token", &head, "16"),  // UNAUTHENTICATED
+        ("GetInfo", observer.as_str(), &head, "8"), // RESOURCE_EXHAUSTED: 64 KiB at most
+        ("GetInfo", observer.as_str(), &second, "8"),
+        ("GetHistory", observer.as_str(), &second, "8"), // 5 MiB at most
     ] {
         let (reply, mut body) = h2.send_request(call(rpc, token), false).unwrap();
-        body.send_data(head.clone().into(), false).unwrap();
+        body.send_data(sent.clone().into(), false).unwrap();
         let reply = tokio::time::timeout(Duration::from_secs(20), reply)
             .await
             .unwrap_or_else(|_| panic!("{rpc}: the server waited for the whole body"))

@@ -103,12 +103,7 @@ where
         // The services read the role from here (auth::role).
         req.extensions_mut().insert(role);
         let req = req.map(|body| {
-            let declared = FirstMessageLimit {
-                inner: body,
-                limit,
-                header: [0; 5],
-                have: 0,
-            };
+            let declared = MessageLimit::new(body, limit);
             Body::new(
                 http_body_util::Limited::new(declared, limit).map_err(move |e| {
                     if e.is::<http_body_util::LengthLimitError>() {
@@ -125,19 +120,63 @@ where
     }
 }
 
-/// Refuses a request whose first gRPC message announces more bytes than
-/// the call takes, as soon as its 5-byte header has come: tonic reserves
-/// the announced length before the bytes arrive, so an observer's GetInfo
-/// announcing 60 MiB used to cost 60 MiB while it sent nothing more.
-struct FirstMessageLimit {
+/// Refuses a request as soon as the 5-byte header of any of its gRPC
+/// messages announces more bytes than the call takes: tonic reserves the
+/// announced length before the bytes arrive, so an observer's GetInfo
+/// announcing 60 MiB used to cost 60 MiB while it sent nothing more. Every
+/// message, not only the first: the fuzzer found a second message behind an
+/// empty first one that announced 64 MiB.
+struct MessageLimit {
     inner: Body,
     limit: usize,
-    /// The first message's header: a compression flag, then its length.
+    /// The header being read: a compression flag, then the length.
     header: [u8; 5],
     have: usize,
+    /// Bytes of the current message's payload still to pass.
+    payload_left: usize,
 }
 
-impl http_body::Body for FirstMessageLimit {
+impl MessageLimit {
+    fn new(inner: Body, limit: usize) -> Self {
+        MessageLimit {
+            inner,
+            limit,
+            header: [0; 5],
+            have: 0,
+            payload_left: 0,
+        }
+    }
+
+    /// Follows the framing through `data`; the first announced length over
+    /// the limit, if any.
+    fn oversized_in(&mut self, mut data: &[u8]) -> Option<usize> {
+        while !data.is_empty() {
+            if self.payload_left > 0 {
+                let skip = self.payload_left.min(data.len());
+                self.payload_left -= skip;
+                data = &data[skip..];
+                continue;
+            }
+            let take = (5 - self.have).min(data.len());
+            let at = self.have;
+            self.header[at..at + take].copy_from_slice(&data[..take]);
+            self.have += take;
+            data = &data[take..];
+            if self.have == 5 {
+                self.have = 0;
+                let [_, a, b, c, d] = self.header;
+                let announced = u32::from_be_bytes([a, b, c, d]) as usize;
+                if announced > self.limit {
+                    return Some(announced);
+                }
+                self.payload_left = announced;
+            }
+        }
+        None
+    }
+}
+
+impl http_body::Body for MessageLimit {
     type Data = bytes::Bytes;
     type Error = Status;
 
@@ -148,25 +187,13 @@ impl http_body::Body for FirstMessageLimit {
         let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
-            && self.have < 5
         {
-            let take = (5 - self.have).min(data.len());
-            let at = self.have;
-            self.header[at..at + take].copy_from_slice(&data[..take]);
-            self.have += take;
-            if self.have == 5 {
-                let announced = u32::from_be_bytes([
-                    self.header[1],
-                    self.header[2],
-                    self.header[3],
-                    self.header[4],
-                ]) as usize;
-                if announced > self.limit {
-                    return Poll::Ready(Some(Err(Status::resource_exhausted(format!(
-                        "a message of {announced} bytes: this call takes at most {}",
-                        self.limit
-                    )))));
-                }
+            let data = data.clone();
+            if let Some(announced) = self.oversized_in(&data) {
+                return Poll::Ready(Some(Err(Status::resource_exhausted(format!(
+                    "a message of {announced} bytes: this call takes at most {}",
+                    self.limit
+                )))));
             }
         }
         polled
@@ -205,5 +232,31 @@ mod tests {
             policy("/grpc.health.v1.Health/Check", 1 << 30).1,
             SMALL_REQUEST_BYTES
         );
+    }
+
+    fn header(len: u32) -> Vec<u8> {
+        let mut h = vec![0];
+        h.extend_from_slice(&len.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn every_message_header_is_checked_however_the_bytes_are_split() {
+        // An empty message, one of 3 bytes, then one announcing 64 MiB.
+        let mut body = header(0);
+        body.extend(header(3));
+        body.extend([1, 2, 3]);
+        body.extend(header(64 << 20));
+        for split in 1..body.len() {
+            let mut gate = MessageLimit::new(Body::empty(), 1024);
+            let found = body.chunks(split).find_map(|c| gate.oversized_in(c));
+            assert_eq!(found, Some(64 << 20), "split every {split} bytes");
+        }
+        // Messages within the limit pass, payload bytes are not headers.
+        let mut ok = header(6);
+        ok.extend([0xff; 6]);
+        ok.extend(header(1024));
+        let mut gate = MessageLimit::new(Body::empty(), 1024);
+        assert_eq!(gate.oversized_in(&ok), None);
     }
 }
