@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     // prost's decoder stops at 100 levels of nesting: only JSON nested
     // deeper than the wire allows (MAX_DEPTH) may fail to decode.
     let Ok(decoded) = idict::proto::v1::Value::decode(wire.as_slice()) else {
-        assert!(depth(&value) > idict::wire::MAX_DEPTH, "our own encoding decodes");
+        assert!(
+            depth(&value) > idict::wire::MAX_DEPTH,
+            "our own encoding decodes"
+        );
         return;
     };
     // The wire's checks may refuse what JSON allows (too deep, a key with

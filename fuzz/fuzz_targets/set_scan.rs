@@ -5,8 +5,8 @@
 //! at least its values and entries, or said it held more than the limit.
 #![no_main]
 
-use idict::proto::v1 as pb;
 use idict::proto::scan::{Count, set_request_values};
+use idict::proto::v1 as pb;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
@@ -30,10 +30,16 @@ fuzz_target!(|data: &[u8]| {
         let n = req.value.as_ref().map_or(0, built);
         match (counted, unlimited) {
             (Count::Within(c), Count::Within(u)) => {
-                assert!(c >= n && u == c, "counted {c} (unlimited {u}), prost built {n}");
+                assert!(
+                    c >= n && u == c,
+                    "counted {c} (unlimited {u}), prost built {n}"
+                );
             }
             (Count::Over, Count::Within(u)) => {
-                assert!(u > limit && u >= n, "over the limit, yet {u} in all, prost built {n}");
+                assert!(
+                    u > limit && u >= n,
+                    "over the limit, yet {u} in all, prost built {n}"
+                );
             }
             (c, u) => panic!("prost decoded what the walk called {c:?} / {u:?} ({n} built)"),
         }
