@@ -34,7 +34,7 @@ struct Bench {
 fn serve(idict: &IDict) -> Server {
     ServeOptions {
         // The 1,000-watcher section watches on one token.
-        max_watches_per_token: 2000,
+        max_streams_per_token: 2000,
         max_connections: 2000,
         ..ServeOptions::default()
     }

@@ -5,6 +5,8 @@
 //!   63 MiB that decode to gigabytes (target: < 64 MiB above its baseline);
 //! - GetInfo latency while 200 half-open connections and 500 history
 //!   watches are held (target: p99 < 100 ms);
+//! - memory while 400 watches of a run's 8 MiB array are opened and held
+//!   (bounded by `ServeOptions::max_response_memory`, 256 MiB);
 //! - descriptors held after the attack (target: back to the baseline);
 //! - the run's update rate during the attacks against its rate at rest.
 //!
@@ -58,6 +60,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn target() -> Result<(), Box<dyn std::error::Error>> {
     let idict = IDict::new("target");
     idict.writable("field", idict::Value::List(vec![]));
+    // A field of 8 MiB that does not change: every new watcher's first state.
+    let big = idict::NdArray::from_f64_vec(vec![0.25; 1 << 20], vec![1024, 1024])?;
+    idict.lock().insert("big", idict::Value::Array(big));
     let server = ServeOptions::default()
         .write_run_file(false)
         .announce(false)
@@ -183,6 +188,7 @@ async fn attack(
         for _ in 0..5 {
             let opts = WatchOptions {
                 with_history: true,
+                prefix: "x".into(),
                 ..WatchOptions::default()
             };
             match c.watch(opts).await {
@@ -232,6 +238,60 @@ async fn attack(
     drop(half_open);
     drop(watches);
     drop(clients);
+
+    // 3. 400 watches of the 8 MiB array whose clients never let a byte
+    //    in (a 1-byte stream window): each response would stay queued in
+    //    the server; the ledger refuses those past its bound.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before_big = proc_status_kib(pid, "VmRSS:") / 1024.0;
+    let mut stalled = Vec::new();
+    let mut stalled_conns = Vec::new();
+    let sock = address.trim_start_matches("http://").to_string();
+    let request = {
+        use prost::Message;
+        let body = idict::proto::v1::WatchRequest {
+            prefix: "big".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        framed.extend(body);
+        bytes::Bytes::from(framed)
+    };
+    for conn in 0..80 {
+        let token = if conn % 2 == 0 { observer } else { controller };
+        let tcp = tokio::net::TcpStream::connect(&sock).await?;
+        let (h2, connection) = h2::client::Builder::new()
+            .initial_window_size(1)
+            .initial_connection_window_size(1 << 30)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await?;
+        tokio::spawn(connection);
+        let mut h2 = h2.ready().await?;
+        for _ in 0..5 {
+            let req =
+                tonic::codegen::http::Request::post(format!("{address}/idict.v1.Inspector/Watch"))
+                    .header("content-type", "application/grpc")
+                    .header("te", "trailers")
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(())?;
+            let (reply, mut body) = h2.send_request(req, false)?;
+            body.send_data(request.clone(), true)?;
+            stalled.push(reply);
+            h2 = h2.ready().await?;
+        }
+        stalled_conns.push(h2);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held_rss = proc_status_kib(pid, "VmRSS:") / 1024.0;
+    println!(
+        "400 watches of an 8 MiB array that never read: RSS {held_rss:.1} MiB ({:+.1} MiB; \
+         the bound on responses in flight is 256 MiB)",
+        held_rss - before_big,
+    );
+    drop(stalled);
+    drop(stalled_conns);
     // Half-open connections are closed by the handshake timeout anyway.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let after_fds = descriptors(pid);

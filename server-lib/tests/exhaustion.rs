@@ -134,7 +134,7 @@ async fn watches_per_token_are_capped_and_slots_come_back() {
     idict.lock().insert("x", 1.0);
     idict.notify_update().unwrap();
     let opts = ServeOptions {
-        max_watches_per_token: 2,
+        max_streams_per_token: 2,
         ..ServeOptions::default()
     };
     let (server, _dir) = serve_with(&idict, opts);
@@ -145,7 +145,7 @@ async fn watches_per_token_are_capped_and_slots_come_back() {
     assert!(second.next().await.is_some());
     let third = observer.watch(Default::default()).await;
     assert!(
-        matches!(&third, Err(idict::client::ClientError::ResourceExhausted(m)) if m.contains("2 watches")),
+        matches!(&third, Err(idict::client::ClientError::ResourceExhausted(m)) if m.contains("2 Watch and GetHistory streams")),
         "{:?}",
         third.err()
     );
@@ -155,6 +155,15 @@ async fn watches_per_token_are_capped_and_slots_come_back() {
         .await
         .unwrap();
     assert!(controller.watch(Default::default()).await.is_ok());
+    // A GetHistory stream takes a slot of the same kind.
+    let history = observer.history(&["x"], 0).await;
+    assert!(
+        matches!(
+            &history,
+            Err(idict::client::ClientError::ResourceExhausted(_))
+        ),
+        "{history:?}"
+    );
     // A watch that ends gives its slot back.
     drop(first);
     let start = Instant::now();
@@ -166,4 +175,61 @@ async fn watches_per_token_are_capped_and_slots_come_back() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(second);
+}
+
+/// A stream keeps its largest message while it lives, and a client that
+/// never reads keeps it queued: watches of a run with a large array each
+/// held a copy (512 of a 100 MB field, 51 GB). Responses in flight share
+/// one bound; past it a watch, a snapshot or a history stream is refused
+/// RESOURCE_EXHAUSTED, one alone may always be as large as it needs, and
+/// room comes back when streams close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_in_flight_share_one_bound_on_memory() {
+    use futures::StreamExt;
+    use idict::client::ClientError;
+    let idict = IDict::new("large");
+    let field = idict::NdArray::from_f64_vec(vec![0.5; 1 << 20], vec![1024, 1024]).unwrap();
+    idict.lock().insert("field", idict::Value::Array(field));
+    idict.notify_update().unwrap();
+    let opts = ServeOptions {
+        // Two 8 MiB fields fit, not three; and alone, more than the bound.
+        max_response_memory: 20 << 20,
+        ..ServeOptions::default()
+    };
+    let (server, _dir) = serve_with(&idict, opts);
+    let observer = client(&server).await.unwrap();
+    let refused = |r: &Result<(), ClientError>| matches!(r, Err(ClientError::ResourceExhausted(m)) if m.contains("max_response_memory"));
+    async fn first_update(c: &Client) -> Result<(), ClientError> {
+        let mut w = c.watch(Default::default()).await?;
+        w.next()
+            .await
+            .unwrap_or_else(|| Err(ClientError::Disconnected("ended".into())))?;
+        // Kept open (unread from here on) until the test ends.
+        std::mem::forget(w);
+        Ok(())
+    }
+    // One alone may be larger than the bound.
+    let alone = observer.snapshot("").await;
+    assert!(alone.is_ok(), "{:?}", alone.err());
+    let mut a = observer.watch(Default::default()).await.unwrap();
+    assert!(a.next().await.unwrap().is_ok());
+    let mut b = observer.watch(Default::default()).await.unwrap();
+    assert!(b.next().await.unwrap().is_ok());
+    let third = first_update(&observer).await;
+    assert!(refused(&third), "{third:?}");
+    let snapshot = observer.snapshot("").await.map(|_| ());
+    assert!(refused(&snapshot), "{snapshot:?}");
+    // Small answers still come.
+    assert!(observer.info().await.is_ok());
+    // A closed watch gives back what it held.
+    drop(a);
+    let start = Instant::now();
+    while observer.snapshot("").await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the closed watch's memory never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(b);
 }

@@ -4,8 +4,10 @@
 //! a list of 33 M empty values) before it was refused.
 
 use super::auth::Tokens;
+use super::ledger::HeldUntilSent;
 use crate::model::Role;
-use futures::future::{Either, Ready, ready};
+use futures::FutureExt;
+use futures::future::{Either, Map, Ready, ready};
 use http_body_util::BodyExt;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -83,7 +85,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Either<Ready<Result<Response<Body>, Infallible>>, S::Future>;
+    type Future = Either<Ready<Result<Response<Body>, Infallible>>, Map<S::Future, KeepHeld>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -116,7 +118,45 @@ where
                 }),
             )
         });
-        Either::Right(self.inner.call(req))
+        Either::Right(self.inner.call(req).map(keep_held as KeepHeld))
+    }
+}
+
+type KeepHeld = fn(Result<Response<Body>, Infallible>) -> Result<Response<Body>, Infallible>;
+
+/// Moves a response's ledger account (if its service left one in the
+/// extensions) into its body, so it is given back only when the body is
+/// dropped: once the client has taken every byte, or is gone.
+fn keep_held(response: Result<Response<Body>, Infallible>) -> Result<Response<Body>, Infallible> {
+    let mut response = response?;
+    if let Some(held) = response.extensions_mut().remove::<HeldUntilSent>() {
+        response = response.map(|body| Body::new(KeepWhileSending { body, _held: held }));
+    }
+    Ok(response)
+}
+
+struct KeepWhileSending {
+    body: Body,
+    _held: HeldUntilSent,
+}
+
+impl http_body::Body for KeepWhileSending {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

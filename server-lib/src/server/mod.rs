@@ -7,6 +7,7 @@ mod auth;
 mod frames;
 mod gate;
 mod incoming;
+mod ledger;
 pub(crate) mod pins;
 mod service;
 #[cfg(test)]
@@ -83,8 +84,8 @@ pub struct ServeOptions {
     /// Largest message sent (one array must fit), bytes. Default 1 GiB.
     pub max_response_bytes: usize,
     /// Target size of the chunks of a watcher's first full state. Default
-    /// 64 KiB: a stream whose client stops reading holds about one chunk
-    /// queued (and its encoder keeps a buffer of the largest it sent).
+    /// 64 KiB: a stream whose client stops reading holds its newest one or
+    /// two messages queued (see `max_response_memory`).
     pub snapshot_chunk_bytes: usize,
     /// Serve over TLS with this identity (clients then need its CA).
     pub tls: Option<TlsIdentity>,
@@ -100,9 +101,15 @@ pub struct ServeOptions {
     pub handshake_timeout: Duration,
     /// Concurrent requests (streams) on one connection. Default 128.
     pub max_streams_per_connection: u32,
-    /// Watch streams open at once per token (observer, controller).
-    /// Default 256: each costs the server a first state and a cursor.
-    pub max_watches_per_token: usize,
+    /// Watch and GetHistory streams open at once per token (observer,
+    /// controller). Default 256: each costs the server a first state or a
+    /// history walk, and holds a message until its client takes it.
+    pub max_streams_per_token: usize,
+    /// Bytes that responses on their way to clients may hold, all together
+    /// (a stream keeps its largest message while it lives). A response that
+    /// would go past it is refused with RESOURCE_EXHAUSTED; one response
+    /// alone may always be as large as it needs. Default 256 MiB.
+    pub max_response_memory: usize,
     /// Threads of the server's runtime. Default 1: one thread serves every
     /// client with the fewest cross-thread wake-ups (the lowest latency) and
     /// leaves the other cores to the computation.
@@ -125,7 +132,8 @@ impl Default for ServeOptions {
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(5),
             max_streams_per_connection: 128,
-            max_watches_per_token: 256,
+            max_streams_per_token: 256,
+            max_response_memory: 256 << 20,
             tls: None,
             nice: 10,
         }
@@ -159,9 +167,11 @@ pub enum ServeError {
 /// What the server's tasks share.
 pub(crate) struct Shared {
     pub watchers: AtomicUsize,
-    /// Watch streams open per role (observer, controller), each capped at
-    /// `options.max_watches_per_token`.
-    pub watches_by_role: [AtomicUsize; 2],
+    /// Watch and GetHistory streams open per role (observer, controller),
+    /// each capped at `options.max_streams_per_token`.
+    pub streams_by_role: [AtomicUsize; 2],
+    /// What responses in flight hold, against `options.max_response_memory`.
+    pub ledger: Arc<ledger::Ledger>,
     /// A watcher has gone since the free heap was last given back.
     pub watchers_left: AtomicBool,
     pub messages_sent: AtomicU64,
@@ -271,7 +281,8 @@ impl ServeOptions {
         let (news_tx, news_rx) = tokio_watch::channel(inner.epoch());
         let shared = Arc::new(Shared {
             watchers: AtomicUsize::new(0),
-            watches_by_role: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            streams_by_role: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            ledger: ledger::Ledger::new(self.max_response_memory),
             watchers_left: AtomicBool::new(false),
             messages_sent: AtomicU64::new(0),
             news: news_rx,

@@ -3,14 +3,17 @@
 
 use super::Shared;
 use super::auth::role;
+use super::ledger::{Account, HeldUntilSent};
 use super::watch::Watcher;
 use crate::dict::{ControlAction, Inner, WriteRefused};
 use crate::history::HistoryPieces;
 use crate::model::Role;
 use crate::tuning::SAMPLES_PER_CHUNK;
 use crate::wire;
+use futures::StreamExt;
 use idict_proto::v1 as pb;
 use idict_proto::v1::inspector_server::Inspector;
+use prost::Message;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -159,20 +162,31 @@ impl Inspector for InspectorService {
         role(&req)?;
         let prefix = req.into_inner().prefix;
         let status = self.inner.status();
-        let p = self.inner.published.read();
-        Ok(Response::new(pb::Snapshot {
-            version: p.version,
-            status: Some(wire::status_to_proto(&status)),
-            entries: p
-                .sorted_entries(&prefix)
-                .iter()
-                .map(|(k, e)| pb::Entry {
-                    key: k.to_string(),
-                    value: Some(wire::value_to_proto(&e.value)),
-                })
-                .collect(),
-            time: p.time,
-        }))
+        let snapshot = {
+            let p = self.inner.published.read();
+            pb::Snapshot {
+                version: p.version,
+                status: Some(wire::status_to_proto(&status)),
+                entries: p
+                    .sorted_entries(&prefix)
+                    .iter()
+                    .map(|(k, e)| pb::Entry {
+                        key: k.to_string(),
+                        value: Some(wire::value_to_proto(&e.value)),
+                    })
+                    .collect(),
+                time: p.time,
+            }
+        };
+        let mut account = self.shared.ledger.open();
+        account.hold(snapshot.encoded_len())?;
+        let mut response = Response::new(snapshot);
+        // The gate keeps the account with the response's body, which lives
+        // until the client has taken it.
+        response
+            .extensions_mut()
+            .insert(HeldUntilSent::new(account));
+        Ok(response)
     }
 
     type WatchStream = BoxStream<pb::WatchUpdate>;
@@ -182,13 +196,14 @@ impl Inspector for InspectorService {
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         // A slot first: a watcher's first state is the costly part.
-        let slot = WatchSlot::take(&self.shared, role(&req)?)?;
+        let slot = StreamSlot::take(&self.shared, role(&req)?)?;
         let watcher = Watcher::new(self.inner.clone(), self.shared.clone(), req.into_inner());
-        let stream = futures::stream::unfold((watcher, slot), |(mut w, slot)| async move {
+        let messages = futures::stream::unfold(watcher, |mut w| async move {
             let m = w.next().await?;
-            Some((Ok(m), (w, slot)))
+            Some((m, w))
         });
-        Ok(Response::new(Box::pin(stream)))
+        let account = self.shared.ledger.open();
+        Ok(Response::new(metered(messages, slot, account)))
     }
 
     type GetHistoryStream = BoxStream<pb::HistoryChunk>;
@@ -197,7 +212,7 @@ impl Inspector for InspectorService {
         &self,
         req: Request<pb::GetHistoryRequest>,
     ) -> Result<Response<Self::GetHistoryStream>, Status> {
-        role(&req)?;
+        let slot = StreamSlot::take(&self.shared, role(&req)?)?;
         let req = req.into_inner();
         if req.keys.len() > MAX_HISTORY_KEYS {
             return Err(Status::invalid_argument(format!(
@@ -236,9 +251,10 @@ impl Inspector for InspectorService {
             let chunk = pb::HistoryChunk {
                 series: vec![wire::series_to_proto(&key, piece)],
             };
-            Some((Ok(chunk), pieces))
+            Some((chunk, pieces))
         });
-        Ok(Response::new(Box::pin(chunks)))
+        let account = self.shared.ledger.open();
+        Ok(Response::new(metered(chunks, slot, account)))
     }
 
     async fn control(
@@ -321,38 +337,64 @@ fn clip(mut text: String) -> String {
     text
 }
 
-/// One of a token's watch streams; the slot is free again when the stream
-/// is dropped.
-struct WatchSlot {
+/// One of a token's Watch or GetHistory streams; the slot is free again
+/// when the stream is dropped.
+struct StreamSlot {
     shared: Arc<Shared>,
     role: usize,
 }
 
-impl WatchSlot {
-    fn take(shared: &Arc<Shared>, role: Role) -> Result<WatchSlot, Status> {
+impl StreamSlot {
+    fn take(shared: &Arc<Shared>, role: Role) -> Result<StreamSlot, Status> {
         let at = match role {
             Role::Observer => 0,
             Role::Controller => 1,
         };
-        let cap = shared.options.max_watches_per_token;
-        shared.watches_by_role[at]
+        let cap = shared.options.max_streams_per_token;
+        shared.streams_by_role[at]
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < cap).then_some(n + 1)
             })
             .map_err(|_| {
                 Status::resource_exhausted(format!(
-                    "this token already has {cap} watches open (the run's limit): close one"
+                    "this token already has {cap} Watch and GetHistory streams open \
+                     (the run's limit): close one"
                 ))
             })?;
-        Ok(WatchSlot {
+        Ok(StreamSlot {
             shared: shared.clone(),
             role: at,
         })
     }
 }
 
-impl Drop for WatchSlot {
+impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.shared.watches_by_role[self.role].fetch_sub(1, Ordering::AcqRel);
+        self.shared.streams_by_role[self.role].fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// A response stream's messages, each let through only if the ledger has
+/// room for it and the message before it (which may still be on its way:
+/// see the ledger); otherwise the stream ends with the ledger's status.
+/// The slot and the account are given back when the stream is dropped.
+fn metered<M: prost::Message + 'static>(
+    messages: impl futures::Stream<Item = M> + Send + 'static,
+    slot: StreamSlot,
+    account: Account,
+) -> BoxStream<M> {
+    let state = (Box::pin(messages), Some((slot, account, 0)));
+    Box::pin(futures::stream::unfold(
+        state,
+        |(mut messages, held)| async move {
+            let (slot, mut account, last) = held?;
+            let m = messages.next().await?;
+            let len = m.encoded_len();
+            match account.hold(last + len) {
+                Ok(()) => Some((Ok(m), (messages, Some((slot, account, len))))),
+                // Refused: said once, then the stream ends.
+                Err(status) => Some((Err(status), (messages, None))),
+            }
+        },
+    ))
 }
