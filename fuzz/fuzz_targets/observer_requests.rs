@@ -121,12 +121,17 @@ fn harness() -> &'static Harness {
     })
 }
 
+/// A hang is a finding too: every wait is bounded.
+const PATIENCE: Duration = Duration::from_secs(10);
+
 async fn connect(addr: &str) -> h2::client::SendRequest<Bytes> {
-    let tcp = tokio::net::TcpStream::connect(addr)
+    let tcp = tokio::time::timeout(PATIENCE, tokio::net::TcpStream::connect(addr))
         .await
+        .expect("the server accepts within 10 s")
         .expect("the server accepts connections");
-    let (h2, conn) = h2::client::handshake(tcp)
+    let (h2, conn) = tokio::time::timeout(PATIENCE, h2::client::handshake(tcp))
         .await
+        .expect("the HTTP/2 handshake ends within 10 s")
         .expect("the server speaks HTTP/2");
     tokio::spawn(async move {
         let _ = conn.await;
@@ -142,14 +147,14 @@ async fn call(h: &Harness, path: &str, body: Bytes) -> Option<u32> {
         Some(h2) => h2,
         None => connect(&h.addr).await,
     };
-    let mut h2 = match h2.ready().await {
+    let ready = tokio::time::timeout(PATIENCE, h2.ready()).await;
+    let mut h2 = match ready.expect("the connection is ready within 10 s") {
         Ok(h2) => h2,
         // The server may close a connection it has had enough of (GOAWAY):
         // a new one must be let in.
-        Err(_) => connect(&h.addr)
+        Err(_) => tokio::time::timeout(PATIENCE, connect(&h.addr).await.ready())
             .await
-            .ready()
-            .await
+            .expect("a new connection is ready within 10 s")
             .expect("a new connection"),
     };
     let req = http::Request::post(format!("http://{}{path}", h.addr))
@@ -161,7 +166,7 @@ async fn call(h: &Harness, path: &str, body: Bytes) -> Option<u32> {
     let (reply, mut send) = h2.send_request(req, false).expect("send");
     *h.h2.lock().expect("not poisoned") = Some(h2);
     let _ = send.send_data(body, true);
-    let reply = tokio::time::timeout(Duration::from_secs(10), reply)
+    let reply = tokio::time::timeout(PATIENCE, reply)
         .await
         .unwrap_or_else(|_| panic!("{path}: no answer in 10 s"));
     let reply = match reply {
@@ -187,11 +192,18 @@ async fn call(h: &Harness, path: &str, body: Bytes) -> Option<u32> {
             .ok()
             .and_then(|c| c.parse().ok())
     };
-    // A watch goes on until the run ends: stop reading (the stream is reset).
-    tokio::time::timeout(Duration::from_millis(20), read)
-        .await
-        .ok()
-        .flatten()
+    // A watch goes on until the run ends: stop reading it soon (the stream
+    // is reset). Any other answer must end.
+    if path.ends_with("/Watch") {
+        tokio::time::timeout(Duration::from_millis(20), read)
+            .await
+            .ok()
+            .flatten()
+    } else {
+        tokio::time::timeout(PATIENCE, read)
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the answer did not end in 10 s"))
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

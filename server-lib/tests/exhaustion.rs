@@ -177,59 +177,77 @@ async fn watches_per_token_are_capped_and_slots_come_back() {
     drop(second);
 }
 
-/// A stream keeps its largest message while it lives, and a client that
-/// never reads keeps it queued: watches of a run with a large array each
-/// held a copy (512 of a 100 MB field, 51 GB). Responses in flight share
-/// one bound; past it a watch, a snapshot or a history stream is refused
-/// RESOURCE_EXHAUSTED, one alone may always be as large as it needs, and
-/// room comes back when streams close.
+/// HTTP/2 queues a response until its client's window lets it out: clients
+/// that open watches of a run with a large array and never read (a 1-byte
+/// window) made the server queue a copy per stream. What waits unsent is
+/// bounded: past the bound responses wait, the connections that took
+/// nothing for `stall_timeout` are closed, and then others are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn responses_in_flight_share_one_bound_on_memory() {
+async fn clients_that_never_read_cannot_make_the_server_queue_without_bound() {
     use futures::StreamExt;
-    use idict::client::ClientError;
+    use prost::Message;
     let idict = IDict::new("large");
     let field = idict::NdArray::from_f64_vec(vec![0.5; 1 << 20], vec![1024, 1024]).unwrap();
     idict.lock().insert("field", idict::Value::Array(field));
     idict.notify_update().unwrap();
     let opts = ServeOptions {
-        // Two 8 MiB fields fit, not three; and alone, more than the bound.
-        max_response_memory: 20 << 20,
+        max_unsent_bytes: 20 << 20,
+        stall_timeout: Duration::from_millis(500),
         ..ServeOptions::default()
     };
     let (server, _dir) = serve_with(&idict, opts);
-    let observer = client(&server).await.unwrap();
-    let refused = |r: &Result<(), ClientError>| matches!(r, Err(ClientError::ResourceExhausted(m)) if m.contains("max_response_memory"));
-    async fn first_update(c: &Client) -> Result<(), ClientError> {
-        let mut w = c.watch(Default::default()).await?;
-        w.next()
+    let addr = socket_addr(&server);
+    let token = server.tokens().observer.clone();
+    // A reading watcher, on its own connection, throughout.
+    let reader = client(&server).await.unwrap();
+    let mut reading = reader.watch(Default::default()).await.unwrap();
+    assert!(reading.next().await.unwrap().is_ok());
+    // Six connections whose clients never let a byte in.
+    let mut request = vec![0u8];
+    let body = idict::proto::v1::WatchRequest::default().encode_to_vec();
+    request.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    request.extend(body);
+    let mut stalled = Vec::new();
+    for _ in 0..6 {
+        let tcp = TcpStream::connect(&addr).await.unwrap();
+        let (h2, conn) = h2::client::Builder::new()
+            .initial_window_size(1)
+            .initial_connection_window_size(1 << 30)
+            .handshake::<_, bytes::Bytes>(tcp)
             .await
-            .unwrap_or_else(|| Err(ClientError::Disconnected("ended".into())))?;
-        // Kept open (unread from here on) until the test ends.
-        std::mem::forget(w);
-        Ok(())
+            .unwrap();
+        let ended = tokio::spawn(conn);
+        let mut h2 = h2.ready().await.unwrap();
+        let req =
+            tonic::codegen::http::Request::post(format!("http://{addr}/idict.v1.Inspector/Watch"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .header("authorization", format!("Bearer {token}"))
+                .body(())
+                .unwrap();
+        let (reply, mut send) = h2.send_request(req, false).unwrap();
+        send.send_data(request.clone().into(), true).unwrap();
+        stalled.push((ended, reply, send, h2));
     }
-    // One alone may be larger than the bound.
-    let alone = observer.snapshot("").await;
-    assert!(alone.is_ok(), "{:?}", alone.err());
-    let mut a = observer.watch(Default::default()).await.unwrap();
-    assert!(a.next().await.unwrap().is_ok());
-    let mut b = observer.watch(Default::default()).await.unwrap();
-    assert!(b.next().await.unwrap().is_ok());
-    let third = first_update(&observer).await;
-    assert!(refused(&third), "{third:?}");
-    let snapshot = observer.snapshot("").await.map(|_| ());
-    assert!(refused(&snapshot), "{snapshot:?}");
-    // Small answers still come.
-    assert!(observer.info().await.is_ok());
-    // A closed watch gives back what it held.
-    drop(a);
-    let start = Instant::now();
-    while observer.snapshot("").await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the closed watch's memory never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    drop(b);
+    // A snapshot (8 MiB) is served once the stalled connections are gone.
+    let snapshot = tokio::time::timeout(Duration::from_secs(20), reader.snapshot("")).await;
+    assert!(
+        matches!(&snapshot, Ok(Ok(s)) if s.values.contains_key("field")),
+        "{snapshot:?}"
+    );
+    // Three stalled connections hold 24 MiB, past the bound: the server
+    // closes stalled ones (those that hold nothing may stay).
+    let (ended, held): (Vec<_>, Vec<_>) = stalled
+        .into_iter()
+        .map(|(ended, reply, send, h2)| (ended, (reply, send, h2)))
+        .unzip();
+    let first_closed =
+        tokio::time::timeout(Duration::from_secs(20), futures::future::select_all(ended)).await;
+    assert!(first_closed.is_ok(), "no stalled connection was closed");
+    drop(held);
+    // And the reading watcher was not: it still gets updates.
+    idict.lock().insert("step", 1.0);
+    idict.notify_update().unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(20), reading.next()).await;
+    assert!(matches!(next, Ok(Some(Ok(_)))), "{next:?}");
 }

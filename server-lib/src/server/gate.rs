@@ -4,10 +4,9 @@
 //! a list of 33 M empty values) before it was refused.
 
 use super::auth::Tokens;
-use super::ledger::HeldUntilSent;
+use super::backlog::{Metered, link_in};
 use crate::model::Role;
-use futures::FutureExt;
-use futures::future::{Either, Map, Ready, ready};
+use futures::future::{Either, Ready, ready};
 use http_body_util::BodyExt;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -85,7 +84,10 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Either<Ready<Result<Response<Body>, Infallible>>, Map<S::Future, KeepHeld>>;
+    type Future = Either<
+        Ready<Result<Response<Body>, Infallible>>,
+        Either<S::Future, MeteredFuture<S::Future>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -118,45 +120,49 @@ where
                 }),
             )
         });
-        Either::Right(self.inner.call(req).map(keep_held as KeepHeld))
+        // Responses that can be large produce only while the backlog has
+        // room, and count what they produce against their connection.
+        match (link_in(req.extensions()), large_responses(req.uri().path())) {
+            (Some(link), true) => Either::Right(Either::Right(MeteredFuture {
+                inner: Box::pin(self.inner.call(req)),
+                link: Some(link),
+            })),
+            _ => Either::Right(Either::Left(self.inner.call(req))),
+        }
     }
 }
 
-type KeepHeld = fn(Result<Response<Body>, Infallible>) -> Result<Response<Body>, Infallible>;
-
-/// Moves a response's ledger account (if its service left one in the
-/// extensions) into its body, so it is given back only when the body is
-/// dropped: once the client has taken every byte, or is gone.
-fn keep_held(response: Result<Response<Body>, Infallible>) -> Result<Response<Body>, Infallible> {
-    let mut response = response?;
-    if let Some(held) = response.extensions_mut().remove::<HeldUntilSent>() {
-        response = response.map(|body| Body::new(KeepWhileSending { body, _held: held }));
-    }
-    Ok(response)
+/// Calls whose answers carry values or histories (and so may be large).
+fn large_responses(path: &str) -> bool {
+    matches!(
+        path,
+        "/idict.v1.Inspector/Watch"
+            | "/idict.v1.Inspector/GetSnapshot"
+            | "/idict.v1.Inspector/GetHistory"
+    ) || path.starts_with("/grpc.reflection.")
 }
 
-struct KeepWhileSending {
-    body: Body,
-    _held: HeldUntilSent,
+/// The service's response, its body wrapped in [`Metered`].
+pub(crate) struct MeteredFuture<F> {
+    inner: std::pin::Pin<Box<F>>,
+    link: Option<std::sync::Arc<super::backlog::Link>>,
 }
 
-impl http_body::Body for KeepWhileSending {
-    type Data = bytes::Bytes;
-    type Error = Status;
+impl<F> Future for MeteredFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
 
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = match self.inner.as_mut().poll(cx) {
+            Poll::Ready(Ok(r)) => r,
+            Poll::Pending => return Poll::Pending,
+        };
+        let Some(link) = self.link.take() else {
+            return Poll::Ready(Ok(response));
+        };
+        Poll::Ready(Ok(response.map(|body| Body::new(Metered { body, link }))))
     }
 }
 

@@ -4,10 +4,10 @@
 //! Inspector service plus gRPC health and reflection (v1 and v1alpha).
 
 mod auth;
+mod backlog;
 mod frames;
 mod gate;
 mod incoming;
-mod ledger;
 pub(crate) mod pins;
 mod service;
 #[cfg(test)]
@@ -84,8 +84,8 @@ pub struct ServeOptions {
     /// Largest message sent (one array must fit), bytes. Default 1 GiB.
     pub max_response_bytes: usize,
     /// Target size of the chunks of a watcher's first full state. Default
-    /// 64 KiB: a stream whose client stops reading holds its newest one or
-    /// two messages queued (see `max_response_memory`).
+    /// 64 KiB: a stream whose client stops reading holds about one chunk
+    /// queued (and all of them together, see `max_unsent_bytes`).
     pub snapshot_chunk_bytes: usize,
     /// Serve over TLS with this identity (clients then need its CA).
     pub tls: Option<TlsIdentity>,
@@ -105,11 +105,16 @@ pub struct ServeOptions {
     /// controller). Default 256: each costs the server a first state or a
     /// history walk, and holds a message until its client takes it.
     pub max_streams_per_token: usize,
-    /// Bytes that responses on their way to clients may hold, all together
-    /// (a stream keeps its largest message while it lives). A response that
-    /// would go past it is refused with RESOURCE_EXHAUSTED; one response
-    /// alone may always be as large as it needs. Default 256 MiB.
-    pub max_response_memory: usize,
+    /// Bytes of responses produced and not yet taken by their clients, all
+    /// connections together. At the bound, responses wait to produce more
+    /// (the run goes on), and connections that took nothing for
+    /// `stall_timeout` are closed. Default 256 MiB: a client that never
+    /// reads cannot make the run queue a copy of a large array per stream.
+    pub max_unsent_bytes: usize,
+    /// How long a connection with responses waiting may take none of them,
+    /// while the server is at `max_unsent_bytes`, before it is closed.
+    /// Default 10 s.
+    pub stall_timeout: Duration,
     /// Threads of the server's runtime. Default 1: one thread serves every
     /// client with the fewest cross-thread wake-ups (the lowest latency) and
     /// leaves the other cores to the computation.
@@ -133,7 +138,8 @@ impl Default for ServeOptions {
             handshake_timeout: Duration::from_secs(5),
             max_streams_per_connection: 128,
             max_streams_per_token: 256,
-            max_response_memory: 256 << 20,
+            max_unsent_bytes: 256 << 20,
+            stall_timeout: Duration::from_secs(10),
             tls: None,
             nice: 10,
         }
@@ -170,8 +176,8 @@ pub(crate) struct Shared {
     /// Watch and GetHistory streams open per role (observer, controller),
     /// each capped at `options.max_streams_per_token`.
     pub streams_by_role: [AtomicUsize; 2],
-    /// What responses in flight hold, against `options.max_response_memory`.
-    pub ledger: Arc<ledger::Ledger>,
+    /// What responses wait to send, against `options.max_unsent_bytes`.
+    pub backlog: Arc<backlog::Backlog>,
     /// A watcher has gone since the free heap was last given back.
     pub watchers_left: AtomicBool,
     pub messages_sent: AtomicU64,
@@ -282,7 +288,7 @@ impl ServeOptions {
         let shared = Arc::new(Shared {
             watchers: AtomicUsize::new(0),
             streams_by_role: [AtomicUsize::new(0), AtomicUsize::new(0)],
-            ledger: ledger::Ledger::new(self.max_response_memory),
+            backlog: backlog::Backlog::new(self.max_unsent_bytes, self.stall_timeout),
             watchers_left: AtomicBool::new(false),
             messages_sent: AtomicU64::new(0),
             news: news_rx,
@@ -412,6 +418,7 @@ impl ServerTask {
             news,
         } = self;
         let trimmer = tokio::spawn(trim::after_watchers_leave(shared.clone()));
+        let sweeper = tokio::spawn(shared.backlog.clone().sweep());
         // The dispatcher: one wake from the computation fans out to every
         // watcher from here, off the computation's thread.
         let dispatcher = tokio::spawn(frames::dispatch(inner.clone(), shared.clone(), news));
@@ -483,6 +490,7 @@ impl ServerTask {
             // Ending the fan-out ends every watch stream.
             dispatcher.abort();
             trimmer.abort();
+            sweeper.abort();
             closing2.notify_one();
         };
         let limits = incoming::Limits {
@@ -510,12 +518,12 @@ impl ServerTask {
                 let accept = move || {
                     let listener = listener.clone();
                     async move {
-                        let (stream, _) = listener.accept().await?;
+                        let (stream, peer) = listener.accept().await?;
                         stream.set_nodelay(true)?;
-                        Ok(stream)
+                        Ok((stream, Some(peer)))
                     }
                 };
-                let incoming = incoming::incoming(accept, limits);
+                let incoming = incoming::incoming(accept, limits, shared.backlog.clone());
                 let serve = router.serve_with_incoming_shutdown(incoming, signal);
                 with_grace(serve, closing).await
             }
@@ -540,9 +548,9 @@ impl ServerTask {
                 let listener = Arc::new(listener);
                 let accept = move || {
                     let listener = listener.clone();
-                    async move { listener.accept().await.map(|(stream, _)| stream) }
+                    async move { listener.accept().await.map(|(stream, _)| (stream, None)) }
                 };
-                let incoming = incoming::incoming(accept, limits);
+                let incoming = incoming::incoming(accept, limits, shared.backlog.clone());
                 let serve = router.serve_with_incoming_shutdown(incoming, signal);
                 with_grace(serve, closing).await
             }

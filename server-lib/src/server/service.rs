@@ -3,17 +3,14 @@
 
 use super::Shared;
 use super::auth::role;
-use super::ledger::{Account, HeldUntilSent};
 use super::watch::Watcher;
 use crate::dict::{ControlAction, Inner, WriteRefused};
 use crate::history::HistoryPieces;
 use crate::model::Role;
 use crate::tuning::SAMPLES_PER_CHUNK;
 use crate::wire;
-use futures::StreamExt;
 use idict_proto::v1 as pb;
 use idict_proto::v1::inspector_server::Inspector;
-use prost::Message;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -110,8 +107,8 @@ fn spec_to_proto(s: &crate::steer::WritableSpec) -> pb::WritableSpec {
 }
 
 fn origin<T>(req: &Request<T>, client_name: &str) -> String {
-    let peer = req
-        .remote_addr()
+    let peer = super::backlog::link_in(req.extensions())
+        .and_then(|l| l.peer)
         .map_or_else(|| "local socket".to_string(), |a| a.to_string());
     let name: String = client_name
         .chars()
@@ -162,31 +159,20 @@ impl Inspector for InspectorService {
         role(&req)?;
         let prefix = req.into_inner().prefix;
         let status = self.inner.status();
-        let snapshot = {
-            let p = self.inner.published.read();
-            pb::Snapshot {
-                version: p.version,
-                status: Some(wire::status_to_proto(&status)),
-                entries: p
-                    .sorted_entries(&prefix)
-                    .iter()
-                    .map(|(k, e)| pb::Entry {
-                        key: k.to_string(),
-                        value: Some(wire::value_to_proto(&e.value)),
-                    })
-                    .collect(),
-                time: p.time,
-            }
-        };
-        let mut account = self.shared.ledger.open();
-        account.hold(snapshot.encoded_len())?;
-        let mut response = Response::new(snapshot);
-        // The gate keeps the account with the response's body, which lives
-        // until the client has taken it.
-        response
-            .extensions_mut()
-            .insert(HeldUntilSent::new(account));
-        Ok(response)
+        let p = self.inner.published.read();
+        Ok(Response::new(pb::Snapshot {
+            version: p.version,
+            status: Some(wire::status_to_proto(&status)),
+            entries: p
+                .sorted_entries(&prefix)
+                .iter()
+                .map(|(k, e)| pb::Entry {
+                    key: k.to_string(),
+                    value: Some(wire::value_to_proto(&e.value)),
+                })
+                .collect(),
+            time: p.time,
+        }))
     }
 
     type WatchStream = BoxStream<pb::WatchUpdate>;
@@ -198,12 +184,11 @@ impl Inspector for InspectorService {
         // A slot first: a watcher's first state is the costly part.
         let slot = StreamSlot::take(&self.shared, role(&req)?)?;
         let watcher = Watcher::new(self.inner.clone(), self.shared.clone(), req.into_inner());
-        let messages = futures::stream::unfold(watcher, |mut w| async move {
+        let stream = futures::stream::unfold((watcher, slot), |(mut w, slot)| async move {
             let m = w.next().await?;
-            Some((m, w))
+            Some((Ok(m), (w, slot)))
         });
-        let account = self.shared.ledger.open();
-        Ok(Response::new(metered(messages, slot, account)))
+        Ok(Response::new(Box::pin(stream)))
     }
 
     type GetHistoryStream = BoxStream<pb::HistoryChunk>;
@@ -246,15 +231,14 @@ impl Inspector for InspectorService {
         // Chunks are built lazily, one key's piece at a time as the client
         // takes them.
         let pieces = HistoryPieces::new(series, req.since_version, u64::MAX);
-        let chunks = futures::stream::unfold(pieces, |mut pieces| async move {
+        let chunks = futures::stream::unfold((pieces, slot), |(mut pieces, slot)| async move {
             let (key, piece) = pieces.next_piece(SAMPLES_PER_CHUNK)?;
             let chunk = pb::HistoryChunk {
                 series: vec![wire::series_to_proto(&key, piece)],
             };
-            Some((chunk, pieces))
+            Some((Ok(chunk), (pieces, slot)))
         });
-        let account = self.shared.ledger.open();
-        Ok(Response::new(metered(chunks, slot, account)))
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn control(
@@ -372,29 +356,4 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.shared.streams_by_role[self.role].fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// A response stream's messages, each let through only if the ledger has
-/// room for it and the message before it (which may still be on its way:
-/// see the ledger); otherwise the stream ends with the ledger's status.
-/// The slot and the account are given back when the stream is dropped.
-fn metered<M: prost::Message + 'static>(
-    messages: impl futures::Stream<Item = M> + Send + 'static,
-    slot: StreamSlot,
-    account: Account,
-) -> BoxStream<M> {
-    let state = (Box::pin(messages), Some((slot, account, 0)));
-    Box::pin(futures::stream::unfold(
-        state,
-        |(mut messages, held)| async move {
-            let (slot, mut account, last) = held?;
-            let m = messages.next().await?;
-            let len = m.encoded_len();
-            match account.hold(last + len) {
-                Ok(()) => Some((Ok(m), (messages, Some((slot, account, len))))),
-                // Refused: said once, then the stream ends.
-                Err(status) => Some((Err(status), (messages, None))),
-            }
-        },
-    ))
 }
