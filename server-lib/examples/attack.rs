@@ -5,8 +5,8 @@
 //!   63 MiB that decode to gigabytes (target: < 64 MiB above its baseline);
 //! - GetInfo latency while 200 half-open connections and 500 history
 //!   watches are held (target: p99 < 100 ms);
-//! - memory while 400 watches of a run's 8 MiB array are opened and held
-//!   (bounded by `ServeOptions::max_unsent_bytes`, 256 MiB);
+//! - memory while 400 watches of a run's 8 MiB array are held by clients
+//!   that never read (not bounded yet: each holds its queued messages);
 //! - descriptors held after the attack (target: back to the baseline);
 //! - the run's update rate during the attacks against its rate at rest.
 //!
@@ -240,13 +240,12 @@ async fn attack(
     drop(clients);
 
     // 3. 400 watches of the 8 MiB array whose clients never let a byte
-    //    in (a 1-byte stream window): each response would stay queued in
-    //    the server; past max_unsent_bytes the rest wait.
+    //    in (a 1-byte stream window): each response stays queued in the
+    //    server until the connection closes.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before_big = proc_status_kib(pid, "VmRSS:") / 1024.0;
     let mut stalled = Vec::new();
     let mut stalled_conns = Vec::new();
-    let mut closed = Vec::new();
     let sock = address.trim_start_matches("http://").to_string();
     let request = {
         use prost::Message;
@@ -268,7 +267,7 @@ async fn attack(
             .initial_connection_window_size(1 << 30)
             .handshake::<_, bytes::Bytes>(tcp)
             .await?;
-        closed.push(tokio::spawn(connection));
+        tokio::spawn(connection);
         let mut h2 = h2.ready().await?;
         for _ in 0..5 {
             let req =
@@ -288,21 +287,10 @@ async fn attack(
     let held_rss = proc_status_kib(pid, "VmRSS:") / 1024.0;
     let rate_stalled = update_rate(&probe, Duration::from_secs(1)).await?;
     println!(
-        "400 watches of an 8 MiB array that never read: RSS {held_rss:.1} MiB ({:+.1} MiB; \
-         max_unsent_bytes is 256 MiB); updates/s {rate_stalled:.0} ({:+.0}% against rest)",
+        "400 watches of an 8 MiB array that never read: RSS {held_rss:.1} MiB ({:+.1} MiB after 2 s); \
+         updates/s {rate_stalled:.0} ({:+.0}% against rest)",
         held_rss - before_big,
         (rate_stalled / rest_rate - 1.0) * 100.0
-    );
-    // Past stall_timeout (10 s) the server closes stalled connections
-    // while it is at its bound.
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    let swept = closed.iter().filter(|c| c.is_finished()).count();
-    let probe_ok = probe.info().await.is_ok();
-    println!(
-        "  12 s later: {swept} of 80 stalled connections closed by the server; RSS {:+.1} MiB; \
-         GetInfo {}",
-        proc_status_kib(pid, "VmRSS:") / 1024.0 - before_big,
-        if probe_ok { "answers" } else { "FAILED" }
     );
     drop(stalled);
     drop(stalled_conns);

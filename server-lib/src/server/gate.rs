@@ -4,7 +4,6 @@
 //! a list of 33 M empty values) before it was refused.
 
 use super::auth::Tokens;
-use super::backlog::{Metered, link_in};
 use crate::model::Role;
 use futures::future::{Either, Ready, ready};
 use http_body_util::BodyExt;
@@ -84,10 +83,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Either<
-        Ready<Result<Response<Body>, Infallible>>,
-        Either<S::Future, MeteredFuture<S::Future>>,
-    >;
+    type Future = Either<Ready<Result<Response<Body>, Infallible>>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -120,49 +116,7 @@ where
                 }),
             )
         });
-        // Responses that can be large produce only while the backlog has
-        // room, and count what they produce against their connection.
-        match (link_in(req.extensions()), large_responses(req.uri().path())) {
-            (Some(link), true) => Either::Right(Either::Right(MeteredFuture {
-                inner: Box::pin(self.inner.call(req)),
-                link: Some(link),
-            })),
-            _ => Either::Right(Either::Left(self.inner.call(req))),
-        }
-    }
-}
-
-/// Calls whose answers carry values or histories (and so may be large).
-fn large_responses(path: &str) -> bool {
-    matches!(
-        path,
-        "/idict.v1.Inspector/Watch"
-            | "/idict.v1.Inspector/GetSnapshot"
-            | "/idict.v1.Inspector/GetHistory"
-    ) || path.starts_with("/grpc.reflection.")
-}
-
-/// The service's response, its body wrapped in [`Metered`].
-pub(crate) struct MeteredFuture<F> {
-    inner: std::pin::Pin<Box<F>>,
-    link: Option<std::sync::Arc<super::backlog::Link>>,
-}
-
-impl<F> Future for MeteredFuture<F>
-where
-    F: Future<Output = Result<Response<Body>, Infallible>>,
-{
-    type Output = Result<Response<Body>, Infallible>;
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let response = match self.inner.as_mut().poll(cx) {
-            Poll::Ready(Ok(r)) => r,
-            Poll::Pending => return Poll::Pending,
-        };
-        let Some(link) = self.link.take() else {
-            return Poll::Ready(Ok(response));
-        };
-        Poll::Ready(Ok(response.map(|body| Body::new(Metered { body, link }))))
+        Either::Right(self.inner.call(req))
     }
 }
 

@@ -1,15 +1,12 @@
 //! The connections the server accepts: at most `max_connections` at once,
 //! each given `handshake_timeout` to start speaking HTTP/2, and accept
 //! errors (out of descriptors, say) met with a backoff, never a busy loop.
-//! Each counts what it writes for the backlog, which may close it.
 //!
 //! Without these, anyone able to connect, token or not, could hold every
 //! descriptor with bare `connect()`s that never send a byte, and the
 //! server's thread spun on the failing accept.
 
-use super::backlog::{Backlog, Link, LinkInfo};
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -38,26 +35,17 @@ pub(crate) struct Conn<IO> {
     _slot: OwnedSemaphorePermit,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     seen: usize,
-    link: Arc<Link>,
 }
 
 impl<IO> Conn<IO> {
-    fn new(io: IO, slot: OwnedSemaphorePermit, timeout: Duration, link: Arc<Link>) -> Self {
+    fn new(io: IO, slot: OwnedSemaphorePermit, timeout: Duration) -> Self {
         Conn {
             io,
             _slot: slot,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
             seen: 0,
-            link,
         }
     }
-}
-
-fn closed_by_server() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "closed: its responses waited unsent too long while the server was at its bound",
-    )
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Conn<IO> {
@@ -66,9 +54,6 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Conn<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.link.is_closed(cx) {
-            return Poll::Ready(Err(closed_by_server()));
-        }
         // Polled here, so its timer wakes this connection's task in time.
         if let Some(deadline) = self.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
@@ -96,14 +81,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Conn<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.link.is_closed(cx) {
-            return Poll::Ready(Err(closed_by_server()));
-        }
-        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = polled {
-            self.link.wrote(n);
-        }
-        polled
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_flush(cx)
@@ -116,24 +94,17 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Conn<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if self.link.is_closed(cx) {
-            return Poll::Ready(Err(closed_by_server()));
-        }
-        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = polled {
-            self.link.wrote(n);
-        }
-        polled
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
     }
 }
 
-impl<IO> Connected for Conn<IO> {
-    type ConnectInfo = LinkInfo;
-    fn connect_info(&self) -> LinkInfo {
-        LinkInfo(self.link.clone())
+impl<IO: Connected> Connected for Conn<IO> {
+    type ConnectInfo = IO::ConnectInfo;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
     }
 }
 
@@ -149,50 +120,43 @@ fn concerns_one_connection(e: &io::Error) -> bool {
 /// The accepted connections of `accept` (called again and again) as a
 /// stream for tonic's `serve_with_incoming`. It never yields an error: a
 /// connection over the cap is closed at once (its client fails fast rather
-/// than hang in the listen queue), and a failing accept is retried with a
+/// than hang in the backlog), and a failing accept is retried with a
 /// backoff from 5 ms to 1 s.
 pub(crate) fn incoming<IO, F, Fut>(
     accept: F,
     limits: Limits,
-    backlog: Arc<Backlog>,
 ) -> impl futures::Stream<Item = Result<Conn<IO>, io::Error>>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = io::Result<(IO, Option<SocketAddr>)>>,
+    Fut: Future<Output = io::Result<IO>>,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     futures::stream::unfold(
         (accept, slots, Duration::ZERO),
-        move |(mut accept, slots, mut backoff)| {
-            let backlog = backlog.clone();
-            async move {
-                loop {
-                    match accept().await {
-                        Ok((io, peer)) => {
-                            backoff = Duration::ZERO;
-                            match slots.clone().try_acquire_owned() {
-                                Ok(slot) => {
-                                    let link = backlog.link(peer);
-                                    let conn = Conn::new(io, slot, limits.handshake_timeout, link);
-                                    return Some((Ok(conn), (accept, slots, backoff)));
-                                }
-                                Err(_) => {
-                                    tracing::debug!(
-                                        "refusing a connection: {} are open (the limit)",
-                                        limits.max_connections
-                                    );
-                                    drop(io);
-                                }
+        move |(mut accept, slots, mut backoff)| async move {
+            loop {
+                match accept().await {
+                    Ok(io) => {
+                        backoff = Duration::ZERO;
+                        match slots.clone().try_acquire_owned() {
+                            Ok(slot) => {
+                                let conn = Conn::new(io, slot, limits.handshake_timeout);
+                                return Some((Ok(conn), (accept, slots, backoff)));
+                            }
+                            Err(_) => {
+                                tracing::debug!(
+                                    "refusing a connection: {} are open (the limit)",
+                                    limits.max_connections
+                                );
+                                drop(io);
                             }
                         }
-                        Err(e) if concerns_one_connection(&e) => {}
-                        Err(e) => {
-                            backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_BACKOFF);
-                            tracing::warn!(
-                                "cannot accept connections ({e}); retrying in {backoff:?}"
-                            );
-                            tokio::time::sleep(backoff).await;
-                        }
+                    }
+                    Err(e) if concerns_one_connection(&e) => {}
+                    Err(e) => {
+                        backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_BACKOFF);
+                        tracing::warn!("cannot accept connections ({e}); retrying in {backoff:?}");
+                        tokio::time::sleep(backoff).await;
                     }
                 }
             }
@@ -214,18 +178,13 @@ mod tests {
         let counted = calls.clone();
         let accept = move || {
             counted.fetch_add(1, Ordering::Relaxed);
-            async {
-                Err::<(tokio::io::DuplexStream, Option<SocketAddr>), _>(
-                    io::Error::from_raw_os_error(24),
-                )
-            }
+            async { Err::<tokio::io::DuplexStream, _>(io::Error::from_raw_os_error(24)) }
         };
         let limits = Limits {
             max_connections: 4,
             handshake_timeout: Duration::from_secs(5),
         };
-        let backlog = Backlog::new(1 << 20, Duration::from_secs(10));
-        let mut conns = Box::pin(incoming(accept, limits, backlog));
+        let mut conns = Box::pin(incoming(accept, limits));
         let wait = tokio::time::timeout(Duration::from_secs(10), conns.next()).await;
         assert!(wait.is_err(), "an error or a connection came out");
         let n = calls.load(Ordering::Relaxed);

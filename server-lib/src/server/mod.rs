@@ -4,7 +4,6 @@
 //! Inspector service plus gRPC health and reflection (v1 and v1alpha).
 
 mod auth;
-mod backlog;
 mod frames;
 mod gate;
 mod incoming;
@@ -84,8 +83,8 @@ pub struct ServeOptions {
     /// Largest message sent (one array must fit), bytes. Default 1 GiB.
     pub max_response_bytes: usize,
     /// Target size of the chunks of a watcher's first full state. Default
-    /// 64 KiB: a stream whose client stops reading holds about one chunk
-    /// queued (and all of them together, see `max_unsent_bytes`).
+    /// 64 KiB: a stream whose client stops reading holds one or two
+    /// messages queued (a value larger than a chunk goes whole).
     pub snapshot_chunk_bytes: usize,
     /// Serve over TLS with this identity (clients then need its CA).
     pub tls: Option<TlsIdentity>,
@@ -103,18 +102,9 @@ pub struct ServeOptions {
     pub max_streams_per_connection: u32,
     /// Watch and GetHistory streams open at once per token (observer,
     /// controller). Default 256: each costs the server a first state or a
-    /// history walk, and holds a message until its client takes it.
+    /// history walk, and holds a message or two until its client takes
+    /// them.
     pub max_streams_per_token: usize,
-    /// Bytes of responses produced and not yet taken by their clients, all
-    /// connections together. At the bound, responses wait to produce more
-    /// (the run goes on), and connections that took nothing for
-    /// `stall_timeout` are closed. Default 256 MiB: a client that never
-    /// reads cannot make the run queue a copy of a large array per stream.
-    pub max_unsent_bytes: usize,
-    /// How long a connection with responses waiting may take none of them,
-    /// while the server is at `max_unsent_bytes`, before it is closed.
-    /// Default 10 s.
-    pub stall_timeout: Duration,
     /// Threads of the server's runtime. Default 1: one thread serves every
     /// client with the fewest cross-thread wake-ups (the lowest latency) and
     /// leaves the other cores to the computation.
@@ -138,8 +128,6 @@ impl Default for ServeOptions {
             handshake_timeout: Duration::from_secs(5),
             max_streams_per_connection: 128,
             max_streams_per_token: 256,
-            max_unsent_bytes: 256 << 20,
-            stall_timeout: Duration::from_secs(10),
             tls: None,
             nice: 10,
         }
@@ -176,8 +164,6 @@ pub(crate) struct Shared {
     /// Watch and GetHistory streams open per role (observer, controller),
     /// each capped at `options.max_streams_per_token`.
     pub streams_by_role: [AtomicUsize; 2],
-    /// What responses wait to send, against `options.max_unsent_bytes`.
-    pub backlog: Arc<backlog::Backlog>,
     /// A watcher has gone since the free heap was last given back.
     pub watchers_left: AtomicBool,
     pub messages_sent: AtomicU64,
@@ -288,7 +274,6 @@ impl ServeOptions {
         let shared = Arc::new(Shared {
             watchers: AtomicUsize::new(0),
             streams_by_role: [AtomicUsize::new(0), AtomicUsize::new(0)],
-            backlog: backlog::Backlog::new(self.max_unsent_bytes, self.stall_timeout),
             watchers_left: AtomicBool::new(false),
             messages_sent: AtomicU64::new(0),
             news: news_rx,
@@ -418,7 +403,6 @@ impl ServerTask {
             news,
         } = self;
         let trimmer = tokio::spawn(trim::after_watchers_leave(shared.clone()));
-        let sweeper = tokio::spawn(shared.backlog.clone().sweep());
         // The dispatcher: one wake from the computation fans out to every
         // watcher from here, off the computation's thread.
         let dispatcher = tokio::spawn(frames::dispatch(inner.clone(), shared.clone(), news));
@@ -490,7 +474,6 @@ impl ServerTask {
             // Ending the fan-out ends every watch stream.
             dispatcher.abort();
             trimmer.abort();
-            sweeper.abort();
             closing2.notify_one();
         };
         let limits = incoming::Limits {
@@ -518,12 +501,12 @@ impl ServerTask {
                 let accept = move || {
                     let listener = listener.clone();
                     async move {
-                        let (stream, peer) = listener.accept().await?;
+                        let (stream, _) = listener.accept().await?;
                         stream.set_nodelay(true)?;
-                        Ok((stream, Some(peer)))
+                        Ok(stream)
                     }
                 };
-                let incoming = incoming::incoming(accept, limits, shared.backlog.clone());
+                let incoming = incoming::incoming(accept, limits);
                 let serve = router.serve_with_incoming_shutdown(incoming, signal);
                 with_grace(serve, closing).await
             }
@@ -548,9 +531,9 @@ impl ServerTask {
                 let listener = Arc::new(listener);
                 let accept = move || {
                     let listener = listener.clone();
-                    async move { listener.accept().await.map(|(stream, _)| (stream, None)) }
+                    async move { listener.accept().await.map(|(stream, _)| stream) }
                 };
-                let incoming = incoming::incoming(accept, limits, shared.backlog.clone());
+                let incoming = incoming::incoming(accept, limits);
                 let serve = router.serve_with_incoming_shutdown(incoming, signal);
                 with_grace(serve, closing).await
             }

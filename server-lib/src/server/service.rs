@@ -107,8 +107,8 @@ fn spec_to_proto(s: &crate::steer::WritableSpec) -> pb::WritableSpec {
 }
 
 fn origin<T>(req: &Request<T>, client_name: &str) -> String {
-    let peer = super::backlog::link_in(req.extensions())
-        .and_then(|l| l.peer)
+    let peer = req
+        .remote_addr()
         .map_or_else(|| "local socket".to_string(), |a| a.to_string());
     let name: String = client_name
         .chars()
