@@ -598,15 +598,36 @@ async fn watch(c: &Client, keys: &[String], full: bool, json: bool) -> Result<Ex
                 .iter()
                 .map(|(k, v)| (k.clone(), value_json(v, full)))
                 .collect();
-            out(json!({
+            let mut line = json!({
                 "version": u.version,
                 "status": u.status.state.name(),
                 "changed": changed,
                 "removed": removed,
-            }))?;
+            });
+            let thinned: Vec<Json> = u
+                .thinned
+                .iter()
+                .filter(|t| shown(&t.key))
+                .map(|t| {
+                    json!({
+                        "key": t.key,
+                        "after_version": t.after_version,
+                        "until_version": t.until_version,
+                        "dropped": t.dropped,
+                        "kept": t.kept,
+                    })
+                })
+                .collect();
+            if !thinned.is_empty() {
+                line["thinned"] = Json::Array(thinned);
+            }
+            out(line)?;
         } else {
             for m in &u.messages {
                 eprintln!("[{}] {}", m.level, m.text);
+            }
+            for t in u.thinned.iter().filter(|t| shown(&t.key)) {
+                eprintln!("[thinned] {}", escape_controls(&t.describe()));
             }
             if !changed.is_empty() || !removed.is_empty() || status_changed || u.last {
                 let mut line = format!("v{} {}", u.version, status_text(&u.status));
@@ -637,7 +658,12 @@ async fn history(
     json: bool,
 ) -> Result<ExitCode> {
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let h = c.history(&refs, since).await.map_err(explain)?;
+    let h = c.history_thinned(&refs, since).await.map_err(explain)?;
+    // On stderr, so that what stdout gives a script stays the samples.
+    for t in &h.thinned {
+        eprintln!("[thinned] {}", escape_controls(&t.describe()));
+    }
+    let h = h.series;
     if json {
         let o: serde_json::Map<String, Json> = h
             .iter()

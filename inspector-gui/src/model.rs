@@ -11,7 +11,7 @@
 
 use crate::series::{MAX_SAMPLES, SeriesData, thin_older_half};
 use idict::client::{RunInfo, Update};
-use idict::{KeyInfo, LogMessage, Role, Series, Status, Value};
+use idict::{KeyInfo, LogMessage, Role, Series, Status, Thinned, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
@@ -49,6 +49,8 @@ pub enum WriteOutcome {
 const MAX_MESSAGES: usize = 2000;
 /// Applied writes remembered (to match late Set replies) and held for the UI.
 const MAX_APPLIED: usize = 1000;
+/// Thinning reports kept per run (the newest).
+const MAX_THINNED: usize = 200;
 
 /// What the network task has learnt about a run and the UI has not yet
 /// taken: the only state the two threads share. Each part keeps only what
@@ -119,6 +121,7 @@ fn merge(pending: &mut Update, next: Update) {
         let old = std::mem::replace(pending, next);
         pending.messages.splice(0..0, old.messages);
         pending.applied.splice(0..0, old.applied);
+        pending.thinned.splice(0..0, old.thinned);
     } else {
         let Update {
             version,
@@ -131,6 +134,7 @@ fn merge(pending: &mut Update, next: Update) {
             mut applied,
             time,
             last,
+            mut thinned,
         } = next;
         let mut values: BTreeMap<String, Value> =
             std::mem::take(&mut pending.changed).into_iter().collect();
@@ -160,6 +164,7 @@ fn merge(pending: &mut Update, next: Update) {
             .collect();
         pending.messages.append(&mut messages);
         pending.applied.append(&mut applied);
+        pending.thinned.append(&mut thinned);
         pending.version = version;
         pending.status = status;
         pending.time = time;
@@ -170,6 +175,8 @@ fn merge(pending: &mut Update, next: Update) {
     pending.messages.drain(..excess);
     let excess = pending.applied.len().saturating_sub(MAX_APPLIED);
     pending.applied.drain(..excess);
+    let excess = pending.thinned.len().saturating_sub(MAX_THINNED);
+    pending.thinned.drain(..excess);
 }
 
 /// Keeps samples waiting for the UI within what the plot keeps anyway:
@@ -214,6 +221,9 @@ pub struct RunModel {
     pub watchers: u64,
     pub series: BTreeMap<String, SeriesData>,
     pub messages: VecDeque<LogMessage>,
+    /// Where the run's histories thinned samples before they reached us:
+    /// the curves have holes there, and the user is told so.
+    pub thinned: VecDeque<Thinned>,
     /// Writes sent, by write id, until the run reports them applied.
     pub pending: BTreeMap<u64, PendingWrite>,
     /// Ids of recently applied writes (a report can beat the Set reply).
@@ -248,6 +258,7 @@ impl RunModel {
             watchers: 0,
             series: BTreeMap::new(),
             messages: VecDeque::new(),
+            thinned: VecDeque::new(),
             pending: BTreeMap::new(),
             recently_applied: VecDeque::new(),
             write_errors: HashMap::new(),
@@ -359,6 +370,10 @@ impl RunModel {
         while self.messages.len() > MAX_MESSAGES {
             self.messages.pop_front();
         }
+        self.thinned.extend(u.thinned.iter().cloned());
+        while self.thinned.len() > MAX_THINNED {
+            self.thinned.pop_front();
+        }
         for a in &u.applied {
             self.pending.remove(&a.write_id);
             self.recently_applied.push_back(a.write_id);
@@ -426,6 +441,7 @@ mod tests {
                 time: 0.0,
                 version,
             }],
+            thinned: Vec::new(),
             applied: vec![AppliedWrite {
                 write_id: version,
                 key: "k".into(),

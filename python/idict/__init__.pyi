@@ -24,6 +24,7 @@ __all__ = [
     "History",
     "AppliedWrite",
     "Message",
+    "Thinned",
     "UpdateEvent",
     "connect",
     "runs",
@@ -140,6 +141,18 @@ class Message:
     version: int
 
 @final
+class Thinned:
+    """Samples of a key that the run's history thinned before this client
+    got them: between the samples at ``after_version`` (0: the start) and
+    ``until_version``, ``dropped`` are missing and ``kept`` were sent."""
+
+    key: str
+    after_version: int
+    until_version: int
+    dropped: int
+    kept: int
+
+@final
 class UpdateEvent:
     """What a callback gets after each published update."""
 
@@ -233,10 +246,13 @@ class IDict:
         start_paused: bool = False,
         history_budget: Optional[int] = None,
         message_capacity: Optional[int] = None,
+        pinned_history: Optional[int] = None,
     ) -> IDict:
         """A new run called ``name``. ``start_paused``: hold at the first
         wait() until resumed. ``history_budget``: bytes of scalar history
-        kept per key (32 bytes a sample)."""
+        kept per key (32 bytes a sample). ``pinned_history``: bytes the
+        histories together may keep beyond their budgets for watchers that
+        lag (default 512 MiB); past it they are told what was thinned."""
     @staticmethod
     def restore(
         path: Union[str, PathLike[str]],
@@ -244,6 +260,7 @@ class IDict:
         start_paused: bool = False,
         history_budget: Optional[int] = None,
         message_capacity: Optional[int] = None,
+        pinned_history: Optional[int] = None,
     ) -> IDict:
         """A run restored from a checkpoint: its name, values, history,
         version and messages; its clock continues. Declare writable keys
@@ -374,6 +391,9 @@ class Update:
     applied: list[AppliedWrite]
     #: The run finished or failed; the iteration ends after this.
     last: bool
+    #: Samples thinned before they could be sent: with ``samples``, every
+    #: sample published since the watch began, exactly once.
+    thinned: list[Thinned]
 
 @final
 class Watch(Iterator[Update]):

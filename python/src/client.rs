@@ -6,7 +6,7 @@
 use crate::convert::{to_py, to_value};
 use crate::embed::duration;
 use crate::errors::{Disconnected, client_error};
-use crate::model::{AppliedWrite, History, Message, Status, applied_list};
+use crate::model::{AppliedWrite, History, Message, Status, Thinned, applied_list};
 use futures::{Stream, StreamExt};
 use idict::client::{Client, ClientError, ConnectOptions, Update as RustUpdate, WatchOptions};
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
@@ -411,6 +411,9 @@ pub struct Update {
     applied: Vec<Py<AppliedWrite>>,
     /// The run finished or failed; the iteration ends after this.
     last: bool,
+    /// Samples thinned before they could be sent: with `samples`, every
+    /// sample published since the watch began, exactly once.
+    thinned: Vec<Py<Thinned>>,
 }
 
 impl Update {
@@ -441,6 +444,11 @@ impl Update {
                 .map(|a| Py::new(py, a))
                 .collect::<PyResult<_>>()?,
             last: u.last,
+            thinned: u
+                .thinned
+                .iter()
+                .map(|t| Py::new(py, Thinned::from(t)))
+                .collect::<PyResult<_>>()?,
         })
     }
 }

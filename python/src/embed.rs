@@ -119,6 +119,7 @@ impl PyIDict {
         start_paused: bool,
         history_budget: Option<usize>,
         message_capacity: Option<usize>,
+        pinned_history: Option<usize>,
     ) -> IDictOptions {
         let mut o = IDictOptions {
             start_paused,
@@ -130,6 +131,9 @@ impl PyIDict {
         if let Some(n) = message_capacity {
             o.message_capacity = n;
         }
+        if let Some(bytes) = pinned_history {
+            o.pinned_history_bytes = bytes;
+        }
         o
     }
 }
@@ -137,31 +141,43 @@ impl PyIDict {
 #[pymethods]
 impl PyIDict {
     #[new]
-    #[pyo3(signature = (name, *, start_paused=false, history_budget=None, message_capacity=None))]
+    #[pyo3(signature = (name, *, start_paused=false, history_budget=None, message_capacity=None, pinned_history=None))]
     fn new(
         name: String,
         start_paused: bool,
         history_budget: Option<usize>,
         message_capacity: Option<usize>,
+        pinned_history: Option<usize>,
     ) -> Self {
         Self::wrap(IDict::with_options(
             name,
-            Self::options(start_paused, history_budget, message_capacity),
+            Self::options(
+                start_paused,
+                history_budget,
+                message_capacity,
+                pinned_history,
+            ),
         ))
     }
 
     /// A run restored from a checkpoint: its name, values, history, version
     /// and messages. Declare writable keys and serve it as usual.
     #[staticmethod]
-    #[pyo3(signature = (path, *, start_paused=false, history_budget=None, message_capacity=None))]
+    #[pyo3(signature = (path, *, start_paused=false, history_budget=None, message_capacity=None, pinned_history=None))]
     fn restore(
         py: Python<'_>,
         path: PathBuf,
         start_paused: bool,
         history_budget: Option<usize>,
         message_capacity: Option<usize>,
+        pinned_history: Option<usize>,
     ) -> PyResult<Self> {
-        let options = Self::options(start_paused, history_budget, message_capacity);
+        let options = Self::options(
+            start_paused,
+            history_budget,
+            message_capacity,
+            pinned_history,
+        );
         py.detach(|| IDict::restore_with_options(&path, options))
             .map(Self::wrap)
             .map_err(|e| CheckpointError::new_err(e.to_string()))

@@ -175,6 +175,44 @@ impl Message {
     }
 }
 
+/// Samples of a key that the run's history thinned before this client got
+/// them: between the samples at `after_version` (0: the start) and
+/// `until_version`, `dropped` are missing and `kept` were sent.
+#[pyclass(frozen, get_all, module = "idict")]
+pub struct Thinned {
+    pub key: String,
+    pub after_version: u64,
+    pub until_version: u64,
+    pub dropped: u64,
+    pub kept: u64,
+}
+
+impl From<&idict::Thinned> for Thinned {
+    fn from(t: &idict::Thinned) -> Self {
+        Thinned {
+            key: t.key.clone(),
+            after_version: t.after_version,
+            until_version: t.until_version,
+            dropped: t.dropped,
+            kept: t.kept,
+        }
+    }
+}
+
+#[pymethods]
+impl Thinned {
+    fn __repr__(&self) -> String {
+        let t = idict::Thinned {
+            key: self.key.clone(),
+            after_version: self.after_version,
+            until_version: self.until_version,
+            dropped: self.dropped,
+            kept: self.kept,
+        };
+        format!("Thinned({})", t.describe())
+    }
+}
+
 /// What a callback gets after each published update.
 #[pyclass(frozen, get_all, module = "idict")]
 pub struct UpdateEvent {

@@ -105,6 +105,28 @@ def test_watch_samples_are_contiguous(d, run, collect):
     assert np.all(np.diff(versions) == 1)
 
 
+def test_a_late_watcher_is_told_where_the_history_was_thinned(name):
+    # 64 samples a key, nothing more for watchers that lag.
+    d = idict.IDict(name, history_budget=64 * 32, pinned_history=0)
+    n = 5000
+    for i in range(n):
+        d["x"] = float(i)
+        d.notify_update()
+    with d.serve(announce=False, close_timeout=2.0) as s:
+        r = idict.connect(s.address, token=s.observer_token)
+        try:
+            w = r.watch(history=True)
+            first = next(w)
+            w.close()
+        finally:
+            r.close()
+    got = first.samples["x"].versions
+    reports = [t for t in first.thinned if t.key == "x"]
+    assert reports, "a thinned history must say so"
+    assert len(got) + sum(t.dropped for t in reports) == n
+    assert "samples not sent" in repr(reports[0])
+
+
 # --- steering ---------------------------------------------------------------
 
 

@@ -229,7 +229,12 @@ impl Inner {
         self.move_staged_now();
         let history = histories
             .into_iter()
-            .map(|(k, s)| (k.to_string(), crate::history::copy_range(&s, 0, version)))
+            .map(|(k, s)| {
+                (
+                    k.to_string(),
+                    crate::history::copy_range(&s, 0, version).series,
+                )
+            })
             .collect();
         CheckpointState {
             version,
@@ -260,7 +265,7 @@ impl Inner {
             }
         }
         for (key, series) in state.history {
-            let mut b = BoundedSeries::new(budget);
+            let mut b = BoundedSeries::sharing(budget, self.pin_pool.clone());
             for sample in series.iter() {
                 b.push(sample);
             }

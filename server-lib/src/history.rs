@@ -5,11 +5,12 @@
 //! always kept exactly.
 
 use crate::published::SharedSeries;
-use crate::tuning::{PIN_LIMIT, SAMPLES_PER_LOCK};
+use crate::tuning::SAMPLES_PER_LOCK;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Bytes one held sample takes (version, time, value, push number).
 pub const SAMPLE_BYTES: usize = 32;
@@ -75,6 +76,47 @@ impl Series {
     }
 }
 
+/// Samples copied out of a history with their push numbers (the n-th
+/// sample ever pushed to the key has number n): a gap in the numbers is
+/// samples the history thinned, which is how a watcher is told exactly
+/// what it did not get.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Piece {
+    pub series: Series,
+    pub seqs: Vec<u64>,
+}
+
+impl Piece {
+    pub fn len(&self) -> usize {
+        self.seqs.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+    fn extend(&mut self, other: Piece) {
+        self.series.extend(&other.series);
+        self.seqs.extend(other.seqs);
+    }
+}
+
+/// The memory that histories may hold beyond their budgets, all keys
+/// together, to keep samples that reading watchers have not received.
+#[derive(Debug)]
+pub(crate) struct PinPool {
+    bound: usize,
+    /// Bytes held beyond budgets, as of each series' last thinning.
+    over: AtomicUsize,
+}
+
+impl PinPool {
+    pub fn new(bound_bytes: usize) -> Arc<Self> {
+        Arc::new(PinPool {
+            bound: bound_bytes,
+            over: AtomicUsize::new(0),
+        })
+    }
+}
+
 /// A sample and its push number (which decides whether a stride keeps it).
 #[derive(Debug, Clone, Copy)]
 struct Held {
@@ -91,7 +133,7 @@ struct Held {
 /// history: `old`, already at the stride, and `recent`, a ring of every
 /// sample since. Thinning moves samples from the front of `recent` into
 /// `old` (keeping only stride multiples) and never shifts what stays.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BoundedSeries {
     old: Vec<Held>,
     recent: VecDeque<Held>,
@@ -102,6 +144,11 @@ pub struct BoundedSeries {
     next_thin: usize,
     /// How many samples thinning has dropped in all.
     dropped: u64,
+    /// Shared by a run's histories: how far past their budgets they may
+    /// grow, together, to keep what watchers still need.
+    pool: Arc<PinPool>,
+    /// This series' bytes over its budget, as last told to the pool.
+    over: usize,
     /// The most samples one call has copied out (one lock's worth when
     /// shared): tests check the bound.
     #[cfg(test)]
@@ -112,7 +159,7 @@ pub struct BoundedSeries {
 /// series, `SAMPLES_PER_LOCK` per lock: whoever copies (a watcher's first
 /// state, GetHistory, a checkpoint), the computation waits at most a few
 /// microseconds for the lock, however long the history.
-pub(crate) fn copy_range(series: &Mutex<BoundedSeries>, after: u64, upto: u64) -> Series {
+pub(crate) fn copy_range(series: &Mutex<BoundedSeries>, after: u64, upto: u64) -> Piece {
     copy_limited(series, after, upto, usize::MAX)
 }
 
@@ -122,17 +169,17 @@ pub(crate) fn copy_limited(
     after: u64,
     upto: u64,
     limit: usize,
-) -> Series {
-    let mut all = Series::default();
+) -> Piece {
+    let mut all = Piece::default();
     let mut from = after;
     while all.len() < limit {
         let want = SAMPLES_PER_LOCK.min(limit - all.len());
-        let piece = series.lock().range_limited(from, upto, want);
-        let Some(last) = piece.versions.last().copied() else {
+        let piece = series.lock().piece(from, upto, want);
+        let Some(last) = piece.series.versions.last().copied() else {
             break;
         };
         let short = piece.len() < want;
-        all.extend(&piece);
+        all.extend(piece);
         if short {
             break;
         }
@@ -165,7 +212,7 @@ impl HistoryPieces {
 
     /// The next piece of at most `limit` samples of one key. Every key
     /// gives at least one piece (empty if it has no samples in range).
-    pub fn next_piece(&mut self, limit: usize) -> Option<(Arc<str>, Series)> {
+    pub fn next_piece(&mut self, limit: usize) -> Option<(Arc<str>, Piece)> {
         loop {
             let (key, series, from, fresh) = match self.current.take() {
                 Some((k, s, from)) => (k, s, from, false),
@@ -176,7 +223,7 @@ impl HistoryPieces {
             };
             let piece = copy_limited(&series, from, self.upto, limit);
             if piece.len() == limit
-                && let Some(&last) = piece.versions.last()
+                && let Some(&last) = piece.series.versions.last()
             {
                 self.current = Some((key.clone(), series, last));
             } else if piece.is_empty() && !fresh {
@@ -201,6 +248,13 @@ impl HistoryPieces {
 impl BoundedSeries {
     /// A series that holds at most `budget_bytes` of samples (at least 16 samples).
     pub fn new(budget_bytes: usize) -> Self {
+        Self::sharing(budget_bytes, PinPool::new(0))
+    }
+
+    /// A series of a run's, which may grow past its budget to keep what
+    /// watchers still need while the run's histories together stay within
+    /// `pool`'s bound.
+    pub(crate) fn sharing(budget_bytes: usize, pool: Arc<PinPool>) -> Self {
         let capacity = (budget_bytes / SAMPLE_BYTES).max(16);
         BoundedSeries {
             old: Vec::new(),
@@ -210,6 +264,8 @@ impl BoundedSeries {
             capacity,
             next_thin: capacity,
             dropped: 0,
+            pool,
+            over: 0,
             #[cfg(test)]
             most_copied: std::cell::Cell::new(0),
         }
@@ -234,7 +290,7 @@ impl BoundedSeries {
 
     /// Every held sample, oldest first (a copy).
     pub fn to_series(&self) -> Series {
-        self.collect(self.held())
+        self.collect(self.held()).series
     }
 
     /// The held samples with `after < version <= upto` (a copy).
@@ -244,16 +300,31 @@ impl BoundedSeries {
 
     /// The first `limit` held samples with `after < version <= upto`.
     pub fn range_limited(&self, after: u64, upto: u64, limit: usize) -> Series {
+        self.piece(after, upto, limit).series
+    }
+
+    /// The same, with the samples' push numbers.
+    pub(crate) fn piece(&self, after: u64, upto: u64, limit: usize) -> Piece {
         let (old, recent) = self.span(after, upto);
-        let s = self.collect(
+        let p = self.collect(
             self.old[old]
                 .iter()
                 .chain(self.recent.range(recent))
                 .take(limit),
         );
         #[cfg(test)]
-        self.most_copied.set(self.most_copied.get().max(s.len()));
-        s
+        self.most_copied.set(self.most_copied.get().max(p.len()));
+        p
+    }
+
+    /// The push number of the first sample after `version` (held or not):
+    /// where a watcher whose samples start after `version` begins to count.
+    pub(crate) fn next_seq_after(&self, version: u64) -> u64 {
+        let (old, recent) = self.span(version, u64::MAX);
+        match (self.old.get(old.start), self.recent.get(recent.start)) {
+            (Some(h), _) | (None, Some(h)) => h.seq,
+            (None, None) => self.pushes,
+        }
     }
 
     /// How many held samples have `after < version <= upto`.
@@ -271,17 +342,21 @@ impl BoundedSeries {
         (old(after)..old(upto), recent(after)..recent(upto))
     }
 
-    fn collect<'a>(&self, held: impl Iterator<Item = &'a Held> + Clone) -> Series {
+    fn collect<'a>(&self, held: impl Iterator<Item = &'a Held> + Clone) -> Piece {
         let n = held.clone().count();
-        let mut s = Series {
-            versions: Vec::with_capacity(n),
-            times: Vec::with_capacity(n),
-            values: Vec::with_capacity(n),
+        let mut p = Piece {
+            series: Series {
+                versions: Vec::with_capacity(n),
+                times: Vec::with_capacity(n),
+                values: Vec::with_capacity(n),
+            },
+            seqs: Vec::with_capacity(n),
         };
         for h in held {
-            s.push(h.sample);
+            p.series.push(h.sample);
+            p.seqs.push(h.seq);
         }
-        s
+        p
     }
 
     /// Records a sample; thins the older part first if the budget is full.
@@ -291,8 +366,8 @@ impl BoundedSeries {
 
     /// Records a sample. When the budget is full, thins the older part but
     /// keeps every sample newer than `pin()` (the oldest cursor of the
-    /// connected watchers) unless the series has grown to `PIN_LIMIT` times
-    /// its budget. `pin` is called only when thinning.
+    /// reading watchers) while the run's histories together stay within
+    /// their pool's bound. `pin` is called only when thinning.
     pub(crate) fn push_pinned(&mut self, s: Sample, pin: impl FnOnce() -> u64) {
         if self.len() >= self.next_thin {
             self.thin(pin());
@@ -329,7 +404,16 @@ impl BoundedSeries {
     fn thin(&mut self, pin: u64) {
         let keep = self.capacity / 4;
         let mut movable = self.recent.len().saturating_sub(keep);
-        if self.len() < PIN_LIMIT * self.capacity {
+        // Keeping what a watcher still needs grows this series past its
+        // budget: allowed while every history's excess together (this
+        // one's as it is now) fits the pool.
+        let over_now = self.len().saturating_sub(self.capacity) * SAMPLE_BYTES;
+        let others = self
+            .pool
+            .over
+            .load(Ordering::Acquire)
+            .saturating_sub(self.over);
+        if others + over_now <= self.pool.bound {
             movable = movable.min(self.recent.partition_point(|h| h.sample.version <= pin));
         }
         let before = self.len();
@@ -345,10 +429,47 @@ impl BoundedSeries {
             self.old.retain(|h| h.seq.is_multiple_of(stride));
         }
         self.dropped += (before - self.len()) as u64;
+        self.tell_pool();
         // Thin again only after a quarter of the budget more: O(1) per push.
         self.next_thin = self.capacity.max(self.len() + self.capacity / 4);
         if self.recent.capacity() > 2 * self.capacity.max(self.recent.len()) {
             self.recent.shrink_to(self.recent.len() + self.capacity / 4);
+        }
+    }
+
+    /// Brings the pool's count of this series' excess up to date.
+    fn tell_pool(&mut self) {
+        let over = self.len().saturating_sub(self.capacity) * SAMPLE_BYTES;
+        if over >= self.over {
+            self.pool.over.fetch_add(over - self.over, Ordering::AcqRel);
+        } else {
+            self.pool.over.fetch_sub(self.over - over, Ordering::AcqRel);
+        }
+        self.over = over;
+    }
+}
+
+impl Drop for BoundedSeries {
+    fn drop(&mut self) {
+        self.pool.over.fetch_sub(self.over, Ordering::AcqRel);
+    }
+}
+
+impl Clone for BoundedSeries {
+    /// A copy counts in no pool (checkpoints and tests copy histories).
+    fn clone(&self) -> Self {
+        BoundedSeries {
+            old: self.old.clone(),
+            recent: self.recent.clone(),
+            pushes: self.pushes,
+            stride: self.stride,
+            capacity: self.capacity,
+            next_thin: self.next_thin,
+            dropped: self.dropped,
+            pool: PinPool::new(0),
+            over: 0,
+            #[cfg(test)]
+            most_copied: self.most_copied.clone(),
         }
     }
 }
@@ -386,21 +507,56 @@ mod tests {
     }
 
     #[test]
-    fn samples_a_watcher_still_needs_are_kept_within_the_pin_limit() {
+    fn samples_a_watcher_still_needs_are_kept_within_the_pool() {
+        // Room for 700 samples past the budgets, shared by two keys.
+        let pool = PinPool::new(SAMPLE_BYTES * 700);
+        let mut a = BoundedSeries::sharing(SAMPLE_BYTES * 100, pool.clone());
+        let mut b = BoundedSeries::sharing(SAMPLE_BYTES * 100, pool.clone());
+        for i in 1..=400 {
+            a.push_pinned(sample(i), || 200);
+            b.push_pinned(sample(i), || 200);
+        }
+        // Everything after the pin is whole, in both.
+        for h in [&a, &b] {
+            let v = h.to_series().versions;
+            let after: Vec<u64> = v.iter().copied().filter(|&x| x > 200).collect();
+            assert_eq!(after, (201..=400).collect::<Vec<_>>());
+        }
+        // A watcher that never moves: the two together stay within the pool
+        // (give or take the quarter budget each grows between thinnings).
+        for i in 401..=10_000 {
+            a.push_pinned(sample(i), || 200);
+            b.push_pinned(sample(i), || 200);
+        }
+        assert!(
+            a.len() + b.len() <= 200 + 700 + 2 * (100 / 4 + 1),
+            "{} + {}",
+            a.len(),
+            b.len()
+        );
+        assert_eq!(a.to_series().last(), Some(sample(10_000)));
+        // And what a series held past its budget is given back when it goes.
+        drop(a);
+        drop(b);
+        assert_eq!(pool.over.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn push_numbers_show_exactly_what_was_thinned() {
         let mut h = BoundedSeries::new(SAMPLE_BYTES * 100);
-        for i in 1..=600 {
-            h.push_pinned(sample(i), || 200);
+        for i in 1..=100_000 {
+            h.push(sample(i));
         }
-        let v = h.to_series().versions;
-        // Everything after the pin is whole.
-        let after: Vec<u64> = v.iter().copied().filter(|&x| x > 200).collect();
-        assert_eq!(after, (201..=600).collect::<Vec<_>>());
-        // And the limit still bounds a watcher that never moves.
-        for i in 601..=10_000 {
-            h.push_pinned(sample(i), || 200);
-        }
-        assert!(h.len() <= PIN_LIMIT * 100 + 100 / 4 + 1, "{}", h.len());
-        assert_eq!(h.to_series().last(), Some(sample(10_000)));
+        let p = h.piece(0, u64::MAX, usize::MAX);
+        assert_eq!(p.seqs[0], 0);
+        let missing: u64 = p.seqs.windows(2).map(|w| w[1] - w[0] - 1).sum();
+        let last = *p.seqs.last().unwrap();
+        assert_eq!(last, 99_999);
+        assert_eq!(missing, h.dropped());
+        // Where a watcher starting after a version begins to count.
+        let v = p.series.versions[p.len() / 2];
+        assert_eq!(h.next_seq_after(v), p.seqs[p.len() / 2 + 1]);
+        assert_eq!(h.next_seq_after(100_000), 100_000);
     }
 
     #[test]

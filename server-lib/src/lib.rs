@@ -61,7 +61,9 @@ pub use dict::{
 #[doc(hidden)]
 pub use history::BoundedSeries;
 pub use history::{SAMPLE_BYTES, Sample, Series};
-pub use model::{AppliedWrite, KeyInfo, Level, LogMessage, Role, RunState, Status, WritableInfo};
+pub use model::{
+    AppliedWrite, KeyInfo, Level, LogMessage, Role, RunState, Status, Thinned, WritableInfo,
+};
 pub use server::{Bind, ServeError, ServeOptions, Server, TlsIdentity, Tokens, serve};
 pub use signals::SignalError;
 pub use value::{ArrayError, DType, Element, NdArray, Value, ValueKind};

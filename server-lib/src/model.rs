@@ -128,6 +128,36 @@ pub struct AppliedWrite {
     pub version: u64,
 }
 
+/// Samples of a key that its history thinned (dropped to stay within its
+/// memory budget) before this client received them. Between the samples at
+/// `after_version` (which the client has; 0: the start) and `until_version`,
+/// `dropped` samples are missing and `kept` were sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Thinned {
+    pub key: String,
+    pub after_version: u64,
+    pub until_version: u64,
+    pub dropped: u64,
+    pub kept: u64,
+}
+
+impl Thinned {
+    /// One line for a person: "x thinned 1:4 from v120000 to v380000
+    /// (195000 samples not sent)".
+    pub fn describe(&self) -> String {
+        let how = if self.kept == 0 {
+            "thinned".to_string()
+        } else {
+            let one_in = (self.kept + self.dropped) as f64 / self.kept as f64;
+            format!("thinned 1:{}", one_in.round() as u64)
+        };
+        format!(
+            "{} {how} from v{} to v{} ({} samples not sent)",
+            self.key, self.after_version, self.until_version, self.dropped
+        )
+    }
+}
+
 /// The rule a client's write to a writable key must follow, as clients see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WritableInfo {

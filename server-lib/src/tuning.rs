@@ -48,9 +48,6 @@ pub(crate) const STAGED_CHECK: Duration = Duration::from_millis(1);
 /// A watcher whose stream has not asked for a message for this long is not
 /// reading (its client's flow control is full) and pins no history.
 pub(crate) const STALLED_MS: u64 = 1000;
-/// How far past its budget a history may grow to keep samples a reading
-/// watcher has not received. Past this, even those are thinned.
-pub(crate) const PIN_LIMIT: usize = 8;
 /// The most versions of samples one delta message carries...
 pub(crate) const SAMPLE_SPAN: u64 = 4096;
 /// ...and about the most samples (24 bytes each on the wire): enough that a

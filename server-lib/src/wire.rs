@@ -353,6 +353,16 @@ pub(crate) fn key_info_from_proto(k: pb::KeyInfo) -> Result<KeyInfo, WireError> 
     })
 }
 
+pub fn thinned_from_proto(t: pb::Thinned) -> crate::model::Thinned {
+    crate::model::Thinned {
+        key: t.key,
+        after_version: t.after_version,
+        until_version: t.until_version,
+        dropped: t.dropped,
+        kept: t.kept,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! The run's message log, newest at the bottom.
+//! The run's message log, newest at the bottom, and where its curves were
+//! thinned before they reached us.
 
 use crate::model::RunModel;
 use egui::RichText;
@@ -27,6 +28,13 @@ impl MessagesPanel {
                         ))
                         .monospace()
                         .color(color),
+                    );
+                }
+                for t in &m.thinned {
+                    ui.label(
+                        RichText::new(format!("[thinned] {}", t.describe()))
+                            .monospace()
+                            .color(egui::Color32::from_rgb(220, 170, 40)),
                     );
                 }
             });

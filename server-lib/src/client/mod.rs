@@ -8,7 +8,7 @@ mod resolve;
 pub use resolve::{Target, resolve, resolve_default};
 
 use crate::history::Series;
-use crate::model::{AppliedWrite, KeyInfo, LogMessage, Role, Status};
+use crate::model::{AppliedWrite, KeyInfo, LogMessage, Role, Status, Thinned};
 use crate::value::Value;
 use crate::wire::{self, WireError};
 use futures::Stream;
@@ -177,6 +177,18 @@ pub struct Update {
     pub time: f64,
     /// The last update: the run finished or failed; the stream ends.
     pub last: bool,
+    /// Samples the run's histories thinned before they could be sent: with
+    /// `samples`, they account for every sample published since the watch
+    /// began (or since the start, with `with_history`).
+    pub thinned: Vec<Thinned>,
+}
+
+/// What GetHistory returned: the samples by key, and where they were
+/// thinned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    pub series: BTreeMap<String, Series>,
+    pub thinned: Vec<Thinned>,
 }
 
 /// What to watch.
@@ -386,6 +398,12 @@ impl Client {
         keys: &[&str],
         since: u64,
     ) -> Result<BTreeMap<String, Series>, ClientError> {
+        Ok(self.history_thinned(keys, since).await?.series)
+    }
+
+    /// Like [`history`](Self::history), with where the history was
+    /// thinned (between the samples returned).
+    pub async fn history_thinned(&self, keys: &[&str], since: u64) -> Result<History, ClientError> {
         let mut stream = self
             .rpc
             .clone()
@@ -395,12 +413,14 @@ impl Client {
             })
             .await?
             .into_inner();
-        let mut out: BTreeMap<String, Series> = BTreeMap::new();
+        let mut out = History::default();
         while let Some(chunk) = stream.message().await? {
             for s in chunk.series {
                 let (k, s) = wire::series_from_proto(s)?;
-                out.entry(k).or_default().extend(&s);
+                out.series.entry(k).or_default().extend(&s);
             }
+            out.thinned
+                .extend(chunk.thinned.into_iter().map(wire::thinned_from_proto));
         }
         Ok(out)
     }
@@ -505,6 +525,11 @@ fn update_from_proto(m: pb::WatchUpdate) -> Result<Update, ClientError> {
             .collect::<Result<_, _>>()?,
         time: m.time,
         last: m.last,
+        thinned: m
+            .thinned
+            .into_iter()
+            .map(wire::thinned_from_proto)
+            .collect(),
     })
 }
 
@@ -545,6 +570,7 @@ fn join_chunks(
                     }
                     a.messages.extend(u.messages);
                     a.applied.extend(u.applied);
+                    a.thinned.extend(u.thinned);
                     a.status = u.status;
                     a.time = u.time;
                     a.last = u.last;

@@ -63,6 +63,11 @@ pub struct IDictOptions {
     pub history_budget_bytes: usize,
     /// How many log messages are kept for late joiners.
     pub message_capacity: usize,
+    /// How much more than their budgets all histories together may hold
+    /// to keep samples that reading watchers have not received yet, in
+    /// bytes. Past it, the oldest of those are thinned, and the watchers
+    /// are told which (never a silent hole in a curve).
+    pub pinned_history_bytes: usize,
 }
 
 impl Default for IDictOptions {
@@ -71,6 +76,7 @@ impl Default for IDictOptions {
             start_paused: false,
             history_budget_bytes: 1 << 20,
             message_capacity: 1000,
+            pinned_history_bytes: 512 << 20,
         }
     }
 }
@@ -91,6 +97,12 @@ impl IDictBuilder {
     /// Memory budget per scalar key's history (default 1 MiB ≈ 32,000 samples).
     pub fn history_budget_bytes(mut self, bytes: usize) -> Self {
         self.options.history_budget_bytes = bytes;
+        self
+    }
+    /// How much more than their budgets the histories may hold, together,
+    /// for watchers that lag (default 512 MiB).
+    pub fn pinned_history_bytes(mut self, bytes: usize) -> Self {
+        self.options.pinned_history_bytes = bytes;
         self
     }
     /// How many log messages late joiners get (default 1000).
@@ -163,6 +175,8 @@ pub(crate) struct Inner {
     /// The sample cursors of connected watchers: history keeps what they
     /// have not received yet.
     pub(crate) pins: Pins,
+    /// What the histories may hold past their budgets for those pins.
+    pub(crate) pin_pool: Arc<crate::history::PinPool>,
 }
 
 /// The dictionary a computation embeds and serves. Cloning gives another
@@ -244,6 +258,7 @@ impl IDict {
             changed: tokio::sync::Notify::new(),
             served: AtomicBool::new(false),
             pins: Pins::default(),
+            pin_pool: crate::history::PinPool::new(options.pinned_history_bytes),
             options,
         });
         failure::register(&inner);
@@ -442,7 +457,7 @@ impl IDict {
     pub fn history(&self, key: &str) -> Option<crate::history::Series> {
         self.inner.move_staged_now();
         let series = self.inner.published.read().history.get(key).cloned()?;
-        Some(crate::history::copy_range(&series, 0, u64::MAX))
+        Some(crate::history::copy_range(&series, 0, u64::MAX).series)
     }
 }
 

@@ -95,7 +95,10 @@ impl Inner {
                 let position = *slot.staged.get_or_insert_with(|| {
                     staged.position(&slot.key, || {
                         p.history_for(&slot.key, || {
-                            Arc::new(Mutex::new(BoundedSeries::new(budget)))
+                            Arc::new(Mutex::new(BoundedSeries::sharing(
+                                budget,
+                                self.pin_pool.clone(),
+                            )))
                         })
                     })
                 });

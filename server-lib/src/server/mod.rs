@@ -11,6 +11,7 @@ pub(crate) mod pins;
 mod service;
 #[cfg(test)]
 mod tests;
+mod thinning;
 mod trim;
 mod watch;
 

@@ -3,6 +3,7 @@
 
 use super::Shared;
 use super::auth::role;
+use super::thinning::Cursors;
 use super::watch::Watcher;
 use crate::dict::{ControlAction, Inner, WriteRefused};
 use crate::history::HistoryPieces;
@@ -230,13 +231,18 @@ impl Inspector for InspectorService {
         };
         // Chunks are built lazily, one key's piece at a time as the client
         // takes them.
+        // Thinning is reported between the samples sent: from the start of
+        // the run, or from the first sample after `since_version`.
+        let cursors = Cursors::after(&series, req.since_version);
         let pieces = HistoryPieces::new(series, req.since_version, u64::MAX);
-        let chunks = futures::stream::unfold((pieces, slot), |(mut pieces, slot)| async move {
+        let state = (pieces, cursors, slot);
+        let chunks = futures::stream::unfold(state, |(mut pieces, mut cursors, slot)| async move {
             let (key, piece) = pieces.next_piece(SAMPLES_PER_CHUNK)?;
             let chunk = pb::HistoryChunk {
-                series: vec![wire::series_to_proto(&key, piece)],
+                thinned: cursors.take(&key, &piece).into_iter().collect(),
+                series: vec![wire::series_to_proto(&key, piece.series)],
             };
-            Some((Ok(chunk), (pieces, slot)))
+            Some((Ok(chunk), (pieces, cursors, slot)))
         });
         Ok(Response::new(Box::pin(chunks)))
     }

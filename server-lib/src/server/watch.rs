@@ -8,6 +8,7 @@
 
 use super::Shared;
 use super::pins::WatchPin;
+use super::thinning::Cursors;
 use crate::dict::Inner;
 use crate::history::HistoryPieces;
 use crate::model::Status;
@@ -47,8 +48,9 @@ struct FirstState {
 }
 
 impl FirstState {
-    /// The next chunk, about `budget` bytes; `more` says whether another follows.
-    fn next_chunk(&mut self, budget: usize) -> pb::WatchUpdate {
+    /// The next chunk, about `budget` bytes; `more` says whether another
+    /// follows. Samples are taken as sent by `cursors`.
+    fn next_chunk(&mut self, budget: usize, cursors: &mut Cursors) -> pb::WatchUpdate {
         let mut cur = pb::WatchUpdate {
             messages: std::mem::take(&mut self.messages),
             ..Default::default()
@@ -69,7 +71,8 @@ impl FirstState {
             };
             if !piece.is_empty() {
                 size += piece.len() * 24 + key.len();
-                cur.samples.push(wire::series_to_proto(&key, piece));
+                cur.thinned.extend(cursors.take(&key, &piece));
+                cur.samples.push(wire::series_to_proto(&key, piece.series));
             }
             if self.histories.within_key() {
                 // One key per chunk at most once: the next chunk goes on.
@@ -106,6 +109,9 @@ pub(crate) struct Watcher {
     all_series: (u64, Vec<(Arc<str>, SharedSeries)>),
     /// The full state, while it is being sent.
     first: Option<FirstState>,
+    /// Where the client is in each key's samples: what it was not sent is
+    /// reported, never silently skipped.
+    cursors: Cursors,
     done: bool,
     _guard: WatcherGuard,
 }
@@ -142,6 +148,7 @@ impl Watcher {
             last_status: None,
             all_series: (u64::MAX, Vec::new()),
             first: None,
+            cursors: Cursors::default(),
             done: false,
             _guard: WatcherGuard(shared.clone()),
             shared,
@@ -156,6 +163,12 @@ impl Watcher {
             // A resuming client keeps its messages; send only newer ones.
             w.message_cursor = u64::MAX;
         }
+        // With the whole history, the client is owed every sample from the
+        // start; otherwise those after where its samples begin.
+        if !(w.first.is_some() && req.with_history) {
+            let series = w.shared.mirror.read().histories(&w.prefix);
+            w.cursors = Cursors::after(&series, w.sample_cursor);
+        }
         w
     }
 
@@ -165,7 +178,8 @@ impl Watcher {
         self.pin.touch(self.inner.elapsed_ms());
         loop {
             if let Some(first) = self.first.as_mut() {
-                let chunk = first.next_chunk(self.shared.options.snapshot_chunk_bytes);
+                let chunk =
+                    first.next_chunk(self.shared.options.snapshot_chunk_bytes, &mut self.cursors);
                 if !chunk.more {
                     self.first = None;
                 }
@@ -292,7 +306,7 @@ impl Watcher {
             .min(self.sample_cursor.saturating_add(SAMPLE_SPAN))
             .max(self.sample_cursor);
         let upto = within_sample_budget(&series, self.sample_cursor, upto);
-        let samples = copy_samples(series, self.sample_cursor, upto);
+        let (samples, thinned) = copy_samples(series, self.sample_cursor, upto, &mut self.cursors);
         let last = terminal && upto >= d.version;
         let m = pb::WatchUpdate {
             version: d.version,
@@ -306,6 +320,7 @@ impl Watcher {
             applied: d.applied.iter().map(wire::applied_to_proto).collect(),
             time: d.time,
             last,
+            thinned,
         };
         self.cursor = d.version;
         self.sample_cursor = upto;
@@ -338,17 +353,23 @@ fn within_sample_budget(series: &[(Arc<str>, SharedSeries)], after: u64, upto: u
 }
 
 /// Copies each key's samples in `(after, upto]`, a piece at a time so the
-/// computation is never held up for long.
+/// computation is never held up for long, and says what of them the
+/// histories thinned before they could be sent.
 fn copy_samples(
     series: Vec<(Arc<str>, SharedSeries)>,
     after: u64,
     upto: u64,
-) -> Vec<pb::SampleSeries> {
-    series
-        .into_iter()
-        .filter_map(|(k, s)| {
-            let all = crate::history::copy_range(&s, after, upto);
-            (!all.is_empty()).then(|| wire::series_to_proto(&k, all))
-        })
-        .collect()
+    cursors: &mut Cursors,
+) -> (Vec<pb::SampleSeries>, Vec<pb::Thinned>) {
+    let mut samples = Vec::new();
+    let mut thinned = Vec::new();
+    for (k, s) in series {
+        let piece = crate::history::copy_range(&s, after, upto);
+        if piece.is_empty() {
+            continue;
+        }
+        thinned.extend(cursors.take(&k, &piece));
+        samples.push(wire::series_to_proto(&k, piece.series));
+    }
+    (samples, thinned)
 }
