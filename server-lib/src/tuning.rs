@@ -3,7 +3,7 @@
 //!
 //! The time scales, from short to long:
 //! `SPIN_FOR` (30 µs) < `QUIET_SECS` (100 µs) = `FRAME_INTERVAL` (100 µs)
-//! < `STAGED_CHECK` (1 ms) < `STALLED_MS` (1 s).
+//! < `STAGED_CHECK` (1 ms) < `STALLED_MS` (200 ms).
 //! - The computation spins at most `SPIN_FOR` for a lock a server task
 //!   holds; server tasks hold one for a few microseconds, so this is longer
 //!   than any holder and shorter than a context switch.
@@ -46,8 +46,11 @@ pub(crate) const STAGED_CHECK: Duration = Duration::from_millis(1);
 // ---- Watchers and history ---------------------------------------------------
 
 /// A watcher whose stream has not asked for a message for this long is not
-/// reading (its client's flow control is full) and pins no history.
-pub(crate) const STALLED_MS: u64 = 1000;
+/// reading (its client's flow control is full) and pins no history. A
+/// reader that keeps up asks every few milliseconds, even in a burst; at
+/// 1 s a stalled watcher made the run keep ~500 MB of samples for it, and
+/// slowed it by 30-50% (the e2e bench's slow watcher).
+pub(crate) const STALLED_MS: u64 = 200;
 /// The most versions of samples one delta message carries...
 pub(crate) const SAMPLE_SPAN: u64 = 4096;
 /// ...and about the most samples (24 bytes each on the wire): enough that a
