@@ -176,48 +176,157 @@ impl Bench {
         );
     }
 
-    /// Updates delivered to one watcher reading as fast as it can.
-    fn throughput(&mut self) {
-        let n: u64 = if self.quick { 100_000 } else { 1_000_000 };
+    /// One burst of `n` updates to one watcher reading as fast as it can:
+    /// its delivery rate, the samples it lost, those it was told were
+    /// thinned, its messages, the computation's own rate, and the peak
+    /// growth of this process's memory meanwhile.
+    fn burst(&mut self, n: u64) -> (f64, u64, u64, u64, f64, u64) {
         let idict = IDict::new("bench-throughput");
         let server = serve(&idict);
         let (_client, mut w) = self.attached(&server);
         let watcher = self.rt.spawn(async move {
-            let (mut samples, mut messages) = (0u64, 0u64);
+            let (mut samples, mut messages, mut told) = (0u64, 0u64, 0u64);
             while let Some(Ok(u)) = w.next().await {
                 messages += 1;
                 samples += u.samples.iter().map(|(_, s)| s.len() as u64).sum::<u64>();
+                told += u.thinned.iter().map(|t| t.dropped).sum::<u64>();
                 if u.last {
                     break;
                 }
             }
-            (samples, messages, Instant::now())
+            (samples, messages, told, Instant::now())
         });
+        let before = rss();
+        let peak = Arc::new(AtomicU64::new(before));
+        let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let sampler = {
+            let (peak, sampling) = (peak.clone(), sampling.clone());
+            std::thread::spawn(move || {
+                while sampling.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss(), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
         let start = Instant::now();
         for i in 0..n {
             publish_10(&idict, i);
         }
         let produced = start.elapsed();
         idict.notify_update_final().expect("final");
-        let (samples, messages, end) = self.rt.block_on(watcher).expect("watcher");
+        let (samples, messages, told, end) = self.rt.block_on(watcher).expect("watcher");
+        sampling.store(false, Ordering::Relaxed);
+        let _ = sampler.join();
         let secs = end.duration_since(start).as_secs_f64();
-        let rate = n as f64 / secs;
-        let lost = (n * 10).saturating_sub(samples);
+        server.wait_then_close(Duration::from_secs(5));
+        (
+            n as f64 / secs,
+            (n * 10).saturating_sub(samples),
+            told,
+            messages,
+            n as f64 / produced.as_secs_f64(),
+            peak.load(Ordering::Relaxed).saturating_sub(before),
+        )
+    }
+
+    /// The burst three times; the worst of each figure is what counts.
+    fn throughput(&mut self) {
+        let n: u64 = if self.quick { 100_000 } else { 1_000_000 };
+        let runs: Vec<_> = (0..3).map(|_| self.burst(n)).collect();
+        let worst_rate = runs.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+        let worst_lost = runs.iter().map(|r| r.1).max().unwrap_or(0);
+        let unreported = runs.iter().map(|r| r.1.abs_diff(r.2)).max().unwrap_or(0);
+        let messages = runs.iter().map(|r| r.3).max().unwrap_or(0);
+        let computation = runs.iter().map(|r| r.4).fold(f64::INFINITY, f64::min);
+        let peak = runs.iter().map(|r| r.5).max().unwrap_or(0);
         self.figure(
             "delivered_updates_per_s",
-            rate,
+            worst_rate,
             "updates/s",
-            ">= 200000",
-            Some(rate >= 200_000.0),
+            ">= 200000 (worst of 3 bursts)",
+            Some(worst_rate >= 200_000.0),
         );
-        self.figure("samples_lost", lost as f64, "samples", "0", Some(lost == 0));
-        self.figure("throughput_messages", messages as f64, "messages", "", None);
         self.figure(
-            "computation_updates_per_s",
-            n as f64 / produced.as_secs_f64(),
-            "updates/s",
-            "",
+            "samples_lost",
+            worst_lost as f64,
+            "samples",
+            "0 (worst of 3 bursts)",
+            Some(worst_lost == 0),
+        );
+        self.figure(
+            "samples_lost_unreported",
+            unreported as f64,
+            "samples",
+            "0 (lost and not told)",
+            Some(unreported == 0),
+        );
+        self.figure("throughput_messages", messages as f64, "messages", "", None);
+        self.figure("computation_updates_per_s", computation, "updates/s", "", None);
+        self.figure(
+            "burst_peak_rss_mb",
+            peak as f64 / MIB,
+            "MiB",
+            "(growth of this process, server and watcher)",
             None,
+        );
+    }
+
+    /// A watcher reading one message every 10 ms through a burst: what it
+    /// missed must be exactly what it was told was thinned.
+    fn slow_reader(&mut self) {
+        let n: u64 = if self.quick { 100_000 } else { 300_000 };
+        let idict = IDict::builder("bench-slow-reader")
+            .history_budget_bytes(64 << 10)
+            .pinned_history_bytes(1 << 20)
+            .build();
+        publish_10(&idict, 0);
+        let server = serve(&idict);
+        let t = target(&server);
+        // Attached, with its first state's version: it is owed the samples
+        // after it.
+        let (_client, mut w, first) = self.rt.block_on(async move {
+            let c = Client::connect_target(t, ConnectOptions::default())
+                .await
+                .expect("connect");
+            let mut w = c.watch(WatchOptions::default()).await.expect("watch");
+            let first = match w.next().await {
+                Some(Ok(u)) => u.version,
+                _ => 0,
+            };
+            (c, w, first)
+        });
+        let watcher = self.rt.spawn(async move {
+            let (mut samples, mut told) = (0u64, 0u64);
+            while let Some(Ok(u)) = w.next().await {
+                let after_first = |v: &&u64| **v > first;
+                samples += u
+                    .samples
+                    .iter()
+                    .map(|(_, s)| s.versions.iter().filter(after_first).count() as u64)
+                    .sum::<u64>();
+                told += u.thinned.iter().map(|t| t.dropped).sum::<u64>();
+                if u.last {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (samples, told)
+        });
+        for i in 1..n {
+            publish_10(&idict, i);
+        }
+        idict.notify_update_final().expect("final");
+        let (samples, told) = self.rt.block_on(watcher).expect("watcher");
+        // Owed: the samples after its first state's version.
+        let owed = (n - first) * 10;
+        let missed = owed.saturating_sub(samples);
+        self.figure("slow_reader_missed", missed as f64, "samples", "", None);
+        self.figure(
+            "slow_reader_told_thinned",
+            told as f64,
+            "samples",
+            "= slow_reader_missed, exactly",
+            Some(told == missed),
         );
         server.wait_then_close(Duration::from_secs(5));
     }
@@ -519,9 +628,10 @@ fn main() {
         .collect();
     let run = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
     let start = Instant::now();
-    let sections: [(&str, Section); 6] = [
+    let sections: [(&str, Section); 7] = [
         ("notify", Bench::notify_cost),
         ("throughput", Bench::throughput),
+        ("slow_reader", Bench::slow_reader),
         ("latency", Bench::latency),
         ("arrays", Bench::arrays),
         ("slow_watcher", Bench::slow_watcher),
