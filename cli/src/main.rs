@@ -565,6 +565,7 @@ async fn watch(c: &Client, keys: &[String], full: bool, json: bool) -> Result<Ex
     let shown = |k: &str| wanted.is_empty() || wanted.contains(k);
     let mut stream = c.watch(WatchOptions::default()).await.map_err(explain)?;
     let mut last_status = None;
+    let mut thinning = ThinningNotice::default();
     while let Some(u) = stream.next().await {
         let u = u.map_err(explain)?;
         if u.reset {
@@ -626,8 +627,9 @@ async fn watch(c: &Client, keys: &[String], full: bool, json: bool) -> Result<Ex
             for m in &u.messages {
                 eprintln!("[{}] {}", m.level, m.text);
             }
-            for t in u.thinned.iter().filter(|t| shown(&t.key)) {
-                eprintln!("[thinned] {}", escape_controls(&t.describe()));
+            thinning.add(u.thinned.iter().filter(|t| shown(&t.key)));
+            if u.last || thinning.due() {
+                thinning.flush();
             }
             if !changed.is_empty() || !removed.is_empty() || status_changed || u.last {
                 let mut line = format!("v{} {}", u.version, status_text(&u.status));
@@ -648,6 +650,72 @@ async fn watch(c: &Client, keys: &[String], full: bool, json: bool) -> Result<Ex
         }
     }
     bail!("the stream ended before the run did (the run's server closed)")
+}
+
+/// What a watch was told was thinned, said at most once a second on
+/// stderr (a fast run outpacing a slow link reports every message).
+#[derive(Default)]
+struct ThinningNotice {
+    keys: BTreeSet<String>,
+    from: u64,
+    to: u64,
+    dropped: u64,
+    kept: u64,
+    since: Option<std::time::Instant>,
+}
+
+impl ThinningNotice {
+    fn add<'a>(&mut self, reports: impl Iterator<Item = &'a idict::Thinned>) {
+        for t in reports {
+            if self.keys.is_empty() {
+                self.from = t.after_version;
+                self.since.get_or_insert_with(std::time::Instant::now);
+            }
+            self.from = self.from.min(t.after_version);
+            self.to = self.to.max(t.until_version);
+            self.dropped += t.dropped;
+            self.kept += t.kept;
+            self.keys.insert(t.key.clone());
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.since
+            .is_some_and(|s| s.elapsed() >= Duration::from_secs(1))
+    }
+
+    fn flush(&mut self) {
+        if let Some(line) = self.text() {
+            eprintln!("{line}");
+        }
+        *self = ThinningNotice::default();
+    }
+
+    fn text(&self) -> Option<String> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let mut keys: Vec<&str> = self.keys.iter().map(String::as_str).collect();
+        let more = keys.len().saturating_sub(5);
+        keys.truncate(5);
+        let mut names = keys.join(", ");
+        if more > 0 {
+            names.push_str(&format!(" and {more} more"));
+        }
+        let ratio = if self.kept == 0 {
+            String::new()
+        } else {
+            let one_in = (self.kept + self.dropped) as f64 / self.kept as f64;
+            format!(" 1:{}", one_in.round() as u64)
+        };
+        Some(format!(
+            "[thinned]{ratio} from v{} to v{}: {} samples of {} not sent (the run outpaced this watch)",
+            self.from,
+            self.to,
+            self.dropped,
+            escape_controls(&names)
+        ))
+    }
 }
 
 async fn history(
@@ -748,4 +816,41 @@ async fn set(c: &Client, key: &str, text: &str, wait: bool) -> Result<ExitCode> 
         bail!("the run's server closed before the write was applied");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(key: &str, after: u64, until: u64, dropped: u64, kept: u64) -> idict::Thinned {
+        idict::Thinned {
+            key: key.into(),
+            after_version: after,
+            until_version: until,
+            dropped,
+            kept,
+        }
+    }
+
+    #[test]
+    fn thinning_reports_are_summed_into_one_line() {
+        let mut n = ThinningNotice::default();
+        assert_eq!(n.text(), None);
+        n.add([report("x", 10, 50, 30, 10), report("y", 10, 50, 30, 10)].iter());
+        n.add([report("x", 50, 90, 30, 10)].iter());
+        assert_eq!(
+            n.text().unwrap(),
+            "[thinned] 1:4 from v10 to v90: 90 samples of x, y not sent (the run outpaced this watch)"
+        );
+        let many: Vec<_> = (0..8)
+            .map(|i| report(&format!("k{i}\n"), 1, 9, 7, 0))
+            .collect();
+        let mut n = ThinningNotice::default();
+        n.add(many.iter());
+        let line = n.text().unwrap();
+        assert!(
+            line.contains("and 3 more") && !line.contains('\n'),
+            "{line}"
+        );
+    }
 }
