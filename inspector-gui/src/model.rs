@@ -370,7 +370,19 @@ impl RunModel {
         while self.messages.len() > MAX_MESSAGES {
             self.messages.pop_front();
         }
-        self.thinned.extend(u.thinned.iter().cloned());
+        for t in &u.thinned {
+            // A run outpacing us reports each message: a report that goes on
+            // from where the key's last one ended extends it.
+            let last = self.thinned.iter_mut().rev().find(|x| x.key == t.key);
+            match last {
+                Some(x) if x.until_version == t.after_version => {
+                    x.until_version = t.until_version;
+                    x.dropped += t.dropped;
+                    x.kept += t.kept;
+                }
+                _ => self.thinned.push_back(t.clone()),
+            }
+        }
         while self.thinned.len() > MAX_THINNED {
             self.thinned.pop_front();
         }
@@ -469,6 +481,32 @@ mod tests {
 
     /// What the UI shows after taking a merged inbox is what it would show
     /// had it applied every update in turn.
+    #[test]
+    fn a_keys_thinning_reports_that_follow_on_are_shown_as_one() {
+        let report = |key: &str, after, until, dropped| idict::Thinned {
+            key: key.into(),
+            after_version: after,
+            until_version: until,
+            dropped,
+            kept: 1,
+        };
+        let mut m = RunModel::new("t");
+        let mut u = update(5, false, &[], &[]);
+        u.thinned = vec![report("x", 10, 20, 8), report("y", 10, 20, 8)];
+        m.apply(&u, Instant::now());
+        u.thinned = vec![report("x", 20, 40, 18), report("y", 30, 40, 9)];
+        m.apply(&u, Instant::now());
+        let shown: Vec<_> = m
+            .thinned
+            .iter()
+            .map(|t| (t.key.as_str(), t.after_version, t.until_version, t.dropped))
+            .collect();
+        assert_eq!(
+            shown,
+            [("x", 10, 40, 26), ("y", 10, 20, 8), ("y", 30, 40, 9)]
+        );
+    }
+
     #[test]
     fn merged_updates_apply_as_the_updates_in_turn() {
         let runs = [
