@@ -75,6 +75,8 @@ async fn a_slow_watcher_gets_the_newest_state_coalesced_and_every_sample() {
     while seen.len() < 5000 {
         let u = next(&mut w).await;
         messages += 1;
+        // Nothing was lost, so nothing is reported thinned.
+        assert!(u.thinned.is_empty(), "{:?}", u.thinned);
         for (k, s) in &u.samples {
             assert_eq!(k, "x");
             seen.extend(s.versions.iter().copied());
@@ -777,7 +779,13 @@ async fn a_watcher_far_behind_a_small_history_budget_still_gets_every_sample() {
     idict.notify_update_final().unwrap();
     let mut seen = Vec::new();
     while let Some(u) = w.next().await {
-        for (_, s) in &u.unwrap().samples {
+        let u = u.unwrap();
+        assert!(
+            u.thinned.is_empty(),
+            "nothing lost, nothing to report: {:?}",
+            u.thinned
+        );
+        for (_, s) in &u.samples {
             seen.extend(s.versions.iter().copied());
         }
     }
