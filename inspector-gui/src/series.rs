@@ -49,44 +49,16 @@ impl Bucket {
     }
 }
 
-/// The samples of one scalar key, with its summary pyramid.
+/// Values with their pyramid of (min, max, sum) buckets.
 #[derive(Debug, Clone, Default)]
-pub struct SeriesData {
-    versions: Vec<f64>,
-    times: Vec<f64>,
+struct Pyramid {
     values: Vec<f64>,
-    /// Level k holds buckets of 2^(k+1) samples.
+    /// Level k holds buckets of 2^(k+1) values.
     levels: Vec<Vec<Bucket>>,
 }
 
-/// At most this many samples per series are kept; beyond it the older half
-/// is thinned, like the run's own history.
-pub const MAX_SAMPLES: usize = 4_000_000;
-
-impl SeriesData {
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-    pub fn last_version(&self) -> Option<f64> {
-        self.versions.last().copied()
-    }
-    pub fn last_value(&self) -> Option<f64> {
-        self.values.last().copied()
-    }
-
-    /// Appends one sample; samples not newer than the last are ignored.
-    pub fn push(&mut self, version: f64, time: f64, value: f64) {
-        if self.versions.last().is_some_and(|&v| v >= version) {
-            return;
-        }
-        if self.values.len() >= MAX_SAMPLES {
-            self.thin();
-        }
-        self.versions.push(version);
-        self.times.push(time);
+impl Pyramid {
+    fn push(&mut self, value: f64) {
         self.values.push(value);
         let i = self.values.len() - 1;
         for (k, level) in self.levels.iter_mut().enumerate() {
@@ -117,41 +89,15 @@ impl SeriesData {
         self.levels[k] = level;
     }
 
-    fn thin(&mut self) {
-        let half = self.values.len() / 2;
-        for v in [&mut self.versions, &mut self.times, &mut self.values] {
-            thin_older_half(v, half);
-        }
+    fn rebuild(&mut self) {
         for k in 0..self.levels.len() {
             self.rebuild_level(k);
         }
     }
 
-    fn xs(&self, axis: XAxis) -> &[f64] {
-        match axis {
-            XAxis::Version => &self.versions,
-            XAxis::Time => &self.times,
-        }
-    }
-
-    /// The x range of the data.
-    pub fn x_range(&self, axis: XAxis) -> Option<(f64, f64)> {
-        let xs = self.xs(axis);
-        Some((*xs.first()?, *xs.last()?))
-    }
-
-    /// Points to draw for x in `[x0, x1]` at about `pixels` wide: every
-    /// sample when there are few, else the min and max of each bucket of
-    /// about one pixel (or the bucket means when `means`).
-    pub fn points(
-        &self,
-        axis: XAxis,
-        x0: f64,
-        x1: f64,
-        pixels: usize,
-        means: bool,
-    ) -> Vec<[f64; 2]> {
-        let xs = self.xs(axis);
+    /// Points for x in `[x0, x1]` at about `pixels` wide (see
+    /// [`SeriesData::points`]); `xs` are the values' x positions.
+    fn points(&self, xs: &[f64], x0: f64, x1: f64, pixels: usize, means: bool) -> Vec<[f64; 2]> {
         let lo = xs.partition_point(|&x| x < x0).saturating_sub(1);
         let hi = (xs.partition_point(|&x| x <= x1) + 1).min(xs.len());
         if lo >= hi {
@@ -187,26 +133,112 @@ impl SeriesData {
         }
         out
     }
+}
+
+/// The samples of one scalar key, with its summary pyramid, and (once a
+/// plot asks for it) its exponential moving average with a pyramid of its
+/// own: smoothing runs over the samples, before any decimation, so the
+/// smoothed curve is the same at every zoom.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesData {
+    versions: Vec<f64>,
+    times: Vec<f64>,
+    raw: Pyramid,
+    /// The EMA factor and the smoothed values, kept up to date as samples
+    /// come (a plot's frame only borrows the model).
+    smoothed: std::cell::RefCell<Option<(f64, Pyramid)>>,
+}
+
+/// At most this many samples per series are kept; beyond it the older half
+/// is thinned, like the run's own history.
+pub const MAX_SAMPLES: usize = 4_000_000;
+
+impl SeriesData {
+    pub fn len(&self) -> usize {
+        self.raw.values.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.raw.values.is_empty()
+    }
+    pub fn last_version(&self) -> Option<f64> {
+        self.versions.last().copied()
+    }
+    pub fn last_value(&self) -> Option<f64> {
+        self.raw.values.last().copied()
+    }
+
+    /// Appends one sample; samples not newer than the last are ignored.
+    pub fn push(&mut self, version: f64, time: f64, value: f64) {
+        if self.versions.last().is_some_and(|&v| v >= version) {
+            return;
+        }
+        if self.raw.values.len() >= MAX_SAMPLES {
+            self.thin();
+        }
+        self.versions.push(version);
+        self.times.push(time);
+        self.raw.push(value);
+    }
+
+    fn thin(&mut self) {
+        let half = self.raw.values.len() / 2;
+        for v in [&mut self.versions, &mut self.times, &mut self.raw.values] {
+            thin_older_half(v, half);
+        }
+        self.raw.rebuild();
+        // Smoothed again from the samples that are left.
+        *self.smoothed.get_mut() = None;
+    }
+
+    fn xs(&self, axis: XAxis) -> &[f64] {
+        match axis {
+            XAxis::Version => &self.versions,
+            XAxis::Time => &self.times,
+        }
+    }
+
+    /// The x range of the data.
+    pub fn x_range(&self, axis: XAxis) -> Option<(f64, f64)> {
+        let xs = self.xs(axis);
+        Some((*xs.first()?, *xs.last()?))
+    }
+
+    /// Points to draw for x in `[x0, x1]` at about `pixels` wide: every
+    /// sample when there are few, else the min and max of each bucket of
+    /// about one pixel. With `ema` in (0, 1], the samples' exponential
+    /// moving average instead (bucket means when decimated).
+    pub fn points(&self, axis: XAxis, x0: f64, x1: f64, pixels: usize, ema: f64) -> Vec<[f64; 2]> {
+        let xs = self.xs(axis);
+        if ema <= 0.0 {
+            return self.raw.points(xs, x0, x1, pixels, false);
+        }
+        let mut cache = self.smoothed.borrow_mut();
+        let fresh = match cache.as_ref() {
+            Some((alpha, s)) => *alpha != ema || s.values.len() > self.raw.values.len(),
+            None => true,
+        };
+        if fresh {
+            *cache = Some((ema, Pyramid::default()));
+        }
+        let Some((_, smooth)) = cache.as_mut() else {
+            return Vec::new();
+        };
+        let mut acc = smooth.values.last().copied();
+        for &y in &self.raw.values[smooth.values.len()..] {
+            let a = match acc {
+                Some(a) if y.is_finite() => a + ema * (y - a),
+                Some(a) => a,
+                None => y,
+            };
+            acc = Some(a).filter(|a| a.is_finite());
+            smooth.push(a);
+        }
+        smooth.points(xs, x0, x1, pixels, true)
+    }
 
     /// Every sample as (version, time, value), for CSV export.
     pub fn samples(&self) -> impl Iterator<Item = (f64, f64, f64)> + '_ {
-        (0..self.values.len()).map(|i| (self.versions[i], self.times[i], self.values[i]))
-    }
-}
-
-/// An exponential moving average of a run of points (`alpha` in (0, 1]).
-pub fn ema(points: &mut [[f64; 2]], alpha: f64) {
-    let mut acc: Option<f64> = None;
-    for p in points {
-        if !p[1].is_finite() {
-            continue;
-        }
-        let a = match acc {
-            Some(a) => a + alpha * (p[1] - a),
-            None => p[1],
-        };
-        acc = Some(a);
-        p[1] = a;
+        (0..self.raw.values.len()).map(|i| (self.versions[i], self.times[i], self.raw.values[i]))
     }
 }
 
@@ -236,7 +268,7 @@ mod tests {
     #[test]
     fn few_samples_are_drawn_as_they_are() {
         let s = series(100);
-        let p = s.points(XAxis::Version, 0.0, 99.0, 800, false);
+        let p = s.points(XAxis::Version, 0.0, 99.0, 800, 0.0);
         assert_eq!(p.len(), 100);
         assert_eq!(p[10], [10.0, ((10 * 7919) % 1000) as f64]);
     }
@@ -244,14 +276,14 @@ mod tests {
     #[test]
     fn many_samples_become_a_min_max_envelope_of_about_two_points_per_pixel() {
         let s = series(1_000_000);
-        let p = s.points(XAxis::Version, 0.0, 1e6, 1000, false);
+        let p = s.points(XAxis::Version, 0.0, 1e6, 1000, 0.0);
         assert!(p.len() <= 2 * 1000 + 4, "{}", p.len());
         assert!(p.len() >= 1000 / 2, "{}", p.len());
         let max = p.iter().map(|q| q[1]).fold(f64::MIN, f64::max);
         let min = p.iter().map(|q| q[1]).fold(f64::MAX, f64::min);
         assert_eq!((min, max), (0.0, 999.0), "extremes survive decimation");
         // A zoomed-in window is exact again.
-        let z = s.points(XAxis::Version, 5000.0, 5100.0, 1000, false);
+        let z = s.points(XAxis::Version, 5000.0, 5100.0, 1000, 0.0);
         assert!(z.iter().any(|q| q[0] == 5050.0));
     }
 
@@ -259,10 +291,8 @@ mod tests {
     fn the_pyramid_matches_a_rebuild() {
         let s = series(12_345);
         let mut rebuilt = s.clone();
-        for k in 0..rebuilt.levels.len() {
-            rebuilt.rebuild_level(k);
-        }
-        for (a, b) in s.levels.iter().zip(&rebuilt.levels) {
+        rebuilt.raw.rebuild();
+        for (a, b) in s.raw.levels.iter().zip(&rebuilt.raw.levels) {
             assert_eq!(a.len(), b.len());
             for (x, y) in a.iter().zip(b) {
                 assert_eq!((x.min, x.max, x.n), (y.min, y.max, y.n));
@@ -270,11 +300,36 @@ mod tests {
         }
     }
 
+    /// Issue 15: smoothing after decimation made the curve depend on the
+    /// zoom (lorenz x swung -18..+20 zoomed in, +-9 over the whole run).
     #[test]
-    fn ema_smooths() {
-        let mut p = vec![[0.0, 0.0], [1.0, 10.0], [2.0, 10.0]];
-        ema(&mut p, 0.5);
-        assert_eq!(p[1][1], 5.0);
-        assert_eq!(p[2][1], 7.5);
+    fn the_smoothed_curve_is_the_same_at_every_zoom() {
+        let mut s = SeriesData::default();
+        for i in 0..200_000 {
+            let y = if (i / 1000) % 2 == 0 { 20.0 } else { -20.0 };
+            s.push(i as f64, i as f64, y);
+        }
+        let whole = s.points(XAxis::Version, 0.0, 2e5, 500, 0.05);
+        let near = s.points(XAxis::Version, 50_000.0, 52_000.0, 2000, 0.05);
+        let span = |p: &[[f64; 2]]| {
+            let max = p.iter().map(|q| q[1]).fold(f64::MIN, f64::max);
+            let min = p.iter().map(|q| q[1]).fold(f64::MAX, f64::min);
+            max - min
+        };
+        // Zoomed in or out, the smoothed square wave swings nearly +-20
+        // (smoothing the decimated points flattened it to a few units over
+        // the whole run), and the zoomed-in points are the EMA's own.
+        assert!(span(&near) > 35.0, "{}", span(&near));
+        assert!(span(&whole) > 30.0, "{}", span(&whole));
+        let at = |p: &[[f64; 2]], x: f64| p.iter().find(|q| q[0] == x).map(|q| q[1]);
+        let mut acc = 20.0;
+        for i in 1..=51_000 {
+            let y = if (i / 1000) % 2 == 0 { 20.0 } else { -20.0 };
+            acc += 0.05 * (y - acc);
+        }
+        assert!((at(&near, 51_000.0).unwrap() - acc).abs() < 1e-9);
+        // A new factor smooths again from the samples.
+        let other = s.points(XAxis::Version, 50_000.0, 52_000.0, 2000, 0.5);
+        assert_ne!(at(&other, 51_000.0), at(&near, 51_000.0));
     }
 }

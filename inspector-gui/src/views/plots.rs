@@ -6,7 +6,7 @@
 
 use super::fmt_num;
 use crate::model::RunModel;
-use crate::series::{XAxis, ema};
+use crate::series::XAxis;
 use egui::RichText;
 use egui_plot::{Legend, Line, Plot, PlotPoint};
 use std::collections::BTreeMap;
@@ -92,10 +92,7 @@ pub fn plot_lines(
         .iter()
         .filter_map(|k| {
             let s = m.series.get(k)?;
-            let mut pts = s.points(cfg.x, x0, x1, pixels, cfg.ema > 0.0);
-            if cfg.ema > 0.0 {
-                ema(&mut pts, cfg.ema);
-            }
+            let mut pts = s.points(cfg.x, x0, x1, pixels, cfg.ema);
             if cfg.log_y {
                 pts.retain(|p| p[1] > 0.0);
                 for p in &mut pts {
@@ -203,6 +200,22 @@ impl PlotsPanel {
     }
 }
 
+/// The hover tooltip: the x axis by its own name (a step is a whole
+/// number), the value by the series' name ("x = 6327.279036" on a step axis
+/// read as a series called x).
+fn hover_text(name: &str, x_axis: XAxis, log_y: bool, x: f64, y: f64) -> String {
+    let at = match x_axis {
+        XAxis::Version => format!("step {}", x.round() as i64),
+        XAxis::Time => format!("t = {} s", fmt_num(x)),
+    };
+    let y = if log_y { 10f64.powf(y) } else { y };
+    if name.is_empty() {
+        format!("{at}\n{}", fmt_num(y))
+    } else {
+        format!("{at}\n{name} = {}", fmt_num(y))
+    }
+}
+
 /// Draws one plot.
 pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32) {
     let log_y = cfg.log_y;
@@ -210,6 +223,7 @@ pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32) 
         XAxis::Version => "step (version)",
         XAxis::Time => "time (s)",
     };
+    let x_axis = cfg.x;
     let mut plot = Plot::new("plot")
         .legend(Legend::default())
         .height(height)
@@ -223,8 +237,7 @@ pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32) 
                 } => (*plot_name, *position),
                 egui_plot::HoverPosition::Elsewhere { position } => ("", *position),
             };
-            let y = if log_y { 10f64.powf(p.y) } else { p.y };
-            Some(format!("{name}\nx = {}\ny = {}", fmt_num(p.x), fmt_num(y)))
+            Some(hover_text(name, x_axis, log_y, p.x, p.y))
         });
     if log_y {
         plot = plot.y_axis_formatter(|mark, _| {
@@ -309,5 +322,20 @@ fn export_csv(m: &RunModel, cfg: &PlotConfig) -> String {
     match std::fs::write(&name, csv) {
         Ok(()) => format!("saved {name}"),
         Err(e) => format!("could not save {name}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tooltip_names_the_axis_and_the_series() {
+        let t = hover_text("x", XAxis::Version, false, 6327.279036, 1.5);
+        assert!(t.starts_with("step 6327\n"), "{t}");
+        assert!(t.contains("x = 1.5"), "{t}");
+        let t = hover_text("residual", XAxis::Time, true, 2.5, -2.0);
+        assert!(t.starts_with("t = 2.5 s\n"), "{t}");
+        assert!(t.contains("residual = 0.01"), "{t}");
     }
 }

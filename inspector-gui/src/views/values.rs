@@ -205,9 +205,8 @@ impl ValuesPanel {
                     .num_columns(2)
                     .striped(true)
                     .show(ui, |ui| {
-                        let filter = self.filter.to_lowercase();
                         for (key, value) in &m.values {
-                            if !filter.is_empty() && !key.to_lowercase().contains(&filter) {
+                            if !filter_shows(&self.filter, key) {
                                 continue;
                             }
                             let recent = m
@@ -479,9 +478,24 @@ fn heatmap_display_size(rows: usize, cols: usize, side: f32) -> egui::Vec2 {
     }
 }
 
+/// Whether the filter as typed shows `key`: any part of it, ignoring case
+/// and the spaces around what was typed ("u " hid every row).
+fn filter_shows(filter: &str, key: &str) -> bool {
+    let filter = filter.trim();
+    filter.is_empty() || key.to_lowercase().contains(&filter.to_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_filter_ignores_case_and_surrounding_spaces() {
+        assert!(filter_shows("u ", "u"));
+        assert!(filter_shows("  ", "anything"));
+        assert!(filter_shows("Res", "residual"));
+        assert!(!filter_shows("x", "residual"));
+    }
 
     #[test]
     fn a_downsampled_heat_map_shows_each_blocks_mean() {
