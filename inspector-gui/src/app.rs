@@ -321,6 +321,7 @@ pub fn save_png(path: &std::path::Path, image: &egui::ColorImage) -> Result<(), 
 
 impl eframe::App for InspectorApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        crate::net::frame_started();
         self.ui_root(ui);
     }
 

@@ -228,7 +228,10 @@ impl ValuesPanel {
                     });
             });
         if fading {
-            ui.ctx().request_repaint_after(Duration::from_millis(100));
+            // The fade is an animation: paced like data frames when drawing
+            // is costly (software GL), never faster than 10 a second.
+            let next = crate::net::data_frame().max(Duration::from_millis(100));
+            ui.ctx().request_repaint_after(next);
         }
         if let Some(key) = self.selected_array.clone()
             && let Some(a) = m.values.get(&key).and_then(Value::as_array)
