@@ -43,6 +43,17 @@ struct Seen {
 }
 
 impl Seen {
+    /// Takes in what one update brought.
+    fn take(&mut self, u: &idict::client::Update) {
+        for (k, s) in &u.samples {
+            self.versions
+                .entry(k.clone())
+                .or_default()
+                .extend(&s.versions);
+        }
+        self.thinned.extend(u.thinned.iter().cloned());
+    }
+
     /// Every version after `from` up to `last` of each key is either
     /// received or inside a range reported thinned, and the counts match
     /// exactly.
@@ -102,23 +113,11 @@ async fn a_watcher_outpaced_by_a_burst_is_told_exactly_what_was_thinned() {
     };
     let mut seen = Seen::default();
     // The first state's samples are those up to its version.
-    for (k, s) in &first.samples {
-        seen.versions
-            .entry(k.clone())
-            .or_default()
-            .extend(&s.versions);
-    }
-    seen.thinned.extend(first.thinned);
+    seen.take(&first);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     while let Some(u) = w.next().await {
         let u = u.unwrap();
-        for (k, s) in &u.samples {
-            seen.versions
-                .entry(k.clone())
-                .or_default()
-                .extend(&s.versions);
-        }
-        seen.thinned.extend(u.thinned);
+        seen.take(&u);
         if u.last {
             break;
         }
@@ -162,13 +161,7 @@ async fn a_late_watcher_with_history_is_told_where_the_history_was_thinned() {
     let mut w = client.watch(opts).await.unwrap();
     let first = w.next().await.unwrap().unwrap();
     let mut seen = Seen::default();
-    for (k, s) in &first.samples {
-        seen.versions
-            .entry(k.clone())
-            .or_default()
-            .extend(&s.versions);
-    }
-    seen.thinned.extend(first.thinned);
+    seen.take(&first);
     assert!(!seen.thinned.is_empty());
     seen.accounts_for(0, n);
 }
