@@ -317,6 +317,16 @@ fn a_killed_server_shows_stale_state_and_a_restarted_one_is_reconnected() {
     g.until("the stale marker", |g| {
         g.harness.query_by_label_contains("STALE").is_some()
     });
+    // What is known: the state when last seen, and no rate any more.
+    g.harness.run_steps(2);
+    assert!(
+        g.harness
+            .query_all_by_label_contains("last seen RUNNING")
+            .count()
+            > 0
+    );
+    assert!(g.harness.query_by_label_contains("updates/s").is_none());
+    assert!(g.harness.query_by_label("Reconnect").is_some());
     assert_eq!(
         g.value("x"),
         Some(Value::Int(1)),
@@ -488,6 +498,16 @@ fn no_frame_holds_the_shared_lock() {
     g.until("the stale marker", |g| {
         g.harness.query_by_label_contains("STALE").is_some()
     });
+    // What is known: the state when last seen, and no rate any more.
+    g.harness.run_steps(2);
+    assert!(
+        g.harness
+            .query_all_by_label_contains("last seen RUNNING")
+            .count()
+            > 0
+    );
+    assert!(g.harness.query_by_label_contains("updates/s").is_none());
+    assert!(g.harness.query_by_label("Reconnect").is_some());
     let shared = g.shared();
     let ui_thread = std::thread::current().id();
     let (probes, held) = (
@@ -594,4 +614,30 @@ fn a_1d_arrays_plot_points_are_built_once_per_version_of_it() {
     g.until("the new array", |g| g.value("curve") == curve(2.0).ok());
     g.harness.run_steps(3);
     assert_eq!(builds(&g), 2);
+}
+
+/// Issue 15: a finished run showed its last rate and a Reconnect button.
+#[test]
+fn a_finished_run_shows_no_rate_and_nothing_to_reconnect() {
+    let idict = IDict::new("finishing");
+    idict.lock().insert("x", 1);
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    let mut g = gui(server.address(), &server.tokens().controller.clone());
+    g.until("connected", |g| g.connected() && g.value("x").is_some());
+    g.harness.run_steps(2);
+    assert!(g.harness.query_by_label_contains("updates/s").is_some());
+    idict.notify_update_final().unwrap();
+    g.until("finished", |g| {
+        g.app().tabs[0]
+            .model
+            .status
+            .as_ref()
+            .is_some_and(|s| s.state == RunState::Finished)
+    });
+    g.harness.run_steps(2);
+    assert!(g.harness.query_all_by_label_contains("FINISHED").count() > 0);
+    assert!(g.harness.query_by_label_contains("updates/s").is_none());
+    assert!(g.harness.query_by_label("Reconnect").is_none());
+    drop(server);
 }

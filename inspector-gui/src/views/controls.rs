@@ -41,16 +41,20 @@ impl ControlsPanel {
         let mut command = None;
         ui.horizontal_wrapped(|ui| {
             ui.heading(&m.name);
-            super::status_badge(ui, m.status.as_ref());
+            let ended = m.status.as_ref().is_some_and(|s| s.state.is_terminal());
+            super::known_status(ui, m);
             ui.separator();
             ui.label(format!("version {}", m.version));
             ui.label(format!("t = {:.3} s", m.time));
-            ui.label(format!("{:.1} updates/s", m.updates_per_second));
-            ui.label(format!(
-                "{} watcher{}",
-                m.watchers,
-                if m.watchers == 1 { "" } else { "s" }
-            ));
+            // Rates and watchers only while they are known to be current.
+            if m.connection == Connection::Connected && !ended {
+                ui.label(format!("{:.1} updates/s", m.updates_per_second));
+                ui.label(format!(
+                    "{} watcher{}",
+                    m.watchers,
+                    if m.watchers == 1 { "" } else { "s" }
+                ));
+            }
             ui.separator();
             match &m.connection {
                 Connection::Connected => {
@@ -134,10 +138,12 @@ impl ControlsPanel {
             if terminate.clicked() {
                 self.confirm_terminate = true;
             }
-            if matches!(
-                m.connection,
-                Connection::Disconnected { .. } | Connection::Ended
-            ) && ui.button("Reconnect").clicked()
+            // A finished run has nothing to reconnect to; a lost one may
+            // come back.
+            let ended = m.status.as_ref().is_some_and(|s| s.state.is_terminal());
+            if matches!(m.connection, Connection::Disconnected { .. })
+                && !ended
+                && ui.button("Reconnect").clicked()
             {
                 command = Some(Command::Reconnect);
             }

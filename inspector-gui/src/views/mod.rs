@@ -23,6 +23,23 @@ pub fn state_color(state: RunState) -> Color32 {
 }
 
 /// A status badge: the word in its colour, with hold and failure details.
+/// A run's status as far as it is known: while the run cannot be reached,
+/// its state when last seen, greyed ("last seen RUNNING"), never a green
+/// RUNNING beside a stale marker.
+pub fn known_status(ui: &mut egui::Ui, m: &crate::model::RunModel) {
+    let ended = m.status.as_ref().is_some_and(|s| s.state.is_terminal());
+    if matches!(m.connection, crate::model::Connection::Disconnected { .. }) && !ended {
+        let last = m
+            .status
+            .as_ref()
+            .map_or("unknown".into(), |s| s.state.name().to_uppercase());
+        ui.label(RichText::new(format!("last seen {last}")).weak())
+            .on_hover_text("The run is not reachable: this is its state when it was");
+    } else {
+        status_badge(ui, m.status.as_ref());
+    }
+}
+
 pub fn status_badge(ui: &mut egui::Ui, status: Option<&Status>) {
     match status {
         None => {

@@ -49,7 +49,7 @@ impl RunsPanel {
             });
             ui.horizontal(|ui| {
                 ui.add_space(12.0);
-                super::status_badge(ui, m.status.as_ref());
+                super::known_status(ui, m);
                 match &m.connection {
                     Connection::Disconnected { .. } => {
                         ui.label(RichText::new("offline").color(egui::Color32::GRAY));
