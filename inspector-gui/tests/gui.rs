@@ -174,9 +174,15 @@ fn attach_and_see_values_appear_and_change_and_plots_have_the_history() {
         .get_by_role_and_label(egui::accesskit::Role::CheckBox, "max_u")
         .click();
     g.harness.run_steps(2);
+    // The menu stays open for the next key (it closed after each tick).
+    g.harness
+        .get_by_role_and_label(egui::accesskit::Role::CheckBox, "t")
+        .click();
+    g.harness.run_steps(2);
     let tab = &g.app().tabs[0];
     let cfg = tab.plots.plots[0].clone();
     assert!(cfg.keys.contains(&"max_u".to_string()), "{:?}", cfg.keys);
+    assert!(cfg.keys.contains(&"t".to_string()), "{:?}", cfg.keys);
     // The plot holds every sample of the run's history (few enough to draw as is).
     let m = &tab.model;
     let lines = plot_lines(m, &cfg, 0.0, 1e12, 2000);

@@ -23,6 +23,14 @@ pub fn state_color(state: RunState) -> Color32 {
 }
 
 /// A status badge: the word in its colour, with hold and failure details.
+/// Whether a filter as typed shows `key`: any part of it, ignoring case
+/// and the spaces around what was typed ("u " hid every row). The values
+/// list and the Keys menu search both use it.
+pub fn filter_shows(filter: &str, key: &str) -> bool {
+    let filter = filter.trim();
+    filter.is_empty() || key.to_lowercase().contains(&filter.to_lowercase())
+}
+
 /// A run's status as far as it is known: while the run cannot be reached,
 /// its state when last seen, greyed ("last seen RUNNING"), never a green
 /// RUNNING beside a stale marker.

@@ -22,6 +22,9 @@ pub struct PlotConfig {
     pub log_y: bool,
     /// EMA smoothing factor in (0, 1); 0 is off.
     pub ema: f64,
+    /// What the Keys menu's search box holds (not remembered).
+    #[serde(skip)]
+    pub key_search: String,
 }
 
 impl PlotConfig {
@@ -33,6 +36,7 @@ impl PlotConfig {
             window: 2000.0,
             log_y: false,
             ema: 0.0,
+            key_search: String::new(),
         }
     }
 }
@@ -127,17 +131,39 @@ impl PlotsPanel {
                 for (i, cfg) in self.plots.iter_mut().enumerate() {
                     ui.push_id(i, |ui| {
                         ui.horizontal_wrapped(|ui| {
-                            ui.menu_button(format!("Keys ({})", cfg.keys.len()), |ui| {
-                                for k in &keys {
-                                    let mut on = cfg.keys.contains(k);
-                                    if ui.checkbox(&mut on, k).changed() {
-                                        if on {
-                                            cfg.keys.push(k.clone());
-                                        } else {
-                                            cfg.keys.retain(|x| x != k);
-                                        }
-                                    }
+                            // Stays open while keys are ticked (closing after
+                            // each took three openings for x, y and z).
+                            let stay_open = egui::containers::menu::MenuConfig::new()
+                                .close_behavior(egui::PopupCloseBehavior::CloseOnClickOutside);
+                            egui::containers::menu::MenuButton::new(format!(
+                                "Keys ({})",
+                                cfg.keys.len()
+                            ))
+                            .config(stay_open)
+                            .ui(ui, |ui| {
+                                if keys.len() > 8 {
+                                    ui.add(
+                                        egui::TextEdit::singleline(&mut cfg.key_search)
+                                            .hint_text("search keys"),
+                                    );
                                 }
+                                let search = cfg.key_search.clone();
+                                egui::ScrollArea::vertical()
+                                    .max_height(400.0)
+                                    .show(ui, |ui| {
+                                        for k in
+                                            keys.iter().filter(|k| super::filter_shows(&search, k))
+                                        {
+                                            let mut on = cfg.keys.contains(k);
+                                            if ui.checkbox(&mut on, k).changed() {
+                                                if on {
+                                                    cfg.keys.push(k.clone());
+                                                } else {
+                                                    cfg.keys.retain(|x| x != k);
+                                                }
+                                            }
+                                        }
+                                    });
                             });
                             egui::ComboBox::from_label("x axis")
                                 .selected_text(match cfg.x {

@@ -206,7 +206,7 @@ impl ValuesPanel {
                     .striped(true)
                     .show(ui, |ui| {
                         for (key, value) in &m.values {
-                            if !filter_shows(&self.filter, key) {
+                            if !super::filter_shows(&self.filter, key) {
                                 continue;
                             }
                             let recent = m
@@ -481,19 +481,13 @@ fn heatmap_display_size(rows: usize, cols: usize, side: f32) -> egui::Vec2 {
     }
 }
 
-/// Whether the filter as typed shows `key`: any part of it, ignoring case
-/// and the spaces around what was typed ("u " hid every row).
-fn filter_shows(filter: &str, key: &str) -> bool {
-    let filter = filter.trim();
-    filter.is_empty() || key.to_lowercase().contains(&filter.to_lowercase())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_filter_ignores_case_and_surrounding_spaces() {
+        use super::super::filter_shows;
         assert!(filter_shows("u ", "u"));
         assert!(filter_shows("  ", "anything"));
         assert!(filter_shows("Res", "residual"));
