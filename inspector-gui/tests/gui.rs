@@ -637,3 +637,54 @@ fn a_finished_run_shows_no_rate_and_nothing_to_reconnect() {
     assert!(g.harness.query_by_label("Reconnect").is_none());
     drop(server);
 }
+
+/// Issue 15: the wheel panned vertically and nothing said how to zoom. The
+/// wheel over a plot now zooms it (time), which also leaves follow mode.
+#[test]
+fn the_wheel_over_a_plot_zooms_it_and_leaves_follow_mode() {
+    let sim = start(options());
+    let mut g = gui(&sim.address, &sim.token);
+    g.until("plots", |g| {
+        g.value("step").is_some() && !g.app().tabs[0].plots.plots.is_empty()
+    });
+    g.harness
+        .get_all_by_role_and_label(egui::accesskit::Role::CheckBox, "Follow latest")
+        .next()
+        .unwrap()
+        .click();
+    g.harness.run_steps(2);
+    assert!(g.app().tabs[0].plots.plots[0].follow);
+    // Into the first plot: left of its legend, a little lower.
+    let legend = g
+        .harness
+        .get_all_by_label("residual")
+        .last()
+        .unwrap()
+        .rect();
+    let inside = legend.left_center() + egui::vec2(-200.0, 60.0);
+    g.harness.hover_at(inside);
+    g.harness.run_steps(1);
+    let target = g.app().tabs[0].model.target.clone();
+    let id = idict_inspector::views::plots::plot_id(&target, 0);
+    let width = |g: &Gui| {
+        let ctx = g.harness.ctx.clone();
+        egui_plot::PlotMemory::load(&ctx, id).map(|m| m.bounds().width())
+    };
+    let before = width(&g).expect("the plot's memory");
+    g.harness.event(egui::Event::MouseWheel {
+        unit: egui::MouseWheelUnit::Point,
+        delta: egui::vec2(0.0, 80.0),
+        modifiers: egui::Modifiers::NONE,
+        phase: egui::TouchPhase::Move,
+        source: egui::MouseWheelSource::Wheel,
+    });
+    // Smooth scrolling spreads the wheel over a few frames.
+    g.harness.run_steps(10);
+    assert!(
+        !g.app().tabs[0].plots.plots[0].follow,
+        "the wheel did not reach the plot"
+    );
+    // Zoomed in along x (it used to pan), and the follow window is gone.
+    let after = width(&g).expect("the plot's memory");
+    assert!(after < before * 0.99, "x width {before} -> {after}");
+}

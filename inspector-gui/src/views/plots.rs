@@ -207,8 +207,10 @@ impl PlotsPanel {
                             {
                                 remove = Some(i);
                             }
+                            ui.label(egui::RichText::new("(?)").weak())
+                                .on_hover_text(NAVIGATION_HINT);
                         });
-                        draw(ui, m, cfg, height);
+                        draw(ui, m, cfg, height, plot_id(&m.target, i));
                     });
                 }
                 ui.horizontal(|ui| {
@@ -226,6 +228,23 @@ impl PlotsPanel {
     }
 }
 
+/// How the wheel zooms a plot: the wheel alone zooms the x axis (time or
+/// steps, what a long run is read along), Ctrl+wheel (or a pinch) the y
+/// axis. The wheel used to pan vertically, and nothing said how to zoom.
+fn wheel_zoom(scroll_y: f32, zoom: f32) -> Option<egui::Vec2> {
+    if zoom != 1.0 {
+        Some(egui::vec2(1.0, zoom))
+    } else if scroll_y != 0.0 {
+        Some(egui::vec2((scroll_y * 0.003).exp(), 1.0))
+    } else {
+        None
+    }
+}
+
+/// What the mouse does on a plot, said on the plot's hover.
+pub const NAVIGATION_HINT: &str = "Wheel: zoom time · Ctrl+wheel: zoom values · drag or Shift+wheel: pan · \
+     right-drag: zoom to a box · double-click: fit all";
+
 /// The hover tooltip: the x axis by its own name (a step is a whole
 /// number), the value by the series' name ("x = 6327.279036" on a step axis
 /// read as a series called x).
@@ -242,8 +261,13 @@ fn hover_text(name: &str, x_axis: XAxis, log_y: bool, x: f64, y: f64) -> String 
     }
 }
 
+/// The id of a run's `index`-th plot (where its zoom is remembered).
+pub fn plot_id(target: &str, index: usize) -> egui::Id {
+    egui::Id::unique(("plot", target, index))
+}
+
 /// Draws one plot.
-pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32) {
+pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32, id: egui::Id) {
     let log_y = cfg.log_y;
     let x_label = match cfg.x {
         XAxis::Version => "step (version)",
@@ -251,6 +275,7 @@ pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32) 
     };
     let x_axis = cfg.x;
     let mut plot = Plot::new("plot")
+        .id(id)
         .legend(Legend::default())
         .height(height)
         .x_axis_label(x_label)
@@ -274,8 +299,28 @@ pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32) 
             }
         });
     }
+    // The wheel is ours (see `wheel_zoom`); the plot keeps dragging to pan,
+    // right-drag to zoom a box, double-click to reset, and horizontal
+    // scrolling (Shift+wheel) to pan x.
+    let plot = plot.allow_zoom(false).allow_scroll([true, false]);
     let range = latest_x(m, cfg);
+    let mut wheeled = false;
     let response = plot.show(ui, |pui| {
+        if pui.response().contains_pointer() {
+            let (scroll_y, zoom) = pui
+                .ctx()
+                .input(|i| (i.smooth_scroll_delta.y, i.zoom_delta()));
+            if let Some(factor) = wheel_zoom(scroll_y, zoom) {
+                // Taken: the plots' scroll area must not scroll as well.
+                pui.ctx().input_mut(|i| i.smooth_scroll_delta.y = 0.0);
+                pui.zoom_bounds_around_hovered(factor);
+                wheeled = true;
+                if factor.y == 1.0 {
+                    // Zooming in time keeps the values fitted.
+                    pui.set_auto_bounds([false, true]);
+                }
+            }
+        }
         let pixels = pui.transform().frame().width().max(1.0) as usize;
         let (x0, x1) = match (cfg.follow, range) {
             (true, Some((_, last))) => {
@@ -301,7 +346,8 @@ pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32) 
     });
     // Zooming or panning by hand leaves follow mode.
     if response.response.dragged()
-        || (response.response.hovered() && ui.input(|i| i.smooth_scroll_delta.y != 0.0))
+        || wheeled
+        || (response.response.hovered() && ui.input(|i| i.smooth_scroll_delta.x != 0.0))
     {
         cfg.follow = false;
     }
@@ -354,6 +400,16 @@ fn export_csv(m: &RunModel, cfg: &PlotConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wheel_zooms_time_and_ctrl_wheel_zooms_values() {
+        let up = wheel_zoom(50.0, 1.0).unwrap();
+        assert!(up.x > 1.0 && up.y == 1.0, "{up:?}");
+        let down = wheel_zoom(-50.0, 1.0).unwrap();
+        assert!(down.x < 1.0 && down.y == 1.0, "{down:?}");
+        assert_eq!(wheel_zoom(0.0, 1.2), Some(egui::vec2(1.0, 1.2)));
+        assert_eq!(wheel_zoom(0.0, 1.0), None);
+    }
 
     #[test]
     fn the_tooltip_names_the_axis_and_the_series() {
