@@ -84,28 +84,66 @@ pub struct PlotsPanel {
     pub note: Option<String>,
 }
 
-/// Lines of a plot as they are drawn: (key, points).
+/// One drawn line: its key, and its points.
+pub type PlotLine = (String, Vec<[f64; 2]>);
+
+/// Lines of a plot as they are drawn: (key, points). On a log axis a key
+/// may give several lines: values <= 0 have no place there, and the curve
+/// is broken where they are rather than drawn straight across them.
 pub fn plot_lines(
     m: &RunModel,
     cfg: &PlotConfig,
     x0: f64,
     x1: f64,
     pixels: usize,
-) -> Vec<(String, Vec<[f64; 2]>)> {
-    cfg.keys
-        .iter()
-        .filter_map(|k| {
-            let s = m.series.get(k)?;
-            let mut pts = s.points(cfg.x, x0, x1, pixels, cfg.ema);
-            if cfg.log_y {
-                pts.retain(|p| p[1] > 0.0);
-                for p in &mut pts {
-                    p[1] = p[1].log10();
-                }
+) -> Vec<PlotLine> {
+    lines_and_hidden(m, cfg, x0, x1, pixels).0
+}
+
+/// [`plot_lines`], and how many points a log axis could not show.
+fn lines_and_hidden(
+    m: &RunModel,
+    cfg: &PlotConfig,
+    x0: f64,
+    x1: f64,
+    pixels: usize,
+) -> (Vec<PlotLine>, usize) {
+    let mut lines = Vec::new();
+    let mut hidden = 0;
+    for k in &cfg.keys {
+        let Some(s) = m.series.get(k) else { continue };
+        let pts = s.points(cfg.x, x0, x1, pixels, cfg.ema);
+        if !cfg.log_y {
+            lines.push((k.clone(), pts));
+            continue;
+        }
+        let (segments, gone) = log_segments(&pts);
+        hidden += gone;
+        lines.extend(segments.into_iter().map(|seg| (k.clone(), seg)));
+    }
+    (lines, hidden)
+}
+
+/// A curve on a log axis: the runs of positive values, as log10, and how
+/// many points were not positive.
+fn log_segments(pts: &[[f64; 2]]) -> (Vec<Vec<[f64; 2]>>, usize) {
+    let mut segments: Vec<Vec<[f64; 2]>> = Vec::new();
+    let mut current = Vec::new();
+    let mut hidden = 0;
+    for p in pts {
+        if p[1] > 0.0 {
+            current.push([p[0], p[1].log10()]);
+        } else {
+            hidden += 1;
+            if !current.is_empty() {
+                segments.push(std::mem::take(&mut current));
             }
-            Some((k.clone(), pts))
-        })
-        .collect()
+        }
+    }
+    if !current.is_empty() {
+        segments.push(current);
+    }
+    (segments, hidden)
 }
 
 /// The newest x across a plot's series.
@@ -305,6 +343,7 @@ pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32, 
     let plot = plot.allow_zoom(false).allow_scroll([true, false]);
     let range = latest_x(m, cfg);
     let mut wheeled = false;
+    let mut hidden_on_log = 0;
     let response = plot.show(ui, |pui| {
         if pui.response().contains_pointer() {
             let (scroll_y, zoom) = pui
@@ -339,11 +378,22 @@ pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32, 
                 }
             }
         };
-        for (key, pts) in plot_lines(m, cfg, x0, x1, pixels) {
+        let (lines, hidden) = lines_and_hidden(m, cfg, x0, x1, pixels);
+        for (key, pts) in lines {
             pui.line(Line::new(key, pts));
         }
+        hidden_on_log = hidden;
         pui.pointer_coordinate()
     });
+    if hidden_on_log > 0 {
+        ui.label(
+            egui::RichText::new(format!(
+                "{hidden_on_log} points <= 0 in view are not drawn on the log axis \
+                 (the curve is broken there)"
+            ))
+            .weak(),
+        );
+    }
     // Zooming or panning by hand leaves follow mode.
     if response.response.dragged()
         || wheeled
@@ -400,6 +450,27 @@ fn export_csv(m: &RunModel, cfg: &PlotConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15: log y dropped values <= 0 silently and drew straight
+    /// lines across the gap.
+    #[test]
+    fn a_log_axis_breaks_the_curve_where_values_are_not_positive() {
+        let pts = [
+            [0.0, 1.0],
+            [1.0, 10.0],
+            [2.0, -1.0],
+            [3.0, 0.0],
+            [4.0, 100.0],
+            [5.0, 1000.0],
+        ];
+        let (segments, hidden) = log_segments(&pts);
+        assert_eq!(hidden, 2);
+        assert_eq!(
+            segments,
+            vec![vec![[0.0, 0.0], [1.0, 1.0]], vec![[4.0, 2.0], [5.0, 3.0]]]
+        );
+        assert_eq!(log_segments(&[[0.0, -1.0]]), (vec![], 1));
+    }
 
     #[test]
     fn the_wheel_zooms_time_and_ctrl_wheel_zooms_values() {
