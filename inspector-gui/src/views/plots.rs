@@ -266,6 +266,65 @@ impl PlotsPanel {
     }
 }
 
+/// The grid of a log10 axis: every decade, and 2..9 times it while few
+/// decades are in view (every few decades when many are). The default
+/// spacer put marks at uniform steps of log10, labelled 0.794328, 0.630957.
+fn log_axis_marks(input: egui_plot::GridInput) -> Vec<egui_plot::GridMark> {
+    let (lo, hi) = input.bounds;
+    if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
+        return Vec::new();
+    }
+    let decades = hi - lo;
+    let every = if decades > 12.0 {
+        (decades / 8.0).ceil()
+    } else {
+        1.0
+    };
+    let mut marks = Vec::new();
+    for n in (lo.floor() as i64)..=(hi.ceil() as i64) {
+        let n = n as f64;
+        if n % every == 0.0 && (lo..=hi).contains(&n) {
+            marks.push(egui_plot::GridMark {
+                value: n,
+                step_size: every,
+            });
+        }
+        if decades > 6.0 {
+            continue;
+        }
+        for k in 2..=9 {
+            let value = n + (k as f64).log10();
+            if (lo..=hi).contains(&value) {
+                let step_size = if k == 2 || k == 5 { 0.3 } else { 0.1 };
+                marks.push(egui_plot::GridMark { value, step_size });
+            }
+        }
+    }
+    marks
+}
+
+/// A log10 axis's label at `value`: 1, 2 and 5 times a power of ten, as
+/// plain numbers near 1 (0.002 .. 5000) and as 2e-7 beyond; no label on
+/// the other lines.
+fn log_axis_label(value: f64) -> String {
+    let n = value.floor();
+    let k = 10f64.powf(value - n);
+    let Some(k) = [1.0, 2.0, 5.0]
+        .into_iter()
+        .find(|m| (k - m).abs() < 1e-6 * m)
+    else {
+        return String::new();
+    };
+    if (-3.0..=3.0).contains(&n) {
+        let x = k * 10f64.powf(n);
+        // Rounded to what the label means (10^-3 is not exactly 0.001).
+        let decimals = (-n).max(0.0) as usize;
+        format!("{x:.decimals$}")
+    } else {
+        format!("{k}e{n}")
+    }
+}
+
 /// How the wheel zooms a plot: the wheel alone zooms the x axis (time or
 /// steps, what a long run is read along), Ctrl+wheel (or a pinch) the y
 /// axis. The wheel used to pan vertically, and nothing said how to zoom.
@@ -329,13 +388,9 @@ pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32, 
             Some(hover_text(name, x_axis, log_y, p.x, p.y))
         });
     if log_y {
-        plot = plot.y_axis_formatter(|mark, _| {
-            if mark.value.fract() == 0.0 {
-                format!("1e{}", mark.value)
-            } else {
-                fmt_num(10f64.powf(mark.value))
-            }
-        });
+        plot = plot
+            .y_grid_spacer(log_axis_marks)
+            .y_axis_formatter(|mark, _| log_axis_label(mark.value));
     }
     // The wheel is ours (see `wheel_zoom`); the plot keeps dragging to pan,
     // right-drag to zoom a box, double-click to reset, and horizontal
@@ -470,6 +525,27 @@ mod tests {
             vec![vec![[0.0, 0.0], [1.0, 1.0]], vec![[4.0, 2.0], [5.0, 3.0]]]
         );
         assert_eq!(log_segments(&[[0.0, -1.0]]), (vec![], 1));
+    }
+
+    /// Issue 15: log-y labels read 1e0, 0.794328, 0.630957.
+    #[test]
+    fn a_log_axis_is_labelled_at_1_2_and_5_times_powers_of_ten() {
+        let input = |lo: f64, hi: f64| egui_plot::GridInput {
+            bounds: (lo, hi),
+            base_step_size: 0.01,
+        };
+        let labels: Vec<String> = log_axis_marks(input(-1.0, 1.0))
+            .iter()
+            .map(|m| log_axis_label(m.value))
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(labels, ["0.1", "0.2", "0.5", "1", "2", "5", "10"]);
+        assert_eq!(log_axis_label(-7.0 + 2f64.log10()), "2e-7");
+        assert_eq!(log_axis_label(0.1), "");
+        // Many decades: a few decade marks, no 2..9 lines.
+        let wide = log_axis_marks(input(-30.0, 30.0));
+        assert!(wide.len() <= 10, "{}", wide.len());
+        assert!(wide.iter().all(|m| m.value.fract() == 0.0));
     }
 
     #[test]
