@@ -281,17 +281,18 @@ fn log_axis_marks(input: egui_plot::GridInput) -> Vec<egui_plot::GridMark> {
         1.0
     };
     let mut marks = Vec::new();
+    // Only the decades drawn are visited, however far out the zoom goes.
+    for j in (lo / every).ceil() as i64..=(hi / every).floor() as i64 {
+        marks.push(egui_plot::GridMark {
+            value: j as f64 * every,
+            step_size: every,
+        });
+    }
+    if decades > 6.0 {
+        return marks;
+    }
     for n in (lo.floor() as i64)..=(hi.ceil() as i64) {
         let n = n as f64;
-        if n % every == 0.0 && (lo..=hi).contains(&n) {
-            marks.push(egui_plot::GridMark {
-                value: n,
-                step_size: every,
-            });
-        }
-        if decades > 6.0 {
-            continue;
-        }
         for k in 2..=9 {
             let value = n + (k as f64).log10();
             if (lo..=hi).contains(&value) {
@@ -299,6 +300,13 @@ fn log_axis_marks(input: egui_plot::GridInput) -> Vec<egui_plot::GridMark> {
                 marks.push(egui_plot::GridMark { value, step_size });
             }
         }
+    }
+    // Zoomed within a decade: fewer than two labelled lines would leave the
+    // axis unreadable; the plot's own spacer does better there.
+    marks.sort_by(|a, b| a.value.total_cmp(&b.value));
+    let labelled = marks.iter().filter(|m| !log_axis_label(m.value).is_empty());
+    if labelled.count() < 2 {
+        return egui_plot::log_grid_spacer(10)(input);
     }
     marks
 }
@@ -435,7 +443,12 @@ pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32, 
         };
         let (lines, hidden) = lines_and_hidden(m, cfg, x0, x1, pixels);
         for (key, pts) in lines {
-            pui.line(Line::new(key, pts));
+            // A key's colour by its place in the plot, as egui_plot picks
+            // them: the pieces of a curve broken on a log axis share it.
+            let i = cfg.keys.iter().position(|k| *k == key).unwrap_or(0);
+            let hue = i as f32 * 0.618_034; // the golden ratio's fraction
+            let color = egui::ecolor::Hsva::new(hue, 0.85, 0.5, 1.0);
+            pui.line(Line::new(key, pts).color(color));
         }
         hidden_on_log = hidden;
         pui.pointer_coordinate()
@@ -546,6 +559,10 @@ mod tests {
         let wide = log_axis_marks(input(-30.0, 30.0));
         assert!(wide.len() <= 10, "{}", wide.len());
         assert!(wide.iter().all(|m| m.value.fract() == 0.0));
+        // Zoomed far out, the marks stay few (the loop visited every decade).
+        assert!(log_axis_marks(input(-1e12, 1e12)).len() <= 10);
+        // Within a decade: the plot's own marks, not a bare axis.
+        assert!(log_axis_marks(input(0.4, 0.6)).len() >= 2);
     }
 
     #[test]
