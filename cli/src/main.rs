@@ -649,6 +649,8 @@ async fn watch(c: &Client, keys: &[String], full: bool, json: bool) -> Result<Ex
             return Ok(ExitCode::SUCCESS);
         }
     }
+    // What was told before the stream broke is still said.
+    thinning.flush();
     bail!("the stream ended before the run did (the run's server closed)")
 }
 
@@ -702,12 +704,8 @@ impl ThinningNotice {
         if more > 0 {
             names.push_str(&format!(" and {more} more"));
         }
-        let ratio = if self.kept == 0 {
-            String::new()
-        } else {
-            let one_in = (self.kept + self.dropped) as f64 / self.kept as f64;
-            format!(" 1:{}", one_in.round() as u64)
-        };
+        let ratio = idict::Thinned::one_in(self.kept, self.dropped)
+            .map_or_else(String::new, |n| format!(" 1:{n}"));
         Some(format!(
             "[thinned]{ratio} from v{} to v{}: {} samples of {} not sent (the run outpaced this watch)",
             self.from,

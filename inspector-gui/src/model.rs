@@ -275,11 +275,16 @@ impl RunModel {
         ) && self.version > 0
     }
 
+    /// The run finished or failed (as far as we know).
+    pub fn ended(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.state.is_terminal())
+    }
+
     /// May this client pause, step, terminate and set?
     pub fn can_control(&self) -> bool {
         self.role == Some(Role::Controller)
             && self.connection == Connection::Connected
-            && !self.status.as_ref().is_some_and(|s| s.state.is_terminal())
+            && !self.ended()
     }
 
     /// Takes in what the network task delivered since the last take.

@@ -317,8 +317,10 @@ impl BoundedSeries {
         p
     }
 
-    /// The push number of the first sample after `version` (held or not):
-    /// where a watcher whose samples start after `version` begins to count.
+    /// The push number of the first *held* sample after `version`: where a
+    /// client whose samples start after `version` begins to count. A gap
+    /// the history already had just after `version` is not counted (its
+    /// start cannot be told apart from samples at or before `version`).
     pub(crate) fn next_seq_after(&self, version: u64) -> u64 {
         let (old, recent) = self.span(version, u64::MAX);
         match (self.old.get(old.start), self.recent.get(recent.start)) {

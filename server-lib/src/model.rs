@@ -142,14 +142,18 @@ pub struct Thinned {
 }
 
 impl Thinned {
+    /// One sample in how many was sent, of `kept` sent and `dropped` not
+    /// (None when none was sent).
+    pub fn one_in(kept: u64, dropped: u64) -> Option<u64> {
+        (kept > 0).then(|| ((kept + dropped) as f64 / kept as f64).round() as u64)
+    }
+
     /// One line for a person: "x thinned 1:4 from v120000 to v380000
     /// (195000 samples not sent)".
     pub fn describe(&self) -> String {
-        let how = if self.kept == 0 {
-            "thinned".to_string()
-        } else {
-            let one_in = (self.kept + self.dropped) as f64 / self.kept as f64;
-            format!("thinned 1:{}", one_in.round() as u64)
+        let how = match Self::one_in(self.kept, self.dropped) {
+            Some(n) => format!("thinned 1:{n}"),
+            None => "thinned".to_string(),
         };
         format!(
             "{} {how} from v{} to v{} ({} samples not sent)",

@@ -23,7 +23,7 @@ impl Default for ControlsPanel {
 
 /// Why the controls are greyed out, if they are.
 pub fn why_no_control(m: &RunModel) -> Option<&'static str> {
-    if m.status.as_ref().is_some_and(|s| s.state.is_terminal()) {
+    if m.ended() {
         Some("The run has ended")
     } else if m.connection != Connection::Connected {
         Some("Not connected to the run")
@@ -41,7 +41,7 @@ impl ControlsPanel {
         let mut command = None;
         ui.horizontal_wrapped(|ui| {
             ui.heading(&m.name);
-            let ended = m.status.as_ref().is_some_and(|s| s.state.is_terminal());
+            let ended = m.ended();
             super::known_status(ui, m);
             ui.separator();
             ui.label(format!("version {}", m.version));
@@ -140,7 +140,7 @@ impl ControlsPanel {
             }
             // A finished run has nothing to reconnect to; a lost one may
             // come back.
-            let ended = m.status.as_ref().is_some_and(|s| s.state.is_terminal());
+            let ended = m.ended();
             if matches!(m.connection, Connection::Disconnected { .. })
                 && !ended
                 && ui.button("Reconnect").clicked()

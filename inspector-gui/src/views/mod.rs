@@ -22,7 +22,6 @@ pub fn state_color(state: RunState) -> Color32 {
     }
 }
 
-/// A status badge: the word in its colour, with hold and failure details.
 /// Whether a filter as typed shows `key`: any part of it, ignoring case
 /// and the spaces around what was typed ("u " hid every row). The values
 /// list and the Keys menu search both use it.
@@ -35,8 +34,7 @@ pub fn filter_shows(filter: &str, key: &str) -> bool {
 /// its state when last seen, greyed ("last seen RUNNING"), never a green
 /// RUNNING beside a stale marker.
 pub fn known_status(ui: &mut egui::Ui, m: &crate::model::RunModel) {
-    let ended = m.status.as_ref().is_some_and(|s| s.state.is_terminal());
-    if matches!(m.connection, crate::model::Connection::Disconnected { .. }) && !ended {
+    if matches!(m.connection, crate::model::Connection::Disconnected { .. }) && !m.ended() {
         let last = m
             .status
             .as_ref()
@@ -48,6 +46,7 @@ pub fn known_status(ui: &mut egui::Ui, m: &crate::model::RunModel) {
     }
 }
 
+/// A status badge: the word in its colour, with hold and failure details.
 pub fn status_badge(ui: &mut egui::Ui, status: Option<&Status>) {
     match status {
         None => {
