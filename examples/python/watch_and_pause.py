@@ -11,6 +11,7 @@ It talks to the run with stubs generated from proto/idict/v1/inspector.proto
 
 import argparse
 import glob
+import hashlib
 import json
 import os
 import struct
@@ -25,8 +26,10 @@ PROTO_ROOT = HERE.parent.parent / "proto"
 
 
 def load_stubs():
-    """Generates the Python stubs from the .proto (once) and imports them."""
-    out = Path(tempfile.gettempdir()) / "idict-python-stubs"
+    """Generates the Python stubs from the .proto (once per version of it) and imports them."""
+    proto = PROTO_ROOT / "idict" / "v1" / "inspector.proto"
+    digest = hashlib.sha256(proto.read_bytes()).hexdigest()[:12]
+    out = Path(tempfile.gettempdir()) / f"idict-python-stubs-{digest}"
     if not (out / "idict" / "v1" / "inspector_pb2_grpc.py").exists():
         from grpc_tools import protoc
 
@@ -79,6 +82,22 @@ def show(value, pb):
     return str(getattr(value, kind)) if kind else "?"
 
 
+def changed_entries(update, parts, pb):
+    """The (key, value) pairs an update message brings. A value too large
+    for one message comes in parts (`update.part`), one per message: its
+    encoded bytes, in order; it counts once its last part is in."""
+    entries = [(e.key, e.value) for e in update.changed]
+    if update.HasField("part"):
+        p = update.part
+        data = parts.setdefault(p.key, bytearray())
+        data += p.data
+        if len(data) == p.total:
+            value = pb.Value()
+            value.ParseFromString(bytes(parts.pop(p.key)))
+            entries.append((p.key, value))
+    return entries
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", help="a run name or pid")
@@ -102,13 +121,20 @@ def main():
     print(f"{info.name} (pid {info.pid}) version {info.version}, "
           f"{len(info.keys)} keys, status {pb.RunState.Name(info.status.state)}")
 
-    # Watch: the first message is the full state, then one per delivered update.
+    # Watch: first the full state, then one update per delivery. An update
+    # may span several messages (`more`): a large state goes in chunks, a
+    # large value in parts.
     stream = stub.Watch(pb.WatchRequest(), metadata=metadata)
-    for i, update in enumerate(stream):
-        changed = ", ".join(f"{e.key}={show(e.value, pb)}" for e in update.changed)
-        kind = "state" if update.reset else "update"
+    entries, parts, kind, printed = [], {}, None, 0
+    for update in stream:
+        entries += changed_entries(update, parts, pb)
+        kind = kind or ("state" if update.reset else "update")
+        if update.more:
+            continue
+        changed = ", ".join(f"{k}={show(v, pb)}" for k, v in sorted(entries, key=lambda e: e[0]))
         print(f"{kind} v{update.version}: {changed}")
-        if i + 1 >= args.updates:
+        entries, kind, printed = [], None, printed + 1
+        if printed >= args.updates:
             stream.cancel()
             break
 

@@ -5,8 +5,10 @@
 //!   63 MiB that decode to gigabytes (target: < 64 MiB above its baseline);
 //! - GetInfo latency while 200 half-open connections and 500 history
 //!   watches are held (target: p99 < 100 ms);
-//! - memory while 400 watches of a run's 8 MiB array are held by clients
-//!   that never read (not bounded yet: each holds its queued messages);
+//! - memory while 400 watches and 400 GetSnapshots of a run's 8 MiB array
+//!   are held by clients that never read (each watch holds a part of the
+//!   array, a snapshot a copy of it, and only a few per token are sent at
+//!   once);
 //! - descriptors held after the attack (target: back to the baseline);
 //! - the run's update rate during the attacks against its rate at rest.
 //!
@@ -245,21 +247,37 @@ async fn attack(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before_big = proc_status_kib(pid, "VmRSS:") / 1024.0;
     let mut stalled = Vec::new();
+    let mut stalled_replies = Vec::new();
     let mut stalled_conns = Vec::new();
     let sock = address.trim_start_matches("http://").to_string();
-    let request = {
-        use prost::Message;
-        let body = idict::proto::v1::WatchRequest {
-            prefix: "big".into(),
-            ..Default::default()
-        }
-        .encode_to_vec();
+    let framed = |body: Vec<u8>| {
         let mut framed = vec![0u8];
         framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
         framed.extend(body);
         bytes::Bytes::from(framed)
     };
-    for conn in 0..80 {
+    let watch = {
+        use prost::Message;
+        let body = idict::proto::v1::WatchRequest {
+            prefix: "big".into(),
+            ..Default::default()
+        };
+        framed(body.encode_to_vec())
+    };
+    let snapshot = {
+        use prost::Message;
+        let body = idict::proto::v1::GetSnapshotRequest {
+            prefix: "big".into(),
+        };
+        framed(body.encode_to_vec())
+    };
+    let mut snapshots_refused = 0;
+    for conn in 0..160 {
+        let (rpc, request) = if conn < 80 {
+            ("Watch", &watch)
+        } else {
+            ("GetSnapshot", &snapshot)
+        };
         let token = if conn % 2 == 0 { observer } else { controller };
         let tcp = tokio::net::TcpStream::connect(&sock).await?;
         let (h2, connection) = h2::client::Builder::new()
@@ -271,28 +289,46 @@ async fn attack(
         let mut h2 = h2.ready().await?;
         for _ in 0..5 {
             let req =
-                tonic::codegen::http::Request::post(format!("{address}/idict.v1.Inspector/Watch"))
+                tonic::codegen::http::Request::post(format!("{address}/idict.v1.Inspector/{rpc}"))
                     .header("content-type", "application/grpc")
                     .header("te", "trailers")
                     .header("authorization", format!("Bearer {token}"))
                     .body(())?;
             let (reply, mut body) = h2.send_request(req, false)?;
-            body.send_data(request.clone(), true)?;
-            stalled.push(reply);
+            // A refusal may close the stream before its body is sent.
+            let sent = body.send_data(request.clone(), true);
+            if rpc == "Watch" {
+                sent?;
+            }
+            if rpc == "GetSnapshot" {
+                // Refusals come at once, in the headers.
+                let reply = tokio::time::timeout(Duration::from_secs(5), reply).await??;
+                if reply.headers().get("grpc-status").is_some_and(|s| s == "8") {
+                    snapshots_refused += 1;
+                }
+                stalled_replies.push(reply);
+            } else {
+                stalled.push(reply);
+            }
             h2 = h2.ready().await?;
         }
         stalled_conns.push(h2);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let held_rss = proc_status_kib(pid, "VmRSS:") / 1024.0;
-    let rate_stalled = update_rate(&probe, Duration::from_secs(1)).await?;
+    let rate_stalled = update_rate(&probe, Duration::from_secs(3)).await?;
+    let later_rss = proc_status_kib(pid, "VmRSS:") / 1024.0;
     println!(
-        "400 watches of an 8 MiB array that never read: RSS {held_rss:.1} MiB ({:+.1} MiB after 2 s); \
+        "400 watches and 400 GetSnapshots of an 8 MiB array that never read \
+         ({snapshots_refused} snapshots refused by the per-token cap): \
+         RSS {held_rss:.1} MiB ({:+.1} MiB after 2 s, {:+.1} MiB after 5 s); \
          updates/s {rate_stalled:.0} ({:+.0}% against rest)",
         held_rss - before_big,
+        later_rss - before_big,
         (rate_stalled / rest_rate - 1.0) * 100.0
     );
     drop(stalled);
+    drop(stalled_replies);
     drop(stalled_conns);
     // Half-open connections are closed by the handshake timeout anyway.
     tokio::time::sleep(Duration::from_secs(6)).await;

@@ -176,3 +176,85 @@ async fn watches_per_token_are_capped_and_slots_come_back() {
     }
     drop(second);
 }
+
+/// A GetSnapshot answer is a copy of the whole state: one a client never
+/// takes (a 1-byte window) keeps its slot, so a token holder cannot make
+/// the run hold hundreds of copies; the slot comes back when the stream
+/// goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_being_sent_are_capped_per_token_and_slots_come_back() {
+    use prost::Message;
+    use tonic::codegen::http;
+    let idict = IDict::new("snapped");
+    let big = idict::NdArray::from_f64_vec(vec![0.5; 1 << 19], vec![1 << 19]).unwrap();
+    idict.lock().insert("field", idict::Value::Array(big));
+    idict.notify_update().unwrap();
+    let opts = ServeOptions {
+        max_snapshots_per_token: 2,
+        ..ServeOptions::default()
+    };
+    let (server, _dir) = serve_with(&idict, opts);
+    let observer = client(&server).await.unwrap();
+    assert!(observer.snapshot("").await.is_ok(), "one at a time is fine");
+
+    // Two snapshots whose client lets one byte in.
+    let tcp = TcpStream::connect(socket_addr(&server)).await.unwrap();
+    let (h2, conn) = h2::client::Builder::new()
+        .initial_window_size(1)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut h2 = h2.ready().await.unwrap();
+    // One gRPC message: no compression, its length, the request.
+    let request = idict::proto::v1::GetSnapshotRequest::default().encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend((request.len() as u32).to_be_bytes());
+    body.extend(request);
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let req = http::Request::post(format!(
+            "{}/idict.v1.Inspector/GetSnapshot",
+            server.address()
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header(
+            "authorization",
+            format!("Bearer {}", server.tokens().observer),
+        )
+        .body(())
+        .unwrap();
+        let (reply, mut send) = h2.send_request(req, false).unwrap();
+        send.send_data(body.clone().into(), true).unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(10), reply)
+            .await
+            .expect("headers come")
+            .unwrap();
+        stalled.push(reply);
+        h2 = h2.ready().await.unwrap();
+    }
+    let third = observer.snapshot("").await;
+    assert!(
+        matches!(&third, Err(idict::client::ClientError::ResourceExhausted(m)) if m.contains("2 snapshots being sent")),
+        "{:?}",
+        third.err()
+    );
+    // The other token has slots of its own.
+    let target = Target::at(server.address(), Some(server.tokens().controller.clone()));
+    let controller = Client::connect_target(target, ConnectOptions::default())
+        .await
+        .unwrap();
+    assert!(controller.snapshot("").await.is_ok());
+    // The stalled streams go: their slots come back.
+    drop(stalled);
+    drop(h2);
+    let start = Instant::now();
+    while observer.snapshot("").await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the slots never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{eventually, next, serve, value_of};
+use common::{eventually, next, serve, until_last, value_of};
 use futures::StreamExt;
 use idict::client::{ClientError, WatchOptions};
 use idict::{IDict, Level, RunState, Value};
@@ -878,4 +878,121 @@ async fn serve_async_serves_from_inside_a_runtime() {
         .await
         .unwrap();
     assert_eq!(c.snapshot("").await.unwrap().values["x"], Value::Float(1.5));
+}
+
+/// Every message of a raw Watch stream up to one whose `more` is false.
+async fn raw_update(
+    raw: &mut tonic::Streaming<idict::proto::v1::WatchUpdate>,
+) -> Vec<idict::proto::v1::WatchUpdate> {
+    let mut messages = Vec::new();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), raw.message())
+            .await
+            .expect("a message within 20 s")
+            .expect("no error")
+            .expect("the stream goes on");
+        let more = m.more;
+        messages.push(m);
+        if !more {
+            return messages;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_arrive_in_parts_and_no_message_is_much_larger_than_a_chunk() {
+    use prost::Message;
+    let array = |n: usize, x: f64| {
+        idict::Value::Array(
+            idict::NdArray::from_f64_vec((0..n).map(|i| x + i as f64).collect(), vec![n]).unwrap(),
+        )
+    };
+    let field = array(400_000, 0.5);
+    let blob = idict::Value::Bytes(bytes::Bytes::from(vec![7u8; 200_000]));
+    let pair = idict::Value::List(vec![array(100_000, 1.0), idict::Value::Int(3)]);
+    let idict = IDict::new("parts");
+    {
+        let mut d = idict.lock();
+        d.insert("blob", blob.clone());
+        d.insert("field", field.clone());
+        d.insert("pair", pair.clone());
+        d.insert("step", 1i64);
+    }
+    idict.notify_update().unwrap();
+    let run = common::serve(&idict);
+    let token = run.server.tokens().observer.clone();
+    let channel = tonic::transport::Endpoint::from_shared(run.server.address().to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    let mut raw = idict::proto::v1::inspector_client::InspectorClient::with_interceptor(
+        channel,
+        move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", bearer.clone());
+            Ok(r)
+        },
+    )
+    .max_decoding_message_size(usize::MAX)
+    .watch(idict::proto::v1::WatchRequest::default())
+    .await
+    .unwrap()
+    .into_inner();
+    let client = run.observer().await;
+    let mut w = client.watch(WatchOptions::default()).await.unwrap();
+
+    // The first state: in parts, each message at most a chunk and a little.
+    let chunk = idict::ServeOptions::default().snapshot_chunk_bytes;
+    let check = |messages: &[idict::proto::v1::WatchUpdate]| {
+        for m in messages {
+            assert!(
+                m.encoded_len() <= chunk + 1024,
+                "a message of {} bytes",
+                m.encoded_len()
+            );
+        }
+        messages.iter().filter(|m| m.part.is_some()).count()
+    };
+    let first = raw_update(&mut raw).await;
+    assert!(first[0].reset);
+    let parts = check(&first);
+    assert!(
+        parts >= (3_200_000 + 200_000 + 800_000) / chunk,
+        "{parts} parts"
+    );
+    let u = next(&mut w).await;
+    assert!(u.reset);
+    let keys: Vec<&str> = u.changed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["blob", "field", "pair", "step"], "sorted, each once");
+    assert_eq!(value_of(&u, "field"), Some(&field));
+    assert_eq!(value_of(&u, "blob"), Some(&blob));
+    assert_eq!(value_of(&u, "pair"), Some(&pair));
+
+    // A change of a large value: the small changes first, then the parts,
+    // all of one version; the client applies them as one update.
+    let field2 = array(400_000, -2.0);
+    {
+        let mut d = idict.lock();
+        d.insert("field", field2.clone());
+        d.insert("step", 2i64);
+    }
+    let v = idict.notify_update().unwrap();
+    let delta = raw_update(&mut raw).await;
+    check(&delta);
+    assert!(delta.iter().all(|m| m.version == v && !m.reset));
+    assert_eq!(delta[0].changed.len(), 1, "step, with the small changes");
+    let u = next(&mut w).await;
+    assert_eq!(u.version, v);
+    let keys: Vec<&str> = u.changed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["field", "step"]);
+    assert_eq!(value_of(&u, "field"), Some(&field2));
+
+    // The final update ends the stream after its last part.
+    idict.lock().insert("field", field.clone());
+    idict.notify_update_final().unwrap();
+    let fin = raw_update(&mut raw).await;
+    assert!(fin.last().unwrap().last && fin.iter().rev().skip(1).all(|m| !m.last));
+    let (u, _) = until_last(&mut w).await;
+    assert_eq!(value_of(&u, "field"), Some(&field));
 }

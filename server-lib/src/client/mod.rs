@@ -3,6 +3,7 @@
 //! contract and turns gRPC statuses into a [`ClientError`] a caller can
 //! match on.
 
+mod parts;
 mod resolve;
 
 pub use resolve::{Target, resolve, resolve_default};
@@ -216,6 +217,8 @@ pub struct Client {
     rpc: InspectorClient<InterceptedService<Channel, Credentials>>,
     target: Target,
     client_name: String,
+    /// Most bytes of one message, and of one value sent in parts.
+    max_receive_bytes: usize,
 }
 
 impl std::fmt::Debug for Client {
@@ -309,6 +312,7 @@ impl Client {
             rpc,
             target,
             client_name: opts.client_name,
+            max_receive_bytes: opts.max_receive_bytes,
         })
     }
 
@@ -388,7 +392,7 @@ impl Client {
             })
             .await?
             .into_inner();
-        Ok(Box::pin(join_chunks(stream)))
+        Ok(Box::pin(join_chunks(stream, self.max_receive_bytes)))
     }
 
     /// The recorded samples of `keys` (all scalar keys if empty) after
@@ -537,53 +541,78 @@ fn update_from_proto(m: pb::WatchUpdate) -> Result<Update, ClientError> {
 /// stream errors; a clean end after the last update ends the stream.
 fn join_chunks(
     stream: tonic::Streaming<pb::WatchUpdate>,
+    max_value_bytes: usize,
 ) -> impl Stream<Item = Result<Update, ClientError>> + Send + 'static {
-    futures::stream::unfold((stream, false), |(mut s, ended)| async move {
-        if ended {
-            return None;
-        }
-        let mut acc: Option<Update> = None;
-        loop {
-            let m = match s.message().await {
-                Ok(Some(m)) => m,
-                Ok(None) => {
-                    return acc.map(|u| (Ok(u), (s, true)));
-                }
-                Err(e) => return Some((Err(ClientError::from(e)), (s, true))),
-            };
-            let more = m.more;
-            let u = match update_from_proto(m) {
-                Ok(u) => u,
-                Err(e) => return Some((Err(e), (s, true))),
-            };
-            let merged = match acc.take() {
-                None => u,
-                Some(mut a) => {
-                    a.version = u.version;
-                    a.changed.extend(u.changed);
-                    a.removed.extend(u.removed);
-                    for (k, ser) in u.samples {
-                        match a.samples.iter_mut().find(|(ak, _)| *ak == k) {
-                            Some((_, existing)) => existing.extend(&ser),
-                            None => a.samples.push((k, ser)),
-                        }
-                    }
-                    a.messages.extend(u.messages);
-                    a.applied.extend(u.applied);
-                    a.thinned.extend(u.thinned);
-                    a.status = u.status;
-                    a.time = u.time;
-                    a.last = u.last;
-                    a
-                }
-            };
-            if !more {
-                let last = merged.last;
-                return Some((Ok(merged), (s, last)));
+    let parts = parts::PartJoiner::new(max_value_bytes);
+    futures::stream::unfold(
+        (stream, false, parts),
+        |(mut s, ended, mut parts)| async move {
+            if ended {
+                return None;
             }
-            acc = Some(merged);
-        }
-    })
+            let mut acc: Option<Update> = None;
+            let mut joined_parts = false;
+            loop {
+                let mut m = match s.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => {
+                        return acc.map(|u| (Ok(u), (s, true, parts)));
+                    }
+                    Err(e) => return Some((Err(ClientError::from(e)), (s, true, parts))),
+                };
+                let more = m.more;
+                let part = m.part.take();
+                let mut u = match update_from_proto(m) {
+                    Ok(u) => u,
+                    Err(e) => return Some((Err(e), (s, true, parts))),
+                };
+                if let Some(part) = part {
+                    match parts.add(part) {
+                        Ok(Some(entry)) => {
+                            u.changed.push(entry);
+                            joined_parts = true;
+                        }
+                        Ok(None) => {}
+                        Err(e) => return Some((Err(e), (s, true, parts))),
+                    }
+                }
+                if !more && parts.is_open() {
+                    let e = ClientError::Protocol("an update ended inside a value's parts".into());
+                    return Some((Err(e), (s, true, parts)));
+                }
+                let merged = match acc.take() {
+                    None => u,
+                    Some(mut a) => {
+                        a.version = u.version;
+                        a.changed.extend(u.changed);
+                        a.removed.extend(u.removed);
+                        for (k, ser) in u.samples {
+                            match a.samples.iter_mut().find(|(ak, _)| *ak == k) {
+                                Some((_, existing)) => existing.extend(&ser),
+                                None => a.samples.push((k, ser)),
+                            }
+                        }
+                        a.messages.extend(u.messages);
+                        a.applied.extend(u.applied);
+                        a.thinned.extend(u.thinned);
+                        a.status = u.status;
+                        a.time = u.time;
+                        a.last = u.last;
+                        a
+                    }
+                };
+                if !more {
+                    let mut merged = merged;
+                    if joined_parts {
+                        merged.changed.sort_by(|a, b| a.0.cmp(&b.0));
+                    }
+                    let last = merged.last;
+                    return Some((Ok(merged), (s, last, parts)));
+                }
+                acc = Some(merged);
+            }
+        },
+    )
 }
 
 /// Applies updates to a local copy of the state; what a GUI or CLI keeps.

@@ -2,13 +2,20 @@
 //! (which role), the role the RPC needs, and the most body bytes that RPC
 //! may bring. An observer's Set used to be decoded in full (gigabytes, for
 //! a list of 33 M empty values) before it was refused.
+//!
+//! It also bounds what answers hold: a GetSnapshot answer (a copy of the
+//! whole state) takes one of its token's few snapshot slots, and is handed
+//! to HTTP/2 a slice at a time, so the slot is held until the client has
+//! taken nearly all of it.
 
 use super::auth::Tokens;
 use crate::model::Role;
-use futures::future::{Either, Ready, ready};
+use bytes::Bytes;
+use futures::future::{BoxFuture, Either, FutureExt, Ready, ready};
 use http_body_util::BodyExt;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use tonic::Status;
 use tonic::body::Body;
@@ -22,6 +29,10 @@ const SMALL_REQUEST_BYTES: usize = 64 << 10;
 const HISTORY_REQUEST_BYTES: usize = 5 << 20;
 /// A reflection stream's requests, all of them.
 const REFLECTION_REQUEST_BYTES: usize = 1 << 20;
+/// An answer goes to HTTP/2 in slices of at most this: hyper hands a slice
+/// over only when the stream has room for more.
+const ANSWER_SLICE_BYTES: usize = 64 << 10;
+const GET_SNAPSHOT: &str = "/idict.v1.Inspector/GetSnapshot";
 
 /// What an RPC needs: a role, and a cap on its request body.
 fn policy(path: &str, set_bytes: usize) -> (Role, usize) {
@@ -56,9 +67,60 @@ fn authenticate<B>(tokens: &Tokens, req: &Request<B>) -> Result<Role, Status> {
 /// Puts [`Gate`] in front of the server's routes.
 #[derive(Clone)]
 pub(crate) struct GateLayer {
-    pub tokens: Arc<Tokens>,
+    tokens: Arc<Tokens>,
     /// The cap on a Set's body (`ServeOptions::max_request_bytes`).
-    pub set_bytes: usize,
+    set_bytes: usize,
+    /// GetSnapshot answers being sent, by role (observer, controller).
+    snapshots: Arc<[AtomicUsize; 2]>,
+    max_snapshots: usize,
+}
+
+impl GateLayer {
+    pub fn new(tokens: Arc<Tokens>, set_bytes: usize, max_snapshots: usize) -> Self {
+        GateLayer {
+            tokens,
+            set_bytes,
+            snapshots: Arc::default(),
+            max_snapshots,
+        }
+    }
+}
+
+/// One of a token's GetSnapshot slots, free again when its answer is
+/// dropped (sent, or the stream reset).
+struct SnapshotSlot {
+    counts: Arc<[AtomicUsize; 2]>,
+    at: usize,
+}
+
+impl SnapshotSlot {
+    fn take(layer: &GateLayer, role: Role) -> Result<SnapshotSlot, Status> {
+        let at = match role {
+            Role::Observer => 0,
+            Role::Controller => 1,
+        };
+        let cap = layer.max_snapshots;
+        layer.snapshots[at]
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "this token already has {cap} snapshots being sent (the run's limit): \
+                     try again when one is taken, or Watch"
+                ))
+            })?;
+        Ok(SnapshotSlot {
+            counts: layer.snapshots.clone(),
+            at,
+        })
+    }
+}
+
+impl Drop for SnapshotSlot {
+    fn drop(&mut self) {
+        self.counts[self.at].fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<S> tower_layer::Layer<S> for GateLayer {
@@ -80,10 +142,14 @@ pub(crate) struct Gate<S> {
 impl<S> Service<Request<Body>> for Gate<S>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Either<Ready<Result<Response<Body>, Infallible>>, S::Future>;
+    type Future = Either<
+        Ready<Result<Response<Body>, Infallible>>,
+        Either<S::Future, BoxFuture<'static, Result<Response<Body>, Infallible>>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -100,6 +166,14 @@ where
             let status = super::auth::observer_refused(rpc);
             return Either::Left(ready(Ok(status.into_http())));
         }
+        let slot = if req.uri().path() == GET_SNAPSHOT {
+            match SnapshotSlot::take(&self.layer, role) {
+                Ok(slot) => Some(slot),
+                Err(status) => return Either::Left(ready(Ok(status.into_http()))),
+            }
+        } else {
+            None
+        };
         // The services read the role from here (auth::role).
         req.extensions_mut().insert(role);
         let req = req.map(|body| {
@@ -116,7 +190,71 @@ where
                 }),
             )
         });
-        Either::Right(self.inner.call(req))
+        let answer = self.inner.call(req);
+        match slot {
+            None => Either::Right(Either::Left(answer)),
+            Some(slot) => Either::Right(Either::Right(
+                answer
+                    .map(|r| r.map(|res| res.map(|body| Body::new(Sliced::new(body, slot)))))
+                    .boxed(),
+            )),
+        }
+    }
+}
+
+/// An answer's body handed on in slices of at most `ANSWER_SLICE_BYTES`,
+/// holding its slot until the last slice is handed on.
+struct Sliced {
+    inner: Body,
+    rest: Bytes,
+    _slot: SnapshotSlot,
+}
+
+impl Sliced {
+    fn new(inner: Body, slot: SnapshotSlot) -> Self {
+        Sliced {
+            inner,
+            rest: Bytes::new(),
+            _slot: slot,
+        }
+    }
+}
+
+impl http_body::Body for Sliced {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        if self.rest.is_empty() {
+            match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => self.rest = data,
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                other => return other,
+            }
+        }
+        let n = self.rest.len().min(ANSWER_SLICE_BYTES);
+        let slice = self.rest.split_to(n);
+        Poll::Ready(Some(Ok(http_body::Frame::data(slice))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let inner = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(inner.lower() + rest);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
 }
 

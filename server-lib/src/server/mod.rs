@@ -7,6 +7,7 @@ mod auth;
 mod frames;
 mod gate;
 mod incoming;
+mod parts;
 pub(crate) mod pins;
 mod service;
 #[cfg(test)]
@@ -83,9 +84,11 @@ pub struct ServeOptions {
     pub max_request_bytes: usize,
     /// Largest message sent (one array must fit), bytes. Default 1 GiB.
     pub max_response_bytes: usize,
-    /// Target size of the chunks of a watcher's first full state. Default
-    /// 64 KiB: a stream whose client stops reading holds one or two
-    /// messages queued (a value larger than a chunk goes whole).
+    /// Target size of a Watch message. Default 64 KiB: a first full state
+    /// goes in chunks of about this size, and a value larger than this in
+    /// parts of this size (`WatchUpdate.part`), so a stream whose client
+    /// stops reading holds a chunk or two, plus handles to values it shares
+    /// with the run.
     pub snapshot_chunk_bytes: usize,
     /// Serve over TLS with this identity (clients then need its CA).
     pub tls: Option<TlsIdentity>,
@@ -106,6 +109,10 @@ pub struct ServeOptions {
     /// history walk, and holds a message or two until its client takes
     /// them.
     pub max_streams_per_token: usize,
+    /// GetSnapshot answers being sent at once per token. Default 4: a
+    /// snapshot is one message, a copy of the whole state, held until its
+    /// client has taken it.
+    pub max_snapshots_per_token: usize,
     /// Threads of the server's runtime. Default 1: one thread serves every
     /// client with the fewest cross-thread wake-ups (the lowest latency) and
     /// leaves the other cores to the computation.
@@ -129,6 +136,7 @@ impl Default for ServeOptions {
             handshake_timeout: Duration::from_secs(5),
             max_streams_per_connection: 128,
             max_streams_per_token: 256,
+            max_snapshots_per_token: 4,
             tls: None,
             nice: 10,
         }
@@ -460,10 +468,11 @@ impl ServerTask {
             .max_frame_size(Some(FRAME_BYTES))
             .max_concurrent_streams(Some(opts.max_streams_per_connection))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .layer(gate::GateLayer {
+            .layer(gate::GateLayer::new(
                 tokens,
-                set_bytes: opts.max_request_bytes,
-            })
+                opts.max_request_bytes,
+                opts.max_snapshots_per_token,
+            ))
             .add_service(health_svc)
             .add_service(refl_v1)
             .add_service(refl_v1alpha)

@@ -7,6 +7,7 @@
 //! watcher holds at most one message, plus handles to shared values).
 
 use super::Shared;
+use super::parts::{self, ValueParts};
 use super::pins::WatchPin;
 use super::thinning::Cursors;
 use crate::dict::Inner;
@@ -19,6 +20,7 @@ use crate::tuning::{
 use crate::value::Value;
 use crate::wire;
 use idict_proto::v1 as pb;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::watch;
@@ -39,7 +41,9 @@ struct FirstState {
     version: u64,
     time: f64,
     status: Status,
-    entries: std::vec::IntoIter<(Arc<str>, PubEntry)>,
+    entries: std::iter::Peekable<std::vec::IntoIter<(Arc<str>, PubEntry)>>,
+    /// A value too large for a chunk, on its way in parts.
+    parts: Option<ValueParts>,
     /// Every key's samples up to the version the histories were complete
     /// through (the rest follow in deltas).
     histories: HistoryPieces,
@@ -56,12 +60,30 @@ impl FirstState {
             ..Default::default()
         };
         let mut size = 0usize;
-        for (k, e) in self.entries.by_ref() {
-            cur.changed.push(entry(&k, &e.value));
-            size += e.value.approx_wire_bytes() + k.len();
-            if size >= budget {
+        if let Some(parts) = self.parts.as_mut() {
+            cur.part = Some(parts.next(budget));
+            if parts.is_done() {
+                self.parts = None;
+            }
+            size = budget;
+        }
+        while size < budget
+            && let Some((k, e)) = self.entries.peek()
+        {
+            if parts::too_large(&e.value, budget) {
+                // Parts go one per message: after this chunk, or now.
+                if cur.changed.is_empty() {
+                    let mut p = ValueParts::new(k, &e.value);
+                    cur.part = Some(p.next(budget));
+                    self.parts = (!p.is_done()).then_some(p);
+                    self.entries.next();
+                }
+                size = budget;
                 break;
             }
+            cur.changed.push(entry(k, &e.value));
+            size += e.value.approx_wire_bytes() + k.len();
+            self.entries.next();
         }
         while size < budget {
             // Samples take 24 bytes on the wire (version, time, value).
@@ -79,7 +101,8 @@ impl FirstState {
                 break;
             }
         }
-        let more = self.entries.len() > 0 || !self.histories.is_done();
+        let more =
+            self.parts.is_some() || self.entries.peek().is_some() || !self.histories.is_done();
         cur.version = self.version;
         cur.time = self.time;
         cur.reset = self.chunks_sent == 0;
@@ -88,6 +111,42 @@ impl FirstState {
         cur.last = !more && self.status.state.is_terminal();
         self.chunks_sent += 1;
         cur
+    }
+}
+
+/// The values of a delta too large for its message, sent after it in parts
+/// (the delta's message says `more`).
+struct Tail {
+    version: u64,
+    time: f64,
+    status: pb::Status,
+    /// The delta was the stream's last: so is the final part.
+    last: bool,
+    current: ValueParts,
+    rest: VecDeque<(Arc<str>, Value)>,
+}
+
+impl Tail {
+    /// The next part's message, and whether it is the final one.
+    fn next(&mut self, budget: usize) -> (pb::WatchUpdate, bool) {
+        let part = self.current.next(budget);
+        let mut finished = false;
+        if self.current.is_done() {
+            match self.rest.pop_front() {
+                Some((k, v)) => self.current = ValueParts::new(&k, &v),
+                None => finished = true,
+            }
+        }
+        let m = pb::WatchUpdate {
+            version: self.version,
+            time: self.time,
+            status: Some(self.status.clone()),
+            part: Some(part),
+            more: !finished,
+            last: finished && self.last,
+            ..Default::default()
+        };
+        (m, finished)
     }
 }
 
@@ -109,6 +168,8 @@ pub(crate) struct Watcher {
     all_series: (u64, Vec<(Arc<str>, SharedSeries)>),
     /// The full state, while it is being sent.
     first: Option<FirstState>,
+    /// A delta's large values, while they are being sent.
+    tail: Option<Tail>,
     /// Where the client is in each key's samples: what it was not sent is
     /// reported, never silently skipped.
     cursors: Cursors,
@@ -148,6 +209,7 @@ impl Watcher {
             last_status: None,
             all_series: (u64::MAX, Vec::new()),
             first: None,
+            tail: None,
             cursors: Cursors::default(),
             done: false,
             _guard: WatcherGuard(shared.clone()),
@@ -184,6 +246,13 @@ impl Watcher {
                     self.first = None;
                 }
                 return Some(self.sent(chunk));
+            }
+            if let Some(tail) = self.tail.as_mut() {
+                let (m, finished) = tail.next(self.shared.options.snapshot_chunk_bytes);
+                if finished {
+                    self.tail = None;
+                }
+                return Some(self.sent(m));
             }
             if self.done {
                 return None;
@@ -242,7 +311,8 @@ impl Watcher {
         self.first = Some(FirstState {
             version,
             time,
-            entries: entries.into_iter(),
+            entries: entries.into_iter().peekable(),
+            parts: None,
             histories: HistoryPieces::new(histories, 0, samples_upto),
             messages: messages.iter().map(wire::message_to_proto).collect(),
             chunks_sent: 0,
@@ -308,19 +378,38 @@ impl Watcher {
         let upto = within_sample_budget(&series, self.sample_cursor, upto);
         let (samples, thinned) = copy_samples(series, self.sample_cursor, upto, &mut self.cursors);
         let last = terminal && upto >= d.version;
+        let chunk_bytes = self.shared.options.snapshot_chunk_bytes;
+        let (mut large, mut small) = (VecDeque::new(), Vec::new());
+        for (k, v) in d.changed {
+            if parts::too_large(&v, chunk_bytes) {
+                large.push_back((k, v));
+            } else {
+                small.push(entry(&k, &v));
+            }
+        }
+        let status_pb = wire::status_to_proto(&status);
+        self.tail = large.pop_front().map(|(k, v)| Tail {
+            version: d.version,
+            time: d.time,
+            status: status_pb.clone(),
+            last,
+            current: ValueParts::new(&k, &v),
+            rest: large,
+        });
         let m = pb::WatchUpdate {
             version: d.version,
             reset: d.reset,
-            more: false,
-            changed: d.changed.iter().map(|(k, v)| entry(k, v)).collect(),
+            more: self.tail.is_some(),
+            changed: small,
             removed: d.removed.iter().map(|k| k.to_string()).collect(),
             samples,
-            status: Some(wire::status_to_proto(&status)),
+            status: Some(status_pb),
             messages: messages.iter().map(wire::message_to_proto).collect(),
             applied: d.applied.iter().map(wire::applied_to_proto).collect(),
             time: d.time,
-            last,
+            last: last && self.tail.is_none(),
             thinned,
+            part: None,
         };
         self.cursor = d.version;
         self.sample_cursor = upto;
