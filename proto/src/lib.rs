@@ -17,7 +17,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/idict_descriptor.bin"));
 
 /// The protocol version this contract describes (`RunInfo.protocol_version`).
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The fully qualified gRPC service name, as health checks and reflection name it.
 pub const SERVICE_NAME: &str = "idict.v1.Inspector";

@@ -88,7 +88,9 @@ impl IDict {
             history: state
                 .history
                 .into_iter()
-                .map(|(k, s)| wire::series_to_proto(&k, s))
+                // Repeated, not packed: a checkpoint stays readable by
+                // versions of idict that know only that form.
+                .map(|(k, s)| wire::series_to_proto(&k, s, false))
                 .collect(),
             messages: state.messages.iter().map(wire::message_to_proto).collect(),
             written_unix_ms: unix_ms(),

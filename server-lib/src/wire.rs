@@ -36,6 +36,8 @@ pub enum WireError {
     DuplicateKey(String),
     #[error("unknown {what} value {value}")]
     UnknownEnum { what: &'static str, value: i32 },
+    #[error("samples of '{key}': {problem}")]
+    BadSeries { key: String, problem: String },
 }
 
 /// Checks a key from outside.
@@ -273,17 +275,54 @@ pub(crate) fn applied_from_proto(a: pb::AppliedWrite) -> Result<AppliedWrite, Wi
     })
 }
 
-pub(crate) fn series_to_proto(key: &str, s: Series) -> pb::SampleSeries {
+/// A series for the wire, packed (for a client that asked) or repeated.
+pub(crate) fn series_to_proto(key: &str, s: Series, packed: bool) -> pb::SampleSeries {
+    if !packed {
+        return pb::SampleSeries {
+            key: key.to_owned(),
+            versions: s.versions,
+            times: s.times,
+            values: s.values,
+            ..Default::default()
+        };
+    }
+    let steps = s.versions.windows(2).map(|w| w[1].wrapping_sub(w[0]));
+    let version_steps = if steps.clone().all(|d| d == 1) {
+        Vec::new()
+    } else {
+        steps.collect()
+    };
     pb::SampleSeries {
         key: key.to_owned(),
-        versions: s.versions,
-        times: s.times,
-        values: s.values,
+        first_version: s.versions.first().copied().unwrap_or(0),
+        version_steps,
+        packed_times: f64s_to_le(&s.times),
+        packed_values: f64s_to_le(&s.values),
+        ..Default::default()
     }
 }
 
-/// A sample series from the wire; parallel arrays must have equal lengths.
+fn f64s_to_le(xs: &[f64]) -> bytes::Bytes {
+    let mut out = Vec::with_capacity(xs.len() * 8);
+    for x in xs {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.into()
+}
+
+fn f64s_from_le(b: &[u8]) -> Vec<f64> {
+    b.chunks_exact(8)
+        .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect()
+}
+
+/// A sample series from the wire, in either form, checked: parallel arrays
+/// of equal lengths, versions that fit.
 pub(crate) fn series_from_proto(s: pb::SampleSeries) -> Result<(String, Series), WireError> {
+    let packed = !s.packed_values.is_empty() || !s.packed_times.is_empty();
+    if packed {
+        return packed_series_from_proto(s);
+    }
     let n = s.versions.len();
     if s.times.len() != n || s.values.len() != n {
         return Err(WireError::Array(ArrayError::LengthMismatch {
@@ -299,6 +338,56 @@ pub(crate) fn series_from_proto(s: pb::SampleSeries) -> Result<(String, Series),
             versions: s.versions,
             times: s.times,
             values: s.values,
+        },
+    ))
+}
+
+fn packed_series_from_proto(s: pb::SampleSeries) -> Result<(String, Series), WireError> {
+    let bad = |key: &str, problem: String| WireError::BadSeries {
+        key: key.to_owned(),
+        problem,
+    };
+    let (t, v) = (s.packed_times.len(), s.packed_values.len());
+    if t != v || !v.is_multiple_of(8) {
+        return Err(bad(
+            &s.key,
+            format!("{t} bytes of times and {v} of values, not 8 per sample each"),
+        ));
+    }
+    if !s.versions.is_empty() || !s.times.is_empty() || !s.values.is_empty() {
+        return Err(bad(&s.key, "both the packed and the repeated form".into()));
+    }
+    let n = v / 8;
+    let steps = s.version_steps.len();
+    if steps != 0 && steps + 1 != n {
+        return Err(bad(
+            &s.key,
+            format!("{steps} version steps for {n} samples"),
+        ));
+    }
+    let past = || bad(&s.key, "a version past 2^64".into());
+    let first = s.first_version;
+    let versions = if steps == 0 {
+        first
+            .checked_add(n.saturating_sub(1) as u64)
+            .ok_or_else(past)?;
+        (0..n as u64).map(|i| first + i).collect()
+    } else {
+        let mut versions = Vec::with_capacity(n);
+        let mut at = first;
+        versions.push(at);
+        for &step in &s.version_steps {
+            at = at.checked_add(step).ok_or_else(past)?;
+            versions.push(at);
+        }
+        versions
+    };
+    Ok((
+        s.key,
+        Series {
+            versions,
+            times: f64s_from_le(&s.packed_times),
+            values: f64s_from_le(&s.packed_values),
         },
     ))
 }
@@ -429,5 +518,72 @@ mod tests {
             value_from_proto(pb::Value { kind: None }),
             Err(WireError::MissingValue)
         );
+    }
+
+    #[test]
+    fn sample_series_round_trip_in_both_forms() {
+        let series = |versions: Vec<u64>| Series {
+            times: versions.iter().map(|&v| v as f64 * 0.001 + 1e-9).collect(),
+            values: versions.iter().map(|&v| (v as f64).sin()).collect(),
+            versions,
+        };
+        for s in [
+            series(vec![]),
+            series(vec![7]),
+            series((100..1100).collect()),
+            series(vec![1, 2, 4, 8, 1 << 40, u64::MAX]),
+            Series {
+                versions: vec![3, 4],
+                times: vec![f64::NAN, -0.0],
+                values: vec![f64::INFINITY, f64::MIN_POSITIVE],
+            },
+        ] {
+            for packed in [false, true] {
+                let m = series_to_proto("k", s.clone(), packed);
+                assert_eq!(m.versions.is_empty(), packed || s.is_empty());
+                let (key, back) = series_from_proto(m).expect("valid");
+                assert_eq!(key, "k");
+                assert_eq!(back.versions, s.versions);
+                let bits = |xs: &[f64]| xs.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&back.times), bits(&s.times), "exact, NaN too");
+                assert_eq!(bits(&back.values), bits(&s.values));
+            }
+        }
+        // Consecutive versions cost no steps.
+        let m = series_to_proto("k", series((5..505).collect()), true);
+        assert!(m.version_steps.is_empty());
+        assert_eq!((m.first_version, m.packed_values.len()), (5, 4000));
+    }
+
+    #[test]
+    fn malformed_packed_series_are_refused() {
+        let packed = |first: u64, steps: Vec<u64>, t: usize, v: usize| pb::SampleSeries {
+            key: "k".into(),
+            first_version: first,
+            version_steps: steps,
+            packed_times: Bytes::from(vec![0u8; t]),
+            packed_values: Bytes::from(vec![0u8; v]),
+            ..Default::default()
+        };
+        for bad in [
+            packed(1, vec![], 8, 16),
+            packed(1, vec![], 12, 12),
+            packed(1, vec![1, 1], 16, 16),
+            packed(u64::MAX, vec![], 16, 16),
+            packed(u64::MAX - 1, vec![2], 16, 16),
+            pb::SampleSeries {
+                versions: vec![1],
+                ..packed(1, vec![], 8, 8)
+            },
+        ] {
+            assert!(
+                matches!(
+                    series_from_proto(bad.clone()),
+                    Err(WireError::BadSeries { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(series_from_proto(packed(u64::MAX, vec![], 8, 8)).is_ok());
     }
 }

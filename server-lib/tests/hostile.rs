@@ -360,7 +360,7 @@ async fn refusals_are_short_whatever_was_sent() {
     // GetHistory echoed every key it did not know, of any length.
     let huge_key = pb::GetHistoryRequest {
         keys: vec!["k".repeat(1 << 20)],
-        since_version: 0,
+        ..Default::default()
     };
     short(
         h.call("GetHistory", huge_key.encode_to_vec()).await,
@@ -369,7 +369,7 @@ async fn refusals_are_short_whatever_was_sent() {
     );
     let many_keys = pb::GetHistoryRequest {
         keys: (0..5000).map(|i| format!("k{i}")).collect(),
-        since_version: 0,
+        ..Default::default()
     };
     short(
         h.call("GetHistory", many_keys.encode_to_vec()).await,

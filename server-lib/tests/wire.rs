@@ -996,3 +996,107 @@ async fn large_values_arrive_in_parts_and_no_message_is_much_larger_than_a_chunk
     let (u, _) = until_last(&mut w).await;
     assert_eq!(value_of(&u, "field"), Some(&field));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_ask_for_packed_samples_gets_the_repeated_form() {
+    use idict::proto::v1 as pb;
+    let idict = IDict::new("forms");
+    for i in 0..3000u64 {
+        {
+            let mut d = idict.lock();
+            d.insert("x", i as f64 * 0.5);
+            if i % 3 == 0 {
+                d.insert("y", -(i as f64));
+            }
+        }
+        idict.notify_update().unwrap();
+    }
+    let run = common::serve(&idict);
+    let token = run.server.tokens().observer.clone();
+    let channel = tonic::transport::Endpoint::from_shared(run.server.address().to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    let mut raw = pb::inspector_client::InspectorClient::with_interceptor(
+        channel,
+        move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", bearer.clone());
+            Ok(r)
+        },
+    );
+    // As an older client or grpcurl asks: the parallel repeated fields.
+    let mut stream = raw
+        .get_history(pb::GetHistoryRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut old: std::collections::BTreeMap<String, Vec<(u64, f64, f64)>> = Default::default();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        for s in chunk.series {
+            assert!(s.packed_values.is_empty() && s.packed_times.is_empty());
+            let rows = s.versions.iter().zip(&s.times).zip(&s.values);
+            old.entry(s.key)
+                .or_default()
+                .extend(rows.map(|((&v, &t), &x)| (v, t, x)));
+        }
+    }
+    // The client asks for the packed form and reads the same samples.
+    let client = run.observer().await;
+    let new = client.history(&[], 0).await.unwrap();
+    assert_eq!(old.len(), 2);
+    for (key, series) in &new {
+        let rows: Vec<_> = (0..series.len())
+            .map(|i| (series.versions[i], series.times[i], series.values[i]))
+            .collect();
+        assert_eq!(&rows, &old[key], "{key}");
+    }
+    assert_eq!(new["y"].len(), 1000);
+    // Watch with history too, unpacked on request.
+    let mut w = raw
+        .watch(pb::WatchRequest {
+            with_history: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut xs = 0;
+    loop {
+        let m = w.message().await.unwrap().unwrap();
+        for s in &m.samples {
+            assert!(s.packed_values.is_empty());
+            xs += if s.key == "x" { s.values.len() } else { 0 };
+        }
+        if !m.more {
+            break;
+        }
+    }
+    assert_eq!(xs, 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_size_of_zero_still_delivers_the_state() {
+    let idict = IDict::new("zero");
+    for i in 0..5 {
+        idict.lock().insert(format!("k{i}"), "x".repeat(3000));
+    }
+    idict.notify_update().unwrap();
+    let server = idict::ServeOptions {
+        snapshot_chunk_bytes: 0,
+        ..Default::default()
+    }
+    .write_run_file(false)
+    .announce(false)
+    .serve(&idict)
+    .unwrap();
+    let target =
+        idict::client::Target::at(server.address(), Some(server.tokens().observer.clone()));
+    let client = idict::client::Client::connect_target(target, Default::default())
+        .await
+        .unwrap();
+    let mut w = client.watch(WatchOptions::default()).await.unwrap();
+    let first = next(&mut w).await;
+    assert_eq!(first.changed.len(), 5);
+}

@@ -389,6 +389,7 @@ impl Client {
                 since_version: opts.since_version,
                 prefix: opts.prefix,
                 with_history: opts.with_history,
+                packed_samples: true,
             })
             .await?
             .into_inner();
@@ -414,6 +415,7 @@ impl Client {
             .get_history(pb::GetHistoryRequest {
                 keys: keys.iter().map(|k| k.to_string()).collect(),
                 since_version: since,
+                packed_samples: true,
             })
             .await?
             .into_inner();
@@ -555,8 +557,12 @@ fn join_chunks(
             loop {
                 let mut m = match s.message().await {
                     Ok(Some(m)) => m,
+                    Ok(None) if acc.is_none() => return None,
                     Ok(None) => {
-                        return acc.map(|u| (Ok(u), (s, true, parts)));
+                        // A state cut short must not pass for a whole one.
+                        let e =
+                            ClientError::Disconnected("the stream ended inside an update".into());
+                        return Some((Err(e), (s, true, parts)));
                     }
                     Err(e) => return Some((Err(ClientError::from(e)), (s, true, parts))),
                 };

@@ -237,8 +237,15 @@ impl http_body::Body for Sliced {
                 other => return other,
             }
         }
+        // A copy, not a view: a view would keep the whole answer alive
+        // while HTTP/2 still holds the slice, after the slot is given back.
         let n = self.rest.len().min(ANSWER_SLICE_BYTES);
-        let slice = self.rest.split_to(n);
+        let slice = Bytes::copy_from_slice(&self.rest[..n]);
+        self.rest = if n == self.rest.len() {
+            Bytes::new()
+        } else {
+            self.rest.slice(n..)
+        };
         Poll::Ready(Some(Ok(http_body::Frame::data(slice))))
     }
 

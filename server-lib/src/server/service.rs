@@ -235,15 +235,17 @@ impl Inspector for InspectorService {
         // the run, or from the first sample after `since_version`.
         let cursors = Cursors::after(&series, req.since_version);
         let pieces = HistoryPieces::new(series, req.since_version, u64::MAX);
+        let packed = req.packed_samples;
         let state = (pieces, cursors, slot);
-        let chunks = futures::stream::unfold(state, |(mut pieces, mut cursors, slot)| async move {
-            let (key, piece) = pieces.next_piece(SAMPLES_PER_CHUNK)?;
-            let chunk = pb::HistoryChunk {
-                thinned: cursors.take(&key, &piece).into_iter().collect(),
-                series: vec![wire::series_to_proto(&key, piece.series)],
-            };
-            Some((Ok(chunk), (pieces, cursors, slot)))
-        });
+        let chunks =
+            futures::stream::unfold(state, move |(mut pieces, mut cursors, slot)| async move {
+                let (key, piece) = pieces.next_piece(SAMPLES_PER_CHUNK)?;
+                let chunk = pb::HistoryChunk {
+                    thinned: cursors.take(&key, &piece).into_iter().collect(),
+                    series: vec![wire::series_to_proto(&key, piece.series, packed)],
+                };
+                Some((Ok(chunk), (pieces, cursors, slot)))
+            });
         Ok(Response::new(Box::pin(chunks)))
     }
 

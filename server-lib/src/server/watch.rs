@@ -49,6 +49,8 @@ struct FirstState {
     histories: HistoryPieces,
     messages: Vec<pb::LogMessage>,
     chunks_sent: usize,
+    /// Samples in the packed form.
+    packed: bool,
 }
 
 impl FirstState {
@@ -94,7 +96,8 @@ impl FirstState {
             if !piece.is_empty() {
                 size += piece.len() * 24 + key.len();
                 cur.thinned.extend(cursors.take(&key, &piece));
-                cur.samples.push(wire::series_to_proto(&key, piece.series));
+                cur.samples
+                    .push(wire::series_to_proto(&key, piece.series, self.packed));
             }
             if self.histories.within_key() {
                 // One key per chunk at most once: the next chunk goes on.
@@ -173,6 +176,8 @@ pub(crate) struct Watcher {
     /// Where the client is in each key's samples: what it was not sent is
     /// reported, never silently skipped.
     cursors: Cursors,
+    /// The client asked for samples in the packed form.
+    packed: bool,
     done: bool,
     _guard: WatcherGuard,
 }
@@ -211,6 +216,7 @@ impl Watcher {
             first: None,
             tail: None,
             cursors: Cursors::default(),
+            packed: req.packed_samples,
             done: false,
             _guard: WatcherGuard(shared.clone()),
             shared,
@@ -238,17 +244,17 @@ impl Watcher {
     /// `None` ends the stream.
     pub async fn next(&mut self) -> Option<pb::WatchUpdate> {
         self.pin.touch(self.inner.elapsed_ms());
+        let chunk_bytes = self.chunk_bytes();
         loop {
             if let Some(first) = self.first.as_mut() {
-                let chunk =
-                    first.next_chunk(self.shared.options.snapshot_chunk_bytes, &mut self.cursors);
+                let chunk = first.next_chunk(chunk_bytes, &mut self.cursors);
                 if !chunk.more {
                     self.first = None;
                 }
                 return Some(self.sent(chunk));
             }
             if let Some(tail) = self.tail.as_mut() {
-                let (m, finished) = tail.next(self.shared.options.snapshot_chunk_bytes);
+                let (m, finished) = tail.next(chunk_bytes);
                 if finished {
                     self.tail = None;
                 }
@@ -266,6 +272,12 @@ impl Watcher {
                 return None;
             }
         }
+    }
+
+    /// The size a message aims at: at least 1 KiB, so a chunk always takes
+    /// something (a size of 0 sent empty chunks for ever).
+    fn chunk_bytes(&self) -> usize {
+        self.shared.options.snapshot_chunk_bytes.max(1024)
     }
 
     /// The run's status, read before the mirror: once it is terminal the
@@ -316,6 +328,7 @@ impl Watcher {
             histories: HistoryPieces::new(histories, 0, samples_upto),
             messages: messages.iter().map(wire::message_to_proto).collect(),
             chunks_sent: 0,
+            packed: self.packed,
             status: status.clone(),
         });
         self.cursor = version;
@@ -376,9 +389,15 @@ impl Watcher {
             .min(self.sample_cursor.saturating_add(SAMPLE_SPAN))
             .max(self.sample_cursor);
         let upto = within_sample_budget(&series, self.sample_cursor, upto);
-        let (samples, thinned) = copy_samples(series, self.sample_cursor, upto, &mut self.cursors);
+        let (samples, thinned) = copy_samples(
+            series,
+            self.sample_cursor,
+            upto,
+            &mut self.cursors,
+            self.packed,
+        );
         let last = terminal && upto >= d.version;
-        let chunk_bytes = self.shared.options.snapshot_chunk_bytes;
+        let chunk_bytes = self.chunk_bytes();
         let (mut large, mut small) = (VecDeque::new(), Vec::new());
         for (k, v) in d.changed {
             if parts::too_large(&v, chunk_bytes) {
@@ -449,6 +468,7 @@ fn copy_samples(
     after: u64,
     upto: u64,
     cursors: &mut Cursors,
+    packed: bool,
 ) -> (Vec<pb::SampleSeries>, Vec<pb::Thinned>) {
     let mut samples = Vec::new();
     let mut thinned = Vec::new();
@@ -458,7 +478,7 @@ fn copy_samples(
             continue;
         }
         thinned.extend(cursors.take(&k, &piece));
-        samples.push(wire::series_to_proto(&k, piece.series));
+        samples.push(wire::series_to_proto(&k, piece.series, packed));
     }
     (samples, thinned)
 }
