@@ -1,9 +1,10 @@
 //! The dispatcher: brings the server's mirror of the published state up to
 //! date and tells the watchers, once per frame.
 //!
-//! An idle run's notify wakes the dispatcher at once (one wake of the
-//! server thread, which then runs the watchers too). While updates keep
-//! coming, frames follow a `FRAME_INTERVAL` ticker instead, so the
+//! An idle run's notify wakes the dispatcher, which frames at once (one
+//! wake of the server thread, which then runs the watchers too). When a
+//! notify follows the last frame within a few `FRAME_INTERVAL`s, updates
+//! are streaming, and frames follow a `FRAME_INTERVAL` ticker instead, so the
 //! computation's memory is read once per frame however many watchers there
 //! are, its notifies wake nobody, and the server thread sleeps between
 //! frames (the runtime's own timers cannot sleep under a millisecond; a
@@ -26,6 +27,7 @@ pub(crate) async fn dispatch(inner: Arc<Inner>, shared: Arc<Shared>, news: watch
         }
     };
     let mut sent = inner.epoch();
+    let mut last_frame = std::time::Instant::now();
     inner.refresh_mirror(&shared.mirror);
     news.send_replace(sent);
     loop {
@@ -39,11 +41,19 @@ pub(crate) async fn dispatch(inner: Arc<Inner>, shared: Arc<Shared>, news: watch
             }
             StagedSamples::None | StagedSamples::Moved => inner.changed.notified().await,
         }
-        // A frame at once; then frames on the ticker while news keeps coming.
-        let epoch = inner.epoch();
-        inner.refresh_mirror(&shared.mirror);
-        news.send_replace(epoch);
-        sent = epoch;
+        // A frame at once, unless the previous one was only a few frames
+        // ago: then updates stream, and frames follow the ticker (which
+        // the notifies do not wake). A run notifying every millisecond
+        // thus costs one wake-up per update, not one per tick.
+        let streaming = last_frame.elapsed() < FRAME_INTERVAL * IDLE_AFTER;
+        if !streaming || ticker.is_none() {
+            let epoch = inner.epoch();
+            inner.refresh_mirror(&shared.mirror);
+            news.send_replace(epoch);
+            sent = epoch;
+            last_frame = std::time::Instant::now();
+            continue;
+        }
         let Some(ticker) = ticker.as_mut() else {
             continue;
         };
@@ -56,6 +66,7 @@ pub(crate) async fn dispatch(inner: Arc<Inner>, shared: Arc<Shared>, news: watch
                 inner.refresh_mirror(&shared.mirror);
                 news.send_replace(epoch);
                 (sent, quiet) = (epoch, 0);
+                last_frame = std::time::Instant::now();
             } else if inner.move_staged_if_quiet() != StagedSamples::Moved {
                 quiet += 1;
             }
