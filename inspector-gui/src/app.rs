@@ -80,24 +80,29 @@ impl RunTab {
         let mut save_png = false;
         egui::Panel::top("header").show(ui, |ui| {
             ui.add_space(4.0);
-            commands.extend(self.controls.ui(ui, m));
-            ui.horizontal(|ui| {
+            commands.extend(self.controls.ui(ui, m, |ui| {
                 if ui.small_button("Save window as PNG").clicked() {
                     save_png = true;
                 }
                 if let Some(note) = screenshot_note {
                     ui.label(RichText::new(note).weak());
                 }
-            });
+            }));
             ui.add_space(2.0);
         });
+        // Side and bottom panels are capped at a share of the window, so a
+        // window made smaller (down to 800x500) keeps room for the plots:
+        // a panel keeps the size it had, and used to crush them.
+        let (width, height) = (ui.available_width(), ui.available_height());
         egui::Panel::bottom("messages")
             .resizable(true)
-            .default_size(110.0)
+            .default_size(100.0)
+            .size_range(40.0..=(0.22 * height).max(60.0))
             .show(ui, |ui| MessagesPanel.ui(ui, m));
         egui::Panel::left("values")
             .resizable(true)
             .default_size(400.0)
+            .size_range(200.0..=(0.45 * width).max(220.0))
             .show(ui, |ui| commands.extend(self.values.ui(ui, m)));
         egui::CentralPanel::default().show(ui, |ui| self.plots.ui(ui, m));
         for c in commands {
@@ -217,9 +222,11 @@ impl InspectorApp {
         let models: Vec<&RunModel> = self.tabs.iter().map(|t| &t.model).collect();
         let (local, recent) = (&self.local_seen, &self.settings.recent);
         let mut action = None;
+        let width = ui.available_width();
         egui::Panel::left("runs")
             .resizable(true)
             .default_size(210.0)
+            .size_range(120.0..=(0.22 * width).max(140.0))
             .show(ui, |ui| {
                 egui::ScrollArea::vertical()
                     .id_salt("runs-list")

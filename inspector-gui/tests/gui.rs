@@ -688,3 +688,38 @@ fn the_wheel_over_a_plot_zooms_it_and_leaves_follow_mode() {
     let after = width(&g).expect("the plot's memory");
     assert!(after < before * 0.99, "x width {before} -> {after}");
 }
+
+/// Issue 15: after the window was made smaller the plots kept no room (at
+/// 700x450 they vanished) and the Set buttons were cut off. From 800x500
+/// up, after a resize from a large window, everything stays inside and the
+/// plots keep a usable width.
+#[test]
+fn the_layout_fits_800x500_after_a_resize_from_a_large_window() {
+    let sim = start(options());
+    let mut g = gui(&sim.address, &sim.token);
+    g.until("plots and steering", |g| {
+        g.value("step").is_some()
+            && !g.app().tabs[0].plots.plots.is_empty()
+            && g.harness.query_by_label("Set dt").is_some()
+    });
+    g.harness.run_steps(5);
+    g.harness.set_size(egui::vec2(800.0, 500.0));
+    g.harness.run_steps(10);
+    let window = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(800.0, 500.0));
+    let target = g.app().tabs[0].model.target.clone();
+    let id = idict_inspector::views::plots::plot_id(&target, 0);
+    let frame = egui_plot::PlotMemory::load(&g.harness.ctx, id)
+        .expect("the first plot is drawn")
+        .transform()
+        .frame()
+        .to_owned();
+    assert!(frame.width() >= 250.0, "the plot is {} px wide", frame.width());
+    assert!(frame.right() <= window.right() + 0.5, "the plot ends at {}", frame.right());
+    for label in ["Set dt", "Set source", "Pause", "Terminate", "Save window as PNG"] {
+        let rect = g.harness.get_by_label(label).rect();
+        assert!(
+            window.contains_rect(rect),
+            "{label} at {rect:?} is not inside the window"
+        );
+    }
+}

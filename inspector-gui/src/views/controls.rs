@@ -37,25 +37,33 @@ pub fn why_no_control(m: &RunModel) -> Option<&'static str> {
 }
 
 impl ControlsPanel {
-    pub fn ui(&mut self, ui: &mut egui::Ui, m: &RunModel) -> Option<Command> {
+    /// Draws the header; `extra` adds to the end of its second line.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        m: &RunModel,
+        extra: impl FnOnce(&mut egui::Ui),
+    ) -> Option<Command> {
         let mut command = None;
+        // The numbers sit in fixed-width monospace fields, so nothing moves
+        // as they grow (the line used to wrap when "t = ... s" did).
+        let field = |ui: &mut egui::Ui, text: String| {
+            ui.add(egui::Label::new(RichText::new(text).monospace()).extend());
+        };
         ui.horizontal_wrapped(|ui| {
-            ui.heading(&m.name);
+            ui.add(egui::Label::new(RichText::new(&m.name).heading()).truncate())
+                .on_hover_text(&m.name);
             let ended = m.ended();
             super::known_status(ui, m);
             ui.separator();
-            ui.label(format!("version {}", m.version));
-            ui.label(format!("t = {:.3} s", m.time));
-            // Rates and watchers only while they are known to be current.
+            field(ui, format!("version {:<8}", m.version));
+            field(ui, format!("t = {:<11}", format!("{:.3} s", m.time)));
+            // The rate only while it is known to be current.
             if m.connection == Connection::Connected && !ended {
-                ui.label(format!("{:.1} updates/s", m.updates_per_second));
-                ui.label(format!(
-                    "{} watcher{}",
-                    m.watchers,
-                    if m.watchers == 1 { "" } else { "s" }
-                ));
+                field(ui, format!("{:>7.1} updates/s", m.updates_per_second));
             }
-            ui.separator();
+        });
+        ui.horizontal_wrapped(|ui| {
             match &m.connection {
                 Connection::Connected => {
                     ui.label(
@@ -87,6 +95,12 @@ impl ControlsPanel {
                     RichText::new(format!("{} · pid {} on {}", m.address, m.pid, m.host)).weak(),
                 );
             }
+            if m.connection == Connection::Connected && !m.ended() {
+                let s = if m.watchers == 1 { "" } else { "s" };
+                ui.label(RichText::new(format!("· {} watcher{s}", m.watchers)).weak());
+            }
+            ui.separator();
+            extra(ui);
         });
         let why = why_no_control(m);
         let enabled = why.is_none();

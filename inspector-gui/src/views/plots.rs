@@ -217,20 +217,27 @@ impl PlotsPanel {
                                     ui.selectable_value(&mut cfg.x, XAxis::Time, "x: time (s)");
                                 });
                             ui.checkbox(&mut cfg.follow, "Follow latest");
-                            if cfg.follow {
-                                let w = ui.label("window");
-                                ui.add(
-                                    egui::DragValue::new(&mut cfg.window)
-                                        .range(1.0..=1e12)
-                                        .speed(10.0),
-                                )
-                                .labelled_by(w.id);
-                            }
+                            // Always there (greyed when not following): it
+                            // used to appear and push the rest off the edge.
+                            let w = ui.label("window");
+                            ui.add_enabled(
+                                cfg.follow,
+                                egui::DragValue::new(&mut cfg.window)
+                                    .range(1.0..=1e12)
+                                    .speed(10.0),
+                            )
+                            .labelled_by(w.id)
+                            .on_hover_text("How much of the x axis Follow latest shows");
                             ui.checkbox(&mut cfg.log_y, "Log y");
                             let e = ui.label("EMA");
-                            ui.add(egui::Slider::new(&mut cfg.ema, 0.0..=0.99).fixed_decimals(2))
+                            ui.scope(|ui| {
+                                ui.spacing_mut().slider_width = 70.0;
+                                ui.add(
+                                    egui::Slider::new(&mut cfg.ema, 0.0..=0.99).fixed_decimals(2),
+                                )
                                 .labelled_by(e.id)
                                 .on_hover_text("Exponential smoothing factor; 0 is off");
+                            });
                             if ui
                                 .button("CSV")
                                 .on_hover_text("Export these series")
@@ -264,6 +271,80 @@ impl PlotsPanel {
             self.plots.remove(i);
         }
     }
+}
+
+/// The smallest of 1, 2 and 5 times a power of ten that is at least `x`.
+fn round_step(x: f64) -> f64 {
+    let p = 10f64.powf(x.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|s| *s >= x * (1.0 - 1e-9))
+        .unwrap_or(10.0 * p)
+}
+
+/// The grid of a linear axis: labelled lines at round steps (1, 2 or 5
+/// times a power of ten) at least `px_per_label` apart, and thinner lines
+/// between them while those are at least 8 px apart.
+fn linear_axis_marks(input: egui_plot::GridInput, px_per_label: f64) -> Vec<egui_plot::GridMark> {
+    let (lo, hi) = input.bounds;
+    // egui_plot's base step is the data span of its 8 px minimum spacing.
+    let per_px = input.base_step_size / 8.0;
+    if !(lo.is_finite() && hi.is_finite() && hi > lo && per_px > 0.0 && per_px.is_finite()) {
+        return Vec::new();
+    }
+    let label = round_step(per_px * px_per_label);
+    let minor = [label / 5.0, label / 2.0]
+        .into_iter()
+        .find(|s| s / per_px >= 8.0);
+    let mut marks = Vec::new();
+    for step in std::iter::once(label).chain(minor) {
+        let first = (lo / step).ceil() as i64;
+        let last = (hi / step).floor() as i64;
+        if last - first > 10_000 {
+            continue;
+        }
+        for j in first..=last {
+            let value = j as f64 * step;
+            // A labelled line is not drawn again as a thin one.
+            if step != label && (value / label - (value / label).round()).abs() < 1e-6 {
+                continue;
+            }
+            marks.push(egui_plot::GridMark {
+                value,
+                step_size: step,
+            });
+        }
+    }
+    marks
+}
+
+/// A linear axis's label: as many decimals as the step needs, and SI
+/// prefixes (k, M, G) or an exponent for large and small numbers, chosen
+/// by the axis's range so that one axis uses one of them.
+fn linear_axis_label(value: f64, step: f64, range: &std::ops::RangeInclusive<f64>) -> String {
+    if value.abs() < step * 1e-6 {
+        return "0".into();
+    }
+    let magnitude = range.start().abs().max(range.end().abs()).max(step);
+    if magnitude >= 1e4 && magnitude < 1e12 {
+        let (scale, suffix) = if magnitude >= 1e9 {
+            (1e9, "G")
+        } else if magnitude >= 1e6 {
+            (1e6, "M")
+        } else {
+            (1e3, "k")
+        };
+        let decimals = (-(step / scale).log10().floor()).max(0.0) as usize;
+        return format!("{:.*}{suffix}", decimals, value / scale);
+    }
+    if magnitude < 1e-3 || magnitude >= 1e12 {
+        let exp = step.log10().floor();
+        let digits = (value.abs().log10().floor() - exp).max(0.0) as usize;
+        return format!("{value:.digits$e}");
+    }
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    format!("{value:.decimals$}")
 }
 
 /// The grid of a log10 axis: every decade, and 2..9 times it while few
@@ -395,10 +476,20 @@ pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32, 
             };
             Some(hover_text(name, x_axis, log_y, p.x, p.y))
         });
+    // Round numbers, close enough to read: a label every 80 px or so
+    // across, 30 px up. The default spacer stepped by powers of ten, which
+    // often left one or two labels on an axis.
+    plot = plot
+        .x_grid_spacer(|input| linear_axis_marks(input, 80.0))
+        .x_axis_formatter(|mark, range| linear_axis_label(mark.value, mark.step_size, range));
     if log_y {
         plot = plot
             .y_grid_spacer(log_axis_marks)
             .y_axis_formatter(|mark, _| log_axis_label(mark.value));
+    } else {
+        plot = plot
+            .y_grid_spacer(|input| linear_axis_marks(input, 30.0))
+            .y_axis_formatter(|mark, range| linear_axis_label(mark.value, mark.step_size, range));
     }
     // The wheel is ours (see `wheel_zoom`); the plot keeps dragging to pan,
     // right-drag to zoom a box, double-click to reset, and horizontal
@@ -541,6 +632,49 @@ mod tests {
     }
 
     /// Issue 15: log-y labels read 1e0, 0.794328, 0.630957.
+    #[test]
+    fn a_linear_axis_has_several_round_labels() {
+        // Heat's x axis, 0..1000 steps across 600 px: it showed 0 and 1000.
+        let input = |lo: f64, hi: f64, px: f64| egui_plot::GridInput {
+            bounds: (lo, hi),
+            base_step_size: (hi - lo) / px * 8.0,
+        };
+        let labels = |lo, hi, px, every| {
+            let marks = linear_axis_marks(input(lo, hi, px), every);
+            let top = marks.iter().map(|m| m.step_size).fold(0.0, f64::max);
+            marks
+                .iter()
+                .filter(|m| m.step_size == top)
+                .map(|m| linear_axis_label(m.value, m.step_size, &(lo..=hi)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            labels(0.0, 1000.0, 600.0, 80.0),
+            ["0", "200", "400", "600", "800", "1000"]
+        );
+        // montecarlo_pi's error up the y axis (it showed only "0.0").
+        assert_eq!(
+            labels(-0.0004, 0.0123, 150.0, 30.0),
+            ["0", "0.005", "0.010"]
+        );
+        assert_eq!(
+            labels(0.0, 3.2e6, 700.0, 80.0),
+            ["0", "0.5M", "1.0M", "1.5M", "2.0M", "2.5M", "3.0M"]
+        );
+        assert_eq!(
+            labels(-2e-5, 2e-5, 200.0, 30.0),
+            ["-2e-5", "-1e-5", "0", "1e-5", "2e-5"]
+        );
+        // Thin lines between labels, never on them.
+        let marks = linear_axis_marks(input(0.0, 1000.0, 600.0), 80.0);
+        assert!(marks.iter().any(|m| m.step_size < 200.0));
+        let mut values: Vec<i64> = marks.iter().map(|m| m.value as i64).collect();
+        values.sort();
+        values.dedup();
+        assert_eq!(values.len(), marks.len());
+        assert!(linear_axis_marks(input(1.0, 1.0, 600.0), 80.0).is_empty());
+    }
+
     #[test]
     fn a_log_axis_is_labelled_at_1_2_and_5_times_powers_of_ten() {
         let input = |lo: f64, hi: f64| egui_plot::GridInput {

@@ -35,17 +35,24 @@ impl RunsPanel {
         }
         for (i, m) in open.iter().enumerate() {
             ui.horizontal(|ui| {
-                let label = format!("{} ({})", m.name, m.pid);
-                if ui.selectable_label(*selected == i, label).clicked() {
-                    *selected = i;
-                }
-                if ui
-                    .small_button("x")
-                    .on_hover_text("Close this run's view")
-                    .clicked()
-                {
-                    action = Some(RunsAction::Close(i));
-                }
+                // Close first, on the right: a long name is cut short
+                // rather than widening the list with every run opened.
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    if ui
+                        .small_button("x")
+                        .on_hover_text("Close this run's view")
+                        .clicked()
+                    {
+                        action = Some(RunsAction::Close(i));
+                    }
+                    ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                        let label = format!("{} ({})", m.name, m.pid);
+                        let button = egui::Button::selectable(*selected == i, label.clone());
+                        if ui.add(button.truncate()).on_hover_text(label).clicked() {
+                            *selected = i;
+                        }
+                    });
+                });
             });
             ui.horizontal(|ui| {
                 ui.add_space(12.0);
@@ -70,14 +77,20 @@ impl RunsPanel {
                 .iter()
                 .any(|m| m.address == r.run.address || m.target == r.run.address);
             ui.horizontal(|ui| {
-                ui.label(format!("{} ({})", r.run.name, r.run.pid));
-                let button = ui.add_enabled(!is_open, egui::Button::new("Open"));
-                if button.clicked() {
-                    action = Some(RunsAction::Open(OpenSpec {
-                        target: r.path.display().to_string(),
-                        token: None,
-                    }));
-                }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    let button = ui.add_enabled(!is_open, egui::Button::new("Open"));
+                    if button.clicked() {
+                        action = Some(RunsAction::Open(OpenSpec {
+                            target: r.path.display().to_string(),
+                            token: None,
+                        }));
+                    }
+                    ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                        let label = format!("{} ({})", r.run.name, r.run.pid);
+                        ui.add(egui::Label::new(label.clone()).truncate())
+                            .on_hover_text(label);
+                    });
+                });
             });
         }
         if !any {

@@ -129,44 +129,63 @@ impl ValuesPanel {
             .collect();
         if !writable.is_empty() {
             ui.label(RichText::new("Steering").strong());
-            egui::Grid::new("steering").num_columns(3).show(ui, |ui| {
+            // One line per key (name, field, Set) and the note under it,
+            // wrapped: a long note in a grid column pushed the Set buttons
+            // out of a narrow panel.
+            let name_width = writable
+                .iter()
+                .map(|(k, _)| k.len())
+                .max()
+                .unwrap_or(0)
+                .clamp(4, 16) as f32
+                * 8.0;
+            {
                 for (key, spec) in &writable {
                     let current = m
                         .values
                         .get(key)
                         .map(|v| short(v, m.array_stats.get(key)))
                         .unwrap_or_default();
-                    let name = ui.label(key).on_hover_text(&spec.description);
-                    let edit = self
-                        .editors
-                        .entry(key.clone())
-                        .or_insert_with(|| current.clone());
-                    let field = ui
-                        .add_enabled(
-                            can_write.is_none(),
-                            egui::TextEdit::singleline(edit)
-                                .desired_width(90.0)
-                                .hint_text(&current),
-                        )
-                        .labelled_by(name.id)
-                        .on_hover_text(&spec.description);
-                    let send = ui
-                        .add_enabled(can_write.is_none(), egui::Button::new(format!("Set {key}")))
-                        .on_disabled_hover_text(can_write.unwrap_or_default());
-                    let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-                    if send.clicked() || enter {
-                        match parse_for(spec, edit) {
-                            Ok(v) => {
-                                self.local_errors.remove(key);
-                                command = Some(Command::Set(key.clone(), v));
-                            }
-                            Err(e) => {
-                                self.local_errors.insert(key.clone(), e);
+                    ui.horizontal(|ui| {
+                        let name = ui
+                            .add_sized(
+                                [name_width, 18.0],
+                                egui::Label::new(key.as_str()).truncate(),
+                            )
+                            .on_hover_text(&spec.description);
+                        let edit = self
+                            .editors
+                            .entry(key.clone())
+                            .or_insert_with(|| current.clone());
+                        let field = ui
+                            .add_enabled(
+                                can_write.is_none(),
+                                egui::TextEdit::singleline(edit)
+                                    .desired_width(90.0)
+                                    .hint_text(&current),
+                            )
+                            .labelled_by(name.id)
+                            .on_hover_text(&spec.description);
+                        let send = ui
+                            .add_enabled(
+                                can_write.is_none(),
+                                egui::Button::new(format!("Set {key}")),
+                            )
+                            .on_disabled_hover_text(can_write.unwrap_or_default());
+                        let enter =
+                            field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                        if send.clicked() || enter {
+                            match parse_for(spec, edit) {
+                                Ok(v) => {
+                                    self.local_errors.remove(key);
+                                    command = Some(Command::Set(key.clone(), v));
+                                }
+                                Err(e) => {
+                                    self.local_errors.insert(key.clone(), e);
+                                }
                             }
                         }
-                    }
-                    ui.end_row();
-                    ui.label("");
+                    });
                     let pending = m.pending.values().any(|p| &p.key == key);
                     let note = if pending {
                         RichText::new("pending: applied at the run's next wait()")
@@ -176,10 +195,12 @@ impl ValuesPanel {
                     } else {
                         RichText::new(format!("now {current}  ({})", spec.description)).weak()
                     };
-                    ui.label(note);
-                    ui.end_row();
+                    ui.horizontal(|ui| {
+                        ui.add_space(name_width + ui.spacing().item_spacing.x);
+                        ui.add(egui::Label::new(note).wrap());
+                    });
                 }
-            });
+            }
             ui.separator();
         }
         ui.horizontal(|ui| {
@@ -196,9 +217,21 @@ impl ValuesPanel {
         }
         let now = Instant::now();
         let mut fading = false;
+        // The list takes the room the array view below does not need (it
+        // stopped at half the panel, with empty space under it).
+        let shows_array = self
+            .selected_array
+            .as_ref()
+            .is_some_and(|k| m.values.get(k).and_then(Value::as_array).is_some());
+        let room = ui.available_height();
+        let list_height = if shows_array {
+            (room - 200.0).max(room * 0.35)
+        } else {
+            room
+        };
         egui::ScrollArea::vertical()
             .id_salt("values-tree")
-            .max_height(ui.available_height() * 0.5)
+            .max_height(list_height)
             .auto_shrink([false, true])
             .show(ui, |ui| {
                 egui::Grid::new("values")
@@ -406,7 +439,8 @@ impl ValuesPanel {
             );
             // The colour scale: max at the top, min at the bottom.
             ui.vertical(|ui| {
-                ui.label(fmt_num(h.range.1));
+                // Never wrapped: a narrow panel made a column of digits.
+                ui.add(egui::Label::new(fmt_num(h.range.1)).extend());
                 let (rect, _) = ui.allocate_exact_size(
                     egui::vec2(14.0, (size.y - 40.0).max(16.0)),
                     egui::Sense::hover(),
@@ -422,7 +456,7 @@ impl ValuesPanel {
                         colormap(t),
                     );
                 }
-                ui.label(fmt_num(h.range.0));
+                ui.add(egui::Label::new(fmt_num(h.range.0)).extend());
             });
         });
     }
