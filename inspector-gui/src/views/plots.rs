@@ -327,7 +327,7 @@ fn linear_axis_label(value: f64, step: f64, range: &std::ops::RangeInclusive<f64
         return "0".into();
     }
     let magnitude = range.start().abs().max(range.end().abs()).max(step);
-    if magnitude >= 1e4 && magnitude < 1e12 {
+    if (1e4..1e12).contains(&magnitude) {
         let (scale, suffix) = if magnitude >= 1e9 {
             (1e9, "G")
         } else if magnitude >= 1e6 {
@@ -338,7 +338,7 @@ fn linear_axis_label(value: f64, step: f64, range: &std::ops::RangeInclusive<f64
         let decimals = (-(step / scale).log10().floor()).max(0.0) as usize;
         return format!("{:.*}{suffix}", decimals, value / scale);
     }
-    if magnitude < 1e-3 || magnitude >= 1e12 {
+    if !(1e-3..1e12).contains(&magnitude) {
         let exp = step.log10().floor();
         let digits = (value.abs().log10().floor() - exp).max(0.0) as usize;
         return format!("{value:.digits$e}");
