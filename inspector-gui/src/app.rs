@@ -39,6 +39,15 @@ pub struct RunTab {
     pub values: ValuesPanel,
     pub plots: PlotsPanel,
     plots_ready: bool,
+    /// A run that started under this one's name since (offered, not taken).
+    pub successor: Option<FoundRun>,
+}
+
+/// What the user asked for in a run's view.
+#[derive(Default)]
+struct TabAction {
+    save_png: bool,
+    follow: Option<FoundRun>,
 }
 
 impl RunTab {
@@ -50,6 +59,7 @@ impl RunTab {
             values: ValuesPanel::default(),
             plots: PlotsPanel::default(),
             plots_ready: false,
+            successor: None,
         }
     }
 
@@ -73,19 +83,29 @@ impl RunTab {
     }
 
     /// Draws the run: header and controls, messages, values and plots.
-    /// Returns whether "Save window as PNG" was clicked.
-    pub fn ui(&mut self, ui: &mut egui::Ui, screenshot_note: Option<&str>) -> bool {
+    fn ui(&mut self, ui: &mut egui::Ui, screenshot_note: Option<&str>) -> TabAction {
         let m = &self.model;
         let mut commands = Vec::new();
-        let mut save_png = false;
+        let mut action = TabAction::default();
+        let successor = &self.successor;
         egui::Panel::top("header").show(ui, |ui| {
             ui.add_space(4.0);
             commands.extend(self.controls.ui(ui, m, |ui| {
                 if ui.small_button("Save window as PNG").clicked() {
-                    save_png = true;
+                    action.save_png = true;
                 }
                 if let Some(note) = screenshot_note {
                     ui.label(RichText::new(note).weak());
+                }
+                if let Some(s) = successor {
+                    let text = format!("Follow {} (pid {}), started since", s.run.name, s.run.pid);
+                    if ui
+                        .button(text)
+                        .on_hover_text("Show the run that took this one's name in this view")
+                        .clicked()
+                    {
+                        action.follow = Some(s.clone());
+                    }
                 }
             }));
             ui.add_space(2.0);
@@ -108,7 +128,22 @@ impl RunTab {
         for c in commands {
             self.send(c);
         }
-        save_png
+        action
+    }
+
+    /// Shows `found` in this view instead of its lost run: a new
+    /// connection and model; the plots and panels stay as they were.
+    fn follow(&mut self, rt: &tokio::runtime::Handle, ctx: &egui::Context, found: &FoundRun) {
+        let spec = OpenSpec {
+            target: found.path.display().to_string(),
+            token: None,
+        };
+        // The old handle goes: its network task stops.
+        self.handle = net::open(rt, spec, ctx.clone());
+        let was = self.model.pid;
+        self.model = RunModel::new(&self.handle.spec.target);
+        self.model.followed_from = Some(was);
+        self.successor = None;
     }
 }
 
@@ -219,6 +254,7 @@ impl InspectorApp {
         if let Some(found) = self.local.try_lock().and_then(|mut news| news.take()) {
             self.local_seen = found;
         }
+        self.follow_restarted_runs();
         let models: Vec<&RunModel> = self.tabs.iter().map(|t| &t.model).collect();
         let (local, recent) = (&self.local_seen, &self.settings.recent);
         let mut action = None;
@@ -265,7 +301,11 @@ impl InspectorApp {
             .screenshot
             .as_ref()
             .and_then(|plan| plan.done.lock().clone());
-        if tab.ui(ui, note.as_deref()) {
+        let action = tab.ui(ui, note.as_deref());
+        if let Some(found) = action.follow {
+            tab.follow(&self.rt, &self.ctx, &found);
+        }
+        if action.save_png {
             let stamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -275,6 +315,30 @@ impl InspectorApp {
                 Duration::ZERO,
                 false,
             );
+        }
+    }
+
+    /// A view whose run was killed and started again under the same name
+    /// follows the new run (or offers to, when it cannot be sure).
+    fn follow_restarted_runs(&mut self) {
+        let models: Vec<&RunModel> = self.tabs.iter().map(|t| &t.model).collect();
+        let found: Vec<crate::follow::Successor> = models
+            .iter()
+            .map(|m| crate::follow::successor(m, &self.local_seen, &models))
+            .collect();
+        let decisions: Vec<(bool, Option<FoundRun>)> = found
+            .into_iter()
+            .map(|s| match s {
+                crate::follow::Successor::None => (false, None),
+                crate::follow::Successor::Offer(r) => (false, Some(r.clone())),
+                crate::follow::Successor::Follow(r) => (true, Some(r.clone())),
+            })
+            .collect();
+        for (tab, (now, run)) in self.tabs.iter_mut().zip(decisions) {
+            match (now, run) {
+                (true, Some(r)) => tab.follow(&self.rt, &self.ctx, &r),
+                (_, r) => tab.successor = r,
+            }
         }
     }
 

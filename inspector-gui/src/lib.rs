@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod demo;
+pub mod follow;
 pub mod model;
 pub mod net;
 pub mod series;

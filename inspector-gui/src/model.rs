@@ -24,6 +24,10 @@ pub enum Connection {
     Disconnected {
         since: Instant,
         error: String,
+        /// When the next attempt starts (in the past: one is under way).
+        retry_at: Instant,
+        /// Attempts made since the run was lost.
+        attempts: u32,
     },
     /// The run finished or failed: nothing more will come.
     Ended,
@@ -200,6 +204,10 @@ pub struct RunModel {
     pub address: String,
     pub pid: u32,
     pub host: String,
+    /// When the run started (Unix ms, from its info).
+    pub started_unix_ms: i64,
+    /// This view followed a restarted run: the pid it had before.
+    pub followed_from: Option<u32>,
     pub connection: Connection,
     pub status: Option<Status>,
     pub version: u64,
@@ -244,6 +252,8 @@ impl RunModel {
             address: String::new(),
             pid: 0,
             host: String::new(),
+            started_unix_ms: 0,
+            followed_from: None,
             connection: Connection::Connecting,
             status: None,
             version: 0,
@@ -325,6 +335,7 @@ impl RunModel {
         self.name = info.name.clone();
         self.pid = info.pid;
         self.host = info.host.clone();
+        self.started_unix_ms = info.started_unix_ms;
         self.keys = info
             .keys
             .iter()

@@ -99,11 +99,20 @@ async fn run_task(
     let mut backoff = BACKOFF_START;
     // Since when the run has been unreachable, across failed attempts.
     let mut lost_since: Option<Instant> = None;
+    let mut attempts = 0u32;
+    let mut last_error = String::new();
     loop {
-        if lost_since.is_none() {
-            inbox.lock().set_connection(Connection::Connecting);
-            ctx.request_repaint();
+        match lost_since {
+            None => inbox.lock().set_connection(Connection::Connecting),
+            // Say that an attempt is under way (Reconnect showed nothing).
+            Some(since) => inbox.lock().set_connection(Connection::Disconnected {
+                since,
+                error: last_error.clone(),
+                retry_at: Instant::now(),
+                attempts,
+            }),
         }
+        ctx.request_repaint();
         let end = session(&spec, &inbox, &mut rx, &ctx, &mut backoff, &mut lost_since).await;
         match end {
             Ok(SessionEnd::Closed) => return,
@@ -121,10 +130,17 @@ async fn run_task(
                 }
             }
             Err(e) => {
+                if lost_since.is_none() {
+                    attempts = 0;
+                }
                 let since = *lost_since.get_or_insert_with(Instant::now);
+                attempts += 1;
+                last_error = e.to_string();
                 inbox.lock().set_connection(Connection::Disconnected {
                     since,
-                    error: e.to_string(),
+                    error: last_error.clone(),
+                    retry_at: Instant::now() + backoff,
+                    attempts,
                 });
                 ctx.request_repaint();
                 // Wait out the backoff, still answering the UI.

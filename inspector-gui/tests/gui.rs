@@ -713,9 +713,23 @@ fn the_layout_fits_800x500_after_a_resize_from_a_large_window() {
         .transform()
         .frame()
         .to_owned();
-    assert!(frame.width() >= 250.0, "the plot is {} px wide", frame.width());
-    assert!(frame.right() <= window.right() + 0.5, "the plot ends at {}", frame.right());
-    for label in ["Set dt", "Set source", "Pause", "Terminate", "Save window as PNG"] {
+    assert!(
+        frame.width() >= 250.0,
+        "the plot is {} px wide",
+        frame.width()
+    );
+    assert!(
+        frame.right() <= window.right() + 0.5,
+        "the plot ends at {}",
+        frame.right()
+    );
+    for label in [
+        "Set dt",
+        "Set source",
+        "Pause",
+        "Terminate",
+        "Save window as PNG",
+    ] {
         let rect = g.harness.get_by_label(label).rect();
         assert!(
             window.contains_rect(rect),

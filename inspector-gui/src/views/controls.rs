@@ -76,13 +76,33 @@ impl ControlsPanel {
                 Connection::Ended => {
                     ui.label(RichText::new("ended").weak());
                 }
-                Connection::Disconnected { since, error } => {
+                Connection::Disconnected {
+                    since,
+                    error,
+                    retry_at,
+                    attempts,
+                } => {
                     ui.label(
                         RichText::new(format!(
                             "STALE: disconnected {:.0} s ago",
                             since.elapsed().as_secs_f64()
                         ))
                         .color(egui::Color32::from_rgb(230, 120, 40)),
+                    )
+                    .on_hover_text(error);
+                    // What reconnecting is doing, and why it has not worked.
+                    let next = retry_at.saturating_duration_since(std::time::Instant::now());
+                    let doing = if next.is_zero() {
+                        "reconnecting...".to_string()
+                    } else {
+                        format!("retrying in {:.0} s", next.as_secs_f64().ceil())
+                    };
+                    let why = error.lines().next().unwrap_or_default();
+                    ui.add(
+                        egui::Label::new(
+                            RichText::new(format!("{doing} (attempt {attempts}): {why}")).weak(),
+                        )
+                        .truncate(),
                     )
                     .on_hover_text(error);
                     // Tick the "ago" while disconnected.
@@ -94,6 +114,13 @@ impl ControlsPanel {
                 ui.label(
                     RichText::new(format!("{} · pid {} on {}", m.address, m.pid, m.host)).weak(),
                 );
+            }
+            if let Some(was) = m.followed_from {
+                ui.label(
+                    RichText::new(format!("· started again (was pid {was})"))
+                        .color(egui::Color32::from_rgb(220, 170, 40)),
+                )
+                .on_hover_text("The run this view showed was gone; this one took its name");
             }
             if m.connection == Connection::Connected && !m.ended() {
                 let s = if m.watchers == 1 { "" } else { "s" };
