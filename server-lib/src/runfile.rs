@@ -73,6 +73,7 @@ pub fn runs_dir() -> Result<PathBuf, RunFileError> {
 }
 
 /// This machine's host name.
+#[cfg(unix)]
 pub fn host_name() -> String {
     rustix::system::uname()
         .nodename()
@@ -80,7 +81,16 @@ pub fn host_name() -> String {
         .into_owned()
 }
 
+/// This machine's host name.
+#[cfg(not(unix))]
+pub fn host_name() -> String {
+    std::env::var("COMPUTERNAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 /// True if a process with this pid exists on this machine.
+#[cfg(unix)]
 pub fn process_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
@@ -93,6 +103,37 @@ pub fn process_alive(pid: u32) -> bool {
         },
         None => false,
     }
+}
+
+/// True if a process with this pid exists on this machine (and has not
+/// exited: Windows keeps a process object while handles to it are open).
+#[cfg(windows)]
+pub fn process_alive(pid: u32) -> bool {
+    use windows_sys::Win32::Foundation::{
+        CloseHandle, ERROR_ACCESS_DENIED, GetLastError, STILL_ACTIVE,
+    };
+    use windows_sys::Win32::System::Threading::{
+        GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    // SAFETY: plain Win32 calls on a handle this function opens and closes.
+    unsafe {
+        let handle = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid);
+        if handle.is_null() {
+            // It exists but belongs to someone else.
+            return GetLastError() == ERROR_ACCESS_DENIED;
+        }
+        let mut code = 0u32;
+        let ok = GetExitCodeProcess(handle, &mut code) != 0;
+        CloseHandle(handle);
+        ok && code == STILL_ACTIVE as u32
+    }
+}
+
+/// True if a process with this pid exists on this machine: not knowable
+/// here, so every run file counts as live until it is removed.
+#[cfg(not(any(unix, windows)))]
+pub fn process_alive(_pid: u32) -> bool {
+    true
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunFileError + '_ {
@@ -158,6 +199,10 @@ pub fn write_run_file(dir: &Path, run: &RunFile) -> Result<PathBuf, RunFileError
 /// someone else, or writable by group or others, unless it is sticky (as
 /// /tmp is: there nobody can rename or delete another's files).
 fn check_dir_is_private(dir: &Path) -> Result<(), RunFileError> {
+    // Elsewhere (Windows) the per-user data directory's ACL keeps other
+    // users out; a directory given by IDICT_RUNS_DIR is taken as given.
+    #[cfg(not(unix))]
+    let _ = dir;
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;

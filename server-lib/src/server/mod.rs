@@ -520,6 +520,18 @@ impl ServerTask {
                 let serve = router.serve_with_incoming_shutdown(incoming, signal);
                 with_grace(serve, closing).await
             }
+            #[cfg(not(unix))]
+            Bind::Unix(path) => {
+                let _ = ready.send(Err(ServeError::Bind {
+                    what: path.display().to_string(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "Unix domain sockets are not served on this platform: bind a TCP address",
+                    ),
+                }));
+                return;
+            }
+            #[cfg(unix)]
             Bind::Unix(path) => {
                 let _ = std::fs::remove_file(&path);
                 let listener = match tokio::net::UnixListener::bind(&path) {
@@ -564,6 +576,17 @@ fn lower_priority(nice: i32) {
         let tid = rustix::thread::gettid();
         if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
             tracing::debug!("cannot lower the server thread's priority: {e}");
+        }
+    }
+    // Windows: a thread priority below normal is the same promise.
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::System::Threading::{
+            GetCurrentThread, SetThreadPriority, THREAD_PRIORITY_BELOW_NORMAL,
+        };
+        // SAFETY: the pseudo-handle of the calling thread needs no closing.
+        if unsafe { SetThreadPriority(GetCurrentThread(), THREAD_PRIORITY_BELOW_NORMAL) } == 0 {
+            tracing::debug!("cannot lower the server thread's priority");
         }
     }
 }
