@@ -219,7 +219,6 @@ impl Ctx {
         if let Some(token) = &self.token {
             target = target.with_token(token.clone()).map_err(explain)?;
         }
-        let user = std::env::var("USER").unwrap_or_default();
         let tls_ca_pem =
             match &self.ca {
                 Some(path) => Some(std::fs::read(path).with_context(|| {
@@ -228,7 +227,7 @@ impl Ctx {
                 None => None,
             };
         let opts = ConnectOptions {
-            client_name: format!("idict-cli {user}@{}", idict::runfile::host_name()),
+            client_name: idict::client::client_name("idict-cli"),
             tls_ca_pem,
             ..ConnectOptions::default()
         };

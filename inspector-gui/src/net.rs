@@ -176,10 +176,9 @@ pub fn set_tls_ca(pem: Vec<u8>) {
 }
 
 fn connect_options() -> ConnectOptions {
-    let user = std::env::var("USER").unwrap_or_default();
     let defaults = ConnectOptions::default();
     ConnectOptions {
-        client_name: format!("idict-inspector {user}@{}", idict::runfile::host_name()),
+        client_name: idict::client::client_name("idict-inspector"),
         connect_timeout: Duration::from_secs(3),
         tls_ca_pem: TLS_CA.get().cloned().or(defaults.tls_ca_pem.clone()),
         ..defaults

@@ -112,12 +112,21 @@ pub struct ConnectOptions {
     pub tls_domain: Option<String>,
 }
 
+/// "idict-client alice@login1": who is connecting, for the run's log of
+/// applied writes (`program` is what connects).
+pub fn client_name(program: &str) -> String {
+    // USER on Unix, USERNAME on Windows.
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_default();
+    format!("{program} {user}@{}", crate::runfile::host_name())
+}
+
 impl Default for ConnectOptions {
     fn default() -> Self {
-        let user = std::env::var("USER").unwrap_or_default();
         ConnectOptions {
             token: None,
-            client_name: format!("idict-client {user}@{}", crate::runfile::host_name()),
+            client_name: client_name("idict-client"),
             connect_timeout: Duration::from_secs(5),
             max_receive_bytes: 1 << 30,
             max_send_bytes: 64 << 20,
