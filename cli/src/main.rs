@@ -369,8 +369,14 @@ async fn ls(json: bool) -> Result<ExitCode> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    // Ask every run for its status at once, each with a short deadline.
-    let statuses = futures::future::join_all(runs.iter().map(|r| async move {
+    let here = idict::runfile::host_name();
+    // Ask every run on this host for its status at once, each with a short
+    // deadline. A run on another host (a shared home directory) is not
+    // dialled: its address means something only there.
+    let statuses = futures::future::join_all(runs.iter().map(|r| async {
+        if r.run.host != here {
+            return None;
+        }
         let target = Target {
             address: r.run.address.clone(),
             token: Some(r.run.observer_token.clone()),
@@ -400,7 +406,10 @@ async fn ls(json: bool) -> Result<ExitCode> {
                     "pid": r.run.pid,
                     "host": r.run.host,
                     "address": r.run.address,
-                    "status": info.as_ref().map_or("unreachable", |i| i.status.state.name()),
+                    "status": info.as_ref().map_or(
+                        if r.run.host == here { "unreachable" } else { "elsewhere" },
+                        |i| i.status.state.name(),
+                    ),
                     "version": info.as_ref().map(|i| i.version),
                     "started_unix_ms": r.run.started_unix_ms,
                     "age_seconds": (now_ms - r.run.started_unix_ms) as f64 / 1000.0,
@@ -419,21 +428,39 @@ async fn ls(json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     out(format!(
-        "{:<20} {:>8}  {:<28} {:<12} {:>10}  {:>7}",
-        "NAME", "PID", "ADDRESS", "STATUS", "VERSION", "AGE"
+        "{:<20} {:>8}  {:<16} {:<28} {:<12} {:>10}  {:>7}",
+        "NAME", "PID", "HOST", "ADDRESS", "STATUS", "VERSION", "AGE"
     ))?;
+    let mut elsewhere = None;
     for (r, info) in runs.iter().zip(&statuses) {
+        if r.run.host != here {
+            elsewhere = Some(r);
+        }
         out(format!(
-            "{:<20} {:>8}  {:<28} {:<12} {:>10}  {:>7}",
+            "{:<20} {:>8}  {:<16} {:<28} {:<12} {:>10}  {:>7}",
             escape_controls(&r.run.name),
             r.run.pid,
+            escape_controls(&r.run.host),
             escape_controls(&r.run.address),
-            info.as_ref()
-                .map_or("unreachable", |i| state_word(&i.status)),
+            info.as_ref().map_or(
+                if r.run.host == here {
+                    "unreachable"
+                } else {
+                    "elsewhere"
+                },
+                |i| state_word(&i.status)
+            ),
             info.as_ref()
                 .map_or_else(|| "-".to_string(), |i| i.version.to_string()),
             duration_text((now_ms - r.run.started_unix_ms) as f64 / 1000.0),
         ))?;
+    }
+    if let Some(r) = elsewhere {
+        eprintln!(
+            "runs on other hosts are reached over SSH, e.g. idict watch ssh://{}/{}",
+            escape_controls(&r.run.host),
+            escape_controls(&r.run.name)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

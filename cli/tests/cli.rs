@@ -489,3 +489,58 @@ fn a_tls_run_is_reached_with_its_ca() {
     assert_eq!(v["values"]["x"], 7);
     assert!(server.address().starts_with("https://"));
 }
+
+/// Issue 14: with a home directory shared by a cluster's nodes, run files
+/// of other hosts counted as live for ever, and resolving one dialled
+/// 127.0.0.1 here. Now: listed with their host while their heartbeat is
+/// fresh, never dialled, and naming one says how to reach it.
+#[test]
+fn runs_on_other_hosts_are_listed_by_host_and_never_dialled_here() {
+    let run = heat_run(small(200.0));
+    let elsewhere = |name: &str, heartbeat_ms_ago: i64| idict::runfile::RunFile {
+        name: name.into(),
+        pid: 4242,
+        host: "node17".into(),
+        address: "http://127.0.0.1:1".into(),
+        observer_token: "o".into(),
+        controller_token: "c".into(),
+        started_unix_ms: idict::runfile::now_unix_ms() - 60_000,
+        protocol_version: 2,
+        heartbeat_unix_ms: idict::runfile::now_unix_ms() - heartbeat_ms_ago,
+    };
+    idict::runfile::write_run_file(run.dir.path(), &elsewhere("lbm", 2_000)).unwrap();
+    idict::runfile::write_run_file(run.dir.path(), &{
+        let mut dead = elsewhere("crashed", 10 * 60_000);
+        dead.pid = 4343;
+        dead
+    })
+    .unwrap();
+
+    let out = run.idict().arg("ls").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(text.contains("HOST"), "{text}");
+    let lbm = text
+        .lines()
+        .find(|l| l.starts_with("lbm"))
+        .expect("lbm listed");
+    assert!(lbm.contains("node17") && lbm.contains("elsewhere"), "{lbm}");
+    assert!(
+        !text.contains("crashed"),
+        "a stale heartbeat is a dead run: {text}"
+    );
+    assert!(
+        stderr_of(&out).contains("ssh://node17/lbm"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let out = run.idict().args(["info", "lbm"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("lives on host node17") && err.contains("ssh://node17/lbm"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

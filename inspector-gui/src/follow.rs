@@ -66,6 +66,7 @@ mod tests {
                 controller_token: "c".into(),
                 started_unix_ms: started,
                 protocol_version: 2,
+                heartbeat_unix_ms: 0,
             },
         }
     }

@@ -115,6 +115,7 @@ fn a_run_started_again_under_its_name_is_followed() {
         controller_token: server2.tokens().controller.clone(),
         started_unix_ms: now_ms,
         protocol_version: 2,
+        heartbeat_unix_ms: now_ms,
     };
     idict::runfile::write_run_file(dir.path(), &run).unwrap();
 

@@ -411,6 +411,7 @@ fn run_file_for(server: &Server, name: &str) -> idict::runfile::RunFile {
         controller_token: server.tokens().controller.clone(),
         started_unix_ms: 0,
         protocol_version: 1,
+        heartbeat_unix_ms: idict::runfile::now_unix_ms(),
     }
 }
 

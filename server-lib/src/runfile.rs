@@ -21,6 +21,12 @@ pub struct RunFile {
     /// Unix time of the run's start, in milliseconds.
     pub started_unix_ms: i64,
     pub protocol_version: u32,
+    /// Unix time (ms) the run last said it is alive: its server rewrites
+    /// the file every few seconds. On another host (a home directory shared
+    /// by a cluster's nodes), where its pid cannot be checked, the run
+    /// counts as live only while this is fresh. 0 in files of older idicts.
+    #[serde(default)]
+    pub heartbeat_unix_ms: i64,
 }
 
 impl RunFile {
@@ -292,10 +298,70 @@ pub fn read_run_file(path: &Path) -> Result<RunFile, RunFileError> {
     })
 }
 
-/// True if the run's process is alive, or it lives on another host (a shared
-/// home directory on a cluster) where its pid cannot be checked.
+/// How often a run's server refreshes its run file's heartbeat.
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// A run file from another host whose heartbeat is older than this is a
+/// dead run's (six missed heartbeats, and room for clocks that disagree).
+pub const HEARTBEAT_STALE_MS: i64 = 30_000;
+
+/// Unix time now, in milliseconds.
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// True if the run is on this host and its process is alive, or on
+/// another host (a home directory shared by a cluster's nodes) and its
+/// heartbeat is fresh: a run file a killed node left behind never counts.
 pub fn is_live(run: &RunFile) -> bool {
-    run.host != host_name() || process_alive(run.pid)
+    if run.host == host_name() {
+        process_alive(run.pid)
+    } else {
+        now_unix_ms() - run.heartbeat_unix_ms < HEARTBEAT_STALE_MS
+    }
+}
+
+/// Keeps a run file's heartbeat fresh: a thread that rewrites it every
+/// `every` until stopped. Stopping waits for a rewrite under way, so the
+/// file removed after `stop` stays removed.
+pub(crate) struct Heartbeat {
+    state: std::sync::Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+}
+
+impl Heartbeat {
+    pub fn start(dir: PathBuf, mut run: RunFile, every: std::time::Duration) -> Heartbeat {
+        let state =
+            std::sync::Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
+        let shared = state.clone();
+        let beat = move || {
+            let (stopped, wake) = &*shared;
+            let mut stopped = stopped.lock();
+            loop {
+                wake.wait_for(&mut stopped, every);
+                if *stopped {
+                    return;
+                }
+                run.heartbeat_unix_ms = now_unix_ms();
+                if let Err(e) = write_run_file(&dir, &run) {
+                    tracing::warn!("cannot refresh the run file's heartbeat: {e}");
+                }
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("idict-heartbeat".into())
+            .spawn(beat)
+        {
+            tracing::warn!("no heartbeat thread ({e}): other hosts will not see this run");
+        }
+        Heartbeat { state }
+    }
+
+    pub fn stop(&self) {
+        let (stopped, wake) = &*self.state;
+        *stopped.lock() = true;
+        wake.notify_all();
+    }
 }
 
 /// The live runs in the runs directory, oldest first. Unreadable files,
@@ -339,6 +405,7 @@ mod tests {
             controller_token: "c".into(),
             started_unix_ms: 1,
             protocol_version: 1,
+            heartbeat_unix_ms: 1,
         }
     }
 
@@ -453,5 +520,52 @@ mod tests {
             read_run_file(&path),
             Err(RunFileError::Insecure { .. })
         ));
+    }
+
+    #[test]
+    fn a_run_file_from_another_host_is_live_only_while_its_heartbeat_is_fresh() {
+        let mut other = run("heat", 1);
+        other.host = format!("{}-elsewhere", host_name());
+        other.heartbeat_unix_ms = now_unix_ms() - 1000;
+        assert!(is_live(&other), "a heartbeat a second old");
+        other.heartbeat_unix_ms = now_unix_ms() - HEARTBEAT_STALE_MS - 1000;
+        assert!(!is_live(&other), "a node that died long ago");
+        other.heartbeat_unix_ms = 0;
+        assert!(!is_live(&other), "an older idict's file, with no heartbeat");
+        // Here, the pid decides, whatever the heartbeat says.
+        let mut here = run("heat", std::process::id());
+        here.heartbeat_unix_ms = 0;
+        assert!(is_live(&here));
+    }
+
+    #[test]
+    fn a_run_file_without_a_heartbeat_still_reads() {
+        let json = r#"{"name":"old","pid":1,"host":"h","address":"http://127.0.0.1:1",
+            "observer_token":"o","controller_token":"c","started_unix_ms":5,"protocol_version":1}"#;
+        let rf: RunFile = serde_json::from_str(json).expect("an older idict's run file");
+        assert_eq!(rf.heartbeat_unix_ms, 0);
+    }
+
+    #[test]
+    fn the_heartbeat_refreshes_the_file_until_stopped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("runs");
+        let rf = run("beat", std::process::id());
+        let path = write_run_file(&sub, &rf).expect("written");
+        let beat = Heartbeat::start(sub.clone(), rf, std::time::Duration::from_millis(20));
+        let first = read_run_file(&path).expect("read").heartbeat_unix_ms;
+        let start = std::time::Instant::now();
+        while read_run_file(&path)
+            .map(|r| r.heartbeat_unix_ms)
+            .unwrap_or(0)
+            <= first
+        {
+            assert!(start.elapsed().as_secs() < 10, "the heartbeat never moved");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        beat.stop();
+        std::fs::remove_file(&path).expect("removed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!path.exists(), "a stopped heartbeat wrote the file again");
     }
 }

@@ -234,6 +234,7 @@ mod tests {
             controller_token: "c".into(),
             started_unix_ms: 1,
             protocol_version: 1,
+            heartbeat_unix_ms: crate::runfile::now_unix_ms(),
         };
         let me = std::process::id();
         let ours = runfile::write_run_file(dir.path(), &run("heat", me)).unwrap();

@@ -70,6 +70,7 @@ impl RunsPanel {
         }
         ui.separator();
         ui.label(RichText::new("On this machine").strong());
+        let here = &idict::runfile::host_name();
         let mut any = false;
         for r in local {
             any = true;
@@ -86,7 +87,11 @@ impl RunsPanel {
                         }));
                     }
                     ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
-                        let label = format!("{} ({})", r.run.name, r.run.pid);
+                        let mut label = format!("{} ({})", r.run.name, r.run.pid);
+                        if r.run.host != *here {
+                            // A shared runs directory: say where it runs.
+                            label.push_str(&format!(" on {}", r.run.host));
+                        }
                         ui.add(egui::Label::new(label.clone()).truncate())
                             .on_hover_text(label);
                     });

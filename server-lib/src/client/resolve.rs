@@ -82,12 +82,45 @@ fn describe(runs: &[FoundRun]) -> String {
         .join(", ")
 }
 
-fn from_run(run: RunFile) -> Target {
-    Target {
+/// The target a run file names. A run on another host whose address only
+/// means something there (loopback, a Unix socket, "any address") is an
+/// error that says how to reach it: dialling it here would reach this
+/// machine, not the run.
+fn from_run(run: RunFile) -> Result<Target, ClientError> {
+    let here = runfile::host_name();
+    if run.host != here && local_only(&run.address) {
+        return Err(ClientError::RunNotFound(format!(
+            "run '{name}' (pid {pid}) lives on host {host}, at {address} there: \
+             reach it with ssh://{host}/{name}",
+            name = crate::value::escape_controls(&run.name),
+            pid = run.pid,
+            host = crate::value::escape_controls(&run.host),
+            address = crate::value::escape_controls(&run.address),
+        )));
+    }
+    Ok(Target {
         address: normalise(&run.address),
         token: Some(run.controller_token.clone()),
         run: Some(run),
+    })
+}
+
+/// Whether an address reaches only the machine that uses it.
+fn local_only(address: &str) -> bool {
+    if address.starts_with("unix:") {
+        return true;
     }
+    let rest = address
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    let host = match rest.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+        None => rest,
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
 }
 
 /// Resolves `run` using the local runs directory. An empty or blank `run`
@@ -141,7 +174,7 @@ fn resolve_without_env(run: &str, env_addr: Option<&str>) -> Result<Target, Clie
         }
         let mut all = runs()?;
         return match all.len() {
-            1 => Ok(from_run(all.remove(0).run)),
+            1 => from_run(all.remove(0).run),
             0 => Err(ClientError::RunNotFound(
                 "no run given and no live runs found (see `idict ls`)".into(),
             )),
@@ -176,17 +209,17 @@ fn resolve_without_env(run: &str, env_addr: Option<&str>) -> Result<Target, Clie
     if run.ends_with(".json") || (path.components().count() > 1 && path.exists()) {
         let rf =
             runfile::read_run_file(path).map_err(|e| ClientError::RunNotFound(e.to_string()))?;
-        return Ok(from_run(rf));
+        return from_run(rf);
     }
     let all = runs()?;
     if let Ok(pid) = run.parse::<u32>()
         && let Some(r) = all.iter().find(|r| r.run.pid == pid)
     {
-        return Ok(from_run(r.run.clone()));
+        return from_run(r.run.clone());
     }
     let mut named: Vec<_> = all.iter().filter(|r| r.run.name == run).cloned().collect();
     match named.len() {
-        1 => Ok(from_run(named.remove(0).run)),
+        1 => from_run(named.remove(0).run),
         0 => Err(ClientError::RunNotFound(if all.is_empty() {
             format!(
                 "no run named '{}': no live runs found (see `idict ls`)",
@@ -236,17 +269,42 @@ mod tests {
         }
     }
 
-    fn from_file(name: &str) -> Target {
-        from_run(RunFile {
+    fn run_file(name: &str, host: &str, address: &str) -> RunFile {
+        RunFile {
             name: name.into(),
             pid: 42,
-            host: runfile::host_name(),
-            address: "http://127.0.0.1:1".into(),
+            host: host.into(),
+            address: address.into(),
             observer_token: "obs".into(),
             controller_token: "ctl".into(),
             started_unix_ms: 0,
             protocol_version: 1,
-        })
+            heartbeat_unix_ms: crate::runfile::now_unix_ms(),
+        }
+    }
+
+    fn from_file(name: &str) -> Target {
+        from_run(run_file(name, &runfile::host_name(), "http://127.0.0.1:1")).unwrap()
+    }
+
+    #[test]
+    fn a_run_on_another_host_is_never_dialled_here() {
+        for address in [
+            "http://127.0.0.1:4000",
+            "http://localhost:4000",
+            "http://0.0.0.0:4000",
+            "http://[::1]:4000",
+            "unix:/tmp/run.sock",
+        ] {
+            let err = from_run(run_file("heat", "node17", address)).unwrap_err();
+            assert!(
+                matches!(&err, ClientError::RunNotFound(m) if m.contains("ssh://node17/heat")),
+                "{address}: {err}"
+            );
+        }
+        // An address that means the same from anywhere is used as it is.
+        let t = from_run(run_file("heat", "node17", "https://10.0.0.17:4000")).unwrap();
+        assert_eq!(t.address, "https://10.0.0.17:4000");
     }
 
     #[test]

@@ -109,6 +109,10 @@ pub struct ServeOptions {
     /// history walk, and holds a message or two until its client takes
     /// them.
     pub max_streams_per_token: usize,
+    /// How often the run file's heartbeat is refreshed (default 5 s): a run
+    /// file seen from another host counts as live while its heartbeat is
+    /// younger than `runfile::HEARTBEAT_STALE_MS`.
+    pub heartbeat_every: Duration,
     /// GetSnapshot answers being sent at once per token. Default 4: a
     /// snapshot is one message, a copy of the whole state, held until its
     /// client has taken it.
@@ -137,6 +141,7 @@ impl Default for ServeOptions {
             max_streams_per_connection: 128,
             max_streams_per_token: 256,
             max_snapshots_per_token: 4,
+            heartbeat_every: runfile::HEARTBEAT_EVERY,
             tls: None,
             nice: 10,
         }
@@ -191,6 +196,7 @@ pub struct Server {
     address: String,
     tokens: Tokens,
     run_file: Option<PathBuf>,
+    heartbeat: Option<runfile::Heartbeat>,
     unix_socket: Option<PathBuf>,
     close: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -334,6 +340,7 @@ impl ServeOptions {
             address,
             tokens,
             run_file: None,
+            heartbeat: None,
             unix_socket: match &self.bind {
                 Bind::Unix(p) => Some(p.clone()),
                 Bind::Tcp(_) => None,
@@ -357,8 +364,10 @@ impl ServeOptions {
                 controller_token: server.tokens.controller.clone(),
                 started_unix_ms: server.inner.started_unix_ms,
                 protocol_version: idict_proto::PROTOCOL_VERSION,
+                heartbeat_unix_ms: runfile::now_unix_ms(),
             };
             server.run_file = Some(runfile::write_run_file(&dir, &rf)?);
+            server.heartbeat = Some(runfile::Heartbeat::start(dir, rf, self.heartbeat_every));
         }
         if let Bind::Tcp(addr) = &self.bind
             && !addr.ip().is_loopback()
@@ -665,6 +674,10 @@ impl Server {
     fn shut_down(&mut self) -> Option<std::thread::JoinHandle<()>> {
         if let Some(tx) = self.close.take() {
             let _ = tx.send(());
+        }
+        if let Some(h) = self.heartbeat.take() {
+            // First: a rewrite after the removal would bring the file back.
+            h.stop();
         }
         if let Some(p) = self.run_file.take() {
             let _ = std::fs::remove_file(p);
