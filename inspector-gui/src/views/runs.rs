@@ -106,7 +106,7 @@ impl RunsPanel {
         let address_label = ui.label("Address");
         ui.add(
             egui::TextEdit::singleline(&mut self.address)
-                .hint_text("host:port")
+                .hint_text("host:port or ssh://host/RUN")
                 .desired_width(f32::INFINITY),
         )
         .labelled_by(address_label.id);

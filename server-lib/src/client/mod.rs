@@ -5,6 +5,7 @@
 
 mod parts;
 mod resolve;
+pub mod ssh;
 
 pub use resolve::{Target, resolve, resolve_default};
 
@@ -110,6 +111,8 @@ pub struct ConnectOptions {
     /// The name to check the run's certificate against (default: the host
     /// of the address).
     pub tls_domain: Option<String>,
+    /// For `ssh://` runs: the ssh command and the far side's idict.
+    pub ssh: ssh::SshOptions,
 }
 
 /// "idict-client alice@login1": who is connecting, for the run's log of
@@ -134,6 +137,7 @@ impl Default for ConnectOptions {
                 .filter(|p| !p.is_empty())
                 .and_then(|p| std::fs::read(p).ok()),
             tls_domain: None,
+            ssh: ssh::SshOptions::default(),
         }
     }
 }
@@ -269,6 +273,9 @@ impl Client {
         target: Target,
         opts: ConnectOptions,
     ) -> Result<Client, ClientError> {
+        if target.address.starts_with("ssh://") {
+            return Self::connect_ssh(target, opts).await;
+        }
         let mut endpoint = Endpoint::from_shared(target.address.clone())
             .map_err(|_| ClientError::BadAddress(target.address.clone()))?;
         if target.address.starts_with("https://") {
@@ -303,6 +310,87 @@ impl Client {
                 message: error_chain(&e),
             })?;
         let token = match &target.token {
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse::<MetadataValue<Ascii>>()
+                    .map_err(|_| {
+                        ClientError::Unauthenticated(
+                            "the token has characters a header cannot carry".into(),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let rpc = InspectorClient::with_interceptor(channel, Credentials { token })
+            .max_decoding_message_size(opts.max_receive_bytes)
+            .max_encoding_message_size(opts.max_send_bytes);
+        Ok(Client {
+            rpc,
+            target,
+            client_name: opts.client_name,
+            max_receive_bytes: opts.max_receive_bytes,
+        })
+    }
+
+    /// A run on another host, through `ssh ... idict bridge RUN` (see
+    /// [`ssh`]). The token is the one the bridge found (a `--token` given
+    /// with the target wins).
+    async fn connect_ssh(target: Target, opts: ConnectOptions) -> Result<Client, ClientError> {
+        let t = ssh::parse(&target.address)?;
+        if t.run.is_empty() {
+            return Err(ClientError::BadAddress(format!(
+                "{}: name the run on that host, e.g. ssh://{}/heat",
+                target.address,
+                t.destination()
+            )));
+        }
+        // ssh itself may take a while (a ProxyJump, a slow node).
+        let wait = opts.connect_timeout.max(Duration::from_secs(20));
+        let first = ssh::open(&t, wait, &opts.ssh).await?;
+        let hello = first.hello.clone();
+        let first_hello = first.hello;
+        let spare = std::sync::Arc::new(parking_lot::Mutex::new(Some(first.stream)));
+        let ssh_opts = opts.ssh.clone();
+        let connector = tower::service_fn(move |_: tonic::codegen::http::Uri| {
+            let (t, hello, spare) = (t.clone(), first_hello.clone(), spare.clone());
+            let ssh_opts = ssh_opts.clone();
+            async move {
+                // The first connection is the one just opened; a reconnect
+                // opens another, to the same run only.
+                if let Some(s) = spare.lock().take() {
+                    return Ok(hyper_util::rt::TokioIo::new(s));
+                }
+                let again = ssh::open(&t, wait, &ssh_opts).await?;
+                if (again.hello.pid, again.hello.started_unix_ms)
+                    != (hello.pid, hello.started_unix_ms)
+                {
+                    return Err(ClientError::Disconnected(format!(
+                        "the run '{}' on {} is another one now (pid {}): connect again",
+                        t.run, t.host, again.hello.pid
+                    )));
+                }
+                Ok(hyper_util::rt::TokioIo::new(again.stream))
+            }
+        });
+        let channel = Endpoint::from_static("http://idict-bridge")
+            .connect_timeout(wait)
+            .initial_stream_window_size(Some(crate::tuning::WINDOW_BYTES))
+            .initial_connection_window_size(Some(crate::tuning::WINDOW_BYTES))
+            .max_frame_size(Some(crate::tuning::FRAME_BYTES))
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true)
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                address: target.address.clone(),
+                message: error_chain(&e),
+            })?;
+        let token = target
+            .token
+            .clone()
+            .or(hello.controller_token.clone())
+            .or(hello.observer_token.clone());
+        let token = match token {
             Some(t) => Some(
                 format!("Bearer {t}")
                     .parse::<MetadataValue<Ascii>>()

@@ -2,7 +2,7 @@
 //! run file) into an address and a token. `IDICT_ADDR` / `IDICT_TOKEN`
 //! override for remote runs.
 
-use super::ClientError;
+use super::{ClientError, ssh};
 use crate::runfile::{self, FoundRun, RunFile};
 use std::path::Path;
 
@@ -150,6 +150,10 @@ fn with_env_token(target: Target) -> Result<Target, ClientError> {
     let Some(token) = std::env::var("IDICT_TOKEN").ok().filter(|t| !t.is_empty()) else {
         return Ok(target);
     };
+    if target.address.starts_with("ssh://") {
+        // The bridge hands over the run's own token.
+        return Ok(target);
+    }
     match &target.run {
         // A token from the environment is for whatever address it was set
         // for; a local run's own file has the right one.
@@ -164,6 +168,14 @@ fn runs() -> Result<Vec<FoundRun>, ClientError> {
 
 fn resolve_without_env(run: &str, env_addr: Option<&str>) -> Result<Target, ClientError> {
     let run = run.trim();
+    if run.starts_with("ssh://") {
+        ssh::parse(run)?;
+        return Ok(Target {
+            address: run.to_string(),
+            token: None,
+            run: None,
+        });
+    }
     if run.is_empty() {
         if let Some(addr) = env_addr {
             return Ok(Target {
