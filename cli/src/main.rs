@@ -48,6 +48,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write Prometheus file-based service discovery targets: the runs in
+    /// the runs directory that serve metrics (`--metrics ADDR`,
+    /// IDICT_METRICS). With a runs directory shared across a cluster, one
+    /// Prometheus finds every run.
+    PrometheusSd {
+        /// Write here (atomically) instead of to stdout; point a
+        /// `file_sd_configs` entry at it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+        /// Keep writing it every SECONDS (runs come and go).
+        #[arg(long, value_name = "SECONDS")]
+        every: Option<f64>,
+    },
     /// The far side of ssh://HOST/RUN: find RUN here, say which run it is
     /// (one JSON line, with its tokens), then pass bytes between stdin and
     /// stdout and the run. Run by ssh, not by hand.
@@ -272,6 +285,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             json,
         } => ls_over_ssh(&host, json).await,
         Command::Bridge { run } => bridge(&run).await,
+        Command::PrometheusSd { out, every } => prometheus_sd(out.as_deref(), every).await,
         Command::Info { words, json } => {
             let (run, rest) = split_run(&cli.addr, &words)?;
             no_extra(&rest)?;
@@ -403,6 +417,56 @@ async fn ls_over_ssh(host: &str, json: bool) -> Result<ExitCode> {
             t.destination()
         ),
         _ => Ok(ExitCode::FAILURE),
+    }
+}
+
+/// The file_sd targets of the live runs that serve metrics.
+fn sd_targets() -> Result<Json> {
+    let runs = idict::runfile::list_runs().context("cannot read the runs directory")?;
+    let targets: Vec<Json> = runs
+        .iter()
+        .filter_map(|r| {
+            let at = r.run.metrics.as_ref()?;
+            // The metrics carry run, host and pid themselves; target labels
+            // of the same names would rename them (exported_run). These
+            // are for relabelling only.
+            Some(json!({
+                "targets": [at],
+                "labels": {
+                    "__meta_idict_run": r.run.name,
+                    "__meta_idict_host": r.run.host,
+                    "__meta_idict_pid": r.run.pid.to_string(),
+                },
+            }))
+        })
+        .collect();
+    Ok(Json::Array(targets))
+}
+
+async fn prometheus_sd(out_file: Option<&std::path::Path>, every: Option<f64>) -> Result<ExitCode> {
+    let every = match every {
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s.max(0.1))),
+        Some(s) => bail!("--every takes a number of seconds > 0, got {s}"),
+        None => None,
+    };
+    loop {
+        let targets = serde_json::to_string_pretty(&sd_targets()?)?;
+        match out_file {
+            None => println!("{targets}"),
+            Some(path) => {
+                // Prometheus may read it at any moment: a whole file or
+                // the previous one, never half of one.
+                let tmp = path.with_extension("tmp");
+                std::fs::write(&tmp, targets.as_bytes())
+                    .with_context(|| format!("cannot write {}", tmp.display()))?;
+                std::fs::rename(&tmp, path)
+                    .with_context(|| format!("cannot replace {}", path.display()))?;
+            }
+        }
+        match every {
+            Some(d) => tokio::time::sleep(d).await,
+            None => return Ok(ExitCode::SUCCESS),
+        }
     }
 }
 

@@ -507,6 +507,7 @@ fn runs_on_other_hosts_are_listed_by_host_and_never_dialled_here() {
         started_unix_ms: idict::runfile::now_unix_ms() - 60_000,
         protocol_version: 2,
         heartbeat_unix_ms: idict::runfile::now_unix_ms() - heartbeat_ms_ago,
+        metrics: None,
     };
     idict::runfile::write_run_file(run.dir.path(), &elsewhere("lbm", 2_000)).unwrap();
     idict::runfile::write_run_file(run.dir.path(), &{

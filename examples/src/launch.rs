@@ -17,6 +17,10 @@ pub struct RunArgs {
     /// Stop after this many iterations.
     #[arg(long)]
     pub steps: Option<u64>,
+    /// Serve Prometheus metrics at this address (GET /metrics), e.g.
+    /// 0.0.0.0:9464 for a Prometheus on another host (default: IDICT_METRICS).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Creates and serves the run; the server prints how to connect.
@@ -28,7 +32,11 @@ pub fn start(name: &str, args: &RunArgs) -> anyhow::Result<(IDict, Server)> {
     let idict = IDict::builder(name).start_paused(args.start_paused).build();
     // Before serving, so no signal finds the run served but not registered.
     idict.terminate_on_signals()?;
-    let server = idict::serve(&idict)?;
+    let server = idict::ServeOptions {
+        metrics: args.metrics,
+        ..Default::default()
+    }
+    .serve(&idict)?;
     if args.start_paused {
         eprintln!(
             "{name}: paused before step 0; resume it with `idict resume {name}` or the inspector"

@@ -67,6 +67,7 @@ mod tests {
                 started_unix_ms: started,
                 protocol_version: 2,
                 heartbeat_unix_ms: 0,
+                metrics: None,
             },
         }
     }

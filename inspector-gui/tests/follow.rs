@@ -116,6 +116,7 @@ fn a_run_started_again_under_its_name_is_followed() {
         started_unix_ms: now_ms,
         protocol_version: 2,
         heartbeat_unix_ms: now_ms,
+        metrics: None,
     };
     idict::runfile::write_run_file(dir.path(), &run).unwrap();
 

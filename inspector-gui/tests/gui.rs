@@ -412,6 +412,7 @@ fn run_file_for(server: &Server, name: &str) -> idict::runfile::RunFile {
         started_unix_ms: 0,
         protocol_version: 1,
         heartbeat_unix_ms: idict::runfile::now_unix_ms(),
+        metrics: None,
     }
 }
 

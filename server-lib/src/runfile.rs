@@ -27,6 +27,10 @@ pub struct RunFile {
     /// counts as live only while this is fresh. 0 in files of older idicts.
     #[serde(default)]
     pub heartbeat_unix_ms: i64,
+    /// Where Prometheus scrapes the run's `/metrics` (host:port), if it
+    /// serves them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 impl RunFile {
@@ -406,6 +410,7 @@ mod tests {
             started_unix_ms: 1,
             protocol_version: 1,
             heartbeat_unix_ms: 1,
+            metrics: None,
         }
     }
 

@@ -235,6 +235,7 @@ mod tests {
             started_unix_ms: 1,
             protocol_version: 1,
             heartbeat_unix_ms: crate::runfile::now_unix_ms(),
+            metrics: None,
         };
         let me = std::process::id();
         let ours = runfile::write_run_file(dir.path(), &run("heat", me)).unwrap();

@@ -292,6 +292,7 @@ mod tests {
             started_unix_ms: 0,
             protocol_version: 1,
             heartbeat_unix_ms: crate::runfile::now_unix_ms(),
+            metrics: None,
         }
     }
 

@@ -7,6 +7,7 @@ mod auth;
 mod frames;
 mod gate;
 mod incoming;
+mod metrics;
 mod parts;
 pub(crate) mod pins;
 mod service;
@@ -109,6 +110,11 @@ pub struct ServeOptions {
     /// history walk, and holds a message or two until its client takes
     /// them.
     pub max_streams_per_token: usize,
+    /// Serve Prometheus metrics here (`GET /metrics`): the run's numeric
+    /// scalars, state, version, rate and watchers. Default: the address in
+    /// `IDICT_METRICS`, if set; none otherwise. The endpoint has no token:
+    /// bind it where only your Prometheus reaches.
+    pub metrics: Option<SocketAddr>,
     /// How often the run file's heartbeat is refreshed (default 5 s): a run
     /// file seen from another host counts as live while its heartbeat is
     /// younger than `runfile::HEARTBEAT_STALE_MS`.
@@ -142,6 +148,7 @@ impl Default for ServeOptions {
             max_streams_per_token: 256,
             max_snapshots_per_token: 4,
             heartbeat_every: runfile::HEARTBEAT_EVERY,
+            metrics: None,
             tls: None,
             nice: 10,
         }
@@ -170,6 +177,8 @@ pub enum ServeError {
     Reflection(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("IDICT_METRICS is not an address (host:port, e.g. 0.0.0.0:9464): {0}")]
+    MetricsAddress(String),
 }
 
 /// What the server's tasks share.
@@ -194,6 +203,8 @@ pub(crate) struct Shared {
 #[must_use = "dropping the Server closes it at once; keep it, then call wait_then_close"]
 pub struct Server {
     address: String,
+    /// Where Prometheus scrapes, if metrics are served.
+    metrics_address: Option<SocketAddr>,
     tokens: Tokens,
     run_file: Option<PathBuf>,
     heartbeat: Option<runfile::Heartbeat>,
@@ -310,11 +321,36 @@ impl ServeOptions {
                 .build(),
         }
         .map_err(ServeError::Runtime)?;
+        let metrics_addr = match self.metrics {
+            Some(a) => Some(a),
+            None => match std::env::var("IDICT_METRICS") {
+                Ok(v) if !v.trim().is_empty() => Some(
+                    v.trim()
+                        .parse::<SocketAddr>()
+                        .map_err(|_| ServeError::MetricsAddress(v.clone()))?,
+                ),
+                _ => None,
+            },
+        };
+        let metrics_listener = match metrics_addr {
+            Some(addr) => {
+                let bound = std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(|source| ServeError::Bind {
+                        what: format!("{addr} (metrics)"),
+                        source,
+                    })?;
+                Some(bound)
+            }
+            None => None,
+        };
+        let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let ctx = ServerTask {
             inner: inner.clone(),
             shared: shared.clone(),
             tokens: Arc::new(tokens.clone()),
             news: news_tx,
+            metrics: metrics_listener,
         };
         let bind = self.bind.clone();
         let thread = std::thread::Builder::new()
@@ -338,6 +374,7 @@ impl ServeOptions {
         };
         let mut server = Server {
             address,
+            metrics_address,
             tokens,
             run_file: None,
             heartbeat: None,
@@ -365,6 +402,14 @@ impl ServeOptions {
                 started_unix_ms: server.inner.started_unix_ms,
                 protocol_version: idict_proto::PROTOCOL_VERSION,
                 heartbeat_unix_ms: runfile::now_unix_ms(),
+                metrics: server.metrics_address.map(|a| {
+                    // An "any address" bind is scraped at this host's name.
+                    if a.ip().is_unspecified() {
+                        format!("{}:{}", runfile::host_name(), a.port())
+                    } else {
+                        a.to_string()
+                    }
+                }),
             };
             server.run_file = Some(runfile::write_run_file(&dir, &rf)?);
             server.heartbeat = Some(runfile::Heartbeat::start(dir, rf, self.heartbeat_every));
@@ -389,9 +434,13 @@ impl ServeOptions {
         if self.announce {
             let name = &server.inner.name;
             eprintln!(
-                "idict: run '{name}' (pid {}) served at {} — watch: `idict watch {name}`, inspect: `idict-inspector {name}`",
+                "idict: run '{name}' (pid {}) served at {} — watch: `idict watch {name}`, inspect: `idict-inspector {name}`{}",
                 std::process::id(),
                 server.address,
+                server
+                    .metrics_address
+                    .map(|a| format!(", metrics: http://{a}/metrics"))
+                    .unwrap_or_default(),
             );
         }
         tracing::info!(address = %server.address, run_file = ?server.run_file, "idict server ready");
@@ -405,6 +454,7 @@ struct ServerTask {
     shared: Arc<Shared>,
     tokens: Arc<Tokens>,
     news: tokio_watch::Sender<u64>,
+    metrics: Option<std::net::TcpListener>,
 }
 
 impl ServerTask {
@@ -419,7 +469,18 @@ impl ServerTask {
             shared,
             tokens,
             news,
+            metrics,
         } = self;
+        let metrics = match metrics.map(tokio::net::TcpListener::from_std).transpose() {
+            Ok(m) => m.map(|l| tokio::spawn(metrics::serve(l, inner.clone(), shared.clone()))),
+            Err(source) => {
+                let _ = ready.send(Err(ServeError::Bind {
+                    what: "the metrics address".into(),
+                    source,
+                }));
+                return;
+            }
+        };
         let trimmer = tokio::spawn(trim::after_watchers_leave(shared.clone()));
         // The dispatcher: one wake from the computation fans out to every
         // watcher from here, off the computation's thread.
@@ -492,6 +553,9 @@ impl ServerTask {
             let _ = close.await;
             // Ending the fan-out ends every watch stream.
             dispatcher.abort();
+            if let Some(m) = &metrics {
+                m.abort();
+            }
             trimmer.abort();
             closing2.notify_one();
         };
@@ -616,6 +680,10 @@ impl Server {
     /// Where clients connect: `http://127.0.0.1:PORT` or `unix:/path`.
     pub fn address(&self) -> &str {
         &self.address
+    }
+    /// Where Prometheus scrapes `/metrics`, if this run serves metrics.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
     }
     pub fn tokens(&self) -> &Tokens {
         &self.tokens

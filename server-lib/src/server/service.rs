@@ -25,24 +25,29 @@ pub(crate) struct InspectorService {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
+/// Versions published per second over the last 5 s of `p`'s records
+/// (`now`: seconds since the run started); 0 once updates stop.
+pub(crate) fn updates_per_second(p: &crate::published::Published, now: f64) -> f64 {
+    let Some(last) = p.records.back() else {
+        return 0.0;
+    };
+    if now - last.time > 5.0 {
+        return 0.0;
+    }
+    let start = p.records.partition_point(|r| r.time < now - 5.0);
+    let Some(first) = p.records.get(start) else {
+        return 0.0;
+    };
+    let span = now - first.time;
+    if span <= 0.0 {
+        return 0.0;
+    }
+    (last.version - first.version + 1) as f64 / span.max(1e-3)
+}
+
 impl InspectorService {
     fn updates_per_second(&self) -> f64 {
-        let p = self.inner.published.read();
-        let (Some(last), now) = (p.records.back(), self.inner.elapsed()) else {
-            return 0.0;
-        };
-        if now - last.time > 5.0 {
-            return 0.0;
-        }
-        let start = p.records.partition_point(|r| r.time < now - 5.0);
-        let Some(first) = p.records.get(start) else {
-            return 0.0;
-        };
-        let span = now - first.time;
-        if span <= 0.0 {
-            return 0.0;
-        }
-        (last.version - first.version + 1) as f64 / span.max(1e-3)
+        updates_per_second(&self.inner.published.read(), self.inner.elapsed())
     }
 
     fn key_infos(&self) -> Vec<pb::KeyInfo> {
