@@ -176,5 +176,42 @@ fn prometheus_scrapes_two_runs_found_through_prometheus_sd() {
         Some(2),
         "{state}"
     );
+    // Every query of the Grafana dashboard runs, and finds both runs.
+    let dashboard: Json = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/grafana-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$run", ".*")
+                .replace("$key", "residual");
+            let body = get(port, &format!("/api/v1/query?query={}", url_encode(&expr)))
+                .unwrap_or_else(|| panic!("{expr}: no answer"));
+            let answer: Json = serde_json::from_str(&body).unwrap();
+            assert_eq!(answer["status"], "success", "{expr}: {answer}");
+            assert!(
+                !answer["data"]["result"].as_array().unwrap().is_empty(),
+                "{expr} finds nothing"
+            );
+        }
+    }
     drop((a, b));
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

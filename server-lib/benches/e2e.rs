@@ -176,6 +176,82 @@ impl Bench {
         );
     }
 
+    /// `notify_update` cost on one run, serving metrics, without and then
+    /// with a scraper polling `/metrics` every 100 ms: a scrape reads the
+    /// server's mirror, so the computation should not feel it.
+    fn metrics(&mut self) {
+        let iterations = if self.quick { 100_000 } else { 1_000_000 };
+        let idict = IDict::new("bench-metrics");
+        let server = ServeOptions {
+            metrics: Some("127.0.0.1:0".parse().expect("an address")),
+            ..ServeOptions::default()
+        }
+        .write_run_file(false)
+        .announce(false)
+        .serve(&idict)
+        .expect("serve");
+        let at = server.metrics_address().expect("metrics served");
+        let mut p50 = Vec::new();
+        let mut scrapes = 0;
+        for scraping in [false, true] {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let scraper = scraping.then(|| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok(mut s) = std::net::TcpStream::connect(at) {
+                            let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+                            let mut page = Vec::new();
+                            if s.read_to_end(&mut page).is_ok() && page.starts_with(b"HTTP/1.1 200")
+                            {
+                                n += 1;
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    n
+                })
+            });
+            let mut ns = Vec::with_capacity(iterations);
+            for i in 0..iterations as u64 {
+                {
+                    let mut d = idict.lock();
+                    for (j, k) in KEYS.iter().enumerate() {
+                        d.insert(k, (i * 10 + j as u64) as f64);
+                    }
+                }
+                let t = Instant::now();
+                idict.notify_update().expect("notify");
+                ns.push(t.elapsed().as_nanos() as f64);
+            }
+            stop.store(true, Ordering::Relaxed);
+            if let Some(s) = scraper {
+                scrapes = s.join().unwrap_or(0);
+            }
+            ns.sort_by(f64::total_cmp);
+            p50.push(percentile(&ns, 0.5));
+        }
+        idict.notify_update_final().expect("final");
+        server.wait_then_close(Duration::from_secs(5));
+        self.figure("notify_ns_p50_metrics_unscraped", p50[0], "ns", "", None);
+        self.figure(
+            "notify_ns_p50_metrics_scraped",
+            p50[1],
+            "ns",
+            &format!("({scrapes} scrapes, every 100 ms)"),
+            None,
+        );
+        let ratio = p50[1] / p50[0];
+        self.figure(
+            "notify_scraped_over_unscraped",
+            ratio,
+            "x",
+            "<= 1.1 (a scrape costs the computation nothing)",
+            Some(ratio <= 1.1),
+        );
+    }
+
     /// One burst of `n` updates to one watcher reading as fast as it can:
     /// its delivery rate, the samples it lost, those it was told were
     /// thinned, its messages, the computation's own rate, and the peak
@@ -690,8 +766,9 @@ fn main() {
         .collect();
     let run = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
     let start = Instant::now();
-    let sections: [(&str, Section); 7] = [
+    let sections: [(&str, Section); 8] = [
         ("notify", Bench::notify_cost),
+        ("metrics", Bench::metrics),
         ("throughput", Bench::throughput),
         ("slow_reader", Bench::slow_reader),
         ("latency", Bench::latency),
