@@ -423,10 +423,21 @@ async fn ls_over_ssh(host: &str, json: bool) -> Result<ExitCode> {
 /// The file_sd targets of the live runs that serve metrics.
 fn sd_targets() -> Result<Json> {
     let runs = idict::runfile::list_runs().context("cannot read the runs directory")?;
+    let here = idict::runfile::host_name();
     let targets: Vec<Json> = runs
         .iter()
         .filter_map(|r| {
             let at = r.run.metrics.as_ref()?;
+            // Another host's loopback address would have Prometheus scrape
+            // this machine: such a run's metrics are not reachable.
+            let host = at.rsplit_once(':').map_or(at.as_str(), |(h, _)| h);
+            let loopback = host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+            if loopback && r.run.host != here {
+                return None;
+            }
             // The metrics carry run, host and pid themselves; target labels
             // of the same names would rename them (exported_run). These
             // are for relabelling only.
@@ -445,8 +456,10 @@ fn sd_targets() -> Result<Json> {
 
 async fn prometheus_sd(out_file: Option<&std::path::Path>, every: Option<f64>) -> Result<ExitCode> {
     let every = match every {
-        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s.max(0.1))),
-        Some(s) => bail!("--every takes a number of seconds > 0, got {s}"),
+        Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => {
+            Some(Duration::from_secs_f64(s.max(0.1)))
+        }
+        Some(s) => bail!("--every takes a number of seconds from 0.1 to 86400, got {s}"),
         None => None,
     };
     loop {
@@ -455,12 +468,28 @@ async fn prometheus_sd(out_file: Option<&std::path::Path>, every: Option<f64>) -
             None => println!("{targets}"),
             Some(path) => {
                 // Prometheus may read it at any moment: a whole file or
-                // the previous one, never half of one.
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, targets.as_bytes())
-                    .with_context(|| format!("cannot write {}", tmp.display()))?;
-                std::fs::rename(&tmp, path)
-                    .with_context(|| format!("cannot replace {}", path.display()))?;
+                // the previous one, never half of one. The temporary is
+                // created new (never through a planted symlink), named for
+                // this process and moment (two writers do not share it).
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                let mut name = path.file_name().unwrap_or_default().to_os_string();
+                name.push(format!(".{}-{stamp}.tmp", std::process::id()));
+                let tmp = path.with_file_name(name);
+                let written = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, targets.as_bytes()));
+                if let Err(e) = written {
+                    let _ = std::fs::remove_file(&tmp);
+                    bail!("cannot write {}: {e}", tmp.display());
+                }
+                if let Err(e) = std::fs::rename(&tmp, path) {
+                    let _ = std::fs::remove_file(&tmp);
+                    bail!("cannot replace {}: {e}", path.display());
+                }
             }
         }
         match every {
@@ -581,7 +610,10 @@ async fn bridge(run: &str) -> Result<ExitCode> {
         _ = upstream => {}
         _ = downstream => {}
     }
-    Ok(ExitCode::SUCCESS)
+    // Exit now: a read of stdin still waiting on its blocking thread would
+    // keep the runtime (and stdout, so the near side's view) open until the
+    // near side next wrote.
+    std::process::exit(0)
 }
 
 async fn ls(json: bool) -> Result<ExitCode> {

@@ -509,7 +509,13 @@ fn runs_on_other_hosts_are_listed_by_host_and_never_dialled_here() {
         heartbeat_unix_ms: idict::runfile::now_unix_ms() - heartbeat_ms_ago,
         metrics: None,
     };
-    idict::runfile::write_run_file(run.dir.path(), &elsewhere("lbm", 2_000)).unwrap();
+    idict::runfile::write_run_file(run.dir.path(), &{
+        let mut lbm = elsewhere("lbm", 2_000);
+        // Its loopback metrics address means something only on node17.
+        lbm.metrics = Some("127.0.0.1:9464".into());
+        lbm
+    })
+    .unwrap();
     idict::runfile::write_run_file(run.dir.path(), &{
         let mut dead = elsewhere("crashed", 10 * 60_000);
         dead.pid = 4343;
@@ -534,6 +540,13 @@ fn runs_on_other_hosts_are_listed_by_host_and_never_dialled_here() {
         stderr_of(&out).contains("ssh://node17/lbm"),
         "{}",
         stderr_of(&out)
+    );
+
+    let sd = run.idict().arg("prometheus-sd").output().unwrap();
+    assert!(sd.status.success());
+    assert!(
+        !String::from_utf8_lossy(&sd.stdout).contains("9464"),
+        "another host's loopback metrics are not a target"
     );
 
     let out = run.idict().args(["info", "lbm"]).output().unwrap();

@@ -176,7 +176,21 @@ pub fn write_run_file(dir: &Path, run: &RunFile) -> Result<PathBuf, RunFileError
         })
         .take(64)
         .collect();
-    let path = dir.join(format!("{safe}-{}.json", run.pid));
+    // The host too: on a runs directory shared by a cluster's nodes, two
+    // runs of one name can have one pid (containers start at 1).
+    let host: String = run
+        .host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let path = dir.join(format!("{safe}-{host}-{}.json", run.pid));
     let mut nonce = [0u8; 8];
     // Without randomness the name is still exclusive, only guessable.
     let _ = getrandom::fill(&mut nonce);
@@ -335,6 +349,12 @@ pub(crate) struct Heartbeat {
 
 impl Heartbeat {
     pub fn start(dir: PathBuf, mut run: RunFile, every: std::time::Duration) -> Heartbeat {
+        // Often enough that other hosts never see the run go stale, and
+        // never a busy loop.
+        let every = every.clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_millis(HEARTBEAT_STALE_MS as u64 / 3),
+        );
         let state =
             std::sync::Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
         let shared = state.clone();
@@ -421,7 +441,11 @@ mod tests {
         let path = write_run_file(dir.path(), &run("heat/2d", me)).unwrap();
         assert_eq!(
             path.file_name().unwrap(),
-            format!("heat_2d-{me}.json").as_str()
+            format!(
+                "heat_2d-{}-{me}.json",
+                host_name().replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+            )
+            .as_str()
         );
         #[cfg(unix)]
         {

@@ -1100,3 +1100,21 @@ async fn a_chunk_size_of_zero_still_delivers_the_state() {
     let first = next(&mut w).await;
     assert_eq!(first.changed.len(), 5);
 }
+
+/// Metrics are extra: a metrics address already taken (a second task on a
+/// node, an inherited IDICT_METRICS) leaves the run served without them.
+#[test]
+fn a_taken_metrics_address_leaves_the_run_served_without_metrics() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let idict = IDict::new("metrics-taken");
+    let server = idict::ServeOptions {
+        metrics: Some(taken.local_addr().unwrap()),
+        ..Default::default()
+    }
+    .write_run_file(false)
+    .announce(false)
+    .serve(&idict)
+    .expect("served, metrics or not");
+    assert_eq!(server.metrics_address(), None);
+    assert!(server.address().starts_with("http://127.0.0.1:"));
+}

@@ -117,10 +117,12 @@ fn local_only(address: &str) -> bool {
         Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
         None => rest,
     };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
     host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+            let ip = ip.to_canonical();
+            ip.is_loopback() || ip.is_unspecified()
+        })
 }
 
 /// Resolves `run` using the local runs directory. An empty or blank `run`
@@ -307,6 +309,8 @@ mod tests {
             "http://localhost:4000",
             "http://0.0.0.0:4000",
             "http://[::1]:4000",
+            "http://LOCALHOST.:4000",
+            "http://[::ffff:127.0.0.1]:4000",
             "unix:/tmp/run.sock",
         ] {
             let err = from_run(run_file("heat", "node17", address)).unwrap_err();

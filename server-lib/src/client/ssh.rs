@@ -72,7 +72,10 @@ pub fn parse(url: &str) -> Result<SshTarget, ClientError> {
                 .ok_or_else(|| bad(url, "an unclosed '['"))?;
             (h, after.strip_prefix(':'))
         }
-        None => match host_port.rsplit_once(':') {
+        None => match host_port.split_once(':') {
+            Some((_, p)) if p.contains(':') => {
+                return Err(bad(url, "an IPv6 address not in brackets ([::1])"));
+            }
             Some((h, p)) => (h, Some(p)),
             None => (host_port, None),
         },
@@ -86,12 +89,27 @@ pub fn parse(url: &str) -> Result<SshTarget, ClientError> {
         ),
         None => None,
     };
-    // Whatever reaches ssh's command line must not read as an option.
-    if host.is_empty() || host.starts_with('-') || host.chars().any(char::is_whitespace) {
-        return Err(bad(url, "no host name"));
+    // Whatever reaches ssh's command line must not read as an option, and
+    // host and user names keep to what names are made of: ssh substitutes
+    // them into ProxyCommand lines, which a shell reads.
+    let plain = |s: &str, extra: &[char]| {
+        s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') || extra.contains(&c)
+        })
+    };
+    if host.is_empty() || host.starts_with('-') || !plain(host, &[':', '%']) {
+        return Err(bad(
+            url,
+            "a host name with characters host names do not have",
+        ));
     }
-    if user.as_deref().is_some_and(|u| u.starts_with('-')) {
-        return Err(bad(url, "a user name that starts with '-'"));
+    if let Some(u) = &user
+        && (u.starts_with('-') || !plain(u, &[]))
+    {
+        return Err(bad(
+            url,
+            "a user name with characters user names do not have",
+        ));
     }
     Ok(SshTarget {
         user,
@@ -182,6 +200,8 @@ pub fn command(
     }
     let mut cmd = tokio::process::Command::new(&ssh[0]);
     cmd.args(&ssh[1..]);
+    // No terminal: the bytes are gRPC, which a tty would translate.
+    cmd.arg("-T");
     if let Some(p) = t.port {
         cmd.arg("-p").arg(p.to_string());
     }
@@ -203,7 +223,8 @@ pub(crate) async fn open(
     timeout: Duration,
     opts: &SshOptions,
 ) -> Result<Bridged, ClientError> {
-    let mut cmd = command(t, &["bridge", &t.run], opts)?;
+    // `--`: a run named like an option is still a run.
+    let mut cmd = command(t, &["bridge", "--", &t.run], opts)?;
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -280,7 +301,11 @@ pub(crate) async fn open(
         )));
     };
     if let Some(e) = hello.error {
-        return Err(ClientError::RunNotFound(format!("on {}: {e}", t.host)));
+        return Err(ClientError::RunNotFound(format!(
+            "on {}: {}",
+            t.host,
+            crate::value::escape_controls(&e)
+        )));
     }
     Ok(Bridged {
         hello,
@@ -305,9 +330,21 @@ fn explain_failure(
         .map(str::trim)
         .rfind(|l| !l.is_empty())
         .unwrap_or_default();
+    let last = crate::value::escape_controls(last);
+    // ssh's own failures end it with 255; the remote shell's with 126/127.
+    if code == Some(255) {
+        let login = [
+            "Permission denied (",
+            "Authentication failed",
+            "Too many authentication failures",
+        ];
+        if login.iter().any(|m| stderr.contains(m)) {
+            return format!("ssh could not log in to {}: {last}", t.destination());
+        }
+        return format!("ssh could not reach {}: {last}", t.destination());
+    }
     if code == Some(127)
         || stderr.contains("command not found")
-        || stderr.contains("not found")
         || stderr.contains("No such file or directory")
     {
         return format!(
@@ -315,18 +352,14 @@ fn explain_failure(
             t.host
         );
     }
-    if stderr.contains("Permission denied") || stderr.contains("Authentication failed") {
-        return format!("ssh could not log in to {}: {last}", t.destination());
-    }
-    if code == Some(255) {
-        return format!("ssh could not reach {}: {last}", t.destination());
+    if code == Some(126) {
+        return format!("'{remote}' cannot be run on {}: {last}", t.host);
     }
     if !stdout.is_empty() {
-        let said = String::from_utf8_lossy(&stdout[..stdout.len().min(200)]).into_owned();
-        return format!(
-            "the far side did not answer as `idict bridge` does (an older idict?): {}",
-            crate::value::escape_controls(said.trim())
-        );
+        // Not echoed: a bridge's answer carries tokens.
+        return "the far side did not answer as `idict bridge` does: an older idict there, \
+                or a login script that prints to stdout"
+            .to_string();
     }
     if last.is_empty() {
         format!("ssh to {} ended (exit code {code:?})", t.destination())
@@ -401,6 +434,10 @@ mod tests {
             "ssh://host:99999/heat",
             "ssh://@host/heat",
             "ssh://-u@host/heat",
+            "ssh://fe80::1/heat",
+            "ssh://host$(id)/heat",
+            "ssh://al%ice@host/heat",
+            "ssh://ho st/heat",
             "http://host/heat",
         ] {
             assert!(
@@ -422,5 +459,6 @@ mod tests {
         let n = args.len();
         assert_eq!(&args[n - 4..n - 1], ["2222", "--", "alice@login1"]);
         assert_eq!(args[n - 1], "idict bridge 'my run;rm -rf ~'");
+        assert!(args.contains(&"-T".to_string()), "no tty: {args:?}");
     }
 }

@@ -116,9 +116,24 @@ pub(crate) fn render(inner: &Inner, shared: &Shared) -> String {
         std::process::id()
     );
     let status = inner.status();
-    let mut out = String::with_capacity(4096);
-    let p = shared.mirror.read();
-    let rate = super::service::updates_per_second(&p, inner.elapsed());
+    // Under the mirror's lock only long enough to take the numbers: the
+    // dispatcher and the watchers share it.
+    let (version, rate, mut scalars) = {
+        let p = shared.mirror.read();
+        let scalars: Vec<(Arc<str>, f64)> = p
+            .entries
+            .iter()
+            .flatten()
+            .filter_map(|slot| Some((slot.key.clone(), slot.entry.value.as_scalar()?)))
+            .collect();
+        (
+            p.version,
+            super::service::updates_per_second(&p, inner.elapsed()),
+            scalars,
+        )
+    };
+    scalars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::with_capacity(4096 + 64 * scalars.len());
     let _ = writeln!(
         out,
         "# HELP idict_state 1 for the run's state, 0 for the others."
@@ -142,7 +157,7 @@ pub(crate) fn render(inner: &Inner, shared: &Shared) -> String {
         (
             "idict_version",
             "The newest published version.",
-            p.version as f64,
+            version as f64,
         ),
         (
             "idict_updates_per_second",
@@ -170,15 +185,13 @@ pub(crate) fn render(inner: &Inner, shared: &Shared) -> String {
         "# HELP idict_value The run's numeric scalars (int, float, bool), by key."
     );
     let _ = writeln!(out, "# TYPE idict_value gauge");
-    for (key, entry) in p.sorted_entries("") {
-        if let Some(x) = entry.value.as_scalar() {
-            let _ = writeln!(
-                out,
-                "idict_value{{{labels},key=\"{}\"}} {}",
-                escape(&key),
-                number(x)
-            );
-        }
+    for (key, x) in scalars {
+        let _ = writeln!(
+            out,
+            "idict_value{{{labels},key=\"{}\"}} {}",
+            escape(&key),
+            number(x)
+        );
     }
     out
 }

@@ -177,7 +177,7 @@ pub enum ServeError {
     Reflection(String),
     #[error("TLS: {0}")]
     Tls(String),
-    #[error("IDICT_METRICS is not an address (host:port, e.g. 0.0.0.0:9464): {0}")]
+    #[error("IDICT_METRICS is not an address (IP:port, e.g. 0.0.0.0:0): {0}")]
     MetricsAddress(String),
 }
 
@@ -332,18 +332,25 @@ impl ServeOptions {
                 _ => None,
             },
         };
-        let metrics_listener = match metrics_addr {
-            Some(addr) => {
-                let bound = std::net::TcpListener::bind(addr)
-                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                    .map_err(|source| ServeError::Bind {
-                        what: format!("{addr} (metrics)"),
-                        source,
-                    })?;
-                Some(bound)
+        // Metrics are extra: a run whose metrics address is taken (a second
+        // task on a node, IDICT_METRICS inherited) serves without them.
+        let metrics_listener = metrics_addr.and_then(|addr| {
+            match std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
+                Ok(l) => {
+                    if !addr.ip().is_loopback() {
+                        tracing::warn!(
+                            "metrics at {addr} are served to anyone who can reach it, without a token"
+                        );
+                    }
+                    Some(l)
+                }
+                Err(e) => {
+                    tracing::warn!("no metrics: cannot bind {addr}: {e}");
+                    eprintln!("idict: run '{}': no metrics, cannot bind {addr}: {e}", inner.name);
+                    None
+                }
             }
-            None => None,
-        };
+        });
         let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let ctx = ServerTask {
             inner: inner.clone(),
