@@ -739,3 +739,37 @@ fn the_layout_fits_800x500_after_a_resize_from_a_large_window() {
         );
     }
 }
+
+/// Issue 15: the inspector never went idle (35% of a core with every run
+/// paused). With nothing changing, nothing asks for a frame: not the UI,
+/// not the network task (its once-a-second info poll asks only when what
+/// the header shows moved).
+#[test]
+fn nothing_asks_for_a_frame_when_nothing_changes() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (_idict, server) = one_key_run("still");
+    let mut g = gui_on(&server);
+    // Past the highlight of the first values and a first info poll.
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(3) {
+        g.harness.run_steps(1);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    g.harness.ctx.set_repaint_observer(move |_| {
+        count.fetch_add(1, Ordering::Relaxed);
+    });
+    // Two and a half seconds: two info polls fall in it.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(2500) {
+        g.harness.run_steps(1);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        asked.load(Ordering::Relaxed),
+        0,
+        "frames were asked for while nothing changed"
+    );
+}

@@ -25,24 +25,29 @@ pub(crate) struct InspectorService {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
-/// Versions published per second over the last 5 s of `p`'s records
-/// (`now`: seconds since the run started); 0 once updates stop.
+/// Versions published per second over the 5 s before the newest one
+/// (`now`: seconds since the run started), or 0 once updates have stopped:
+/// none for three of the run's own intervals (at least a second). So the
+/// rate does not fade for five seconds after a run stops, and a still run
+/// reads the same 0 at every poll.
 pub(crate) fn updates_per_second(p: &crate::published::Published, now: f64) -> f64 {
     let Some(last) = p.records.back() else {
         return 0.0;
     };
-    if now - last.time > 5.0 {
-        return 0.0;
-    }
-    let start = p.records.partition_point(|r| r.time < now - 5.0);
+    let start = p.records.partition_point(|r| r.time < last.time - 5.0);
     let Some(first) = p.records.get(start) else {
         return 0.0;
     };
-    let span = now - first.time;
-    if span <= 0.0 {
+    let (versions, span) = (last.version - first.version, last.time - first.time);
+    if versions == 0 || span <= 0.0 {
+        // A single update has no rate.
         return 0.0;
     }
-    (last.version - first.version + 1) as f64 / span.max(1e-3)
+    let interval = span / versions as f64;
+    if now - last.time > (3.0 * interval).max(1.0) {
+        return 0.0;
+    }
+    versions as f64 / span
 }
 
 impl InspectorService {
