@@ -21,6 +21,10 @@ pub struct RunArgs {
     /// 0.0.0.0:9464 for a Prometheus on another host (default: IDICT_METRICS).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Record the run into a file in DIR, to read or replay after it ends
+    /// (default: IDICT_RECORD).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// Creates and serves the run; the server prints how to connect.
@@ -34,6 +38,7 @@ pub fn start(name: &str, args: &RunArgs) -> anyhow::Result<(IDict, Server)> {
     idict.terminate_on_signals()?;
     let server = idict::ServeOptions {
         metrics: args.metrics,
+        record: args.record.clone(),
         ..Default::default()
     }
     .serve(&idict)?;

@@ -252,6 +252,111 @@ impl Bench {
         );
     }
 
+    /// `notify_update` cost with the run recorded and without, same loop:
+    /// the recorder is one more watcher, so the computation should not
+    /// feel it.
+    fn recording(&mut self) {
+        let iterations = if self.quick { 100_000 } else { 1_000_000 };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p50 = Vec::new();
+        let (mut bytes, mut kept, mut thinned) = (0, 0u64, 0u64);
+        let (mut recorded_in, mut published) = (0.0, 0.0);
+        for recorded in [false, true] {
+            let idict = IDict::new("bench-recording");
+            let server = ServeOptions {
+                record: recorded.then(|| dir.path().to_path_buf()),
+                ..ServeOptions::default()
+            }
+            .write_run_file(false)
+            .announce(false)
+            .serve(&idict)
+            .expect("serve");
+            let mut ns = Vec::with_capacity(iterations);
+            let started = Instant::now();
+            for i in 0..iterations as u64 {
+                {
+                    let mut d = idict.lock();
+                    for (j, k) in KEYS.iter().enumerate() {
+                        d.insert(k, (i * 10 + j as u64) as f64);
+                    }
+                }
+                let t = Instant::now();
+                idict.notify_update().expect("notify");
+                ns.push(t.elapsed().as_nanos() as f64);
+            }
+            let published_in = started.elapsed().as_secs_f64();
+            idict.notify_update_final().expect("final");
+            let written = Instant::now();
+            if let Some(path) = server.recording().map(|p| p.to_path_buf()) {
+                // Until the recorder has the final update.
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(30) {
+                    let done = idict::recording::open(&path).is_ok_and(|r| {
+                        r.filter_map(Result::ok).any(|e| {
+                            matches!(e.kind, Some(idict::proto::v1::record_entry::Kind::Update(u)) if u.last)
+                        })
+                    });
+                    if done {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+                if let Ok(r) = idict::recording::open(&path) {
+                    for e in r.filter_map(Result::ok) {
+                        if let Some(idict::proto::v1::record_entry::Kind::Update(u)) = e.kind {
+                            kept += u
+                                .samples
+                                .iter()
+                                .map(|s| s.packed_values.len() as u64 / 8)
+                                .sum::<u64>();
+                            thinned += u.thinned.iter().map(|t| t.dropped).sum::<u64>();
+                        }
+                    }
+                }
+                recorded_in = written.elapsed().as_secs_f64();
+            }
+            published = published_in;
+            server.wait_then_close(Duration::from_secs(5));
+            ns.sort_by(f64::total_cmp);
+            p50.push(percentile(&ns, 0.5));
+        }
+        let samples = iterations as u64 * KEYS.len() as u64;
+        self.figure(
+            "recorded_samples_per_s",
+            samples as f64 / (published + recorded_in),
+            "samples/s",
+            ">= 1000000 (to disk, from the first notify to the final record)",
+            Some(samples as f64 / (published + recorded_in) >= 1e6),
+        );
+        self.figure(
+            "recorded_samples_lost",
+            samples.saturating_sub(kept) as f64,
+            "samples",
+            &format!("0 ({thinned} reported thinned)"),
+            Some(kept >= samples),
+        );
+        self.figure("notify_ns_p50_unrecorded", p50[0], "ns", "", None);
+        self.figure(
+            "notify_ns_p50_recorded",
+            p50[1],
+            "ns",
+            &format!(
+                "({iterations} updates of 10 scalars: {:.1} MiB recorded)",
+                bytes as f64 / 1048576.0
+            ),
+            None,
+        );
+        let ratio = p50[1] / p50[0];
+        self.figure(
+            "notify_recorded_over_unrecorded",
+            ratio,
+            "x",
+            "<= 1.1 (recording costs what a watcher does)",
+            Some(ratio <= 1.1),
+        );
+    }
+
     /// One burst of `n` updates to one watcher reading as fast as it can:
     /// its delivery rate, the samples it lost, those it was told were
     /// thinned, its messages, the computation's own rate, and the peak
@@ -766,9 +871,10 @@ fn main() {
         .collect();
     let run = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
     let start = Instant::now();
-    let sections: [(&str, Section); 8] = [
+    let sections: [(&str, Section); 9] = [
         ("notify", Bench::notify_cost),
         ("metrics", Bench::metrics),
+        ("recording", Bench::recording),
         ("throughput", Bench::throughput),
         ("slow_reader", Bench::slow_reader),
         ("latency", Bench::latency),

@@ -40,6 +40,7 @@ mod dict;
 mod history;
 pub mod model;
 mod published;
+pub mod recording;
 pub mod runfile;
 mod server;
 pub mod signals;

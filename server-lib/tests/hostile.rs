@@ -238,7 +238,14 @@ async fn crafted_requests_get_clear_statuses_and_the_run_goes_on() {
         "malformed",
     );
     // Unknown control actions, and steps of 0.
-    let control = |action: i32, steps: u64| pb::ControlRequest { action, steps }.encode_to_vec();
+    let control = |action: i32, steps: u64| {
+        pb::ControlRequest {
+            action,
+            steps,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
     expect(
         h.call("Control", control(99, 0)).await,
         Code::InvalidArgument,

@@ -1118,3 +1118,105 @@ fn a_taken_metrics_address_leaves_the_run_served_without_metrics() {
     assert_eq!(server.metrics_address(), None);
     assert!(server.address().starts_with("http://127.0.0.1:"));
 }
+
+/// Issue 16: the flight recorder keeps what the run published (every
+/// scalar sample, the values, the final update) and the control actions
+/// with who took them, in a file that reads back after the run ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_run_reads_back_with_every_sample_and_its_control_actions() {
+    use idict::proto::v1 as pb;
+    let dir = tempfile::tempdir().unwrap();
+    let idict = IDict::new("recorded");
+    let server = idict::ServeOptions {
+        record: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    }
+    .write_run_file(false)
+    .announce(false)
+    .serve(&idict)
+    .unwrap();
+    let path = server.recording().expect("recorded").to_path_buf();
+    let target =
+        idict::client::Target::at(server.address(), Some(server.tokens().controller.clone()));
+    let client = idict::client::Client::connect_target(target, Default::default())
+        .await
+        .unwrap();
+    for i in 0..500i64 {
+        {
+            let mut d = idict.lock();
+            d.insert("x", i);
+            if i % 100 == 0 {
+                d.insert(
+                    "field",
+                    Value::array(vec![i as f64; 64], vec![8, 8]).unwrap(),
+                );
+            }
+        }
+        idict.notify_update().unwrap();
+        if i == 200 {
+            client.pause().await.unwrap();
+            client.resume().await.unwrap();
+        }
+    }
+    idict.notify_update_final().unwrap();
+    // The recorder finishes with the final update.
+    let start = std::time::Instant::now();
+    let read_all = || -> Vec<pb::RecordEntry> {
+        idict::recording::open(&path)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let mut entries = read_all();
+    while !entries
+        .iter()
+        .any(|e| matches!(&e.kind, Some(pb::record_entry::Kind::Update(u)) if u.last))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no final update recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        entries = read_all();
+    }
+    let recording = idict::recording::open(&path).unwrap();
+    assert_eq!(recording.header.name, "recorded");
+    assert_eq!(recording.header.pid, std::process::id());
+    let (mut xs, mut controls, mut fields) = (Vec::new(), Vec::new(), 0);
+    for e in entries {
+        match e.kind {
+            Some(pb::record_entry::Kind::Update(u)) => {
+                assert!(u.thinned.is_empty(), "nothing thinned: {:?}", u.thinned);
+                for s in u.samples.into_iter().filter(|s| s.key == "x") {
+                    let n = s.packed_values.len() / 8;
+                    for k in 0..n {
+                        let b: [u8; 8] = s.packed_values[k * 8..k * 8 + 8].try_into().unwrap();
+                        xs.push(f64::from_le_bytes(b) as i64);
+                    }
+                }
+                fields += u.changed.iter().filter(|e| e.key == "field").count()
+                    + usize::from(u.part.as_ref().is_some_and(|p| p.key == "field"));
+            }
+            Some(pb::record_entry::Kind::Control(c)) => controls.push(c),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        xs,
+        (0..500).collect::<Vec<_>>(),
+        "every sample of x, once, in order"
+    );
+    assert!(fields >= 1, "the array was recorded");
+    let actions: Vec<i32> = controls.iter().map(|c| c.action).collect();
+    assert_eq!(
+        actions,
+        [pb::Action::Pause as i32, pb::Action::Resume as i32]
+    );
+    assert!(
+        controls[0].origin.contains("idict-client"),
+        "{:?}",
+        controls[0].origin
+    );
+    assert!(controls[0].version >= 200, "{}", controls[0].version);
+    drop(server);
+}

@@ -535,6 +535,7 @@ impl Client {
             .control(pb::ControlRequest {
                 action: action as i32,
                 steps,
+                client_name: self.client_name.clone(),
             })
             .await?
             .into_inner();

@@ -10,6 +10,7 @@ mod incoming;
 mod metrics;
 mod parts;
 pub(crate) mod pins;
+mod recorder;
 mod service;
 #[cfg(test)]
 mod tests;
@@ -110,6 +111,11 @@ pub struct ServeOptions {
     /// history walk, and holds a message or two until its client takes
     /// them.
     pub max_streams_per_token: usize,
+    /// Record the run (the flight recorder) into a file in this directory:
+    /// everything it publishes and every control action, to read or
+    /// replay after it ends (`idict::recording`). Default: the directory in
+    /// `IDICT_RECORD`, if set; no recording otherwise.
+    pub record: Option<PathBuf>,
     /// Serve Prometheus metrics here (`GET /metrics`): the run's numeric
     /// scalars, state, version, rate and watchers. Default: the address in
     /// `IDICT_METRICS`, if set; none otherwise. The endpoint has no token:
@@ -149,6 +155,7 @@ impl Default for ServeOptions {
             max_snapshots_per_token: 4,
             heartbeat_every: runfile::HEARTBEAT_EVERY,
             metrics: None,
+            record: None,
             tls: None,
             nice: 10,
         }
@@ -177,6 +184,11 @@ pub enum ServeError {
     Reflection(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("cannot record the run in {path}: {source}")]
+    Record {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("IDICT_METRICS is not an address (IP:port, e.g. 0.0.0.0:0): {0}")]
     MetricsAddress(String),
 }
@@ -196,6 +208,8 @@ pub(crate) struct Shared {
     /// dispatcher once per frame; watch streams read only this.
     pub mirror: RwLock<Published>,
     pub options: ServeOptions,
+    /// Control actions for the recorder, when the run is recorded.
+    pub controls: Option<tokio::sync::mpsc::Sender<idict_proto::v1::ControlEvent>>,
 }
 
 /// A running server. Dropping it closes the server and removes its run file
@@ -205,6 +219,8 @@ pub struct Server {
     address: String,
     /// Where Prometheus scrapes, if metrics are served.
     metrics_address: Option<SocketAddr>,
+    /// The recording's file, if the run is recorded.
+    recording: Option<PathBuf>,
     tokens: Tokens,
     run_file: Option<PathBuf>,
     heartbeat: Option<runfile::Heartbeat>,
@@ -297,11 +313,18 @@ impl ServeOptions {
             controller: token(&self.controller_token)?,
         };
         let (news_tx, news_rx) = tokio_watch::channel(inner.epoch());
+        let record_dir = self.record.clone().or_else(|| {
+            std::env::var_os("IDICT_RECORD")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+        });
+        let (controls_tx, controls_rx) = tokio::sync::mpsc::channel(recorder::CONTROL_QUEUE);
         let shared = Arc::new(Shared {
             watchers: AtomicUsize::new(0),
             streams_by_role: [AtomicUsize::new(0), AtomicUsize::new(0)],
             watchers_left: AtomicBool::new(false),
             messages_sent: AtomicU64::new(0),
+            controls: record_dir.as_ref().map(|_| controls_tx.clone()),
             news: news_rx,
             mirror: RwLock::new(Published::new(inner.options.message_capacity)),
             options: self.clone(),
@@ -379,9 +402,21 @@ impl ServeOptions {
                 return Err(ServeError::Stopped);
             }
         };
+        let recording = match &record_dir {
+            Some(dir) => Some(
+                recorder::start(dir, inner.clone(), shared.clone(), controls_rx).map_err(
+                    |source| ServeError::Record {
+                        path: dir.clone(),
+                        source,
+                    },
+                )?,
+            ),
+            None => None,
+        };
         let mut server = Server {
             address,
             metrics_address,
+            recording,
             tokens,
             run_file: None,
             heartbeat: None,
@@ -691,6 +726,10 @@ impl Server {
     /// Where Prometheus scrapes `/metrics`, if this run serves metrics.
     pub fn metrics_address(&self) -> Option<SocketAddr> {
         self.metrics_address
+    }
+    /// The recording's file, if the run is recorded.
+    pub fn recording(&self) -> Option<&std::path::Path> {
+        self.recording.as_deref()
     }
     pub fn tokens(&self) -> &Tokens {
         &self.tokens

@@ -264,6 +264,7 @@ impl Inspector for InspectorService {
         req: Request<pb::ControlRequest>,
     ) -> Result<Response<pb::ControlReply>, Status> {
         // Observers were refused at the gate, before the body was read.
+        let from = origin(&req, &req.get_ref().client_name);
         let r = req.into_inner();
         let action = match pb::Action::try_from(r.action) {
             Ok(pb::Action::Pause) => ControlAction::Pause,
@@ -284,8 +285,24 @@ impl Inspector for InspectorService {
             .inner
             .control_action(action)
             .map_err(|e| Status::failed_precondition(e.0))?;
+        let status = wire::status_to_proto(&status);
+        if let Some(log) = &self.shared.controls {
+            let event = pb::ControlEvent {
+                action: r.action,
+                steps: r.steps,
+                origin: from,
+                version: self.inner.published.read().version,
+                time: self.inner.elapsed(),
+                status: Some(status.clone()),
+            };
+            // The recorder's queue is bounded: a flood of controls is not
+            // held in memory (the recording says what the status became).
+            if log.try_send(event).is_err() {
+                tracing::warn!("a control action was not recorded: the recorder is behind");
+            }
+        }
         Ok(Response::new(pb::ControlReply {
-            status: Some(wire::status_to_proto(&status)),
+            status: Some(status),
         }))
     }
 

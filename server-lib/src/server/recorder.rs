@@ -1,0 +1,131 @@
+//! The flight recorder: a watcher of its own, on a thread of its own, that
+//! appends what the run publishes (and the control actions clients take) to
+//! the run's recording (`crate::recording`). It costs the computation what
+//! one more watcher does: it reads the server's mirror, never the
+//! computation's state, and its disk writes never hold up the server
+//! thread. A disk too slow to keep up gets the state coalesced, every
+//! scalar sample it can, and a thinning report for the rest, as a slow
+//! watcher does.
+
+use super::Shared;
+use super::watch::Watcher;
+use crate::dict::Inner;
+use crate::recording::{self, FORMAT_VERSION, MAGIC};
+use idict_proto::v1 as pb;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Control events queued for the recorder at most; past it they are
+/// dropped (and counted in the log) rather than held without bound.
+pub(crate) const CONTROL_QUEUE: usize = 1024;
+
+/// Creates the recording in `dir` (exclusively, private to the user) and
+/// starts the thread that fills it. Returns the file's path.
+pub(crate) fn start(
+    dir: &Path,
+    inner: Arc<Inner>,
+    shared: Arc<Shared>,
+    controls: mpsc::Receiver<pb::ControlEvent>,
+) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let host = crate::runfile::host_name();
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect()
+    };
+    let path = dir.join(format!(
+        "{}-{}-{}-{}.idictrec",
+        safe(&inner.name),
+        safe(&host),
+        std::process::id(),
+        inner.started_unix_ms
+    ));
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let file = open.open(&path)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    out.write_all(MAGIC)?;
+    let header = pb::RecordEntry {
+        kind: Some(pb::record_entry::Kind::Header(pb::RecordingHeader {
+            format_version: FORMAT_VERSION,
+            name: inner.name.clone(),
+            pid: std::process::id(),
+            host,
+            started_unix_ms: inner.started_unix_ms,
+            writer_version: env!("CARGO_PKG_VERSION").into(),
+        })),
+    };
+    recording::write_record(&mut out, &header)?;
+    out.flush()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let watcher = Watcher::new(
+        inner.clone(),
+        shared,
+        pb::WatchRequest {
+            with_history: true,
+            packed_samples: true,
+            ..Default::default()
+        },
+    );
+    let shown = path.clone();
+    std::thread::Builder::new()
+        .name(format!("idict-recorder-{}", inner.name))
+        .spawn(move || {
+            if let Err(e) = runtime.block_on(record(watcher, controls, out)) {
+                tracing::error!("the recording {} stopped: {e}", shown.display());
+            }
+        })?;
+    Ok(path)
+}
+
+/// Appends updates and control events until the run's last update (or the
+/// server closing).
+async fn record(
+    mut watcher: Watcher,
+    mut controls: mpsc::Receiver<pb::ControlEvent>,
+    mut out: std::io::BufWriter<std::fs::File>,
+) -> std::io::Result<()> {
+    let mut controls_open = true;
+    loop {
+        let entry = tokio::select! {
+            // Control events first: they are few, and their version places
+            // them among the updates.
+            biased;
+            c = controls.recv(), if controls_open => match c {
+                Some(c) => pb::record_entry::Kind::Control(c),
+                None => {
+                    controls_open = false;
+                    continue;
+                }
+            },
+            u = watcher.next() => match u {
+                Some(u) => pb::record_entry::Kind::Update(u),
+                None => break,
+            },
+        };
+        let last = matches!(&entry, pb::record_entry::Kind::Update(u) if u.last);
+        recording::write_record(&mut out, &pb::RecordEntry { kind: Some(entry) })?;
+        // Each record reaches the file at once: a run killed now leaves it
+        // whole up to here.
+        out.flush()?;
+        if last {
+            break;
+        }
+    }
+    out.flush()?;
+    out.get_ref().sync_data()
+}
