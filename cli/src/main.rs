@@ -61,6 +61,23 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         every: Option<f64>,
     },
+    /// Serve a recording (see --record) as a run: what the recorded run
+    /// published, version by version, that every client can watch, pause,
+    /// step and resume. It stays served after the end until Ctrl-C.
+    Replay {
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+        /// Recorded seconds per second (2: twice as fast); default as fast
+        /// as it goes.
+        #[arg(long)]
+        speed: Option<f64>,
+        /// Hold before the first version until a client resumes.
+        #[arg(long)]
+        paused: bool,
+        /// Exit when the replay has reached the end.
+        #[arg(long)]
+        exit_at_end: bool,
+    },
     /// The far side of ssh://HOST/RUN: find RUN here, say which run it is
     /// (one JSON line, with its tokens), then pass bytes between stdin and
     /// stdout and the run. Run by ssh, not by hand.
@@ -285,6 +302,12 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             json,
         } => ls_over_ssh(&host, json).await,
         Command::Bridge { run } => bridge(&run).await,
+        Command::Replay {
+            file,
+            speed,
+            paused,
+            exit_at_end,
+        } => replay(file, speed, paused, exit_at_end).await,
         Command::PrometheusSd { out, every } => prometheus_sd(out.as_deref(), every).await,
         Command::Info { words, json } => {
             let (run, rest) = split_run(&cli.addr, &words)?;
@@ -497,6 +520,71 @@ async fn prometheus_sd(out_file: Option<&std::path::Path>, every: Option<f64>) -
             None => return Ok(ExitCode::SUCCESS),
         }
     }
+}
+
+async fn replay(
+    file: std::path::PathBuf,
+    speed: Option<f64>,
+    paused: bool,
+    exit_at_end: bool,
+) -> Result<ExitCode> {
+    if let Some(s) = speed
+        && !(s.is_finite() && s > 0.0)
+    {
+        bail!("--speed takes a number > 0, got {s}");
+    }
+    let mut recording = idict::recording::open(&file)?;
+    let h = recording.header.clone();
+    let idict = idict::IDict::builder(&h.name)
+        .replay_of(file.display().to_string())
+        .start_paused(paused)
+        .build();
+    idict.terminate_on_signals()?;
+    let server = idict::serve(&idict)?;
+    eprintln!(
+        "idict: replaying {} (run '{}', pid {} on {}){}",
+        file.display(),
+        escape_controls(&h.name),
+        h.pid,
+        escape_controls(&h.host),
+        speed.map_or(String::new(), |s| format!(" at {s}x"))
+    );
+    let run = idict.clone();
+    let opts = idict::replay::ReplayOptions { speed };
+    let summary = tokio::task::spawn_blocking(move || {
+        let summary = idict::replay::replay(&mut recording, &run, &opts);
+        (summary, recording.cut_at)
+    })
+    .await?;
+    let (summary, cut_at) = summary;
+    let summary = summary?;
+    idict.notify_update_final()?;
+    eprintln!(
+        "idict: replayed {} versions and {} samples{}{}",
+        summary.versions,
+        summary.samples,
+        if summary.terminated {
+            ", stopped by terminate"
+        } else {
+            ""
+        },
+        match cut_at {
+            Some(at) =>
+                format!("; the recording ends inside a record at byte {at} (the run was killed)"),
+            None if !summary.complete && !summary.terminated => {
+                "; the recording stops before the run's end".to_string()
+            }
+            None => String::new(),
+        }
+    );
+    if !exit_at_end && !summary.terminated {
+        eprintln!("idict: the replay stays served for viewing: Ctrl-C to quit");
+        while !idict.terminated() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    server.wait_then_close(Duration::from_secs(2));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The far side of `ssh://HOST/RUN` (see `idict::client::ssh`).
@@ -753,6 +841,7 @@ async fn info(c: &Client, json: bool) -> Result<ExitCode> {
             "updates_per_second": i.updates_per_second,
             "watchers": i.watchers,
             "uptime_seconds": i.uptime_seconds,
+            "replay_of": i.replay_of,
             "role": i.role.map(|r| r.name()),
             "keys": keys,
         }))?;
@@ -774,6 +863,9 @@ async fn info(c: &Client, json: bool) -> Result<ExitCode> {
         if i.watchers == 1 { "" } else { "s" }
     ))?;
     out(format!("  uptime    {}", duration_text(i.uptime_seconds)))?;
+    if let Some(file) = &i.replay_of {
+        out(format!("  replay of {}", escape_controls(file)))?;
+    }
     if let Some(r) = i.role {
         out(format!("  access    {}", r.name()))?;
     }

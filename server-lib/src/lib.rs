@@ -41,6 +41,7 @@ mod history;
 pub mod model;
 mod published;
 pub mod recording;
+pub mod replay;
 pub mod runfile;
 mod server;
 pub mod signals;

@@ -1220,3 +1220,84 @@ async fn a_recorded_run_reads_back_with_every_sample_and_its_control_actions() {
     assert!(controls[0].version >= 200, "{}", controls[0].version);
     drop(server);
 }
+
+/// Issue 16: a recording replays into a run that publishes the same
+/// samples, in the same order, and ends in the same state.
+#[test]
+fn a_recording_replays_the_same_samples_and_the_same_final_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = IDict::new("to-replay");
+    let server = idict::ServeOptions {
+        record: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    }
+    .write_run_file(false)
+    .announce(false)
+    .serve(&original)
+    .unwrap();
+    let path = server.recording().unwrap().to_path_buf();
+    for i in 0..300i64 {
+        {
+            let mut d = original.lock();
+            d.insert("x", i);
+            if i % 3 == 0 {
+                d.insert("y", i as f64 * 0.5);
+            }
+            if i % 100 == 0 {
+                d.insert(
+                    "field",
+                    Value::array(vec![i as f64; 40_000], vec![200, 200]).unwrap(),
+                );
+            }
+        }
+        original.notify_update().unwrap();
+    }
+    original.message(Level::Warn, "half way");
+    original.lock().insert("label", "done");
+    original.notify_update_final().unwrap();
+    let start = std::time::Instant::now();
+    let ended = || {
+        idict::recording::open(&path).is_ok_and(|r| {
+            r.filter_map(Result::ok).any(|e| {
+                matches!(e.kind, Some(idict::proto::v1::record_entry::Kind::Update(u)) if u.last)
+            })
+        })
+    };
+    while !ended() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the recording never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(server);
+
+    let replayed = IDict::builder("to-replay")
+        .replay_of(path.display().to_string())
+        .build();
+    let mut recording = idict::recording::open(&path).unwrap();
+    let summary = idict::replay::replay(
+        &mut recording,
+        &replayed,
+        &idict::replay::ReplayOptions::default(),
+    )
+    .unwrap();
+    assert!(summary.complete, "{summary:?}");
+    assert_eq!(summary.samples, 300 + 100, "every sample of x and y");
+    let xs = replayed.history("x").unwrap();
+    assert_eq!(xs.values, (0..300).map(|i| i as f64).collect::<Vec<_>>());
+    let ys = replayed.history("y").unwrap();
+    assert_eq!(
+        ys.values,
+        (0..100).map(|i| i as f64 * 1.5).collect::<Vec<_>>()
+    );
+    let d = replayed.lock();
+    assert_eq!(
+        d.get("x"),
+        Some(&Value::Int(299)),
+        "an int key stays an int"
+    );
+    assert_eq!(d.get("label"), Some(&Value::Str("done".into())));
+    let field = d.get("field").and_then(Value::as_array).expect("the array");
+    assert_eq!(field.shape(), [200, 200]);
+}

@@ -3,7 +3,7 @@
 //! contract and turns gRPC statuses into a [`ClientError`] a caller can
 //! match on.
 
-mod parts;
+pub(crate) mod parts;
 mod resolve;
 pub mod ssh;
 
@@ -160,6 +160,8 @@ pub struct RunInfo {
     /// The role this client's token has.
     pub role: Option<Role>,
     pub server_version: String,
+    /// The recording this run replays, if it is a replay.
+    pub replay_of: Option<String>,
 }
 
 /// The run's published state at one version (GetSnapshot).
@@ -449,6 +451,7 @@ impl Client {
             pending_writes: stats.pending_writes,
             role: wire::role_from_proto(r.role),
             server_version: r.server_version,
+            replay_of: Some(r.replay_of).filter(|f| !f.is_empty()),
         })
     }
 

@@ -8,7 +8,7 @@ use idict_proto::v1 as pb;
 use prost::Message;
 
 /// A value whose parts are arriving.
-pub(super) struct PartJoiner {
+pub(crate) struct PartJoiner {
     /// Most bytes a value may take (the client's message limit).
     max: usize,
     current: Option<(String, Vec<u8>, usize)>,

@@ -68,6 +68,9 @@ pub struct IDictOptions {
     /// bytes. Past it, the oldest of those are thinned, and the watchers
     /// are told which (never a silent hole in a curve).
     pub pinned_history_bytes: usize,
+    /// This run replays the recording in this file (`idict replay`): its
+    /// info says so.
+    pub replay_of: Option<String>,
 }
 
 impl Default for IDictOptions {
@@ -77,6 +80,7 @@ impl Default for IDictOptions {
             history_budget_bytes: 1 << 20,
             message_capacity: 1000,
             pinned_history_bytes: 512 << 20,
+            replay_of: None,
         }
     }
 }
@@ -89,6 +93,11 @@ pub struct IDictBuilder {
 }
 
 impl IDictBuilder {
+    /// Marks the run as the replay of the recording in `file`.
+    pub fn replay_of(mut self, file: impl Into<String>) -> Self {
+        self.options.replay_of = Some(file.into());
+        self
+    }
     /// Hold the first `wait()` until resumed, so a client can attach before step 0.
     pub fn start_paused(mut self, yes: bool) -> Self {
         self.options.start_paused = yes;

@@ -160,6 +160,7 @@ impl Inspector for InspectorService {
             }),
             role: wire::role_to_proto(role) as i32,
             server_version: env!("CARGO_PKG_VERSION").to_string(),
+            replay_of: self.inner.options.replay_of.clone().unwrap_or_default(),
         }))
     }
 

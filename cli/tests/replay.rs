@@ -1,0 +1,132 @@
+//! `idict replay FILE`: a recording served as a run that the CLI reaches as
+//! any other: info says it is a replay, pause/step/resume move it, and its
+//! history is the recorded run's.
+
+use assert_cmd::Command;
+use idict::{IDict, ServeOptions, Value};
+use serde_json::Value as Json;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// A run of 200 versions recorded into `dir`; the recording's path.
+fn record(dir: &std::path::Path) -> std::path::PathBuf {
+    let run = IDict::new("recorded-heat");
+    let server = ServeOptions {
+        record: Some(dir.to_path_buf()),
+        ..Default::default()
+    }
+    .write_run_file(false)
+    .announce(false)
+    .serve(&run)
+    .unwrap();
+    let path = server.recording().unwrap().to_path_buf();
+    for i in 0..200i64 {
+        run.lock().insert("step", i);
+        run.lock().insert("residual", 1.0 / (i + 1) as f64);
+        run.notify_update().unwrap();
+    }
+    run.lock()
+        .insert("field", Value::array(vec![0.5; 16], vec![4, 4]).unwrap());
+    run.notify_update_final().unwrap();
+    let start = Instant::now();
+    loop {
+        let ended = idict::recording::open(&path).is_ok_and(|r| {
+            r.filter_map(Result::ok).any(|e| {
+                matches!(e.kind, Some(idict::proto::v1::record_entry::Kind::Update(u)) if u.last)
+            })
+        });
+        if ended {
+            return path;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_replayed_recording_is_a_run_the_cli_reaches() {
+    let recordings = tempfile::tempdir().unwrap();
+    let file = record(recordings.path());
+    let runs = tempfile::tempdir().unwrap();
+    let mut replay = std::process::Command::new(env!("CARGO_BIN_EXE_idict"))
+        .arg("replay")
+        .arg(&file)
+        .arg("--paused")
+        .env("IDICT_RUNS_DIR", runs.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let idict = |args: &[&str]| {
+        let out = Command::cargo_bin("idict")
+            .unwrap()
+            .env("IDICT_RUNS_DIR", runs.path())
+            .args(args)
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let start = Instant::now();
+    let info: Json = loop {
+        let (ok, text) = idict(&["info", "recorded-heat", "--json"]);
+        if ok {
+            break serde_json::from_str(&text).unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the replay was not served"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(info["replay_of"], file.display().to_string());
+    assert_eq!(info["status"], "paused");
+    // Held before the first version; a step lets versions through.
+    assert!(idict(&["step", "recorded-heat", "10"]).0);
+    let start = Instant::now();
+    while {
+        let (_, text) = idict(&["info", "recorded-heat", "--json"]);
+        serde_json::from_str::<Json>(&text).unwrap()["version"].as_u64() < Some(10)
+    } {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the step did not move the replay"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(idict(&["resume", "recorded-heat"]).0);
+    let start = Instant::now();
+    loop {
+        let (_, text) = idict(&["get", "recorded-heat", "--json"]);
+        if serde_json::from_str::<Json>(&text).is_ok_and(|g| g["status"] == "finished") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the replay did not reach the end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, text) = idict(&["history", "recorded-heat", "step", "--json"]);
+    assert!(ok, "{text}");
+    let history: Json = serde_json::from_str(&text).unwrap();
+    let steps: Vec<f64> = history["step"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[2].as_f64().unwrap())
+        .collect();
+    assert_eq!(steps, (0..200).map(f64::from).collect::<Vec<_>>());
+    let (_, values) = idict(&["get", "recorded-heat", "--json"]);
+    let values: Json = serde_json::from_str(&values).unwrap();
+    assert_eq!(values["values"]["step"], 199);
+    assert_eq!(
+        values["values"]["field"]["shape"],
+        serde_json::json!([4, 4])
+    );
+    let _ = replay.kill();
+    let _ = replay.wait();
+}
