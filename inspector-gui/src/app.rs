@@ -167,6 +167,8 @@ pub struct InspectorApp {
     local_seen: Vec<FoundRun>,
     pub settings: Settings,
     demo: Option<Demo>,
+    /// Recordings replayed in this process, alive while the app is.
+    replays: Vec<crate::demo::Replay>,
     screenshot: Option<ScreenshotPlan>,
     /// Keeps the runtime alive when the app owns it.
     _runtime: Option<tokio::runtime::Runtime>,
@@ -185,6 +187,7 @@ impl InspectorApp {
             local_seen: Vec::new(),
             settings,
             demo: None,
+            replays: Vec::new(),
             screenshot: None,
             _runtime: None,
         }
@@ -210,6 +213,15 @@ impl InspectorApp {
             self.settings.recent.insert(0, spec.target);
             self.settings.recent.truncate(10);
         }
+    }
+
+    /// Shows a recording replayed in this process (paused at its start).
+    pub fn attach_replay(&mut self, replay: crate::demo::Replay) {
+        self.open(OpenSpec {
+            target: replay.address.clone(),
+            token: Some(replay.controller_token.clone()),
+        });
+        self.replays.push(replay);
     }
 
     /// Starts showing the built-in demo computation.

@@ -55,3 +55,71 @@ impl Drop for Demo {
         }
     }
 }
+
+/// A recording replayed in this process (`idict-inspector FILE.idictrec`),
+/// served on loopback like the demo: paused at its start, so Step and
+/// Resume move through it. Dropping it ends the replay and its server.
+pub struct Replay {
+    pub idict: IDict,
+    pub address: String,
+    pub controller_token: String,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Why a recording could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayStartError {
+    #[error(transparent)]
+    Recording(#[from] idict::recording::RecordingError),
+    #[error(transparent)]
+    Serve(#[from] idict::ServeError),
+}
+
+impl Replay {
+    pub fn start(path: &std::path::Path) -> Result<Replay, ReplayStartError> {
+        let mut recording = idict::recording::open(path)?;
+        let idict = IDict::builder(recording.header.name.clone())
+            .replay_of(path.display().to_string())
+            .start_paused(true)
+            .build();
+        let server: Server = ServeOptions::default()
+            .write_run_file(false)
+            .announce(false)
+            .serve(&idict)?;
+        let address = server.address().to_string();
+        let controller_token = server.tokens().controller.clone();
+        let handle = idict.clone();
+        let thread = std::thread::Builder::new()
+            .name("replay".into())
+            .spawn(move || {
+                let opts = idict::replay::ReplayOptions::default();
+                match idict::replay::replay(&mut recording, &handle, &opts) {
+                    Ok(_) => {
+                        let _ = handle.notify_update_final();
+                    }
+                    Err(e) => handle.fail(format!("the replay stopped: {e}")),
+                }
+                // Served until the window goes (the view keeps its state).
+                while !handle.terminated() {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                server.wait_then_close(Duration::from_secs(1));
+            })
+            .map_err(idict::ServeError::Runtime)?;
+        Ok(Replay {
+            idict,
+            address,
+            controller_token,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        self.idict.terminate();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

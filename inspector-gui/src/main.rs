@@ -75,6 +75,17 @@ fn main() -> ExitCode {
     } else {
         None
     };
+    // A recording (`--record`) opens as a replay in this process.
+    let mut replays = Vec::new();
+    for file in args.runs.iter().filter(|r| r.ends_with(".idictrec")) {
+        match idict_inspector::demo::Replay::start(std::path::Path::new(file)) {
+            Ok(r) => replays.push(r),
+            Err(e) => {
+                eprintln!("idict-inspector: cannot open {file}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("idict inspector")
@@ -92,7 +103,10 @@ fn main() -> ExitCode {
                 .unwrap_or_default();
             let mut app =
                 InspectorApp::new(cc.egui_ctx.clone(), runtime.handle().clone(), settings);
-            for run in &args.runs {
+            for replay in replays {
+                app.attach_replay(replay);
+            }
+            for run in args.runs.iter().filter(|r| !r.ends_with(".idictrec")) {
                 app.open(OpenSpec {
                     target: run.clone(),
                     token: args.token.clone(),

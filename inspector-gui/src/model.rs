@@ -208,6 +208,8 @@ pub struct RunModel {
     pub started_unix_ms: i64,
     /// This view followed a restarted run: the pid it had before.
     pub followed_from: Option<u32>,
+    /// The run replays this recording.
+    pub replay_of: Option<String>,
     pub connection: Connection,
     pub status: Option<Status>,
     pub version: u64,
@@ -254,6 +256,7 @@ impl RunModel {
             host: String::new(),
             started_unix_ms: 0,
             followed_from: None,
+            replay_of: None,
             connection: Connection::Connecting,
             status: None,
             version: 0,
@@ -336,6 +339,7 @@ impl RunModel {
         self.pid = info.pid;
         self.host = info.host.clone();
         self.started_unix_ms = info.started_unix_ms;
+        self.replay_of = info.replay_of.clone();
         self.keys = info
             .keys
             .iter()

@@ -773,3 +773,45 @@ fn nothing_asks_for_a_frame_when_nothing_changes() {
         "frames were asked for while nothing changed"
     );
 }
+
+/// Issue 16: a recording opens in the inspector as a replay, held at its
+/// start; Resume runs it to the end, and the view has the recorded run's
+/// values and curves.
+#[test]
+fn a_recording_opens_as_a_replay_that_resume_runs_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = IDict::new("recorded");
+    let server = options().record(dir.path()).serve(&run).unwrap();
+    let path = server.recording().unwrap().to_path_buf();
+    for i in 0..100i64 {
+        run.lock().insert("step", i);
+        run.notify_update().unwrap();
+    }
+    run.notify_update_final().unwrap();
+    let start = Instant::now();
+    while !idict::recording::open(&path).is_ok_and(|r| {
+        r.filter_map(Result::ok).any(
+            |e| matches!(e.kind, Some(idict::proto::v1::record_entry::Kind::Update(u)) if u.last),
+        )
+    }) {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(server);
+
+    let replay = idict_inspector::demo::Replay::start(&path).unwrap();
+    let mut g = gui(&replay.address, &replay.controller_token);
+    g.until("the replay, held at its start", |g| {
+        g.connected()
+            && g.app().tabs[0].model.status.as_ref().map(|s| s.state) == Some(RunState::Paused)
+    });
+    g.harness.run_steps(2);
+    assert!(g.harness.query_by_label_contains("replay of").is_some());
+    g.harness.get_by_label("Resume").click();
+    g.until("the end of the replay", |g| {
+        g.app().tabs[0].model.status.as_ref().map(|s| s.state) == Some(RunState::Finished)
+    });
+    assert_eq!(g.value("step"), Some(Value::Int(99)));
+    assert_eq!(g.app().tabs[0].model.series["step"].len(), 100);
+    drop(replay);
+}

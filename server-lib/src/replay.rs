@@ -138,6 +138,10 @@ pub fn replay<R: std::io::Read>(
         {
             changed.push(done);
         }
+        // The kinds first: a sample of an int key publishes an int.
+        for (k, v) in &changed {
+            kinds.insert(k.clone(), v.clone());
+        }
         for (_, samples) in by_version.range(..update.version) {
             if !idict.wait() {
                 summary.terminated = true;
@@ -156,6 +160,9 @@ pub fn replay<R: std::io::Read>(
             idict.notify_update()?;
             summary.versions += 1;
             summary.samples += samples.len() as u64;
+        }
+        for m in &update.messages {
+            idict.message(level(m.level), m.text.clone());
         }
         if update.more {
             // The rest of this update (a large state, or a value in parts)
@@ -197,9 +204,6 @@ pub fn replay<R: std::io::Read>(
             for k in &update.removed {
                 d.remove(k);
             }
-        }
-        for m in &update.messages {
-            idict.message(level(m.level), m.text.clone());
         }
         if update.last {
             summary.complete = true;

@@ -115,6 +115,16 @@ impl ControlsPanel {
                     RichText::new(format!("{} · pid {} on {}", m.address, m.pid, m.host)).weak(),
                 );
             }
+            if let Some(file) = &m.replay_of {
+                ui.add(
+                    egui::Label::new(
+                        RichText::new(format!("· replay of {file}"))
+                            .color(egui::Color32::from_rgb(90, 140, 220)),
+                    )
+                    .truncate(),
+                )
+                .on_hover_text("A recording, replayed: Resume or Step move through it");
+            }
             if let Some(was) = m.followed_from {
                 ui.label(
                     RichText::new(format!("· started again (was pid {was})"))

@@ -256,6 +256,11 @@ impl ServeOptions {
         self.controller_token = Some(controller.into());
         self
     }
+    /// Records the run into a file in `dir` (see [`ServeOptions::record`]).
+    pub fn record(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.record = Some(dir.into());
+        self
+    }
     pub fn runs_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.runs_dir = Some(dir.into());
         self
