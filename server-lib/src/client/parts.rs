@@ -37,9 +37,11 @@ impl PartJoiner {
                 )));
             }
             wire::check_key(&p.key)?;
-            // Grown as parts come: a server cannot make us reserve `total`
-            // bytes it never sends.
-            self.current = Some((p.key.clone(), Vec::new(), total));
+            // Reserved up to 64 MiB at once (an 8 MiB array is not copied
+            // again as the buffer doubles), grown past that as parts come:
+            // a server cannot make us reserve a gigabyte it never sends.
+            let reserve = total.min(64 << 20);
+            self.current = Some((p.key.clone(), Vec::with_capacity(reserve), total));
         }
         let Some((key, buf, expected)) = self.current.as_mut() else {
             return Err(refused(format!(
