@@ -65,6 +65,23 @@ fn publish_10(idict: &IDict, i: u64) {
     idict.notify_update().expect("notify");
 }
 
+/// `n` updates of 10 scalars; each `notify_update`'s time, in ns.
+fn timed_notifies(idict: &IDict, n: usize) -> Vec<f64> {
+    let mut ns = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        {
+            let mut d = idict.lock();
+            for (j, k) in KEYS.iter().enumerate() {
+                d.insert(k, (i * 10 + j as u64) as f64);
+            }
+        }
+        let t = Instant::now();
+        idict.notify_update().expect("notify");
+        ns.push(t.elapsed().as_nanos() as f64);
+    }
+    ns
+}
+
 impl Bench {
     fn figure(&mut self, name: &str, value: f64, unit: &str, target: &str, pass: Option<bool>) {
         let shown = if value.abs() >= 100.0 || value == 0.0 {
@@ -137,18 +154,7 @@ impl Bench {
             let idict = IDict::new("bench-notify");
             let server = serve(&idict);
             let handles = self.watchers(&server, watchers);
-            let mut ns = Vec::with_capacity(iterations);
-            for i in 0..iterations as u64 {
-                {
-                    let mut d = idict.lock();
-                    for (j, k) in KEYS.iter().enumerate() {
-                        d.insert(k, (i * 10 + j as u64) as f64);
-                    }
-                }
-                let t = Instant::now();
-                idict.notify_update().expect("notify");
-                ns.push(t.elapsed().as_nanos() as f64);
-            }
+            let mut ns = timed_notifies(&idict, iterations);
             idict.notify_update_final().expect("final");
             for h in handles {
                 let _ = self.rt.block_on(h);
@@ -213,18 +219,7 @@ impl Bench {
                     n
                 })
             });
-            let mut ns = Vec::with_capacity(iterations);
-            for i in 0..iterations as u64 {
-                {
-                    let mut d = idict.lock();
-                    for (j, k) in KEYS.iter().enumerate() {
-                        d.insert(k, (i * 10 + j as u64) as f64);
-                    }
-                }
-                let t = Instant::now();
-                idict.notify_update().expect("notify");
-                ns.push(t.elapsed().as_nanos() as f64);
-            }
+            let mut ns = timed_notifies(&idict, iterations);
             stop.store(true, Ordering::Relaxed);
             if let Some(s) = scraper {
                 scrapes = s.join().unwrap_or(0);
@@ -271,19 +266,8 @@ impl Bench {
             .announce(false)
             .serve(&idict)
             .expect("serve");
-            let mut ns = Vec::with_capacity(iterations);
             let started = Instant::now();
-            for i in 0..iterations as u64 {
-                {
-                    let mut d = idict.lock();
-                    for (j, k) in KEYS.iter().enumerate() {
-                        d.insert(k, (i * 10 + j as u64) as f64);
-                    }
-                }
-                let t = Instant::now();
-                idict.notify_update().expect("notify");
-                ns.push(t.elapsed().as_nanos() as f64);
-            }
+            let mut ns = timed_notifies(&idict, iterations);
             let published_in = started.elapsed().as_secs_f64();
             idict.notify_update_final().expect("final");
             let written = Instant::now();

@@ -816,23 +816,12 @@ async fn a_large_first_state_arrives_in_chunks_joined_into_one_update() {
     let server = opts.serve(&idict).unwrap();
     let token = server.tokens().observer.clone();
     // The raw stream shows the chunks...
-    let channel = tonic::transport::Endpoint::from_shared(server.address().to_string())
-        .unwrap()
-        .connect()
+    let mut raw = common::raw_inspector(server.address(), &token)
         .await
-        .unwrap();
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    let mut raw = idict::proto::v1::inspector_client::InspectorClient::with_interceptor(
-        channel,
-        move |mut r: tonic::Request<()>| {
-            r.metadata_mut().insert("authorization", bearer.clone());
-            Ok(r)
-        },
-    )
-    .watch(idict::proto::v1::WatchRequest::default())
-    .await
-    .unwrap()
-    .into_inner();
+        .watch(idict::proto::v1::WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     let target = idict::client::Target::at(server.address(), Some(token));
     let client = idict::client::Client::connect_target(target, Default::default())
         .await
@@ -921,24 +910,12 @@ async fn large_values_arrive_in_parts_and_no_message_is_much_larger_than_a_chunk
     idict.notify_update().unwrap();
     let run = common::serve(&idict);
     let token = run.server.tokens().observer.clone();
-    let channel = tonic::transport::Endpoint::from_shared(run.server.address().to_string())
-        .unwrap()
-        .connect()
+    let mut raw = common::raw_inspector(run.server.address(), &token)
         .await
-        .unwrap();
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    let mut raw = idict::proto::v1::inspector_client::InspectorClient::with_interceptor(
-        channel,
-        move |mut r: tonic::Request<()>| {
-            r.metadata_mut().insert("authorization", bearer.clone());
-            Ok(r)
-        },
-    )
-    .max_decoding_message_size(usize::MAX)
-    .watch(idict::proto::v1::WatchRequest::default())
-    .await
-    .unwrap()
-    .into_inner();
+        .watch(idict::proto::v1::WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     let client = run.observer().await;
     let mut w = client.watch(WatchOptions::default()).await.unwrap();
 
@@ -1013,19 +990,7 @@ async fn a_client_that_does_not_ask_for_packed_samples_gets_the_repeated_form() 
     }
     let run = common::serve(&idict);
     let token = run.server.tokens().observer.clone();
-    let channel = tonic::transport::Endpoint::from_shared(run.server.address().to_string())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    let mut raw = pb::inspector_client::InspectorClient::with_interceptor(
-        channel,
-        move |mut r: tonic::Request<()>| {
-            r.metadata_mut().insert("authorization", bearer.clone());
-            Ok(r)
-        },
-    );
+    let mut raw = common::raw_inspector(run.server.address(), &token).await;
     // As an older client or grpcurl asks: the parallel repeated fields.
     let mut stream = raw
         .get_history(pb::GetHistoryRequest::default())

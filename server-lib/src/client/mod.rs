@@ -298,12 +298,8 @@ impl Client {
         }
         let endpoint = endpoint
             .connect_timeout(opts.connect_timeout)
-            .tcp_nodelay(true)
-            .initial_stream_window_size(Some(crate::tuning::WINDOW_BYTES))
-            .initial_connection_window_size(Some(crate::tuning::WINDOW_BYTES))
-            .max_frame_size(Some(crate::tuning::FRAME_BYTES))
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true);
+            .tcp_nodelay(true);
+        let endpoint = tuned(endpoint);
         let channel = endpoint
             .connect()
             .await
@@ -311,27 +307,8 @@ impl Client {
                 address: target.address.clone(),
                 message: error_chain(&e),
             })?;
-        let token = match &target.token {
-            Some(t) => Some(
-                format!("Bearer {t}")
-                    .parse::<MetadataValue<Ascii>>()
-                    .map_err(|_| {
-                        ClientError::Unauthenticated(
-                            "the token has characters a header cannot carry".into(),
-                        )
-                    })?,
-            ),
-            None => None,
-        };
-        let rpc = InspectorClient::with_interceptor(channel, Credentials { token })
-            .max_decoding_message_size(opts.max_receive_bytes)
-            .max_encoding_message_size(opts.max_send_bytes);
-        Ok(Client {
-            rpc,
-            target,
-            client_name: opts.client_name,
-            max_receive_bytes: opts.max_receive_bytes,
-        })
+        let token = target.token.clone();
+        Self::over(channel, target, token.as_deref(), opts)
     }
 
     /// A run on another host, through `ssh ... idict bridge RUN` (see
@@ -374,13 +351,7 @@ impl Client {
                 Ok(hyper_util::rt::TokioIo::new(again.stream))
             }
         });
-        let channel = Endpoint::from_static("http://idict-bridge")
-            .connect_timeout(wait)
-            .initial_stream_window_size(Some(crate::tuning::WINDOW_BYTES))
-            .initial_connection_window_size(Some(crate::tuning::WINDOW_BYTES))
-            .max_frame_size(Some(crate::tuning::FRAME_BYTES))
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true)
+        let channel = tuned(Endpoint::from_static("http://idict-bridge").connect_timeout(wait))
             .connect_with_connector(connector)
             .await
             .map_err(|e| ClientError::Unreachable {
@@ -392,6 +363,16 @@ impl Client {
             .clone()
             .or(hello.controller_token.clone())
             .or(hello.observer_token.clone());
+        Self::over(channel, target, token.as_deref(), opts)
+    }
+
+    /// The client over a connected channel, sending `token`.
+    fn over(
+        channel: Channel,
+        target: Target,
+        token: Option<&str>,
+        opts: ConnectOptions,
+    ) -> Result<Client, ClientError> {
         let token = match token {
             Some(t) => Some(
                 format!("Bearer {t}")
@@ -585,6 +566,17 @@ impl Client {
 /// An error and its causes, each said once: many errors already end with
 /// their cause's text ("tcp connect error: Connection refused"), and
 /// appending it again made "os error 2" appear three times.
+/// HTTP/2 as every connection to a run uses it: the windows and frames the
+/// server uses, and keep-alives so a dead link is found.
+fn tuned(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .initial_stream_window_size(Some(crate::tuning::WINDOW_BYTES))
+        .initial_connection_window_size(Some(crate::tuning::WINDOW_BYTES))
+        .max_frame_size(Some(crate::tuning::FRAME_BYTES))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();

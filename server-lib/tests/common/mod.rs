@@ -105,3 +105,31 @@ where
         .expect("the watch ends within 20 s");
     (last, count)
 }
+
+/// The generated gRPC client on `address`, sending `token`: what a client
+/// in another language sees, with no joining of chunks or parts.
+pub async fn raw_inspector(
+    address: &str,
+    token: &str,
+) -> idict::proto::v1::inspector_client::InspectorClient<
+    tonic::codegen::InterceptedService<
+        tonic::transport::Channel,
+        impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone,
+    >,
+> {
+    let channel = tonic::transport::Endpoint::from_shared(address.to_string())
+        .expect("an address")
+        .connect()
+        .await
+        .expect("connect");
+    let bearer: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {token}").parse().expect("a token");
+    idict::proto::v1::inspector_client::InspectorClient::with_interceptor(
+        channel,
+        move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", bearer.clone());
+            Ok(r)
+        },
+    )
+    .max_decoding_message_size(usize::MAX)
+}
