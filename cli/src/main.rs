@@ -244,10 +244,52 @@ struct Ctx {
     addr: Option<String>,
     token: Option<String>,
     ca: Option<std::path::PathBuf>,
+    /// A recording given as RUN, replayed in this process for the command.
+    replayed: std::sync::Mutex<Option<(idict::IDict, idict::Server)>>,
 }
 
 impl Ctx {
+    /// A recording given as RUN (`idict get run.idictrec`): replayed to its
+    /// end in this process, then served here for this one command.
+    async fn replayed(&self, file: &str) -> Result<Client> {
+        let path = std::path::PathBuf::from(file);
+        let mut recording = idict::recording::open(&path)?;
+        let run = idict::IDict::builder(recording.header.name.clone())
+            .replay_of(file.to_string())
+            .build();
+        let server = idict::ServeOptions::default()
+            .write_run_file(false)
+            .announce(false)
+            .serve(&run)?;
+        let replaying = run.clone();
+        let summary = tokio::task::spawn_blocking(move || {
+            idict::replay::replay(&mut recording, &replaying, &Default::default())
+        })
+        .await??;
+        run.notify_update_final()?;
+        if !summary.complete {
+            eprintln!("idict: {file} stops before its run's end (the run was killed?)");
+        }
+        let target = Target::at(server.address(), Some(server.tokens().controller.clone()));
+        let opts = ConnectOptions {
+            client_name: idict::client::client_name("idict-cli"),
+            ..ConnectOptions::default()
+        };
+        let client = Client::connect_target(target, opts)
+            .await
+            .map_err(explain)?;
+        if let Ok(mut held) = self.replayed.lock() {
+            *held = Some((run, server));
+        }
+        Ok(client)
+    }
+
     async fn connect(&self, run: Option<&str>) -> Result<Client> {
+        if let (None, Some(file)) = (&self.addr, run)
+            && file.ends_with(".idictrec")
+        {
+            return self.replayed(file).await;
+        }
         let env_token = std::env::var("IDICT_TOKEN").ok().filter(|t| !t.is_empty());
         let mut target = match (&self.addr, run) {
             (Some(addr), _) => Target::at(addr, env_token),
@@ -294,6 +336,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
         addr: cli.addr.clone(),
         token: cli.token.clone(),
         ca: cli.ca.clone(),
+        replayed: std::sync::Mutex::new(None),
     };
     match cli.command {
         Command::Ls { host: None, json } => ls(json).await,

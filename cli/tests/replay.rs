@@ -130,3 +130,36 @@ fn a_replayed_recording_is_a_run_the_cli_reaches() {
     let _ = replay.kill();
     let _ = replay.wait();
 }
+
+#[test]
+fn get_history_and_info_take_a_recording_as_run() {
+    let recordings = tempfile::tempdir().unwrap();
+    let file = record(recordings.path());
+    let file = file.to_str().unwrap();
+    let idict = |args: &[&str]| {
+        let out = Command::cargo_bin("idict")
+            .unwrap()
+            .env("IDICT_RUNS_DIR", recordings.path())
+            .args(args)
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let values: Json = serde_json::from_str(&idict(&["get", file, "--json"])).unwrap();
+    assert_eq!(values["status"], "finished");
+    assert_eq!(values["values"]["step"], 199);
+    let history: Json =
+        serde_json::from_str(&idict(&["history", file, "residual", "--json"])).unwrap();
+    let residuals = history["residual"].as_array().unwrap();
+    assert_eq!(residuals.len(), 200);
+    assert_eq!(residuals[199][2].as_f64(), Some(1.0 / 200.0));
+    let info: Json = serde_json::from_str(&idict(&["info", file, "--json"])).unwrap();
+    assert_eq!(info["name"], "recorded-heat");
+    assert_eq!(info["replay_of"], file);
+}
