@@ -600,7 +600,11 @@ async fn replay(
     })
     .await?;
     let (summary, cut_at) = summary;
-    let summary = summary?;
+    // A damaged record ends the replay there; what came before stands.
+    let summary = summary.unwrap_or_else(|e| {
+        eprintln!("idict: the replay stopped: {e}");
+        idict::replay::ReplaySummary::default()
+    });
     idict.notify_update_final()?;
     eprintln!(
         "idict: replayed {} versions and {} samples{}{}",

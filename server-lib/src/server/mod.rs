@@ -221,6 +221,8 @@ pub struct Server {
     metrics_address: Option<SocketAddr>,
     /// The recording's file, if the run is recorded.
     recording: Option<PathBuf>,
+    /// The recorder's thread: `close` waits for it to write its last.
+    recorder: Option<std::thread::JoinHandle<()>>,
     tokens: Tokens,
     run_file: Option<PathBuf>,
     heartbeat: Option<runfile::Heartbeat>,
@@ -389,7 +391,7 @@ impl ServeOptions {
         };
         let bind = self.bind.clone();
         let thread = std::thread::Builder::new()
-            .name(format!("idict-server-{}", inner.name))
+            .name(thread_name("idict-server", &inner.name))
             .spawn(move || {
                 lower_priority(nice);
                 runtime.block_on(ctx.run(bind, ready_tx, close_rx));
@@ -407,21 +409,24 @@ impl ServeOptions {
                 return Err(ServeError::Stopped);
             }
         };
-        let recording = match &record_dir {
-            Some(dir) => Some(
-                recorder::start(dir, inner.clone(), shared.clone(), controls_rx).map_err(
-                    |source| ServeError::Record {
-                        path: dir.clone(),
-                        source,
-                    },
-                )?,
-            ),
-            None => None,
+        let (recording, recorder) = match &record_dir {
+            Some(dir) => {
+                let (path, thread) =
+                    recorder::start(dir, inner.clone(), shared.clone(), controls_rx).map_err(
+                        |source| ServeError::Record {
+                            path: dir.clone(),
+                            source,
+                        },
+                    )?;
+                (Some(path), Some(thread))
+            }
+            None => (None, None),
         };
         let mut server = Server {
             address,
             metrics_address,
             recording,
+            recorder,
             tokens,
             run_file: None,
             heartbeat: None,
@@ -686,6 +691,13 @@ impl ServerTask {
     }
 }
 
+/// A thread's name for a run: a name with a NUL in it (from a recording
+/// or a client, say) would make the thread's creation panic.
+pub(crate) fn thread_name(what: &str, run: &str) -> String {
+    let run: String = run.chars().filter(|c| !c.is_control()).take(32).collect();
+    format!("{what}-{run}")
+}
+
 /// Gives the calling thread (only) a lower CPU priority.
 fn lower_priority(nice: i32) {
     if nice <= 0 {
@@ -783,6 +795,11 @@ impl Server {
         let thread = self.shut_down();
         if let Some(t) = thread {
             let _ = t.join();
+        }
+        // The server's end ends the recorder's watch: it writes what it
+        // has and stops.
+        if let Some(r) = self.recorder.take() {
+            let _ = r.join();
         }
     }
 

@@ -22,13 +22,14 @@ use tokio::sync::mpsc;
 pub(crate) const CONTROL_QUEUE: usize = 1024;
 
 /// Creates the recording in `dir` (exclusively, private to the user) and
-/// starts the thread that fills it. Returns the file's path.
+/// starts the thread that fills it. Returns the file's path and the thread
+/// (it ends after the run's last update, or when the server closes).
 pub(crate) fn start(
     dir: &Path,
     inner: Arc<Inner>,
     shared: Arc<Shared>,
     controls: mpsc::Receiver<pb::ControlEvent>,
-) -> std::io::Result<PathBuf> {
+) -> std::io::Result<(PathBuf, std::thread::JoinHandle<()>)> {
     std::fs::create_dir_all(dir)?;
     let host = crate::runfile::host_name();
     let safe = |s: &str| -> String {
@@ -43,18 +44,32 @@ pub(crate) fn start(
             .take(64)
             .collect()
     };
-    let path = dir.join(format!(
-        "{}-{}-{}-{}.idictrec",
+    // Named for the serve, not the run's start: a run served again (or
+    // two of one name in one millisecond) gets a file of its own.
+    let stem = format!(
+        "{}-{}-{}-{}",
         safe(&inner.name),
         safe(&host),
         std::process::id(),
-        inner.started_unix_ms
-    ));
+        crate::runfile::now_unix_ms()
+    );
     let mut open = std::fs::OpenOptions::new();
     open.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-    let file = open.open(&path)?;
+    let mut n = 0;
+    let (path, file) = loop {
+        let path = if n == 0 {
+            dir.join(format!("{stem}.idictrec"))
+        } else {
+            dir.join(format!("{stem}-{n}.idictrec"))
+        };
+        match open.open(&path) {
+            Ok(f) => break (path, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+            Err(e) => return Err(e),
+        }
+    };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     out.write_all(MAGIC)?;
     let header = pb::RecordEntry {
@@ -82,14 +97,17 @@ pub(crate) fn start(
         },
     );
     let shown = path.clone();
-    std::thread::Builder::new()
-        .name(format!("idict-recorder-{}", inner.name))
+    let thread = std::thread::Builder::new()
+        .name(super::thread_name("idict-recorder", &inner.name))
         .spawn(move || {
             if let Err(e) = runtime.block_on(record(watcher, controls, out)) {
+                // Said where the user sees it: a run without a tracing
+                // subscriber would lose its recording in silence.
                 tracing::error!("the recording {} stopped: {e}", shown.display());
+                eprintln!("idict: the recording {} stopped: {e}", shown.display());
             }
         })?;
-    Ok(path)
+    Ok((path, thread))
 }
 
 /// Appends updates and control events until the run's last update (or the

@@ -298,8 +298,13 @@ impl Inspector for InspectorService {
             };
             // The recorder's queue is bounded: a flood of controls is not
             // held in memory (the recording says what the status became).
-            if log.try_send(event).is_err() {
-                tracing::warn!("a control action was not recorded: the recorder is behind");
+            match log.try_send(event) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!("a control action was not recorded: the recorder is behind");
+                }
+                // The recorder stopped (and said why).
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
         Ok(Response::new(pb::ControlReply {
