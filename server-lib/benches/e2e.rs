@@ -256,6 +256,7 @@ impl Bench {
         let mut p50 = Vec::new();
         let (mut bytes, mut kept, mut thinned) = (0, 0u64, 0u64);
         let (mut recorded_in, mut published) = (0.0, 0.0);
+        let mut file = None;
         for recorded in [false, true] {
             let idict = IDict::new("bench-recording");
             let server = ServeOptions {
@@ -286,6 +287,7 @@ impl Bench {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+                file = Some(path.clone());
                 if let Ok(r) = idict::recording::open(&path) {
                     for e in r.filter_map(Result::ok) {
                         if let Some(idict::proto::v1::record_entry::Kind::Update(u)) = e.kind {
@@ -338,6 +340,48 @@ impl Bench {
             "x",
             "<= 1.1 (recording costs what a watcher does)",
             Some(ratio <= 1.1),
+        );
+        let per_sample = bytes as f64 / samples.max(1) as f64;
+        self.figure(
+            "recording_bytes_per_sample",
+            per_sample,
+            "B",
+            "<= 12",
+            Some(per_sample <= 12.0),
+        );
+        // The recording replayed as fast as it goes, with one watcher.
+        let Some(path) = file else { return };
+        let replayed = IDict::new("bench-replay");
+        let server = serve(&replayed);
+        let (_client, mut w) = self.attached(&server);
+        let watcher = self.rt.spawn(async move {
+            let mut got = 0u64;
+            while let Some(Ok(u)) = w.next().await {
+                got += u.samples.iter().map(|(_, s)| s.len() as u64).sum::<u64>();
+                if u.last {
+                    break;
+                }
+            }
+            (got, Instant::now())
+        });
+        let start = Instant::now();
+        let mut recording = idict::recording::open(&path).expect("the recording");
+        let summary =
+            idict::replay::replay(&mut recording, &replayed, &Default::default()).expect("replay");
+        replayed.notify_update_final().expect("final");
+        let (got, end) = self.rt.block_on(watcher).expect("watcher");
+        server.wait_then_close(Duration::from_secs(5));
+        let rate = summary.samples as f64 / end.duration_since(start).as_secs_f64();
+        let live = samples as f64 / published.max(1e-9);
+        self.figure(
+            "replay_samples_per_s",
+            rate,
+            "samples/s",
+            &format!(
+                ">= the live rate ({live:.0}/s); a watcher got {got} of {}",
+                summary.samples
+            ),
+            Some(rate >= live),
         );
     }
 
