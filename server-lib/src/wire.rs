@@ -320,6 +320,9 @@ fn f64s_from_le(b: &[u8]) -> Vec<f64> {
 /// of equal lengths, versions that fit.
 pub(crate) fn series_from_proto(s: pb::SampleSeries) -> Result<(String, Series), WireError> {
     let packed = !s.packed_values.is_empty() || !s.packed_times.is_empty();
+    if packed && !s.time_steps_ns.is_empty() {
+        return stepped_series_from_proto(s);
+    }
     if packed {
         return packed_series_from_proto(s);
     }
@@ -390,6 +393,49 @@ fn packed_series_from_proto(s: pb::SampleSeries) -> Result<(String, Series), Wir
             values: f64s_from_le(&s.packed_values),
         },
     ))
+}
+
+/// A packed series's times as nanosecond steps (what a recording keeps):
+/// rounded to the nanosecond, which the run's clock does not pass anyway.
+pub(crate) fn times_to_steps(s: &mut pb::SampleSeries) {
+    if s.packed_times.is_empty() {
+        return;
+    }
+    let times = f64s_from_le(&s.packed_times);
+    let mut prev = 0i64;
+    s.time_steps_ns = times
+        .iter()
+        .map(|t| {
+            let ns = (t * 1e9).round() as i64;
+            let step = ns.wrapping_sub(prev);
+            prev = ns;
+            step
+        })
+        .collect();
+    s.packed_times = bytes::Bytes::new();
+}
+
+fn stepped_series_from_proto(mut s: pb::SampleSeries) -> Result<(String, Series), WireError> {
+    let n = s.packed_values.len() / 8;
+    if s.time_steps_ns.len() != n || !s.packed_times.is_empty() {
+        return Err(WireError::BadSeries {
+            key: s.key,
+            problem: format!(
+                "{} time steps (and {} bytes of times) for {n} samples",
+                s.time_steps_ns.len(),
+                s.packed_times.len()
+            ),
+        });
+    }
+    let mut at = 0i64;
+    let mut times = Vec::with_capacity(n * 8);
+    for &step in &s.time_steps_ns {
+        at = at.wrapping_add(step);
+        times.extend_from_slice(&(at as f64 / 1e9).to_le_bytes());
+    }
+    s.packed_times = times.into();
+    s.time_steps_ns = Vec::new();
+    packed_series_from_proto(s)
 }
 
 pub(crate) fn role_to_proto(r: Role) -> pb::Role {
@@ -553,6 +599,34 @@ mod tests {
         let m = series_to_proto("k", series((5..505).collect()), true);
         assert!(m.version_steps.is_empty());
         assert_eq!((m.first_version, m.packed_values.len()), (5, 4000));
+    }
+
+    #[test]
+    fn a_recordings_times_as_nanosecond_steps_read_back_to_the_nanosecond() {
+        let times: Vec<f64> = (0..1000).map(|i| 3.25 + i as f64 * 1.7e-6).collect();
+        let s = Series {
+            versions: (1..=1000).collect(),
+            values: times.iter().map(|t| t * 2.0).collect(),
+            times: times.clone(),
+        };
+        let mut m = series_to_proto("k", s.clone(), true);
+        times_to_steps(&mut m);
+        assert!(m.packed_times.is_empty() && m.time_steps_ns.len() == 1000);
+        assert!(
+            prost::Message::encoded_len(&m) < 1000 * 12,
+            "under 12 bytes a sample"
+        );
+        let (_, back) = series_from_proto(m.clone()).expect("valid");
+        assert_eq!(back.versions, s.versions);
+        assert_eq!(back.values, s.values, "values exact");
+        for (a, b) in back.times.iter().zip(&times) {
+            assert!((a - b).abs() < 1e-9, "{a} against {b}");
+        }
+        m.time_steps_ns.pop();
+        assert!(matches!(
+            series_from_proto(m),
+            Err(WireError::BadSeries { .. })
+        ));
     }
 
     #[test]

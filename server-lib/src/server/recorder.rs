@@ -131,7 +131,13 @@ async fn record(
                 }
             },
             u = watcher.next() => match u {
-                Some(u) => pb::record_entry::Kind::Update(u),
+                Some(mut u) => {
+                    // Times as nanosecond steps: half the bytes of doubles.
+                    for s in &mut u.samples {
+                        crate::wire::times_to_steps(s);
+                    }
+                    pb::record_entry::Kind::Update(u)
+                }
                 None => break,
             },
         };
