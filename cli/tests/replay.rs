@@ -28,19 +28,9 @@ fn record(dir: &std::path::Path) -> std::path::PathBuf {
     run.lock()
         .insert("field", Value::array(vec![0.5; 16], vec![4, 4]).unwrap());
     run.notify_update_final().unwrap();
-    let start = Instant::now();
-    loop {
-        let ended = idict::recording::open(&path).is_ok_and(|r| {
-            r.filter_map(Result::ok).any(|e| {
-                matches!(e.kind, Some(idict::proto::v1::record_entry::Kind::Update(u)) if u.last)
-            })
-        });
-        if ended {
-            return path;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Closing waits for the recorder's last write.
+    server.wait_then_close(Duration::from_secs(20));
+    path
 }
 
 #[test]

@@ -788,16 +788,8 @@ fn a_recording_opens_as_a_replay_that_resume_runs_to_the_end() {
         run.notify_update().unwrap();
     }
     run.notify_update_final().unwrap();
-    let start = Instant::now();
-    while !idict::recording::open(&path).is_ok_and(|r| {
-        r.filter_map(Result::ok).any(
-            |e| matches!(e.kind, Some(idict::proto::v1::record_entry::Kind::Update(u)) if u.last),
-        )
-    }) {
-        assert!(start.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    drop(server);
+    // Closing waits for the recorder's last write.
+    server.wait_then_close(Duration::from_secs(20));
 
     let replay = idict_inspector::demo::Replay::start(&path).unwrap();
     let mut g = gui(&replay.address, &replay.controller_token);

@@ -272,20 +272,11 @@ impl Bench {
             let published_in = started.elapsed().as_secs_f64();
             idict.notify_update_final().expect("final");
             let written = Instant::now();
-            if let Some(path) = server.recording().map(|p| p.to_path_buf()) {
-                // Until the recorder has the final update.
-                let start = Instant::now();
-                while start.elapsed() < Duration::from_secs(30) {
-                    let done = idict::recording::open(&path).is_ok_and(|r| {
-                        r.filter_map(Result::ok).any(|e| {
-                            matches!(e.kind, Some(idict::proto::v1::record_entry::Kind::Update(u)) if u.last)
-                        })
-                    });
-                    if done {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+            let path = server.recording().map(|p| p.to_path_buf());
+            // Closing waits for the recorder's last write.
+            server.wait_then_close(Duration::from_secs(30));
+            let closed_in = written.elapsed().as_secs_f64();
+            if let Some(path) = path {
                 bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
                 file = Some(path.clone());
                 if let Ok(r) = idict::recording::open(&path) {
@@ -300,10 +291,9 @@ impl Bench {
                         }
                     }
                 }
-                recorded_in = written.elapsed().as_secs_f64();
+                recorded_in = closed_in;
             }
             published = published_in;
-            server.wait_then_close(Duration::from_secs(5));
             ns.sort_by(f64::total_cmp);
             p50.push(percentile(&ns, 0.5));
         }

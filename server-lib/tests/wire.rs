@@ -1124,26 +1124,20 @@ async fn a_recorded_run_reads_back_with_every_sample_and_its_control_actions() {
         }
     }
     idict.notify_update_final().unwrap();
-    // The recorder finishes with the final update.
-    let start = std::time::Instant::now();
-    let read_all = || -> Vec<pb::RecordEntry> {
-        idict::recording::open(&path)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
-    let mut entries = read_all();
-    while !entries
-        .iter()
-        .any(|e| matches!(&e.kind, Some(pb::record_entry::Kind::Update(u)) if u.last))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no final update recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        entries = read_all();
-    }
+    // Closing waits for the recorder's last write.
+    tokio::task::spawn_blocking(move || server.wait_then_close(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    let entries: Vec<pb::RecordEntry> = idict::recording::open(&path)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        entries
+            .iter()
+            .any(|e| matches!(&e.kind, Some(pb::record_entry::Kind::Update(u)) if u.last)),
+        "no final update recorded"
+    );
     let recording = idict::recording::open(&path).unwrap();
     assert_eq!(recording.header.name, "recorded");
     assert_eq!(recording.header.pid, std::process::id());
@@ -1183,7 +1177,6 @@ async fn a_recorded_run_reads_back_with_every_sample_and_its_control_actions() {
         controls[0].origin
     );
     assert!(controls[0].version >= 200, "{}", controls[0].version);
-    drop(server);
 }
 
 /// Issue 16: a recording replays into a run that publishes the same
@@ -1220,22 +1213,8 @@ fn a_recording_replays_the_same_samples_and_the_same_final_state() {
     original.message(Level::Warn, "half way");
     original.lock().insert("label", "done");
     original.notify_update_final().unwrap();
-    let start = std::time::Instant::now();
-    let ended = || {
-        idict::recording::open(&path).is_ok_and(|r| {
-            r.filter_map(Result::ok).any(|e| {
-                matches!(e.kind, Some(idict::proto::v1::record_entry::Kind::Update(u)) if u.last)
-            })
-        })
-    };
-    while !ended() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the recording never ended"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    drop(server);
+    // Closing waits for the recorder's last write.
+    server.wait_then_close(Duration::from_secs(20));
 
     let replayed = IDict::builder("to-replay")
         .replay_of(path.display().to_string())
