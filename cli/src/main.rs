@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use idict::client::{Client, ClientError, ConnectOptions, Target, WatchOptions};
 use idict::value::escape_controls;
-use idict::{RunState, Value};
+use idict::{RunState, SeekTo, Value};
 use render::{duration_text, format_float, state_word, status_text, value_json, value_text};
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -74,9 +74,13 @@ enum Command {
         /// Hold before the first version until a client resumes.
         #[arg(long)]
         paused: bool,
-        /// Exit when the replay has reached the end.
+        /// Exit when the replay has reached the end (otherwise it is held
+        /// there, paused, for seeking, until terminated or Ctrl-C).
         #[arg(long)]
         exit_at_end: bool,
+        /// Start at this recorded version (e.g. 1200) or time (e.g. 12.5s).
+        #[arg(long, value_name = "VERSION|SECONDSs")]
+        at: Option<String>,
     },
     /// The far side of ssh://HOST/RUN: find RUN here, say which run it is
     /// (one JSON line, with its tokens), then pass bytes between stdin and
@@ -137,6 +141,12 @@ enum Command {
     /// Let N more iterations pass, then hold (default 1).
     Step {
         #[arg(value_name = "RUN N")]
+        words: Vec<String>,
+    },
+    /// Move a replay to a recorded version (1200) or time (12.5s), forward
+    /// or back.
+    Seek {
+        #[arg(value_name = "RUN TO")]
         words: Vec<String>,
     },
     /// Ask the run to finish (irreversible).
@@ -249,12 +259,12 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// A recording given as RUN (`idict get run.idictrec`): replayed to its
+    /// A recording given as RUN (`idict get run.idrec`): replayed to its
     /// end in this process, then served here for this one command.
     async fn replayed(&self, file: &str) -> Result<Client> {
         let path = std::path::PathBuf::from(file);
-        let mut recording = idict::recording::open(&path)?;
-        let run = idict::IDict::builder(recording.header.name.clone())
+        let replayer = idict::replay::Replayer::open(&path)?;
+        let run = idict::IDict::builder(replayer.header.name.clone())
             .replay_of(file.to_string())
             .build();
         let server = idict::ServeOptions::default()
@@ -262,12 +272,12 @@ impl Ctx {
             .announce(false)
             .serve(&run)?;
         let replaying = run.clone();
-        let summary = tokio::task::spawn_blocking(move || {
-            idict::replay::replay(&mut recording, &replaying, &Default::default())
-        })
-        .await??;
-        run.notify_update_final()?;
-        if !summary.complete {
+        let summary =
+            tokio::task::spawn_blocking(move || replayer.replay(&replaying, &Default::default()))
+                .await??;
+        if let Some(damage) = &summary.damaged {
+            eprintln!("idict: {file} is damaged ({damage}): what came before is shown");
+        } else if !summary.complete {
             eprintln!("idict: {file} stops before its run's end (the run was killed?)");
         }
         let target = Target::at(server.address(), Some(server.tokens().controller.clone()));
@@ -286,7 +296,7 @@ impl Ctx {
 
     async fn connect(&self, run: Option<&str>) -> Result<Client> {
         if let (None, Some(file)) = (&self.addr, run)
-            && file.ends_with(".idictrec")
+            && idict::recording::is_recording_path(file)
         {
             return self.replayed(file).await;
         }
@@ -317,6 +327,23 @@ impl Ctx {
 }
 
 /// A client error with a hint of what to do about it.
+/// A seek target: a version (`1200`, `v1200`) or seconds (`12.5s`).
+fn parse_seek(s: &str) -> Result<SeekTo> {
+    let t = s.trim();
+    if let Some(secs) = t.strip_suffix('s') {
+        return secs
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .map(SeekTo::Time)
+            .ok_or_else(|| anyhow!("'{s}' is not a time: give seconds like 12.5s"));
+    }
+    t.trim_start_matches('v')
+        .parse::<u64>()
+        .map(SeekTo::Version)
+        .map_err(|_| anyhow!("'{s}' is neither a version (1200) nor a time (12.5s)"))
+}
+
 fn explain(e: ClientError) -> anyhow::Error {
     match &e {
         ClientError::Unauthenticated(_) => anyhow!(
@@ -350,7 +377,11 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             speed,
             paused,
             exit_at_end,
-        } => replay(file, speed, paused, exit_at_end).await,
+            at,
+        } => {
+            let at = at.as_deref().map(parse_seek).transpose()?;
+            replay(file, speed, paused, exit_at_end, at).await
+        }
         Command::PrometheusSd { out, every } => prometheus_sd(out.as_deref(), every).await,
         Command::Info { words, json } => {
             let (run, rest) = split_run(&cli.addr, &words)?;
@@ -393,6 +424,25 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             let c = ctx.connect(run.as_deref()).await?;
             let s = c.step(n).await.map_err(explain)?;
             out(format!("stepping {n}: {}", status_text(&s)))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Seek { words } => {
+            let (run, rest) = split_run(&cli.addr, &words)?;
+            let to = match rest.as_slice() {
+                [to] => parse_seek(to)?,
+                [] => bail!("missing TO: seek RUN VERSION, or seek RUN SECONDSs (e.g. 12.5s)"),
+                _ => bail!("too many arguments: seek RUN TO"),
+            };
+            let c = ctx.connect(run.as_deref()).await?;
+            let s = c.seek(to).await.map_err(explain)?;
+            out(format!(
+                "seeking to {}: {}",
+                match to {
+                    SeekTo::Version(v) => format!("v{v}"),
+                    SeekTo::Time(t) => format!("{t} s"),
+                },
+                status_text(&s)
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Terminate { words, wait } => {
@@ -570,14 +620,16 @@ async fn replay(
     speed: Option<f64>,
     paused: bool,
     exit_at_end: bool,
+    at: Option<SeekTo>,
 ) -> Result<ExitCode> {
     if let Some(s) = speed
         && !(s.is_finite() && s > 0.0)
     {
         bail!("--speed takes a number > 0, got {s}");
     }
-    let mut recording = idict::recording::open(&file)?;
-    let h = recording.header.clone();
+    let replayer = idict::replay::Replayer::open(&file)?;
+    let h = replayer.header.clone();
+    let t = replayer.timeline();
     let idict = idict::IDict::builder(&h.name)
         .replay_of(file.display().to_string())
         .start_paused(paused)
@@ -585,27 +637,34 @@ async fn replay(
     idict.terminate_on_signals()?;
     let server = idict::serve(&idict)?;
     eprintln!(
-        "idict: replaying {} (run '{}', pid {} on {}){}",
+        "idict: replaying {} (run '{}', pid {} on {}: v{} to v{}, {:.1} s, {} marks){}",
         file.display(),
         escape_controls(&h.name),
         h.pid,
         escape_controls(&h.host),
+        t.first_version,
+        t.last_version,
+        (t.last_time - t.first_time).max(0.0),
+        t.marks.len() as u64 + t.marks_left_off,
         speed.map_or(String::new(), |s| format!(" at {s}x"))
     );
+    let cut_at = replayer.cut_at;
     let run = idict.clone();
-    let opts = idict::replay::ReplayOptions { speed };
-    let summary = tokio::task::spawn_blocking(move || {
-        let summary = idict::replay::replay(&mut recording, &run, &opts);
-        (summary, recording.cut_at)
-    })
-    .await?;
-    let (summary, cut_at) = summary;
-    // A damaged record ends the replay there; what came before stands.
+    let opts = idict::replay::ReplayOptions {
+        speed,
+        at,
+        hold_at_end: !exit_at_end,
+    };
+    if !exit_at_end {
+        eprintln!(
+            "idict: at its end the replay holds, paused, for seeking (idict seek); Ctrl-C or terminate to quit"
+        );
+    }
+    let summary = tokio::task::spawn_blocking(move || replayer.replay(&run, &opts)).await?;
     let summary = summary.unwrap_or_else(|e| {
         eprintln!("idict: the replay stopped: {e}");
         idict::replay::ReplaySummary::default()
     });
-    idict.notify_update_final()?;
     eprintln!(
         "idict: replayed {} versions and {} samples{}{}",
         summary.versions,
@@ -615,20 +674,19 @@ async fn replay(
         } else {
             ""
         },
-        match cut_at {
-            Some(at) =>
+        match (&summary.damaged, cut_at) {
+            (Some(d), _) =>
+                format!("; the recording is damaged ({d}): what came before was replayed"),
+            (None, Some(at)) =>
                 format!("; the recording ends inside a record at byte {at} (the run was killed)"),
-            None if !summary.complete && !summary.terminated => {
+            (None, None) if !summary.complete && !summary.terminated => {
                 "; the recording stops before the run's end".to_string()
             }
-            None => String::new(),
+            (None, None) => String::new(),
         }
     );
-    if !exit_at_end && !summary.terminated {
-        eprintln!("idict: the replay stays served for viewing: Ctrl-C to quit");
-        while !idict.terminated() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    if !idict.status().state.is_terminal() {
+        let _ = idict.notify_update_final();
     }
     server.wait_then_close(Duration::from_secs(2));
     Ok(ExitCode::SUCCESS)

@@ -88,15 +88,17 @@ fn a_replayed_recording_is_a_run_the_cli_reaches() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(idict(&["resume", "recorded-heat"]).0);
+    // At its end the replay holds, paused, for seeking.
     let start = Instant::now();
     loop {
-        let (_, text) = idict(&["get", "recorded-heat", "--json"]);
-        if serde_json::from_str::<Json>(&text).is_ok_and(|g| g["status"] == "finished") {
+        let (_, text) = idict(&["info", "recorded-heat", "--json"]);
+        let info = serde_json::from_str::<Json>(&text).unwrap_or_default();
+        if info["status"] == "paused" && info["version"].as_u64() == Some(201) {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "the replay did not reach the end"
+            "the replay did not reach the end: {info}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -117,6 +119,46 @@ fn a_replayed_recording_is_a_run_the_cli_reaches() {
         values["values"]["field"]["shape"],
         serde_json::json!([4, 4])
     );
+    // Back to v50: the state and the history as they were then.
+    let (ok, text) = idict(&["seek", "recorded-heat", "50"]);
+    assert!(ok && text.contains("seeking to v50"), "{text}");
+    let start = Instant::now();
+    loop {
+        let (_, text) = idict(&["get", "recorded-heat", "--json"]);
+        let g = serde_json::from_str::<Json>(&text).unwrap_or_default();
+        if g["version"].as_u64() == Some(50) {
+            assert_eq!(g["values"]["step"], 49);
+            assert!(
+                g["values"].get("field").is_none(),
+                "not yet published at v50"
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no seek: {g}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, text) = idict(&["history", "recorded-heat", "step", "--json"]);
+    let history: Json = serde_json::from_str(&text).unwrap();
+    assert_eq!(history["step"].as_array().map(Vec::len), Some(50));
+    // A bad target is the CLI's error, not the run's.
+    let out = Command::cargo_bin("idict")
+        .unwrap()
+        .env("IDICT_RUNS_DIR", runs.path())
+        .args(["seek", "recorded-heat", "soon"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("neither a version"));
+    // Terminate ends the replay's process.
+    assert!(idict(&["terminate", "recorded-heat"]).0);
+    let start = Instant::now();
+    while replay.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "terminate did not end the replay"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let _ = replay.kill();
     let _ = replay.wait();
 }

@@ -27,7 +27,7 @@ fn a_recording_killed_mid_write_reads_to_its_last_whole_record() {
             .unwrap()
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "idictrec"));
+            .find(|p| p.extension().is_some_and(|x| x == "idrec"));
         if let Some(p) = found
             && std::fs::metadata(&p).map_or(0, |m| m.len()) > 200_000
         {

@@ -53,7 +53,7 @@ fn main() {
     };
     let frame = |panel: &mut PlotsPanel| {
         let out = ctx.run_ui(input(), |ui| {
-            egui::CentralPanel::default().show(ui, |ui| panel.ui(ui, &m));
+            egui::CentralPanel::default().show(ui, |ui| panel.ui(ui, &m, &[]));
         });
         let prims = ctx.tessellate(out.shapes, out.pixels_per_point);
         std::hint::black_box(prims);

@@ -12,6 +12,7 @@ use crate::views::controls::ControlsPanel;
 use crate::views::messages::MessagesPanel;
 use crate::views::plots::{PlotConfig, PlotsPanel, default_plots};
 use crate::views::runs::{RunsAction, RunsPanel};
+use crate::views::timeline::TimelinePanel;
 use crate::views::values::ValuesPanel;
 use egui::RichText;
 use idict::runfile::FoundRun;
@@ -38,6 +39,7 @@ pub struct RunTab {
     pub controls: ControlsPanel,
     pub values: ValuesPanel,
     pub plots: PlotsPanel,
+    pub timeline: TimelinePanel,
     plots_ready: bool,
     /// A run that started under this one's name since (offered, not taken).
     pub successor: Option<FoundRun>,
@@ -58,6 +60,7 @@ impl RunTab {
             controls: ControlsPanel::default(),
             values: ValuesPanel::default(),
             plots: PlotsPanel::default(),
+            timeline: TimelinePanel::default(),
             plots_ready: false,
             successor: None,
         }
@@ -83,7 +86,13 @@ impl RunTab {
     }
 
     /// Draws the run: header and controls, messages, values and plots.
-    fn ui(&mut self, ui: &mut egui::Ui, screenshot_note: Option<&str>) -> TabAction {
+    /// `others`: the other open runs, which plots can compare with.
+    fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        screenshot_note: Option<&str>,
+        others: &[&RunModel],
+    ) -> TabAction {
         let m = &self.model;
         let mut commands = Vec::new();
         let mut action = TabAction::default();
@@ -110,6 +119,11 @@ impl RunTab {
             }));
             ui.add_space(2.0);
         });
+        if m.replay.is_some() {
+            egui::Panel::top("timeline").show(ui, |ui| {
+                commands.extend(self.timeline.ui(ui, m));
+            });
+        }
         // Side and bottom panels are capped at a share of the window, so a
         // window made smaller (down to 800x500) keeps room for the plots:
         // a panel keeps the size it had, and used to crush them.
@@ -124,7 +138,7 @@ impl RunTab {
             .default_size(400.0)
             .size_range(200.0..=(0.45 * width).max(220.0))
             .show(ui, |ui| commands.extend(self.values.ui(ui, m)));
-        egui::CentralPanel::default().show(ui, |ui| self.plots.ui(ui, m));
+        egui::CentralPanel::default().show(ui, |ui| self.plots.ui(ui, m, others));
         for c in commands {
             self.send(c);
         }
@@ -292,7 +306,9 @@ impl InspectorApp {
             }
             _ => {}
         }
-        let Some(tab) = self.tabs.get_mut(self.selected) else {
+        let at = self.selected.min(self.tabs.len());
+        let (before, rest) = self.tabs.split_at_mut(at);
+        let Some((tab, after)) = rest.split_first_mut() else {
             egui::CentralPanel::default().show(ui, |ui| {
                 ui.heading("idict inspector");
                 ui.label("Open a run from the list on the left, or connect to an address.");
@@ -313,7 +329,12 @@ impl InspectorApp {
             .screenshot
             .as_ref()
             .and_then(|plan| plan.done.lock().clone());
-        let action = tab.ui(ui, note.as_deref());
+        let others: Vec<&RunModel> = before
+            .iter()
+            .chain(after.iter())
+            .map(|t| &t.model)
+            .collect();
+        let action = tab.ui(ui, note.as_deref(), &others);
         if let Some(found) = action.follow {
             tab.follow(&self.rt, &self.ctx, &found);
         }

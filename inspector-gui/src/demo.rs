@@ -56,7 +56,7 @@ impl Drop for Demo {
     }
 }
 
-/// A recording replayed in this process (`idict-inspector FILE.idictrec`),
+/// A recording replayed in this process (`idict-inspector FILE.idrec`),
 /// served on loopback like the demo: paused at its start, so Step and
 /// Resume move through it. Dropping it ends the replay and its server.
 pub struct Replay {
@@ -70,15 +70,15 @@ pub struct Replay {
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayStartError {
     #[error(transparent)]
-    Recording(#[from] idict::recording::RecordingError),
+    Recording(#[from] idict::replay::ReplayError),
     #[error(transparent)]
     Serve(#[from] idict::ServeError),
 }
 
 impl Replay {
     pub fn start(path: &std::path::Path) -> Result<Replay, ReplayStartError> {
-        let mut recording = idict::recording::open(path)?;
-        let idict = IDict::builder(recording.header.name.clone())
+        let replayer = idict::replay::Replayer::open(path)?;
+        let idict = IDict::builder(replayer.header.name.clone())
             .replay_of(path.display().to_string())
             .start_paused(true)
             .build();
@@ -92,16 +92,16 @@ impl Replay {
         let thread = std::thread::Builder::new()
             .name("replay".into())
             .spawn(move || {
-                let opts = idict::replay::ReplayOptions::default();
-                match idict::replay::replay(&mut recording, &handle, &opts) {
+                // Held at its end, seekable, until the window goes.
+                let opts = idict::replay::ReplayOptions {
+                    hold_at_end: true,
+                    ..Default::default()
+                };
+                match replayer.replay(&handle, &opts) {
                     Ok(_) => {
                         let _ = handle.notify_update_final();
                     }
                     Err(e) => handle.fail(format!("the replay stopped: {e}")),
-                }
-                // Served until the window goes (the view keeps its state).
-                while !handle.terminated() {
-                    std::thread::sleep(Duration::from_millis(200));
                 }
                 server.wait_then_close(Duration::from_secs(1));
             })

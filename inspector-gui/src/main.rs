@@ -77,7 +77,11 @@ fn main() -> ExitCode {
     };
     // A recording (`--record`) opens as a replay in this process.
     let mut replays = Vec::new();
-    for file in args.runs.iter().filter(|r| r.ends_with(".idictrec")) {
+    for file in args
+        .runs
+        .iter()
+        .filter(|r| idict::recording::is_recording_path(r))
+    {
         match idict_inspector::demo::Replay::start(std::path::Path::new(file)) {
             Ok(r) => replays.push(r),
             Err(e) => {
@@ -106,7 +110,11 @@ fn main() -> ExitCode {
             for replay in replays {
                 app.attach_replay(replay);
             }
-            for run in args.runs.iter().filter(|r| !r.ends_with(".idictrec")) {
+            for run in args
+                .runs
+                .iter()
+                .filter(|r| !idict::recording::is_recording_path(r))
+            {
                 app.open(OpenSpec {
                     target: run.clone(),
                     token: args.token.clone(),

@@ -210,6 +210,8 @@ pub struct RunModel {
     pub followed_from: Option<u32>,
     /// The run replays this recording.
     pub replay_of: Option<String>,
+    /// A replay's span and marks (control actions, applied writes).
+    pub replay: Option<idict::ReplayTimeline>,
     pub connection: Connection,
     pub status: Option<Status>,
     pub version: u64,
@@ -257,6 +259,7 @@ impl RunModel {
             started_unix_ms: 0,
             followed_from: None,
             replay_of: None,
+            replay: None,
             connection: Connection::Connecting,
             status: None,
             version: 0,
@@ -340,6 +343,7 @@ impl RunModel {
         self.host = info.host.clone();
         self.started_unix_ms = info.started_unix_ms;
         self.replay_of = info.replay_of.clone();
+        self.replay = info.replay.clone();
         self.keys = info
             .keys
             .iter()
@@ -353,6 +357,10 @@ impl RunModel {
     /// Takes one delivered update into the model.
     pub fn apply(&mut self, u: &Update, now: Instant) {
         if u.reset {
+            if self.replay.is_some() {
+                // A replay sought back: its log starts over too.
+                self.messages.clear();
+            }
             self.values.clear();
             self.series.clear();
             self.changed_at.clear();
@@ -441,6 +449,15 @@ impl RunModel {
     }
 
     /// Scalar keys that have a plot series.
+    /// How the run is named in a legend beside others: its name, and
+    /// "replay" or its pid.
+    pub fn label(&self) -> String {
+        match &self.replay_of {
+            Some(_) => format!("{} (replay)", self.name),
+            None => format!("{} (pid {})", self.name, self.pid),
+        }
+    }
+
     pub fn plottable(&self) -> impl Iterator<Item = &str> {
         self.series.keys().map(String::as_str)
     }

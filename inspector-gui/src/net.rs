@@ -24,6 +24,8 @@ pub enum Command {
     Resume,
     Step(u64),
     Terminate,
+    /// Moves a replay to a recorded version or time.
+    Seek(idict::SeekTo),
     Set(String, Value),
     /// Reconnect now (e.g. after the run ended or while backing off).
     Reconnect,
@@ -318,6 +320,7 @@ async fn execute(client: Client, cmd: Command, inbox: Arc<Mutex<Inbox>>, ctx: eg
         Command::Resume => client.resume().await.map(drop),
         Command::Step(n) => client.step(n).await.map(drop),
         Command::Terminate => client.terminate().await.map(drop),
+        Command::Seek(to) => client.seek(to).await.map(drop),
         Command::Set(key, value) => match client.set(&key, value.clone()).await {
             Ok(receipt) => {
                 let mut i = inbox.lock();

@@ -778,32 +778,151 @@ fn nothing_asks_for_a_frame_when_nothing_changes() {
 /// start; Resume runs it to the end, and the view has the recorded run's
 /// values and curves.
 #[test]
-fn a_recording_opens_as_a_replay_that_resume_runs_to_the_end() {
+fn a_recording_opens_as_a_replay_with_a_timeline_to_scrub() {
     let dir = tempfile::tempdir().unwrap();
     let run = IDict::new("recorded");
+    run.writable("gain", 1.0);
     let server = options().record(dir.path()).serve(&run).unwrap();
     let path = server.recording().unwrap().to_path_buf();
+    // A write and a pause/resume from a client: marks on the timeline.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(async {
+        idict::client::Client::connect_target(
+            idict::client::Target::at(server.address(), Some(server.tokens().controller.clone())),
+            Default::default(),
+        )
+        .await
+        .unwrap()
+    });
     for i in 0..100i64 {
+        if i == 30 {
+            rt.block_on(client.set("gain", 2.0)).unwrap();
+        }
+        if i == 60 {
+            rt.block_on(client.pause()).unwrap();
+            rt.block_on(client.resume()).unwrap();
+        }
+        run.wait();
         run.lock().insert("step", i);
         run.notify_update().unwrap();
     }
     run.notify_update_final().unwrap();
-    // Closing waits for the recorder's last write.
-    server.wait_then_close(Duration::from_secs(20));
+    drop(client);
+    server.close();
 
     let replay = idict_inspector::demo::Replay::start(&path).unwrap();
     let mut g = gui(&replay.address, &replay.controller_token);
     g.until("the replay, held at its start", |g| {
         g.connected()
             && g.app().tabs[0].model.status.as_ref().map(|s| s.state) == Some(RunState::Paused)
+            && g.app().tabs[0].model.replay.is_some()
     });
     g.harness.run_steps(2);
     assert!(g.harness.query_by_label_contains("replay of").is_some());
+    let marks = &g.app().tabs[0].model.replay.as_ref().unwrap().marks;
+    assert_eq!(marks.len(), 3, "a write, a pause and a resume: {marks:?}");
     g.harness.get_by_label("Resume").click();
-    g.until("the end of the replay", |g| {
-        g.app().tabs[0].model.status.as_ref().map(|s| s.state) == Some(RunState::Finished)
+    g.until("the end of the replay, held there", |g| {
+        let m = &g.app().tabs[0].model;
+        m.version == 101 && m.status.as_ref().map(|s| s.state) == Some(RunState::Paused)
     });
     assert_eq!(g.value("step"), Some(Value::Int(99)));
     assert_eq!(g.app().tabs[0].model.series["step"].len(), 100);
+    // Scrub back to v40: the values and the curve as they were then.
+    g.harness
+        .get_by_label("Replay position")
+        .set_value_accesskit(40.0);
+    g.until("the state at v40", |g| {
+        g.app().tabs[0].model.version == 40 && g.value("step") == Some(Value::Int(39))
+    });
+    assert_eq!(g.app().tabs[0].model.series["step"].len(), 40);
+    // And to the end again.
+    g.harness.get_by_label("End").click();
+    g.until("the state at the end", |g| {
+        g.app().tabs[0].model.version == 101
+    });
     drop(replay);
+}
+
+/// Issue 16: a plot lays the same key of another open run over its own,
+/// a legend entry per run.
+#[test]
+fn a_plot_compares_a_key_across_two_runs() {
+    let runs: Vec<(IDict, Server)> = ["first", "second"]
+        .iter()
+        .enumerate()
+        .map(|(n, name)| {
+            let idict = IDict::new(*name);
+            for i in 0..50 {
+                idict
+                    .lock()
+                    .insert("residual", 1.0 / (i + 1 + n * 10) as f64);
+                idict.notify_update().unwrap();
+            }
+            let server = options().serve(&idict).unwrap();
+            (idict, server)
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = rt.handle().clone();
+    let specs: Vec<OpenSpec> = runs
+        .iter()
+        .map(|(_, s)| OpenSpec {
+            target: s.address().to_string(),
+            token: Some(s.tokens().observer.clone()),
+        })
+        .collect();
+    let harness = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .build_ui_state(
+            move |ui, app: &mut Option<InspectorApp>| {
+                let app = app.get_or_insert_with(|| {
+                    let mut a =
+                        InspectorApp::new(ui.ctx().clone(), handle.clone(), Default::default());
+                    for s in &specs {
+                        a.open(s.clone());
+                    }
+                    a.selected = 0;
+                    a
+                });
+                app.ui_root(ui);
+            },
+            None,
+        );
+    let mut g = Gui { harness, _rt: rt };
+    g.until("both runs with their curves", |g| {
+        let tabs = &g.app().tabs;
+        tabs.len() == 2
+            && tabs.iter().all(|t| {
+                t.model
+                    .series
+                    .get("residual")
+                    .is_some_and(|s| s.len() == 50)
+            })
+            && !tabs[0].plots.plots.is_empty()
+    });
+    g.harness.get_by_label("Compare (0)").click();
+    g.harness.run_steps(2);
+    let pid = std::process::id();
+    g.harness
+        .get_by_label(&format!("second (pid {pid})"))
+        .click();
+    g.harness.run_steps(3);
+    let cfg = &g.app().tabs[0].plots.plots[0];
+    assert_eq!(cfg.compare, [runs[1].1.address().to_string()]);
+    // Both runs in the legend, named.
+    assert!(
+        g.harness
+            .query_by_label(&format!("residual · first (pid {pid})"))
+            .is_some()
+    );
+    assert!(
+        g.harness
+            .query_by_label(&format!("residual · second (pid {pid})"))
+            .is_some()
+    );
 }

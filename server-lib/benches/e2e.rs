@@ -355,10 +355,10 @@ impl Bench {
             (got, Instant::now())
         });
         let start = Instant::now();
-        let mut recording = idict::recording::open(&path).expect("the recording");
-        let summary =
-            idict::replay::replay(&mut recording, &replayed, &Default::default()).expect("replay");
-        replayed.notify_update_final().expect("final");
+        let replayer = idict::replay::Replayer::open(&path).expect("the recording");
+        let summary = replayer
+            .replay(&replayed, &Default::default())
+            .expect("replay");
         let (got, end) = self.rt.block_on(watcher).expect("watcher");
         server.wait_then_close(Duration::from_secs(5));
         let rate = summary.samples as f64 / end.duration_since(start).as_secs_f64();

@@ -64,7 +64,8 @@ pub use dict::{
 pub use history::BoundedSeries;
 pub use history::{SAMPLE_BYTES, Sample, Series};
 pub use model::{
-    AppliedWrite, KeyInfo, Level, LogMessage, Role, RunState, Status, Thinned, WritableInfo,
+    AppliedWrite, KeyInfo, Level, LogMessage, MarkKind, ReplayTimeline, Role, RunState, SeekTo,
+    Status, Thinned, TimelineMark, WritableInfo,
 };
 pub use server::{Bind, ServeError, ServeOptions, Server, TlsIdentity, Tokens, serve};
 pub use signals::SignalError;

@@ -4,6 +4,53 @@
 use crate::value::{DType, Value, ValueKind};
 use std::fmt;
 
+/// Where a replay is asked to go (the Control RPC's seek).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SeekTo {
+    /// The state at this recorded version (the last update at or before it).
+    Version(u64),
+    /// The state at this recorded time, in seconds since the run started.
+    Time(f64),
+}
+
+/// What a replayed recording spans, with its marks (`RunInfo.replay`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplayTimeline {
+    pub first_version: u64,
+    pub last_version: u64,
+    /// Recorded seconds since the run started.
+    pub first_time: f64,
+    pub last_time: f64,
+    /// Control actions and applied writes, by version (the first
+    /// [`ReplayTimeline::MAX_MARKS`]).
+    pub marks: Vec<TimelineMark>,
+    /// Marks beyond those listed.
+    pub marks_left_off: u64,
+    /// The recording ends with the run's final update.
+    pub complete: bool,
+}
+
+impl ReplayTimeline {
+    /// Marks sent with the run's info at most.
+    pub const MAX_MARKS: usize = 1000;
+}
+
+/// A control action or applied write on a replay's timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineMark {
+    pub version: u64,
+    pub time: f64,
+    pub kind: MarkKind,
+    /// e.g. "pause by alice@login1", "dt = 1e-06 by alice@login1".
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkKind {
+    Control,
+    Write,
+}
+
 /// The life cycle of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunState {

@@ -77,6 +77,9 @@ pub(crate) struct Published {
     /// The newest version whose record carries applied writes: a client
     /// past it skips the walk over records (writes are rare).
     pub last_applied_version: u64,
+    /// How many times a replay went back (see [`Published::rewind`]): a
+    /// watcher that sees it change starts again from a whole state.
+    pub rewinds: u64,
 }
 
 /// What a server's mirror lacks of the published state (see [`Published::apply`]).
@@ -87,6 +90,7 @@ pub(crate) struct Frame {
     next_message_seq: u64,
     /// Every history, when the set of keys with one changed.
     histories: Option<(u64, KeyedSeries)>,
+    rewinds: u64,
 }
 
 /// Everything a client needs to go from its cursor to the newest version.
@@ -119,7 +123,20 @@ impl Published {
             next_message_seq: 1,
             message_capacity,
             last_applied_version: 0,
+            rewinds: 0,
         }
+    }
+
+    /// Forgets every key, history, record and message, and goes back to
+    /// `version`; message numbers and generations go on (replays only).
+    pub fn rewind(&mut self, version: u64) {
+        let mut fresh = Published::new(self.message_capacity);
+        fresh.version = version;
+        fresh.tombstone_floor = version;
+        fresh.next_message_seq = self.next_message_seq;
+        fresh.history_generation = self.history_generation + 1;
+        fresh.rewinds = self.rewinds + 1;
+        *self = fresh;
     }
 
     /// The published entry of a key.
@@ -278,13 +295,30 @@ impl Published {
         version: u64,
         message_seq: u64,
         history_generation: u64,
+        rewinds: u64,
     ) -> Option<Frame> {
         let histories_changed = history_generation != self.history_generation;
-        if self.version == version && self.next_message_seq == message_seq + 1 && !histories_changed
+        let rewound = rewinds != self.rewinds;
+        if self.version == version
+            && self.next_message_seq == message_seq + 1
+            && !histories_changed
+            && !rewound
         {
             return None;
         }
-        let (delta, _) = self.delta_since(version, "");
+        let delta = if rewound {
+            Delta {
+                version: self.version,
+                time: self.time,
+                reset: true,
+                changed: (self.entries.iter().flatten())
+                    .map(|s| (s.key.clone(), s.entry.value.clone()))
+                    .collect(),
+                ..Delta::default()
+            }
+        } else {
+            self.delta_since(version, "").0
+        };
         let histories = histories_changed.then(|| {
             (
                 self.history_generation,
@@ -296,9 +330,10 @@ impl Published {
         });
         Some(Frame {
             delta,
-            messages: self.messages_after(message_seq),
+            messages: self.messages_after(if rewound { 0 } else { message_seq }),
             next_message_seq: self.next_message_seq,
             histories,
+            rewinds: self.rewinds,
         })
     }
 
@@ -314,7 +349,14 @@ impl Published {
             messages,
             next_message_seq,
             histories,
+            rewinds,
         } = frame;
+        if rewinds != self.rewinds {
+            self.messages.clear();
+            self.retired.clear();
+            self.last_applied_version = 0;
+            self.rewinds = rewinds;
+        }
         if d.reset {
             self.entries.clear();
             self.ids.clear();
@@ -347,6 +389,7 @@ impl Published {
             changed.push(id);
         }
         if let Some((generation, histories)) = histories {
+            // (A rewind always brings the histories: its generation moved.)
             self.history = histories.into_iter().collect();
             self.history_generation = generation;
         }

@@ -57,6 +57,16 @@ pub struct Recording<R> {
     done: bool,
 }
 
+/// The file extension of recordings.
+pub const EXTENSION: &str = "idrec";
+
+/// Whether a RUN argument names a recording file (by its extension; the
+/// `.idictrec` of earlier versions too).
+pub fn is_recording_path(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    lower.ends_with(".idrec") || lower.ends_with(".idictrec")
+}
+
 /// Opens the recording at `path` and reads its header.
 pub fn open(path: &Path) -> Result<Recording<std::io::BufReader<std::fs::File>>, RecordingError> {
     let file = std::fs::File::open(path).map_err(|source| RecordingError::Io {

@@ -1,17 +1,32 @@
 //! Replaying a recording: a run of its own publishes what the recorded run
-//! did, version by version, paced by the recorded times (`speed` times as
-//! fast) or as fast as it goes. It waits at its gate before each version,
-//! so clients pause, step and resume it like any run, over the same
-//! contract; terminating it ends the replay. Recorded log messages and
-//! control actions come back as log messages.
+//! did, version by version, at the recorded versions and times, paced by
+//! the recorded times (`speed` times as fast) or as fast as it goes (then
+//! many versions a publish). It waits
+//! at its gate before each step, so clients pause, step and resume it like
+//! any run, over the same contract; a Seek moves it to any recorded
+//! version or time, forward or back (back: the run is rewound and the
+//! recording read again from its start, fast); terminating it ends the
+//! replay. Recorded log messages, control actions and applied writes come
+//! back as log messages, and actions and writes are the marks of the
+//! timeline the run's info carries.
+//!
+//! A recorder is a watcher: its updates carry the state at a version and
+//! the samples up to where its histories were complete, which can lag the
+//! state. The reader puts them back in version order (reading ahead a
+//! bounded way), so the replay publishes each version with its samples,
+//! as the run did.
 
 use crate::client::parts::PartJoiner;
-use crate::model::Level;
+use crate::dict::Recorded;
+use crate::history::Sample;
+use crate::model::{Level, MarkKind, ReplayTimeline, RunState, SeekTo, TimelineMark};
 use crate::recording::{Recording, RecordingError};
-use crate::value::Value;
+use crate::value::{Value, escape_controls};
 use crate::{IDict, wire};
 use idict_proto::v1 as pb;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How to replay.
@@ -20,12 +35,17 @@ pub struct ReplayOptions {
     /// Recorded seconds per wall second (2.0: twice as fast); `None`: as
     /// fast as it goes.
     pub speed: Option<f64>,
+    /// Go straight to this version or time first (`idict replay --at`).
+    pub at: Option<SeekTo>,
+    /// At the end, hold the run paused (seekable) until it is terminated,
+    /// instead of finishing it.
+    pub hold_at_end: bool,
 }
 
 /// What a replay went through.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReplaySummary {
-    /// Versions published.
+    /// Recorded versions published (again after a seek back).
     pub versions: u64,
     /// Scalar samples published.
     pub samples: u64,
@@ -33,6 +53,9 @@ pub struct ReplaySummary {
     pub complete: bool,
     /// The replay was terminated before the end.
     pub terminated: bool,
+    /// Where the recording is damaged, if it is: what came before was
+    /// replayed.
+    pub damaged: Option<String>,
 }
 
 /// Why a replay stopped short.
@@ -64,228 +87,839 @@ fn as_kind(x: f64, last: Option<&Value>) -> Value {
     }
 }
 
-/// One whole update, gathered from the messages it spans (`more`).
-#[derive(Default)]
-struct Whole {
-    /// Scalar samples by version.
-    samples: BTreeMap<u64, Vec<(String, f64, f64)>>,
-    changed: Vec<(String, Value)>,
-    removed: Vec<String>,
-    messages: Vec<pb::LogMessage>,
-    reset: bool,
-}
+/// Labels longer than this are cut (they carry client-chosen names).
+const MAX_LABEL: usize = 200;
 
-/// The run's gate, then the recorded pace: sleeps in short steps, so a
-/// pause or terminate is seen at once, and time held at the gate does not
-/// count as replayed. False once the replay is terminated.
-struct Pace {
-    speed: Option<f64>,
-    /// Wall time of the recording's first published moment, moved on by
-    /// every hold at the gate.
-    origin: Option<(Instant, f64)>,
-}
-
-impl Pace {
-    fn gate(&mut self, idict: &IDict, t: f64) -> bool {
-        let held = Instant::now();
-        if !idict.wait() {
-            return false;
-        }
-        let Some(speed) = self.speed.filter(|s| s.is_finite() && *s > 0.0) else {
-            return true;
-        };
-        if !t.is_finite() {
-            return true;
-        }
-        if let Some((at, _)) = &mut self.origin {
-            *at += held.elapsed();
-        }
-        let (at, t0) = *self.origin.get_or_insert((Instant::now(), t));
-        let due = ((t - t0) / speed).clamp(0.0, 1e9);
-        let due = at + Duration::from_secs_f64(due);
-        while Instant::now() < due {
-            if idict.terminated() {
-                return false;
-            }
-            if idict.status().state == crate::RunState::Paused {
-                // Held: the pause is the gate's, and does not count.
-                let paused = Instant::now();
-                if !idict.wait() {
-                    return false;
-                }
-                if let Some((at, _)) = &mut self.origin {
-                    *at += paused.elapsed();
-                }
-                continue;
-            }
-            std::thread::sleep((due - Instant::now()).min(Duration::from_millis(50)));
-        }
-        true
+fn bounded(s: String) -> String {
+    let s = escape_controls(&s).into_owned();
+    match s.char_indices().nth(MAX_LABEL) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
     }
 }
 
-fn action_name(c: &pb::ControlEvent) -> String {
-    pb::Action::try_from(c.action).map_or("an unknown action".to_string(), |a| {
+fn control_label(c: &pb::ControlEvent) -> String {
+    let action = pb::Action::try_from(c.action).map_or("an unknown action".to_string(), |a| {
         a.as_str_name().trim_start_matches("ACTION_").to_lowercase()
-    })
+    });
+    let action = match action.as_str() {
+        "step" if c.steps > 1 => format!("step {}", c.steps),
+        _ => action,
+    };
+    bounded(format!("{action} by {}", c.origin))
 }
 
-/// Publishes the recording's updates into `idict`, which a server serves.
-pub fn replay<R: std::io::Read>(
-    recording: &mut Recording<R>,
-    idict: &IDict,
-    opts: &ReplayOptions,
-) -> Result<ReplaySummary, ReplayError> {
-    let mut summary = ReplaySummary::default();
-    let mut parts = PartJoiner::new(1 << 30);
-    let mut kinds: HashMap<String, Value> = HashMap::new();
-    // Keys whose samples the recording carries: their samples, in order,
-    // are their values (a delta's newest value can run ahead of the
-    // samples it carries; applying it would publish the future early).
-    let mut sampled: HashSet<String> = HashSet::new();
-    // Control events wait for the replay to reach their version: the
-    // recorder writes them as they come, ahead of the updates it lags.
-    let mut controls: Vec<pb::ControlEvent> = Vec::new();
-    let mut whole = Whole::default();
-    let mut pace = Pace {
-        speed: opts.speed,
-        origin: None,
-    };
-    let log_controls = |controls: &mut Vec<pb::ControlEvent>, upto: u64| {
-        controls.retain(|c| {
+fn write_label(a: &pb::AppliedWrite) -> String {
+    let value = a
+        .value
+        .clone()
+        .and_then(|v| wire::value_from_proto(v).ok())
+        .map_or("?".to_string(), |v| v.to_string());
+    bounded(format!("{} = {value} by {}", a.key, a.origin))
+}
+
+/// One whole update, gathered from the records it spans (`more`).
+#[derive(Default)]
+struct Whole {
+    version: u64,
+    time: f64,
+    last: bool,
+    reset: bool,
+    /// Scalar samples by version: (key, time, value).
+    samples: BTreeMap<u64, Vec<(Arc<str>, f64, f64)>>,
+    changed: Vec<(String, Value)>,
+    removed: Vec<String>,
+    messages: Vec<pb::LogMessage>,
+    applied: Vec<pb::AppliedWrite>,
+}
+
+/// What changed at one version besides samples.
+#[derive(Default)]
+struct StateChange {
+    reset: bool,
+    last: bool,
+    changed: Vec<(String, Value)>,
+    removed: Vec<String>,
+    messages: Vec<pb::LogMessage>,
+    applied: Vec<pb::AppliedWrite>,
+}
+
+impl StateChange {
+    /// Adds a later update at the same version (or one come late).
+    fn merge(&mut self, w: Whole) {
+        if w.reset {
+            self.changed.clear();
+            self.removed.clear();
+            self.reset = true;
+        }
+        self.last |= w.last;
+        self.changed.extend(w.changed);
+        self.removed.extend(w.removed);
+        self.messages.extend(w.messages);
+        self.applied.extend(w.applied);
+    }
+
+    fn bytes(&self) -> usize {
+        self.changed
+            .iter()
+            .map(|(k, v)| k.len() + v.approx_wire_bytes())
+            .sum()
+    }
+}
+
+/// One recorded version, as the run published it.
+struct Event {
+    version: u64,
+    time: f64,
+    /// Samples of this version: (key, time, value).
+    samples: Vec<(Arc<str>, f64, f64)>,
+    state: Option<StateChange>,
+    /// Samples of versions already handed out, read too late to go with
+    /// them (past the read-ahead): they join the histories, set no value.
+    late: Vec<(Arc<str>, Sample)>,
+}
+
+impl Event {
+    fn at(version: u64) -> Event {
+        Event {
+            version,
+            time: f64::NAN,
+            samples: Vec::new(),
+            state: None,
+            late: Vec::new(),
+        }
+    }
+}
+
+/// Read-ahead bounds: updates and value bytes held waiting for samples.
+const READ_AHEAD_UPDATES: usize = 64;
+const READ_AHEAD_BYTES: usize = 64 << 20;
+
+/// Reads a recording as recorded versions, in order; control events are
+/// kept aside. A damaged record ends it (what came before stands).
+struct Reader {
+    recording: Recording<std::io::BufReader<std::fs::File>>,
+    parts: PartJoiner,
+    controls: Vec<pb::ControlEvent>,
+    damaged: Option<String>,
+    /// Keys interned once, so samples share their names.
+    names: HashMap<String, Arc<str>>,
+    /// The newest value of each key read, for its kind.
+    kinds: HashMap<String, Value>,
+    /// Versions read ahead, waiting for their samples.
+    ahead: BTreeMap<u64, Event>,
+    ahead_updates: usize,
+    ahead_bytes: usize,
+    /// Every sample up to this version has been read (a recorder sends
+    /// each key's samples in version order, all keys up to one version).
+    through: u64,
+    /// The newest version handed out.
+    handed: Option<u64>,
+    /// What came for versions already handed out, for the next one.
+    late: Vec<(Arc<str>, Sample)>,
+    late_state: Option<StateChange>,
+    eof: bool,
+}
+
+impl Reader {
+    fn open(path: &Path) -> Result<Reader, ReplayError> {
+        Ok(Reader {
+            recording: crate::recording::open(path)?,
+            parts: PartJoiner::new(1 << 30),
+            controls: Vec::new(),
+            damaged: None,
+            names: HashMap::new(),
+            kinds: HashMap::new(),
+            ahead: BTreeMap::new(),
+            ahead_updates: 0,
+            ahead_bytes: 0,
+            through: 0,
+            handed: None,
+            late: Vec::new(),
+            late_state: None,
+            eof: false,
+        })
+    }
+
+    fn name(&mut self, key: String) -> Arc<str> {
+        if let Some(k) = self.names.get(&key) {
+            return k.clone();
+        }
+        let k: Arc<str> = Arc::from(key.as_str());
+        self.names.insert(key, k.clone());
+        k
+    }
+
+    /// The next recorded version, with its samples and changes.
+    fn next_event(&mut self) -> Result<Option<Event>, ReplayError> {
+        loop {
+            if let Some((&v, _)) = self.ahead.first_key_value() {
+                let ready = self.eof
+                    || self.through >= v
+                    || self.ahead_updates > READ_AHEAD_UPDATES
+                    || self.ahead_bytes > READ_AHEAD_BYTES;
+                if ready && let Some((_, mut e)) = self.ahead.pop_first() {
+                    if let Some(state) = &e.state {
+                        self.ahead_updates = self.ahead_updates.saturating_sub(1);
+                        self.ahead_bytes = self.ahead_bytes.saturating_sub(state.bytes());
+                    }
+                    e.late = std::mem::take(&mut self.late);
+                    if let Some(late) = self.late_state.take() {
+                        let mut state = late;
+                        if let Some(now) = e.state.take() {
+                            state.reset |= now.reset;
+                            state.last |= now.last;
+                            state.changed.extend(now.changed);
+                            state.removed.extend(now.removed);
+                            state.messages.extend(now.messages);
+                            state.applied.extend(now.applied);
+                        }
+                        e.state = Some(state);
+                    }
+                    self.handed = Some(v);
+                    return Ok(Some(e));
+                }
+            } else if self.eof {
+                // What came late with nothing after it: one last event at
+                // the version already handed out.
+                if self.late.is_empty() && self.late_state.is_none() {
+                    return Ok(None);
+                }
+                let mut e = Event::at(self.handed.unwrap_or(0));
+                e.late = std::mem::take(&mut self.late);
+                e.state = self.late_state.take();
+                return Ok(Some(e));
+            }
+            match self.next_whole()? {
+                Some(w) => self.spread(w),
+                None => self.eof = true,
+            }
+        }
+    }
+
+    /// Files an update's samples and changes under their versions.
+    fn spread(&mut self, mut w: Whole) {
+        for (k, v) in &w.changed {
+            self.kinds.insert(k.clone(), v.clone());
+        }
+        let handed = self.handed;
+        let is_late = |v: u64| handed.is_some_and(|h| v <= h);
+        for (v, samples) in std::mem::take(&mut w.samples) {
+            self.through = self.through.max(v);
+            if is_late(v) {
+                self.late.extend(samples.into_iter().map(|(k, t, x)| {
+                    (
+                        k,
+                        Sample {
+                            version: v,
+                            time: t,
+                            value: x,
+                        },
+                    )
+                }));
+                continue;
+            }
+            let e = self.ahead.entry(v).or_insert_with(|| Event::at(v));
+            if e.time.is_nan()
+                && let Some(first) = samples.first()
+            {
+                e.time = first.1;
+            }
+            e.samples.extend(samples);
+        }
+        let (version, time) = (w.version, w.time);
+        let changes = !(w.changed.is_empty()
+            && w.removed.is_empty()
+            && w.messages.is_empty()
+            && w.applied.is_empty()
+            && !w.reset
+            && !w.last);
+        if !changes {
+            return;
+        }
+        if is_late(version) {
+            self.late_state
+                .get_or_insert_with(StateChange::default)
+                .merge(w);
+            return;
+        }
+        let e = self
+            .ahead
+            .entry(version)
+            .or_insert_with(|| Event::at(version));
+        e.time = time;
+        let state = e.state.get_or_insert_with(|| {
+            self.ahead_updates += 1;
+            StateChange::default()
+        });
+        let before = state.bytes();
+        state.merge(w);
+        self.ahead_bytes += state.bytes() - before;
+    }
+
+    fn next_whole(&mut self) -> Result<Option<Whole>, ReplayError> {
+        let mut whole = Whole::default();
+        loop {
+            let entry = match self.recording.next() {
+                None => return Ok(None),
+                Some(Ok(e)) => e,
+                Some(Err(e)) => {
+                    self.damaged = Some(e.to_string());
+                    return Ok(None);
+                }
+            };
+            let update = match entry.kind {
+                Some(pb::record_entry::Kind::Update(u)) => u,
+                Some(pb::record_entry::Kind::Control(c)) => {
+                    self.controls.push(c);
+                    continue;
+                }
+                _ => continue,
+            };
+            for s in update.samples {
+                let (key, series) =
+                    wire::series_from_proto(s).map_err(|e| ReplayError::BadValue(e.to_string()))?;
+                let key = self.name(key);
+                for i in 0..series.len() {
+                    whole.samples.entry(series.versions[i]).or_default().push((
+                        key.clone(),
+                        series.times[i],
+                        series.values[i],
+                    ));
+                }
+            }
+            for e in update.changed {
+                let v = e
+                    .value
+                    .ok_or_else(|| ReplayError::BadValue(format!("no value for '{}'", e.key)))?;
+                let v =
+                    wire::value_from_proto(v).map_err(|e| ReplayError::BadValue(e.to_string()))?;
+                whole.changed.push((e.key, v));
+            }
+            if let Some(p) = update.part
+                && let Some(done) = self
+                    .parts
+                    .add(p)
+                    .map_err(|e| ReplayError::BadValue(e.to_string()))?
+            {
+                whole.changed.push(done);
+            }
+            whole.removed.extend(update.removed);
+            whole.messages.extend(update.messages);
+            whole.applied.extend(update.applied);
+            whole.reset |= update.reset;
+            if update.more {
+                continue;
+            }
+            whole.version = update.version;
+            whole.time = update.time;
+            whole.last = update.last;
+            return Ok(Some(whole));
+        }
+    }
+}
+
+/// A recording opened for replay, with its timeline read.
+pub struct Replayer {
+    path: PathBuf,
+    pub header: pb::RecordingHeader,
+    timeline: ReplayTimeline,
+    /// Set when the file ends inside a record (the run was killed while
+    /// writing it): the byte where that record starts.
+    pub cut_at: Option<u64>,
+}
+
+impl Replayer {
+    /// Opens the recording and reads it through once for its timeline.
+    pub fn open(path: &Path) -> Result<Replayer, ReplayError> {
+        let mut reader = Reader::open(path)?;
+        let header = reader.recording.header.clone();
+        let mut t = ReplayTimeline {
+            first_version: u64::MAX,
+            first_time: f64::NAN,
+            ..ReplayTimeline::default()
+        };
+        let mut marks = Vec::new();
+        let first = |t: &mut ReplayTimeline, v: u64, time: f64| {
+            if v < t.first_version {
+                t.first_version = v;
+                t.first_time = time;
+            }
+        };
+        while let Some(w) = reader.next_whole()? {
+            if let Some((v, s)) = w.samples.first_key_value() {
+                first(&mut t, *v, s.first().map_or(w.time, |x| x.1));
+            }
+            first(&mut t, w.version, w.time);
+            if w.version >= t.last_version {
+                t.last_version = w.version;
+                t.last_time = w.time;
+            }
+            t.complete |= w.last;
+            marks.extend(w.applied.iter().map(|a| TimelineMark {
+                version: a.version,
+                time: w.time,
+                kind: MarkKind::Write,
+                label: write_label(a),
+            }));
+        }
+        marks.extend(reader.controls.iter().map(|c| TimelineMark {
+            version: c.version,
+            time: c.time,
+            kind: MarkKind::Control,
+            label: control_label(c),
+        }));
+        marks.sort_by_key(|m| m.version);
+        let left_off = marks.len().saturating_sub(ReplayTimeline::MAX_MARKS);
+        marks.truncate(ReplayTimeline::MAX_MARKS);
+        t.marks = marks;
+        t.marks_left_off = left_off as u64;
+        if t.first_version == u64::MAX {
+            t.first_version = 0;
+            t.first_time = 0.0;
+        }
+        Ok(Replayer {
+            path: path.to_owned(),
+            header,
+            timeline: t,
+            cut_at: reader.recording.cut_at,
+        })
+    }
+
+    /// What the recording spans, with its marks.
+    pub fn timeline(&self) -> &ReplayTimeline {
+        &self.timeline
+    }
+
+    /// Publishes the recording into `idict` (which a server serves), its
+    /// timeline in the run's info, until the end (or, with `hold_at_end`,
+    /// until the run is terminated).
+    pub fn replay(
+        &self,
+        idict: &IDict,
+        opts: &ReplayOptions,
+    ) -> Result<ReplaySummary, ReplayError> {
+        *idict.inner.timeline.write() = Some(Arc::new(self.timeline.clone()));
+        let mut player = Player {
+            replayer: self,
+            idict,
+            opts,
+            reader: Reader::open(&self.path)?,
+            queue: VecDeque::new(),
+            controls: Vec::new(),
+            complete: false,
+            target: None,
+            pace: Pace {
+                speed: opts.speed.filter(|s| s.is_finite() && *s > 0.0),
+                origin: None,
+            },
+            said_end: false,
+            summary: ReplaySummary::default(),
+        };
+        if let Some(to) = opts.at {
+            player.seek(to)?;
+        }
+        loop {
+            match player.step()? {
+                Flow::Go => {}
+                Flow::End => break,
+                Flow::Stop => {
+                    player.summary.terminated = true;
+                    break;
+                }
+            }
+        }
+        player.summary.damaged = player.reader.damaged.take();
+        Ok(player.summary)
+    }
+}
+
+/// Where a seek goes.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Version(u64),
+    Time(f64),
+}
+
+impl Target {
+    /// Whether the recorded version is at or before the target.
+    fn covers(&self, e: &Event) -> bool {
+        match *self {
+            Target::Version(v) => e.version <= v,
+            // A version of unknown time does not stop a seek by time.
+            Target::Time(t) => e.time.is_nan() || e.time <= t,
+        }
+    }
+}
+
+enum Flow {
+    Go,
+    End,
+    Stop,
+}
+
+enum GateOutcome {
+    Go,
+    Stop,
+    Seek(SeekTo),
+    /// Paused while waiting for a version's time: back to the gate.
+    Held,
+}
+
+/// Versions published at most in one go (as fast as it goes, or seeking).
+const VERSIONS_PER_PUBLISH: usize = 4096;
+
+struct Player<'a> {
+    replayer: &'a Replayer,
+    idict: &'a IDict,
+    opts: &'a ReplayOptions,
+    reader: Reader,
+    /// Versions read, not yet published.
+    queue: VecDeque<Event>,
+    /// Recorded control events not yet reached.
+    controls: Vec<pb::ControlEvent>,
+    /// The recording's last update was published.
+    complete: bool,
+    /// Where a seek is going: until there, no gate and no pacing.
+    target: Option<Target>,
+    pace: Pace,
+    said_end: bool,
+    summary: ReplaySummary,
+}
+
+impl Player<'_> {
+    /// Reads until `n` versions are waiting (or the recording ends).
+    fn fill(&mut self, n: usize) -> Result<(), ReplayError> {
+        while self.queue.len() < n {
+            match self.reader.next_event()? {
+                Some(e) => self.queue.push_back(e),
+                None => break,
+            }
+        }
+        self.controls.append(&mut self.reader.controls);
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<Flow, ReplayError> {
+        self.fill(1)?;
+        let Some(front) = self.queue.front() else {
+            return self.at_end();
+        };
+        if front.version <= self.idict.version() && !self.queue.is_empty() {
+            // Come late (past the read-ahead): no version to publish.
+            self.publish(1)?;
+            return Ok(Flow::Go);
+        }
+        if self.target.is_none() {
+            match self.gate() {
+                GateOutcome::Go => {}
+                GateOutcome::Stop => return Ok(Flow::Stop),
+                GateOutcome::Held => return Ok(Flow::Go),
+                GateOutcome::Seek(to) => {
+                    self.seek(to)?;
+                    return Ok(Flow::Go);
+                }
+            }
+        }
+        let take = if let Some(target) = self.target {
+            let mut n = 0;
+            loop {
+                self.fill(n + 1)?;
+                match self.queue.get(n) {
+                    Some(e) if target.covers(e) && n < VERSIONS_PER_PUBLISH => n += 1,
+                    _ => break,
+                }
+            }
+            if n == 0 {
+                // There: the gate and the pace take over again.
+                self.target = None;
+                self.pace.origin = None;
+                return Ok(Flow::Go);
+            }
+            n
+        } else if self.idict.status().state == RunState::Paused {
+            // Stepping: one recorded version a step.
+            1
+        } else if self.pace.speed.is_some() {
+            let t = self.queue.front().map_or(f64::NAN, |e| e.time);
+            if let Some(due) = self.pace.due(t) {
+                match self.sleep_until(due) {
+                    GateOutcome::Go => {}
+                    GateOutcome::Stop => return Ok(Flow::Stop),
+                    GateOutcome::Held => return Ok(Flow::Go),
+                    GateOutcome::Seek(to) => {
+                        self.seek(to)?;
+                        return Ok(Flow::Go);
+                    }
+                }
+            }
+            // With it, every version already due (a fast run's many a frame).
+            let now = Instant::now();
+            let mut n = 1;
+            loop {
+                self.fill(n + 1)?;
+                let due = self.queue.get(n).map(|e| self.pace.due(e.time));
+                match due {
+                    Some(d) if d.is_none_or(|d| d <= now) && n < VERSIONS_PER_PUBLISH => n += 1,
+                    _ => break,
+                }
+            }
+            n
+        } else {
+            self.fill(VERSIONS_PER_PUBLISH)?;
+            self.queue.len()
+        };
+        self.publish(take)?;
+        Ok(Flow::Go)
+    }
+
+    /// Publishes the next `take` versions read as one.
+    fn publish(&mut self, take: usize) -> Result<(), ReplayError> {
+        let take = take.min(self.queue.len());
+        if take == 0 {
+            return Ok(());
+        }
+        let group: Vec<Event> = self.queue.drain(..take).collect();
+        let published = self.idict.version();
+        let mut by_key: Vec<(Arc<str>, Vec<Sample>)> = Vec::new();
+        let mut position: HashMap<Arc<str>, usize> = HashMap::new();
+        let mut push = |key: &Arc<str>, x: Sample| {
+            let i = *position.entry(key.clone()).or_insert_with(|| {
+                by_key.push((key.clone(), Vec::new()));
+                by_key.len() - 1
+            });
+            by_key[i].1.push(x);
+        };
+        let (mut version, mut time) = (published, f64::NAN);
+        let mut messages = Vec::new();
+        let mut applied = Vec::new();
+        let mut final_update = false;
+        let mut count = 0u64;
+        {
+            let mut d = self.idict.lock();
+            for e in group {
+                // Late samples first: they are older than anything here.
+                for (k, x) in e.late {
+                    push(&k, x);
+                    count += 1;
+                }
+                for (k, t, x) in &e.samples {
+                    push(
+                        k,
+                        Sample {
+                            version: e.version,
+                            time: *t,
+                            value: *x,
+                        },
+                    );
+                    count += 1;
+                    if e.version > published {
+                        d.insert(&**k, as_kind(*x, self.reader.kinds.get(&**k)));
+                    }
+                }
+                if let Some(s) = e.state {
+                    if s.reset {
+                        d.clear();
+                    }
+                    for (k, v) in s.changed {
+                        d.insert(&k, v);
+                    }
+                    for k in &s.removed {
+                        d.remove(k);
+                    }
+                    messages.extend(s.messages);
+                    applied.extend(s.applied);
+                    final_update |= s.last;
+                }
+                version = version.max(e.version);
+                if !e.time.is_nan() {
+                    time = e.time;
+                }
+            }
+        }
+        for m in messages {
+            self.idict.message(level(m.level), m.text);
+        }
+        for a in &applied {
+            self.idict.message(
+                Level::Info,
+                format!("[recorded] {} at v{}", write_label(a), a.version),
+            );
+        }
+        self.log_controls(version);
+        if version <= published {
+            // Late samples only: they join the histories.
+            self.idict.inner.add_recorded_samples(by_key, version);
+            if final_update && !self.opts.hold_at_end {
+                self.idict.notify_update_final()?;
+            }
+        } else {
+            if time.is_nan() {
+                time = self.idict.inner.published.read().time;
+            }
+            let recorded = Recorded {
+                version,
+                time,
+                samples: by_key,
+                through: version,
+            };
+            let last = final_update && !self.opts.hold_at_end;
+            self.idict.publish_recorded(recorded, last)?;
+            self.summary.versions += take as u64;
+        }
+        self.summary.samples += count;
+        self.complete |= final_update;
+        Ok(())
+    }
+
+    /// Logs the recorded control actions up to `upto`.
+    fn log_controls(&mut self, upto: u64) {
+        let idict = self.idict;
+        self.controls.retain(|c| {
             if c.version > upto {
                 return true;
             }
             idict.message(
                 Level::Info,
-                format!(
-                    "[recorded] {} by {} at v{}",
-                    action_name(c),
-                    crate::value::escape_controls(&c.origin),
-                    c.version
-                ),
+                format!("[recorded] {} at v{}", control_label(c), c.version),
             );
             false
         });
-    };
-    for entry in recording.by_ref() {
-        let update = match entry?.kind {
-            Some(pb::record_entry::Kind::Update(u)) => u,
-            Some(pb::record_entry::Kind::Control(c)) => {
-                controls.push(c);
-                continue;
-            }
-            _ => continue,
-        };
-        // Gather the update across its messages.
-        for s in update.samples {
-            let (key, series) =
-                wire::series_from_proto(s).map_err(|e| ReplayError::BadValue(e.to_string()))?;
-            sampled.insert(key.clone());
-            for i in 0..series.len() {
-                whole.samples.entry(series.versions[i]).or_default().push((
-                    key.clone(),
-                    series.times[i],
-                    series.values[i],
-                ));
-            }
-        }
-        for e in update.changed {
-            let v = e
-                .value
-                .ok_or_else(|| ReplayError::BadValue(format!("no value for '{}'", e.key)))?;
-            let v = wire::value_from_proto(v).map_err(|e| ReplayError::BadValue(e.to_string()))?;
-            whole.changed.push((e.key, v));
-        }
-        if let Some(p) = update.part
-            && let Some(done) = parts
-                .add(p)
-                .map_err(|e| ReplayError::BadValue(e.to_string()))?
-        {
-            whole.changed.push(done);
-        }
-        whole.removed.extend(update.removed);
-        whole.messages.extend(update.messages);
-        whole.reset |= update.reset;
-        if update.more {
-            continue;
-        }
-        let w = std::mem::take(&mut whole);
-        // The kinds first: a sample of an int key publishes an int.
-        for (k, v) in &w.changed {
-            kinds.insert(k.clone(), v.clone());
-        }
-        // Messages go out with the first version of the update.
-        let mut messages = Some(w.messages);
-        let send_messages = |messages: &mut Option<Vec<pb::LogMessage>>| {
-            for m in messages.take().unwrap_or_default() {
-                idict.message(level(m.level), m.text);
-            }
-        };
-        if w.reset {
-            // A whole state: everything in it, sampled keys too (their
-            // last sample may be older than the samples it carries).
-            let mut d = idict.lock();
-            d.clear();
-            for (k, v) in &w.changed {
-                d.insert(k, v.clone());
-            }
-        }
-        for (&v, samples) in w.samples.range(..update.version) {
-            let t = samples.first().map_or(f64::NAN, |s| s.1);
-            if !pace.gate(idict, t) {
-                summary.terminated = true;
-                return Ok(summary);
-            }
-            {
-                let mut d = idict.lock();
-                for (key, _, x) in samples {
-                    let value = as_kind(*x, kinds.get(key));
-                    d.insert(key, value);
-                }
-            }
-            send_messages(&mut messages);
-            idict.notify_update()?;
-            log_controls(&mut controls, v);
-            summary.versions += 1;
-            summary.samples += samples.len() as u64;
-        }
-        if !pace.gate(idict, update.time) {
-            summary.terminated = true;
-            return Ok(summary);
-        }
-        {
-            let mut d = idict.lock();
-            if let Some(samples) = w.samples.get(&update.version) {
-                for (key, _, x) in samples {
-                    let value = as_kind(*x, kinds.get(key));
-                    d.insert(key, value);
-                }
-                summary.samples += samples.len() as u64;
-            }
-            if !w.reset {
-                for (k, v) in w.changed {
-                    if !(sampled.contains(&k) && v.as_scalar().is_some()) {
-                        d.insert(&k, v);
-                    }
-                }
-            }
-            for k in &w.removed {
-                d.remove(k);
-            }
-        }
-        send_messages(&mut messages);
-        log_controls(&mut controls, update.version);
-        if update.last {
-            log_controls(&mut controls, u64::MAX);
-            summary.complete = true;
-            return Ok(summary);
-        }
-        idict.notify_update()?;
-        summary.versions += 1;
     }
-    log_controls(&mut controls, u64::MAX);
-    Ok(summary)
+
+    /// The recording is read to its end (or to damage).
+    fn at_end(&mut self) -> Result<Flow, ReplayError> {
+        self.target = None;
+        self.log_controls(u64::MAX);
+        self.summary.complete = self.complete;
+        if !self.opts.hold_at_end {
+            if !self.complete {
+                self.idict.notify_update_final()?;
+            }
+            return Ok(Flow::End);
+        }
+        if !self.said_end {
+            self.said_end = true;
+            self.idict.message(
+                Level::Info,
+                format!(
+                    "replay: the end of the recording (v{}); seek to look again",
+                    self.idict.version()
+                ),
+            );
+        }
+        // Held at the end, paused, until a seek or a terminate.
+        self.idict.pause();
+        Ok(match self.gate() {
+            GateOutcome::Stop => Flow::Stop,
+            GateOutcome::Seek(to) => {
+                self.seek(to)?;
+                Flow::Go
+            }
+            GateOutcome::Go | GateOutcome::Held => Flow::Go,
+        })
+    }
+
+    /// The run's gate; a seek asked meanwhile ends the wait.
+    fn gate(&mut self) -> GateOutcome {
+        if let Some(to) = self.idict.inner.take_seek() {
+            return GateOutcome::Seek(to);
+        }
+        let inner = &self.idict.inner;
+        let mut seek = None;
+        let held = Instant::now();
+        let outcome = self
+            .idict
+            .wait_interruptible(Duration::from_millis(50), || match inner.take_seek() {
+                Some(to) => {
+                    seek = Some(to);
+                    Err(())
+                }
+                None => Ok(()),
+            });
+        if held.elapsed() > Duration::from_millis(1) {
+            // Time held does not count as replayed.
+            self.pace.origin = None;
+        }
+        match (outcome, seek) {
+            (_, Some(to)) => GateOutcome::Seek(to),
+            (Ok(true), None) => GateOutcome::Go,
+            (Ok(false), None) => GateOutcome::Stop,
+            (Err(()), None) => GateOutcome::Held,
+        }
+    }
+
+    /// Sleeps until `due` in short steps, so a pause, seek or terminate is
+    /// seen at once.
+    fn sleep_until(&mut self, due: Instant) -> GateOutcome {
+        loop {
+            if self.idict.terminated() {
+                return GateOutcome::Stop;
+            }
+            if let Some(to) = self.idict.inner.take_seek() {
+                return GateOutcome::Seek(to);
+            }
+            if self.idict.status().state == RunState::Paused {
+                return GateOutcome::Held;
+            }
+            let now = Instant::now();
+            if now >= due {
+                return GateOutcome::Go;
+            }
+            std::thread::sleep((due - now).min(Duration::from_millis(20)));
+        }
+    }
+
+    /// Goes to `to`: forward by reading on, back by rewinding the run and
+    /// reading the recording again from its start; either way without
+    /// pacing or gate until there.
+    fn seek(&mut self, to: SeekTo) -> Result<(), ReplayError> {
+        let timeline = &self.replayer.timeline;
+        let target = match to {
+            SeekTo::Version(v) => Target::Version(v.max(timeline.first_version)),
+            SeekTo::Time(t) => Target::Time(t.max(timeline.first_time)),
+        };
+        let (version, time) = {
+            let p = self.idict.inner.published.read();
+            (p.version, p.time)
+        };
+        let ahead = match target {
+            Target::Version(v) => v >= version,
+            Target::Time(t) => time.is_nan() || t >= time,
+        };
+        if !ahead {
+            self.idict.inner.rewind(0);
+            self.reader = Reader::open(&self.replayer.path)?;
+            self.queue.clear();
+            self.controls.clear();
+            self.complete = false;
+            self.said_end = false;
+        }
+        self.target = Some(target);
+        Ok(())
+    }
+}
+
+/// The recorded pace: when a recorded moment is due on the wall clock.
+#[derive(Clone, Copy)]
+struct Pace {
+    speed: Option<f64>,
+    /// The wall time and recorded time pacing counts from (reset after a
+    /// hold or a seek, so neither counts as replayed).
+    origin: Option<(Instant, f64)>,
+}
+
+impl Pace {
+    /// When the moment recorded at `t` is due; `None`: now (unpaced).
+    fn due(&mut self, t: f64) -> Option<Instant> {
+        let speed = self.speed?;
+        if !t.is_finite() {
+            return None;
+        }
+        let (at, t0) = *self.origin.get_or_insert((Instant::now(), t));
+        let secs = ((t - t0) / speed).clamp(0.0, 1e9);
+        Some(at + Duration::from_secs_f64(secs))
+    }
 }
 
 #[cfg(test)]
@@ -368,15 +1002,17 @@ mod tests {
 
     #[test]
     fn a_crafted_recording_replays_removals_parts_and_controls_in_place() {
-        let bytes = crafted();
-        let mut recording =
-            crate::recording::read(bytes.as_slice(), std::path::Path::new("t")).unwrap();
-        let run = IDict::new("crafted");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crafted.idrec");
+        std::fs::write(&path, crafted()).unwrap();
+        let replayer = Replayer::open(&path).unwrap();
+        let run = IDict::builder("crafted").replay_of("crafted.idrec").build();
         // Paced, with a NaN time in the file: no panic.
         let opts = ReplayOptions {
             speed: Some(1000.0),
+            ..ReplayOptions::default()
         };
-        let summary = replay(&mut recording, &run, &opts).unwrap();
+        let summary = replayer.replay(&run, &opts).unwrap();
         assert!(summary.complete);
         let d = run.lock();
         assert_eq!(d.get("x"), Some(&Value::Int(1)));

@@ -498,6 +498,60 @@ pub fn thinned_from_proto(t: pb::Thinned) -> crate::model::Thinned {
     }
 }
 
+pub fn timeline_to_proto(t: &crate::model::ReplayTimeline) -> pb::ReplayTimeline {
+    pb::ReplayTimeline {
+        first_version: t.first_version,
+        last_version: t.last_version,
+        first_time: t.first_time,
+        last_time: t.last_time,
+        marks: t
+            .marks
+            .iter()
+            .map(|m| pb::TimelineMark {
+                version: m.version,
+                time: m.time,
+                kind: match m.kind {
+                    crate::model::MarkKind::Control => pb::MarkKind::Control,
+                    crate::model::MarkKind::Write => pb::MarkKind::Write,
+                } as i32,
+                label: m.label.clone(),
+            })
+            .collect(),
+        marks_left_off: t.marks_left_off,
+        complete: t.complete,
+    }
+}
+
+/// A replay's timeline; marks of kinds this client does not know are
+/// left out, and text is bounded by the message size the client accepts.
+pub fn timeline_from_proto(t: pb::ReplayTimeline) -> crate::model::ReplayTimeline {
+    crate::model::ReplayTimeline {
+        first_version: t.first_version,
+        last_version: t.last_version,
+        first_time: t.first_time,
+        last_time: t.last_time,
+        marks: t
+            .marks
+            .into_iter()
+            .filter_map(|m| {
+                let kind = match pb::MarkKind::try_from(m.kind) {
+                    Ok(pb::MarkKind::Control) => crate::model::MarkKind::Control,
+                    Ok(pb::MarkKind::Write) => crate::model::MarkKind::Write,
+                    _ => return None,
+                };
+                Some(crate::model::TimelineMark {
+                    version: m.version,
+                    time: m.time,
+                    kind,
+                    label: m.label,
+                })
+            })
+            .collect(),
+        marks_left_off: t.marks_left_off,
+        complete: t.complete,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1219,17 +1219,21 @@ fn a_recording_replays_the_same_samples_and_the_same_final_state() {
     let replayed = IDict::builder("to-replay")
         .replay_of(path.display().to_string())
         .build();
-    let mut recording = idict::recording::open(&path).unwrap();
-    let summary = idict::replay::replay(
-        &mut recording,
-        &replayed,
-        &idict::replay::ReplayOptions::default(),
-    )
-    .unwrap();
+    let replayer = idict::replay::Replayer::open(&path).unwrap();
+    let summary = replayer
+        .replay(&replayed, &idict::replay::ReplayOptions::default())
+        .unwrap();
     assert!(summary.complete, "{summary:?}");
     assert_eq!(summary.samples, 300 + 100, "every sample of x and y");
     let xs = replayed.history("x").unwrap();
     assert_eq!(xs.values, (0..300).map(|i| i as f64).collect::<Vec<_>>());
+    // At the recorded versions and times, to the nanosecond.
+    let live = original.history("x").unwrap();
+    assert_eq!(xs.versions, live.versions);
+    for (a, b) in xs.times.iter().zip(&live.times) {
+        assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+    }
+    assert_eq!(replayed.version(), original.version());
     let ys = replayed.history("y").unwrap();
     assert_eq!(
         ys.values,

@@ -6,6 +6,7 @@ pub mod controls;
 pub mod messages;
 pub mod plots;
 pub mod runs;
+pub mod timeline;
 pub mod values;
 
 use egui::{Color32, RichText};

@@ -3,6 +3,9 @@
 //! (a moving window) or free zoom and pan; log y; EMA smoothing; legend and
 //! hover values; export to CSV. Each frame draws about two points per pixel
 //! per series from the min/max pyramid, whatever the series' length.
+//! A plot can lay the same keys of other open runs (live or replays) over
+//! its own, dashed, a legend entry per run; a replay's recorded actions
+//! and writes are vertical marks.
 
 use super::fmt_num;
 use crate::model::RunModel;
@@ -25,6 +28,10 @@ pub struct PlotConfig {
     /// What the Keys menu's search box holds (not remembered).
     #[serde(skip)]
     pub key_search: String,
+    /// Other open runs (by what was opened) whose same keys are laid over
+    /// this plot's (not remembered: runs come and go).
+    #[serde(skip)]
+    pub compare: Vec<String>,
 }
 
 impl PlotConfig {
@@ -37,6 +44,7 @@ impl PlotConfig {
             log_y: false,
             ema: 0.0,
             key_search: String::new(),
+            compare: Vec::new(),
         }
     }
 }
@@ -155,7 +163,8 @@ fn latest_x(m: &RunModel, cfg: &PlotConfig) -> Option<(f64, f64)> {
 }
 
 impl PlotsPanel {
-    pub fn ui(&mut self, ui: &mut egui::Ui, m: &RunModel) {
+    /// `others`: the other open runs, to compare with.
+    pub fn ui(&mut self, ui: &mut egui::Ui, m: &RunModel, others: &[&RunModel]) {
         if self.plots.is_empty() && ui.button("+ Add plot").clicked() {
             self.plots.push(PlotConfig::of(Vec::new()));
         }
@@ -177,7 +186,7 @@ impl PlotsPanel {
                                 "Keys ({})",
                                 cfg.keys.len()
                             ))
-                            .config(stay_open)
+                            .config(stay_open.clone())
                             .ui(ui, |ui| {
                                 if keys.len() > 8 {
                                     ui.add(
@@ -216,6 +225,31 @@ impl PlotsPanel {
                                     );
                                     ui.selectable_value(&mut cfg.x, XAxis::Time, "x: time (s)");
                                 });
+                            if !others.is_empty() {
+                                egui::containers::menu::MenuButton::new(format!(
+                                    "Compare ({})",
+                                    cfg.compare.len()
+                                ))
+                                .config(stay_open)
+                                .ui(ui, |ui| {
+                                    ui.label(
+                                        RichText::new(
+                                            "Lay these keys of another run over this plot",
+                                        )
+                                        .weak(),
+                                    );
+                                    for o in others {
+                                        let mut on = cfg.compare.contains(&o.target);
+                                        if ui.checkbox(&mut on, o.label()).changed() {
+                                            if on {
+                                                cfg.compare.push(o.target.clone());
+                                            } else {
+                                                cfg.compare.retain(|t| *t != o.target);
+                                            }
+                                        }
+                                    }
+                                });
+                            }
                             ui.checkbox(&mut cfg.follow, "Follow latest");
                             // Always there (greyed when not following): it
                             // used to appear and push the rest off the edge.
@@ -255,7 +289,12 @@ impl PlotsPanel {
                             ui.label(egui::RichText::new("(?)").weak())
                                 .on_hover_text(NAVIGATION_HINT);
                         });
-                        draw(ui, m, cfg, height, plot_id(&m.target, i));
+                        let compared: Vec<&RunModel> = others
+                            .iter()
+                            .copied()
+                            .filter(|o| cfg.compare.contains(&o.target))
+                            .collect();
+                        draw(ui, m, &compared, cfg, height, plot_id(&m.target, i));
                     });
                 }
                 ui.horizontal(|ui| {
@@ -453,7 +492,14 @@ pub fn plot_id(target: &str, index: usize) -> egui::Id {
 }
 
 /// Draws one plot.
-pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32, id: egui::Id) {
+pub fn draw(
+    ui: &mut egui::Ui,
+    m: &RunModel,
+    compared: &[&RunModel],
+    cfg: &mut PlotConfig,
+    height: f32,
+    id: egui::Id,
+) {
     let log_y = cfg.log_y;
     let x_label = match cfg.x {
         XAxis::Version => "step (version)",
@@ -533,13 +579,47 @@ pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32, 
             }
         };
         let (lines, hidden) = lines_and_hidden(m, cfg, x0, x1, pixels);
+        let named = |key: String, run: &RunModel| match compared.is_empty() {
+            true => key,
+            false => format!("{key} · {}", run.label()),
+        };
         for (key, pts) in lines {
             // A key's colour by its place in the plot, as egui_plot picks
             // them: the pieces of a curve broken on a log axis share it.
-            let i = cfg.keys.iter().position(|k| *k == key).unwrap_or(0);
-            let hue = i as f32 * 0.618_034; // the golden ratio's fraction
-            let color = egui::ecolor::Hsva::new(hue, 0.85, 0.5, 1.0);
-            pui.line(Line::new(key, pts).color(color));
+            let color = key_color(cfg, &key, 0);
+            pui.line(Line::new(named(key, m), pts).color(color));
+        }
+        // Other runs' same keys: dashed, a shade apart, named by run.
+        for (n, other) in compared.iter().enumerate() {
+            let (lines, _) = lines_and_hidden(other, cfg, x0, x1, pixels);
+            for (key, pts) in lines {
+                let color = key_color(cfg, &key, n + 1);
+                pui.line(
+                    Line::new(named(key, other), pts)
+                        .color(color)
+                        .style(egui_plot::LineStyle::dashed_loose()),
+                );
+            }
+        }
+        // A replay's recorded actions and writes, where they fall in view.
+        if let Some(t) = &m.replay {
+            for mark in &t.marks {
+                let x = match cfg.x {
+                    XAxis::Version => mark.version as f64,
+                    XAxis::Time => mark.time,
+                };
+                if x.is_finite() && (x0..=x1).contains(&x) {
+                    let name = match mark.kind {
+                        idict::MarkKind::Control => "actions",
+                        idict::MarkKind::Write => "writes",
+                    };
+                    pui.vline(
+                        egui_plot::VLine::new(name, x)
+                            .color(super::timeline::mark_color(mark.kind))
+                            .style(egui_plot::LineStyle::dotted_dense()),
+                    );
+                }
+            }
         }
         hidden_on_log = hidden;
         pui.pointer_coordinate()
@@ -561,6 +641,15 @@ pub fn draw(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig, height: f32, 
         cfg.follow = false;
     }
     let _: Option<PlotPoint> = response.inner;
+}
+
+/// A key's colour in a plot: its hue by its place among the plot's keys;
+/// run `n` of those compared a lighter shade of it (0: the plot's own).
+fn key_color(cfg: &PlotConfig, key: &str, n: usize) -> egui::ecolor::Hsva {
+    let i = cfg.keys.iter().position(|k| k == key).unwrap_or(0);
+    let hue = i as f32 * 0.618_034 + n as f32 * 0.11; // the golden ratio's fraction
+    let value = if n == 0 { 0.5 } else { 0.75 };
+    egui::ecolor::Hsva::new(hue.fract(), 0.85, value, 1.0)
 }
 
 /// Writes a plot's series to a CSV file in the working directory; returns

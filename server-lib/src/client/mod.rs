@@ -162,6 +162,8 @@ pub struct RunInfo {
     pub server_version: String,
     /// The recording this run replays, if it is a replay.
     pub replay_of: Option<String>,
+    /// A replay's timeline, to scrub with [`Client::seek`].
+    pub replay: Option<crate::model::ReplayTimeline>,
 }
 
 /// The run's published state at one version (GetSnapshot).
@@ -433,6 +435,7 @@ impl Client {
             role: wire::role_from_proto(r.role),
             server_version: r.server_version,
             replay_of: Some(r.replay_of).filter(|f| !f.is_empty()),
+            replay: r.replay.map(wire::timeline_from_proto),
         })
     }
 
@@ -513,17 +516,33 @@ impl Client {
     }
 
     async fn control(&self, action: pb::Action, steps: u64) -> Result<Status, ClientError> {
-        let r = self
-            .rpc
-            .clone()
-            .control(pb::ControlRequest {
-                action: action as i32,
-                steps,
-                client_name: self.client_name.clone(),
-            })
-            .await?
-            .into_inner();
+        self.control_request(pb::ControlRequest {
+            action: action as i32,
+            steps,
+            client_name: self.client_name.clone(),
+            seek_to: None,
+        })
+        .await
+    }
+
+    async fn control_request(&self, req: pb::ControlRequest) -> Result<Status, ClientError> {
+        let r = self.rpc.clone().control(req).await?.into_inner();
         Ok(wire::status_from_proto(r.status)?)
+    }
+
+    /// Moves a replay to a recorded version or time (a live run refuses).
+    pub async fn seek(&self, to: crate::model::SeekTo) -> Result<Status, ClientError> {
+        use pb::control_request::SeekTo as To;
+        self.control_request(pb::ControlRequest {
+            action: pb::Action::Seek as i32,
+            steps: 0,
+            client_name: self.client_name.clone(),
+            seek_to: Some(match to {
+                crate::model::SeekTo::Version(v) => To::SeekVersion(v),
+                crate::model::SeekTo::Time(t) => To::SeekTime(t),
+            }),
+        })
+        .await
     }
 
     pub async fn pause(&self) -> Result<Status, ClientError> {

@@ -7,7 +7,7 @@
 //! so no wake-up is lost.
 
 use super::Inner;
-use crate::model::{RunState, Status};
+use crate::model::{RunState, SeekTo, Status};
 use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,6 +22,8 @@ pub(super) struct Gate {
     pub held: bool,
     pub finished: bool,
     pub failed: Option<String>,
+    /// A replay's seek, until the replay takes it.
+    pub seek: Option<SeekTo>,
 }
 
 impl Gate {
@@ -62,12 +64,14 @@ pub enum WaitOutcome {
 }
 
 /// A control action from a client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum ControlAction {
     Pause,
     Resume,
     Step(u64),
     Terminate,
+    /// Replays only.
+    Seek(SeekTo),
 }
 
 /// A control action that cannot apply in the run's state.
@@ -228,8 +232,21 @@ impl Inner {
             ControlAction::Resume => self.resume(),
             ControlAction::Step(n) => self.step(n),
             ControlAction::Terminate => self.terminate(),
+            ControlAction::Seek(to) => {
+                if self.options.replay_of.is_none() {
+                    return Err(ControlRefused(
+                        "only a replay (idict replay FILE) can seek: this run is live".into(),
+                    ));
+                }
+                self.control(|g| g.seek = Some(to));
+            }
         }
         Ok(self.status())
+    }
+
+    /// The seek a client asked for since the last call, if any (replays).
+    pub(crate) fn take_seek(&self) -> Option<SeekTo> {
+        self.gate.lock().seek.take()
     }
 }
 

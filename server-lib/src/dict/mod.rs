@@ -33,7 +33,7 @@ mod working;
 pub use callbacks::{CallbackId, UpdateEvent};
 pub(crate) use gate::ControlAction;
 pub use gate::WaitOutcome;
-pub(crate) use publish::StagedSamples;
+pub(crate) use publish::{Recorded, StagedSamples};
 pub use steering::Writable;
 pub(crate) use steering::WriteRefused;
 pub use working::DictGuard;
@@ -137,6 +137,8 @@ pub enum UpdateError {
     LockHeld,
     #[error("the run has published every version it can number")]
     VersionsExhausted,
+    #[error("a recorded version {0} is not after the published version {1}")]
+    NotAfter(u64, u64),
 }
 
 /// The shared state of one run; every [`IDict`] handle (and its server)
@@ -186,6 +188,8 @@ pub(crate) struct Inner {
     pub(crate) pins: Pins,
     /// What the histories may hold past their budgets for those pins.
     pub(crate) pin_pool: Arc<crate::history::PinPool>,
+    /// A replay's recording, as its replayer found it.
+    pub(crate) timeline: RwLock<Option<Arc<crate::model::ReplayTimeline>>>,
 }
 
 /// The dictionary a computation embeds and serves. Cloning gives another
@@ -268,6 +272,7 @@ impl IDict {
             served: AtomicBool::new(false),
             pins: Pins::default(),
             pin_pool: crate::history::PinPool::new(options.pinned_history_bytes),
+            timeline: RwLock::new(None),
             options,
         });
         failure::register(&inner);
@@ -293,7 +298,7 @@ impl IDict {
     /// (without waiting on any), then runs the callbacks with no lock held.
     /// Returns the version.
     pub fn notify_update(&self) -> Result<u64, UpdateError> {
-        self.publish(false)
+        self.publish(false, None)
     }
 
     /// Like `notify_update`, and marks the run Finished: every watcher gets
@@ -301,14 +306,23 @@ impl IDict {
     /// the callbacks are dropped (so one holding an `IDict` handle no longer
     /// keeps the run alive).
     pub fn notify_update_final(&self) -> Result<u64, UpdateError> {
-        self.publish(true)
+        self.publish(true, None)
     }
 
-    fn publish(&self, last: bool) -> Result<u64, UpdateError> {
+    /// Publishes a recorded update as it was (see [`publish::Recorded`]).
+    pub(crate) fn publish_recorded(
+        &self,
+        recorded: publish::Recorded,
+        last: bool,
+    ) -> Result<u64, UpdateError> {
+        self.publish(last, Some(recorded))
+    }
+
+    fn publish(&self, last: bool, recorded: Option<publish::Recorded>) -> Result<u64, UpdateError> {
         if self.inner.holding() {
             return Err(UpdateError::LockHeld);
         }
-        let (version, event) = self.inner.publish(last)?;
+        let (version, event) = self.inner.publish(last, recorded)?;
         if let Some(event) = event {
             self.inner.callbacks.run(self, &event);
         }

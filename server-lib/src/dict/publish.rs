@@ -43,10 +43,28 @@ pub(crate) enum StagedSamples {
     Moved,
 }
 
+/// A recorded update to publish as it was (replays only): its own version
+/// and time, and its scalar samples at their own versions, instead of one
+/// sample per changed scalar at a new version.
+pub(crate) struct Recorded {
+    pub version: u64,
+    pub time: f64,
+    /// Each key's samples, by version (some may be of versions already
+    /// published: a recorder's samples lag its state).
+    pub samples: Vec<(Arc<str>, Vec<Sample>)>,
+    /// Every recorded sample up to this version is in the histories now.
+    pub through: u64,
+}
+
 impl Inner {
     /// Publishes one version; returns it, and the event for the callbacks
-    /// if there are any (they run after, with no lock held).
-    pub(super) fn publish(&self, last: bool) -> Result<(u64, Option<UpdateEvent>), UpdateError> {
+    /// if there are any (they run after, with no lock held). A `recorded`
+    /// update keeps its version (past the current one), time and samples.
+    pub(super) fn publish(
+        &self,
+        last: bool,
+        recorded: Option<Recorded>,
+    ) -> Result<(u64, Option<UpdateEvent>), UpdateError> {
         self.claim_thread();
         if self.ended.load(Ordering::Acquire) {
             let g = self.gate.lock();
@@ -55,13 +73,18 @@ impl Inner {
                 None => UpdateError::Finished,
             });
         }
-        let time = self.elapsed();
+        let time = recorded.as_ref().map_or_else(|| self.elapsed(), |r| r.time);
         let budget = self.options.history_budget_bytes;
         let with_event = self.callbacks.any();
         let mut w = self.data.lock();
         let mut p = spin::write(&self.published);
-        let Some(version) = p.version.checked_add(1) else {
-            return Err(UpdateError::VersionsExhausted);
+        let version = match &recorded {
+            None => p
+                .version
+                .checked_add(1)
+                .ok_or(UpdateError::VersionsExhausted)?,
+            Some(r) if r.version > p.version => r.version,
+            Some(r) => return Err(UpdateError::NotAfter(r.version, p.version)),
         };
         let mut staged = self.staged.lock();
         p.version = version;
@@ -91,7 +114,9 @@ impl Inner {
                 continue;
             };
             slot.dirty = false;
-            if let Some(x) = slot.value.as_scalar() {
+            if recorded.is_none()
+                && let Some(x) = slot.value.as_scalar()
+            {
                 let position = *slot.staged.get_or_insert_with(|| {
                     staged.position(&slot.key, || {
                         p.history_for(&slot.key, || {
@@ -150,9 +175,17 @@ impl Inner {
             removed,
             applied,
         });
-        drop(p);
-        if staged.staged_version(version, time) || last {
-            self.move_staged(&mut staged);
+        if let Some(r) = recorded {
+            // Straight into the histories: a replay stages nothing.
+            self.push_recorded(&mut p, r.samples);
+            drop(p);
+            self.samples_through
+                .store(r.through.min(version), Ordering::Release);
+        } else {
+            drop(p);
+            if staged.staged_version(version, time) || last {
+                self.move_staged(&mut staged);
+            }
         }
         drop(staged);
         if last {
@@ -162,6 +195,50 @@ impl Inner {
         Ok((version, event))
     }
 
+    /// Pushes recorded samples straight into the histories.
+    fn push_recorded(&self, p: &mut Published, samples: Vec<(Arc<str>, Vec<Sample>)>) {
+        let budget = self.options.history_budget_bytes;
+        for (key, samples) in samples {
+            let series = p.history_for(&key, || {
+                Arc::new(Mutex::new(BoundedSeries::sharing(
+                    budget,
+                    self.pin_pool.clone(),
+                )))
+            });
+            let mut s = spin::lock(&series);
+            for x in samples {
+                s.push_pinned(x, || self.pins.oldest(self.elapsed_ms()));
+            }
+        }
+    }
+
+    /// Replays only: samples of versions already published (the recorder's
+    /// samples lag its state), complete through `through`.
+    pub(crate) fn add_recorded_samples(&self, samples: Vec<(Arc<str>, Vec<Sample>)>, through: u64) {
+        let mut p = spin::write(&self.published);
+        self.push_recorded(&mut p, samples);
+        let through = through.min(p.version);
+        drop(p);
+        self.samples_through.store(through, Ordering::Release);
+        self.bump();
+    }
+
+    /// Replays only: forgets every key, sample, record and message, and
+    /// goes back to `version` (lower than now), as if the run had just
+    /// reached it with nothing published. Watchers see the rewind and
+    /// start again from a whole state.
+    pub(crate) fn rewind(&self, version: u64) {
+        let mut w = self.data.lock();
+        let mut p = spin::write(&self.published);
+        let mut staged = self.staged.lock();
+        *w = super::Working::default();
+        *staged = Staged::default();
+        p.rewind(version);
+        self.samples_through.store(version, Ordering::Release);
+        drop((w, p, staged));
+        self.bump();
+    }
+
     /// Brings a server's mirror up to the published state.
     pub(crate) fn refresh_mirror(&self, mirror: &RwLock<Published>) {
         let mut m = mirror.write();
@@ -169,6 +246,7 @@ impl Inner {
             m.version,
             m.next_message_seq - 1,
             m.history_generation,
+            m.rewinds,
         );
         if let Some(frame) = frame {
             m.apply(frame);

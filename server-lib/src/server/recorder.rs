@@ -60,9 +60,9 @@ pub(crate) fn start(
     let mut n = 0;
     let (path, file) = loop {
         let path = if n == 0 {
-            dir.join(format!("{stem}.idictrec"))
+            dir.join(format!("{stem}.{}", crate::recording::EXTENSION))
         } else {
-            dir.join(format!("{stem}-{n}.idictrec"))
+            dir.join(format!("{stem}-{n}.{}", crate::recording::EXTENSION))
         };
         match open.open(&path) {
             Ok(f) => break (path, f),

@@ -8,6 +8,7 @@ use super::watch::Watcher;
 use crate::dict::{ControlAction, Inner, WriteRefused};
 use crate::history::HistoryPieces;
 use crate::model::Role;
+use crate::model::SeekTo;
 use crate::tuning::SAMPLES_PER_CHUNK;
 use crate::wire;
 use idict_proto::v1 as pb;
@@ -161,6 +162,12 @@ impl Inspector for InspectorService {
             role: wire::role_to_proto(role) as i32,
             server_version: env!("CARGO_PKG_VERSION").to_string(),
             replay_of: self.inner.options.replay_of.clone().unwrap_or_default(),
+            replay: self
+                .inner
+                .timeline
+                .read()
+                .as_deref()
+                .map(wire::timeline_to_proto),
         }))
     }
 
@@ -275,9 +282,27 @@ impl Inspector for InspectorService {
                 return Err(Status::invalid_argument("step needs steps >= 1"));
             }
             Ok(pb::Action::Step) => ControlAction::Step(r.steps),
+            Ok(pb::Action::Seek) => match r.seek_to {
+                Some(pb::control_request::SeekTo::SeekVersion(v)) => {
+                    ControlAction::Seek(SeekTo::Version(v))
+                }
+                Some(pb::control_request::SeekTo::SeekTime(t)) if t.is_finite() => {
+                    ControlAction::Seek(SeekTo::Time(t))
+                }
+                Some(pb::control_request::SeekTo::SeekTime(t)) => {
+                    return Err(Status::invalid_argument(format!(
+                        "seek_time must be a finite number of seconds, got {t}"
+                    )));
+                }
+                None => {
+                    return Err(Status::invalid_argument(
+                        "seek needs seek_version or seek_time",
+                    ));
+                }
+            },
             _ => {
                 return Err(Status::invalid_argument(format!(
-                    "unknown action {}: expected PAUSE, RESUME, STEP or TERMINATE",
+                    "unknown action {}: expected PAUSE, RESUME, STEP, TERMINATE or SEEK",
                     r.action
                 )));
             }

@@ -179,6 +179,8 @@ pub(crate) struct Watcher {
     /// The client asked for samples in the packed form.
     packed: bool,
     done: bool,
+    /// The mirror's rewinds when the state being sent was taken.
+    rewinds: u64,
     _guard: WatcherGuard,
 }
 
@@ -218,14 +220,21 @@ impl Watcher {
             cursors: Cursors::default(),
             packed: req.packed_samples,
             done: false,
+            rewinds: 0,
             _guard: WatcherGuard(shared.clone()),
             shared,
         };
         w.inner.pins.register(&w.pin);
         // A new watcher starts from the newest state, not the last frame.
         w.inner.refresh_mirror(&w.shared.mirror);
-        let newest = w.shared.mirror.read().version;
-        if req.since_version == 0 || req.since_version > newest {
+        let (newest, rewinds) = {
+            let m = w.shared.mirror.read();
+            (m.version, m.rewinds)
+        };
+        w.rewinds = rewinds;
+        // A replay's versions can go back: its state is always sent whole.
+        let replay = w.inner.options.replay_of.is_some();
+        if req.since_version == 0 || req.since_version > newest || replay {
             w.first_state(req.with_history);
         } else {
             // A resuming client keeps its messages; send only newer ones.
@@ -264,12 +273,21 @@ impl Watcher {
                 return None;
             }
             self.news.borrow_and_update();
+            let rewinds = self.shared.mirror.read().rewinds;
+            if rewinds != self.rewinds {
+                self.rewinds = rewinds;
+                self.start_over();
+                continue;
+            }
             if let Some(m) = self.delta() {
                 return Some(self.sent(m));
             }
             if self.news.changed().await.is_err() {
-                // The server is closing.
-                return None;
+                // The server is closing: what was published before still
+                // goes out (a recorder closed right after the final
+                // update records it), then the stream ends.
+                self.inner.refresh_mirror(&self.shared.mirror);
+                return self.delta().map(|m| self.sent(m));
             }
         }
     }
@@ -293,6 +311,14 @@ impl Watcher {
     fn sent(&self, m: pb::WatchUpdate) -> pb::WatchUpdate {
         self.shared.messages_sent.fetch_add(1, Ordering::Relaxed);
         m
+    }
+
+    /// After a replay went back: the whole state again, with every sample
+    /// (the client drops what it had on the `reset`).
+    fn start_over(&mut self) {
+        self.cursors = Cursors::default();
+        self.all_series = (u64::MAX, Vec::new());
+        self.first_state(true);
     }
 
     /// Takes the full state (handles only) to send in chunks.

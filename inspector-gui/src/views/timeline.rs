@@ -1,0 +1,148 @@
+//! A replay's timeline: where the replay is in its recording, with the
+//! recorded control actions and applied writes as marks. Dragging or
+//! clicking it seeks (the replay is rewound for a seek back); hovering a
+//! mark says what happened there.
+
+use crate::model::RunModel;
+use crate::net::Command;
+use egui::{Color32, RichText, Stroke};
+use idict::{MarkKind, SeekTo};
+use std::time::{Duration, Instant};
+
+/// Seeks sent at most this often while dragging (each one moves the
+/// replay; the last one, on release, always goes).
+const SEEK_EVERY: Duration = Duration::from_millis(120);
+
+/// The colour of a mark of each kind, on the timeline and on the plots.
+pub fn mark_color(kind: MarkKind) -> Color32 {
+    match kind {
+        MarkKind::Control => Color32::from_rgb(230, 120, 40),
+        MarkKind::Write => Color32::from_rgb(170, 90, 220),
+    }
+}
+
+#[derive(Default)]
+pub struct TimelinePanel {
+    /// Where the handle is while the user drags it (the replay follows).
+    dragging: Option<u64>,
+    /// The last seek sent, and when.
+    sent: Option<(u64, Instant)>,
+}
+
+impl TimelinePanel {
+    pub fn ui(&mut self, ui: &mut egui::Ui, m: &RunModel) -> Vec<Command> {
+        let mut commands = Vec::new();
+        let Some(t) = &m.replay else {
+            return commands;
+        };
+        let (first, last) = (t.first_version, t.last_version.max(t.first_version));
+        ui.horizontal(|ui| {
+            let mono = |s: String| RichText::new(s).monospace();
+            ui.label(mono(format!("v{:<9}", self.dragging.unwrap_or(m.version))))
+                .on_hover_text("The recorded version shown");
+            let enabled = m.can_control();
+            if ui
+                .add_enabled(enabled, egui::Button::new("Start"))
+                .on_hover_text("Back to the start of the recording")
+                .clicked()
+            {
+                commands.push(Command::Seek(SeekTo::Version(first)));
+            }
+            let right = 150.0;
+            let mut at = self.dragging.unwrap_or(m.version).clamp(first, last);
+            let before = at;
+            let response = ui
+                .scope(|ui| {
+                    ui.spacing_mut().slider_width = (ui.available_width() - right).max(80.0);
+                    ui.add_enabled(
+                        enabled,
+                        egui::Slider::new(&mut at, first..=last)
+                            .show_value(false)
+                            .text("Replay position"),
+                    )
+                })
+                .inner;
+            self.draw_marks(ui, &response.rect, m, first, last);
+            if response.changed() || (response.dragged() && at != before) {
+                self.dragging = Some(at);
+                let due = self
+                    .sent
+                    .is_none_or(|(v, when)| v != at && when.elapsed() >= SEEK_EVERY);
+                if due {
+                    self.sent = Some((at, Instant::now()));
+                    commands.push(Command::Seek(SeekTo::Version(at)));
+                }
+            }
+            if !response.dragged()
+                && let Some(v) = self.dragging.take()
+                && self.sent.is_none_or(|(sent, _)| sent != v)
+            {
+                // Released (or set from the keyboard): where it ended.
+                self.sent = Some((v, Instant::now()));
+                commands.push(Command::Seek(SeekTo::Version(v)));
+            }
+            if ui
+                .add_enabled(enabled, egui::Button::new("End"))
+                .on_hover_text("To the end of the recording")
+                .clicked()
+            {
+                commands.push(Command::Seek(SeekTo::Version(last)));
+            }
+            let span = (t.last_time - t.first_time).max(0.0);
+            ui.label(mono(format!(
+                "of v{last} · {}",
+                crate::views::fmt_num((m.time - t.first_time).clamp(0.0, span))
+            )))
+            .on_hover_text(format!(
+                "The recording spans v{first} to v{last}, {} s{}",
+                crate::views::fmt_num(span),
+                if t.complete {
+                    ""
+                } else {
+                    " (it stops before the run's end)"
+                }
+            ));
+        });
+        commands
+    }
+
+    /// Ticks over the slider's rail for the marks; the one under the
+    /// pointer says what it was.
+    fn draw_marks(&self, ui: &egui::Ui, rail: &egui::Rect, m: &RunModel, first: u64, last: u64) {
+        let Some(t) = &m.replay else { return };
+        let span = (last - first).max(1) as f32;
+        // The slider's handle is a circle: its centre travels the rail
+        // inset by its radius.
+        let inset = rail.height() / 2.5;
+        let (x0, x1) = (rail.left() + inset, rail.right() - inset);
+        let x_of = |v: u64| x0 + (x1 - x0) * ((v.saturating_sub(first)) as f32 / span);
+        let painter = ui.painter();
+        let pointer = ui.ctx().pointer_hover_pos();
+        let mut hovered = Vec::new();
+        for mark in &t.marks {
+            let x = x_of(mark.version.clamp(first, last));
+            let color = mark_color(mark.kind);
+            painter.line_segment(
+                [
+                    egui::pos2(x, rail.top() - 2.0),
+                    egui::pos2(x, rail.top() + rail.height() * 0.35),
+                ],
+                Stroke::new(2.0, color),
+            );
+            if let Some(p) = pointer
+                && (p.x - x).abs() <= 4.0
+                && (rail.top() - 6.0..=rail.bottom()).contains(&p.y)
+            {
+                hovered.push(format!("v{}: {}", mark.version, mark.label));
+            }
+        }
+        if !hovered.is_empty() {
+            let id = ui.scope_id().with("timeline-mark");
+            egui::Tooltip::always_open(ui.ctx().clone(), ui.layer_id(), id, *rail).show(|ui| {
+                for h in &hovered {
+                    ui.label(h);
+                }
+            });
+        }
+    }
+}
