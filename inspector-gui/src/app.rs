@@ -183,6 +183,11 @@ pub struct InspectorApp {
     demo: Option<Demo>,
     /// Recordings replayed in this process, alive while the app is.
     replays: Vec<crate::demo::Replay>,
+    /// Recordings being opened (read through on the blocking pool, as a
+    /// large one takes a while), for a frame to show.
+    opening: Arc<Mutex<Vec<Result<crate::demo::Replay, String>>>>,
+    /// What went wrong opening a recording, until the next one opens.
+    pub notice: Option<String>,
     screenshot: Option<ScreenshotPlan>,
     /// Keeps the runtime alive when the app owns it.
     _runtime: Option<tokio::runtime::Runtime>,
@@ -202,6 +207,8 @@ impl InspectorApp {
             settings,
             demo: None,
             replays: Vec::new(),
+            opening: Arc::new(Mutex::new(Vec::new())),
+            notice: None,
             screenshot: None,
             _runtime: None,
         }
@@ -226,6 +233,55 @@ impl InspectorApp {
             self.settings.recent.retain(|r| r != &spec.target);
             self.settings.recent.insert(0, spec.target);
             self.settings.recent.truncate(10);
+        }
+    }
+
+    /// Opens a recording as a replay in this process (File > Open, a
+    /// dropped file, a path in the Connect field); it shows once read.
+    pub fn open_recording(&mut self, path: PathBuf) {
+        let (slot, ctx) = (self.opening.clone(), self.ctx.clone());
+        self.rt.spawn_blocking(move || {
+            let opened = crate::demo::Replay::start(&path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()));
+            slot.lock().push(opened);
+            ctx.request_repaint();
+        });
+    }
+
+    /// Takes the recordings opened since the last frame, and files dropped
+    /// on the window.
+    fn take_recordings(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        });
+        for path in dropped {
+            if idict::recording::is_recording_path(&path.to_string_lossy()) {
+                self.open_recording(path);
+            } else {
+                self.notice = Some(format!(
+                    "{} is not a recording (FILE.idrec, from --record)",
+                    path.display()
+                ));
+            }
+        }
+        let opened: Vec<_> = self
+            .opening
+            .try_lock()
+            .map(|mut o| std::mem::take(&mut *o))
+            .unwrap_or_default();
+        for r in opened {
+            match r {
+                Ok(replay) => {
+                    self.notice = None;
+                    self.attach_replay(replay);
+                }
+                Err(e) => self.notice = Some(e),
+            }
         }
     }
 
@@ -281,6 +337,7 @@ impl InspectorApp {
             self.local_seen = found;
         }
         self.follow_restarted_runs();
+        self.take_recordings(ui.ctx());
         let models: Vec<&RunModel> = self.tabs.iter().map(|t| &t.model).collect();
         let (local, recent) = (&self.local_seen, &self.settings.recent);
         let mut action = None;
@@ -296,9 +353,15 @@ impl InspectorApp {
                         action = self
                             .runs_panel
                             .ui(ui, &models, &mut self.selected, local, recent);
+                        if let Some(n) = &self.notice {
+                            ui.label(RichText::new(n).color(ui.visuals().error_fg_color));
+                        }
                     });
             });
         match action {
+            Some(RunsAction::Open(spec)) if idict::recording::is_recording_path(&spec.target) => {
+                self.open_recording(PathBuf::from(spec.target));
+            }
             Some(RunsAction::Open(spec)) => self.open(spec),
             Some(RunsAction::Close(i)) if i < self.tabs.len() => {
                 self.tabs.remove(i);

@@ -926,3 +926,66 @@ fn a_plot_compares_a_key_across_two_runs() {
             .is_some()
     );
 }
+
+/// Issue 16: a recording's path in the Connect field opens it as a
+/// replay (read off the UI thread); a missing one says why.
+#[test]
+fn a_recording_opens_from_the_connect_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = IDict::new("on-disk");
+    let server = options().record(dir.path()).serve(&run).unwrap();
+    let path = server.recording().unwrap().to_path_buf();
+    for i in 0..20i64 {
+        run.lock().insert("step", i);
+        run.notify_update().unwrap();
+    }
+    run.notify_update_final().unwrap();
+    server.close();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = rt.handle().clone();
+    let harness = Harness::builder()
+        .with_size([1400.0, 900.0])
+        .build_ui_state(
+            move |ui, app: &mut Option<InspectorApp>| {
+                app.get_or_insert_with(|| {
+                    InspectorApp::new(ui.ctx().clone(), handle.clone(), Default::default())
+                })
+                .ui_root(ui);
+            },
+            None,
+        );
+    let mut g = Gui { harness, _rt: rt };
+    g.harness.run_steps(2);
+    let missing = dir.path().join("missing.idrec");
+    g.harness.get_by_label("Address").focus();
+    g.harness
+        .get_by_label("Address")
+        .type_text(&missing.display().to_string());
+    g.harness.run_steps(1);
+    g.harness.get_by_label("Connect").click();
+    g.until("a notice", |g| {
+        g.app()
+            .notice
+            .as_deref()
+            .is_some_and(|n| n.contains("missing.idrec"))
+    });
+    assert!(g.app().tabs.is_empty());
+    g.harness.get_by_label("Address").focus();
+    g.harness
+        .key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    g.harness
+        .get_by_label("Address")
+        .type_text(&path.display().to_string());
+    g.harness.run_steps(1);
+    g.harness.get_by_label("Connect").click();
+    g.until("the replay, open", |g| {
+        g.app().tabs.len() == 1
+            && g.app().tabs[0].model.replay.is_some()
+            && g.app().tabs[0].model.name == "on-disk"
+    });
+    assert!(g.app().notice.is_none());
+}

@@ -102,11 +102,14 @@ impl RunsPanel {
             ui.label(RichText::new("none found").weak());
         }
         ui.separator();
-        ui.label(RichText::new("Connect to an address").strong());
+        ui.label(RichText::new("Connect to an address").strong())
+            .on_hover_text(
+                "Or open a recording: its path (FILE.idrec), or drop the file on the window",
+            );
         let address_label = ui.label("Address");
         ui.add(
             egui::TextEdit::singleline(&mut self.address)
-                .hint_text("host:port or ssh://host/RUN")
+                .hint_text("host:port, ssh://host/RUN or FILE.idrec")
                 .desired_width(f32::INFINITY),
         )
         .labelled_by(address_label.id);
