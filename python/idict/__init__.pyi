@@ -33,6 +33,7 @@ __all__ = [
     "Update",
     "WriteReceipt",
     "RunInfo",
+    "ReplayTimeline",
     "KeyInfo",
     "RunEntry",
     "IDictError",
@@ -372,6 +373,25 @@ class RunInfo:
     #: "observer" or "controller".
     role: Optional[str]
     server_version: str
+    #: The recording a replay (``idict replay FILE``) replays.
+    replay_of: Optional[str]
+    #: A replay's span and marks, to move through with ``Run.seek``.
+    replay: Optional[ReplayTimeline]
+
+@final
+class ReplayTimeline:
+    """What a replayed recording spans, with its recorded control actions
+    and applied writes."""
+
+    first_version: int
+    last_version: int
+    #: Seconds since the recorded run started.
+    first_time: float
+    last_time: float
+    #: ``(version, time, "control" or "write", label)``, by version.
+    marks: list[tuple[int, float, str, str]]
+    #: The recording ends with the run's final update.
+    complete: bool
 
 @final
 class Update:
@@ -429,6 +449,9 @@ class Run:
     def resume(self) -> Status: ...
     def step(self, n: int = 1) -> Status: ...
     def terminate(self) -> Status: ...
+    def seek(self, version: Optional[int] = None, time: Optional[float] = None) -> Status:
+        """Moves a replay to a recorded version or time (seconds since the
+        run started), forward or back. A live run raises FailedPrecondition."""
     def set(self, key: str, value: _Value, wait: bool = False, timeout: float = 30.0) -> WriteReceipt:
         """Asks the run to set a writable key; it applies it at its next
         wait(). ``wait=True`` returns once applied."""

@@ -169,6 +169,8 @@ impl Run {
             pending_writes: i.pending_writes,
             role: i.role.map(|r| r.name().to_owned()),
             server_version: i.server_version,
+            replay_of: i.replay_of,
+            replay: i.replay.map(ReplayTimeline::from),
         })
     }
 
@@ -226,6 +228,28 @@ impl Run {
     fn terminate(&self, py: Python<'_>) -> PyResult<Status> {
         let c = &self.client()?;
         call(py, c.terminate()).map(Status::from)
+    }
+
+    /// Moves a replay to a recorded version or time (seconds since the
+    /// run started), forward or back; a live run refuses.
+    #[pyo3(signature = (version=None, time=None))]
+    fn seek(&self, py: Python<'_>, version: Option<u64>, time: Option<f64>) -> PyResult<Status> {
+        let to = match (version, time) {
+            (Some(v), None) => idict::SeekTo::Version(v),
+            (None, Some(t)) if t.is_finite() => idict::SeekTo::Time(t),
+            (None, Some(t)) => {
+                return Err(crate::errors::InvalidArgument::new_err(format!(
+                    "time must be a finite number of seconds, got {t}"
+                )));
+            }
+            _ => {
+                return Err(crate::errors::InvalidArgument::new_err(
+                    "give one of version= or time=",
+                ));
+            }
+        };
+        let c = &self.client()?;
+        call(py, c.seek(to)).map(Status::from)
     }
 
     /// Asks the run to set a writable key; it applies it at its next wait().
@@ -506,6 +530,59 @@ pub struct RunInfo {
     /// "observer" or "controller".
     role: Option<String>,
     server_version: String,
+    /// The recording a replay (`idict replay FILE`) replays.
+    replay_of: Option<String>,
+    /// A replay's timeline.
+    replay: Option<ReplayTimeline>,
+}
+
+/// What a replayed recording spans, and its marks.
+#[pyclass(frozen, get_all, module = "idict")]
+#[derive(Clone)]
+pub struct ReplayTimeline {
+    first_version: u64,
+    last_version: u64,
+    first_time: f64,
+    last_time: f64,
+    /// (version, time, "control" or "write", label), by version.
+    marks: Vec<(u64, f64, String, String)>,
+    /// The recording ends with the run's final update.
+    complete: bool,
+}
+
+impl From<idict::ReplayTimeline> for ReplayTimeline {
+    fn from(t: idict::ReplayTimeline) -> Self {
+        ReplayTimeline {
+            first_version: t.first_version,
+            last_version: t.last_version,
+            first_time: t.first_time,
+            last_time: t.last_time,
+            marks: t
+                .marks
+                .into_iter()
+                .map(|m| {
+                    let kind = match m.kind {
+                        idict::MarkKind::Control => "control",
+                        idict::MarkKind::Write => "write",
+                    };
+                    (m.version, m.time, kind.to_owned(), m.label)
+                })
+                .collect(),
+            complete: t.complete,
+        }
+    }
+}
+
+#[pymethods]
+impl ReplayTimeline {
+    fn __repr__(&self) -> String {
+        format!(
+            "ReplayTimeline(v{} to v{}, {} marks)",
+            self.first_version,
+            self.last_version,
+            self.marks.len()
+        )
+    }
 }
 
 #[pymethods]

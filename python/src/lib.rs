@@ -36,6 +36,7 @@ fn _idict(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::Update>()?;
     m.add_class::<client::WriteReceipt>()?;
     m.add_class::<client::RunInfo>()?;
+    m.add_class::<client::ReplayTimeline>()?;
     m.add_class::<client::KeyInfo>()?;
     m.add_class::<client::RunEntry>()?;
     m.add_class::<convert::ArrayBuffer>()?;

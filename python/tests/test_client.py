@@ -281,6 +281,18 @@ def test_info_describes_the_run_and_its_keys(steerable, run):
     assert tuple(keys["u"].shape) == (2, 3)
 
 
+def test_a_live_run_refuses_to_seek_and_is_no_replay(d, run):
+    d.notify_update()
+    info = run.info()
+    assert info.replay_of is None and info.replay is None
+    with pytest.raises(idict.FailedPrecondition, match="replay"):
+        run.seek(version=1)
+    with pytest.raises(idict.InvalidArgument, match="one of"):
+        run.seek()
+    with pytest.raises(idict.InvalidArgument, match="finite"):
+        run.seek(time=float("nan"))
+
+
 # --- the end of a run -------------------------------------------------------
 
 
