@@ -201,6 +201,8 @@ struct Reader {
     recording: Recording<std::io::BufReader<std::fs::File>>,
     parts: PartJoiner,
     controls: Vec<pb::ControlEvent>,
+    /// Array versions the recorder left out (its byte budget).
+    arrays_thinned: Vec<pb::ArraysThinned>,
     damaged: Option<String>,
     /// Keys interned once, so samples share their names.
     names: HashMap<String, Arc<str>>,
@@ -227,6 +229,7 @@ impl Reader {
             recording: crate::recording::open(path)?,
             parts: PartJoiner::new(1 << 30),
             controls: Vec::new(),
+            arrays_thinned: Vec::new(),
             damaged: None,
             names: HashMap::new(),
             kinds: HashMap::new(),
@@ -374,6 +377,10 @@ impl Reader {
                     self.controls.push(c);
                     continue;
                 }
+                Some(pb::record_entry::Kind::ArraysThinned(a)) => {
+                    self.arrays_thinned.push(a);
+                    continue;
+                }
                 _ => continue,
             };
             for s in update.samples {
@@ -507,6 +514,7 @@ impl Replayer {
             reader: Reader::open(&self.path)?,
             queue: VecDeque::new(),
             controls: Vec::new(),
+            arrays_thinned: Vec::new(),
             complete: false,
             target: None,
             pace: Pace {
@@ -578,6 +586,8 @@ struct Player<'a> {
     queue: VecDeque<Event>,
     /// Recorded control events not yet reached.
     controls: Vec<pb::ControlEvent>,
+    /// Reports of array versions left out, not yet reached.
+    arrays_thinned: Vec<pb::ArraysThinned>,
     /// The recording's last update was published.
     complete: bool,
     /// Where a seek is going: until there, no gate and no pacing.
@@ -597,6 +607,7 @@ impl Player<'_> {
             }
         }
         self.controls.append(&mut self.reader.controls);
+        self.arrays_thinned.append(&mut self.reader.arrays_thinned);
         Ok(())
     }
 
@@ -772,9 +783,23 @@ impl Player<'_> {
         Ok(())
     }
 
-    /// Logs the recorded control actions up to `upto`.
+    /// Logs the recorded control actions (and array versions the recorder
+    /// left out) up to `upto`.
     fn log_controls(&mut self, upto: u64) {
         let idict = self.idict;
+        self.arrays_thinned.retain(|a| {
+            if a.last_version > upto {
+                return true;
+            }
+            idict.message(
+                Level::Info,
+                bounded(format!(
+                    "[recorded] {}: {} versions (v{} to v{}, {} bytes) left out by the recording's array budget",
+                    a.key, a.dropped, a.first_version, a.last_version, a.bytes
+                )),
+            );
+            false
+        });
         self.controls.retain(|c| {
             if c.version > upto {
                 return true;
@@ -892,6 +917,7 @@ impl Player<'_> {
             self.reader = Reader::open(&self.replayer.path)?;
             self.queue.clear();
             self.controls.clear();
+            self.arrays_thinned.clear();
             self.complete = false;
             self.said_end = false;
         }

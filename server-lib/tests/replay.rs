@@ -403,3 +403,86 @@ async fn a_live_run_refuses_to_seek() {
         other => panic!("expected PERMISSION_DENIED, got {other:?}"),
     }
 }
+
+/// A recording with an array byte budget keeps the array's first version
+/// and its value at the end, leaves out what is past the budget (parts and
+/// all), and says so; the replay shows the same final state and the report.
+#[test]
+fn an_array_budget_keeps_the_first_and_last_and_reports_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = IDict::new("budgeted");
+    let server = idict::ServeOptions::default()
+        .write_run_file(false)
+        .announce(false)
+        .record(dir.path())
+        .record_array_budget(100_000)
+        .serve(&live)
+        .unwrap();
+    let path = server.recording().unwrap().to_path_buf();
+    // 64 KiB arrays (sent in parts), 100 versions, 1 ms apart.
+    for i in 0..100i64 {
+        {
+            let mut d = live.lock();
+            d.insert("i", i);
+            d.insert("field", Value::from(vec![i as f64; 8192]));
+        }
+        live.notify_update().unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    live.notify_update_final().unwrap();
+    server.close();
+
+    let mut kept_versions = Vec::new();
+    let mut dropped = 0;
+    for e in idict::recording::open(&path).unwrap() {
+        match e.unwrap().kind {
+            Some(idict::proto::v1::record_entry::Kind::Update(u)) => {
+                let whole = u.changed.iter().any(|e| e.key == "field");
+                let first_part = u
+                    .part
+                    .as_ref()
+                    .is_some_and(|p| p.key == "field" && p.offset == 0);
+                if whole || first_part {
+                    kept_versions.push(u.version);
+                }
+            }
+            Some(idict::proto::v1::record_entry::Kind::ArraysThinned(a)) => {
+                assert_eq!(a.key, "field");
+                // The array's bytes (as encoded: a few more for its shape).
+                assert!((a.dropped * 65536..=a.dropped * 65600).contains(&a.bytes));
+                dropped += a.dropped;
+            }
+            _ => {}
+        }
+    }
+    assert!(dropped >= 50, "left out {dropped}, kept {kept_versions:?}");
+    assert!(kept_versions.len() <= 20, "kept {kept_versions:?}");
+    assert_eq!(
+        kept_versions.last(),
+        Some(&101),
+        "the value at the end, always"
+    );
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size < 30 * 65536, "{size} bytes");
+
+    let replayer = Replayer::open(&path).unwrap();
+    let replay = IDict::builder("budgeted")
+        .replay_of(path.display().to_string())
+        .build();
+    let summary = replayer.replay(&replay, &ReplayOptions::default()).unwrap();
+    assert!(summary.complete);
+    let d = replay.lock();
+    assert_eq!(d.get("i"), Some(&Value::Int(99)));
+    let field = d
+        .get("field")
+        .and_then(Value::as_array)
+        .unwrap()
+        .to_f64_vec();
+    assert_eq!(field[0], 99.0, "the last array, as the run ended");
+    drop(d);
+    assert_eq!(
+        replay.history("i").unwrap().len(),
+        100,
+        "every scalar sample"
+    );
+}

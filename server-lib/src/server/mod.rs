@@ -3,6 +3,7 @@
 //! port by default, with fresh tokens and a run file. It serves the
 //! Inspector service plus gRPC health and reflection (v1 and v1alpha).
 
+mod array_budget;
 mod auth;
 mod frames;
 mod gate;
@@ -116,6 +117,12 @@ pub struct ServeOptions {
     /// replay after it ends (`idict::recording`). Default: the directory in
     /// `IDICT_RECORD`, if set; no recording otherwise.
     pub record: Option<PathBuf>,
+    /// Bytes per second of run time the recording keeps of each array key
+    /// (at least one version per budget's worth; the first version and the
+    /// value at the final update always). Versions left out are reported
+    /// in the file (`ArraysThinned`). Default: `IDICT_RECORD_ARRAY_MIBS`
+    /// (MiB/s), if set; every version the recorder receives otherwise.
+    pub record_array_budget: Option<u64>,
     /// Serve Prometheus metrics here (`GET /metrics`): the run's numeric
     /// scalars, state, version, rate and watchers. Default: the address in
     /// `IDICT_METRICS`, if set; none otherwise. The endpoint has no token:
@@ -156,6 +163,7 @@ impl Default for ServeOptions {
             heartbeat_every: runfile::HEARTBEAT_EVERY,
             metrics: None,
             record: None,
+            record_array_budget: None,
             tls: None,
             nice: 10,
         }
@@ -191,6 +199,8 @@ pub enum ServeError {
     },
     #[error("IDICT_METRICS is not an address (IP:port, e.g. 0.0.0.0:0): {0}")]
     MetricsAddress(String),
+    #[error("IDICT_RECORD_ARRAY_MIBS is not a number of MiB per second above 0: {0}")]
+    ArrayBudget(String),
 }
 
 /// What the server's tasks share.
@@ -263,6 +273,11 @@ impl ServeOptions {
         self.record = Some(dir.into());
         self
     }
+    /// See [`ServeOptions::record_array_budget`].
+    pub fn record_array_budget(mut self, bytes_per_second: u64) -> Self {
+        self.record_array_budget = Some(bytes_per_second);
+        self
+    }
     pub fn runs_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.runs_dir = Some(dir.into());
         self
@@ -325,6 +340,21 @@ impl ServeOptions {
                 .filter(|d| !d.is_empty())
                 .map(PathBuf::from)
         });
+        let array_budget = match self.record_array_budget {
+            Some(b) => Some(b),
+            None => match std::env::var("IDICT_RECORD_ARRAY_MIBS") {
+                Ok(v) if !v.trim().is_empty() => {
+                    let mibs = v
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|m| m.is_finite() && *m > 0.0)
+                        .ok_or_else(|| ServeError::ArrayBudget(v.clone()))?;
+                    Some((mibs * 1048576.0).min(u64::MAX as f64) as u64)
+                }
+                _ => None,
+            },
+        };
         let (controls_tx, controls_rx) = tokio::sync::mpsc::channel(recorder::CONTROL_QUEUE);
         let shared = Arc::new(Shared {
             watchers: AtomicUsize::new(0),
@@ -411,13 +441,17 @@ impl ServeOptions {
         };
         let (recording, recorder) = match &record_dir {
             Some(dir) => {
-                let (path, thread) =
-                    recorder::start(dir, inner.clone(), shared.clone(), controls_rx).map_err(
-                        |source| ServeError::Record {
-                            path: dir.clone(),
-                            source,
-                        },
-                    )?;
+                let (path, thread) = recorder::start(
+                    dir,
+                    inner.clone(),
+                    shared.clone(),
+                    controls_rx,
+                    array_budget,
+                )
+                .map_err(|source| ServeError::Record {
+                    path: dir.clone(),
+                    source,
+                })?;
                 (Some(path), Some(thread))
             }
             None => (None, None),

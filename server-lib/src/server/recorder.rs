@@ -8,6 +8,7 @@
 //! watcher does.
 
 use super::Shared;
+use super::array_budget::ArrayBudget;
 use super::watch::Watcher;
 use crate::dict::Inner;
 use crate::recording::{self, FORMAT_VERSION, MAGIC};
@@ -29,6 +30,7 @@ pub(crate) fn start(
     inner: Arc<Inner>,
     shared: Arc<Shared>,
     controls: mpsc::Receiver<pb::ControlEvent>,
+    array_budget: Option<u64>,
 ) -> std::io::Result<(PathBuf, std::thread::JoinHandle<()>)> {
     std::fs::create_dir_all(dir)?;
     let host = crate::runfile::host_name();
@@ -100,7 +102,8 @@ pub(crate) fn start(
     let thread = std::thread::Builder::new()
         .name(super::thread_name("idict-recorder", &inner.name))
         .spawn(move || {
-            if let Err(e) = runtime.block_on(record(watcher, controls, out)) {
+            let budget = array_budget.map(ArrayBudget::new);
+            if let Err(e) = runtime.block_on(record(watcher, controls, out, budget)) {
                 // Said where the user sees it: a run without a tracing
                 // subscriber would lose its recording in silence.
                 tracing::error!("the recording {} stopped: {e}", shown.display());
@@ -116,8 +119,21 @@ async fn record(
     mut watcher: Watcher,
     mut controls: mpsc::Receiver<pb::ControlEvent>,
     mut out: std::io::BufWriter<std::fs::File>,
+    mut budget: Option<ArrayBudget>,
 ) -> std::io::Result<()> {
     let mut controls_open = true;
+    // The first messages are the whole state, until one without `more`.
+    let mut first_state = true;
+    let mut reports = Vec::new();
+    let write_reports = |out: &mut std::io::BufWriter<std::fs::File>,
+                         reports: &mut Vec<pb::ArraysThinned>|
+     -> std::io::Result<()> {
+        for r in reports.drain(..) {
+            let kind = pb::record_entry::Kind::ArraysThinned(r);
+            recording::write_record(out, &pb::RecordEntry { kind: Some(kind) })?;
+        }
+        Ok(())
+    };
     loop {
         let entry = tokio::select! {
             // Control events first: they are few, and their version places
@@ -136,9 +152,37 @@ async fn record(
                     for s in &mut u.samples {
                         crate::wire::times_to_steps(s);
                     }
+                    let whole = first_state;
+                    first_state &= u.more;
+                    if let Some(b) = budget.as_mut() {
+                        b.filter(&mut u, whole, &mut reports);
+                        if u.last {
+                            // The value at the end, always: for each key
+                            // with versions left out since its last kept.
+                            for r in b.take_pending() {
+                                if !u.changed.iter().any(|e| e.key == r.key)
+                                    && let Some(v) = watcher.published_value(&r.key)
+                                {
+                                    u.changed.push(pb::Entry {
+                                        key: r.key.clone(),
+                                        value: Some(crate::wire::value_to_proto(&v)),
+                                    });
+                                }
+                                reports.push(r);
+                            }
+                        }
+                        write_reports(&mut out, &mut reports)?;
+                    }
                     pb::record_entry::Kind::Update(u)
                 }
-                None => break,
+                None => {
+                    // Closed without a final update: say what was left out.
+                    if let Some(b) = budget.as_mut() {
+                        reports.extend(b.take_pending());
+                        write_reports(&mut out, &mut reports)?;
+                    }
+                    break;
+                }
             },
         };
         let last = matches!(&entry, pb::record_entry::Kind::Update(u) if u.last);

@@ -313,6 +313,15 @@ impl Watcher {
         m
     }
 
+    /// A key's value as published now (the mirror's).
+    pub fn published_value(&self, key: &str) -> Option<Value> {
+        self.shared
+            .mirror
+            .read()
+            .entry(key)
+            .map(|e| e.value.clone())
+    }
+
     /// After a replay went back: the whole state again, with every sample
     /// (the client drops what it had on the `reset`).
     fn start_over(&mut self) {
