@@ -666,8 +666,8 @@ async fn replay(
         idict::replay::ReplaySummary::default()
     });
     eprintln!(
-        "idict: replayed {} versions and {} samples{}{}",
-        summary.versions,
+        "idict: replayed to v{} ({} samples){}{}",
+        summary.last_version,
         summary.samples,
         if summary.terminated {
             ", stopped by terminate"

@@ -188,6 +188,8 @@ pub struct InspectorApp {
     opening: Arc<Mutex<Vec<Result<crate::demo::Replay, String>>>>,
     /// What went wrong opening a recording, until the next one opens.
     pub notice: Option<String>,
+    /// `--compare`: the first run's plots lay the other runs over theirs.
+    compare_on_open: bool,
     screenshot: Option<ScreenshotPlan>,
     /// Keeps the runtime alive when the app owns it.
     _runtime: Option<tokio::runtime::Runtime>,
@@ -209,6 +211,7 @@ impl InspectorApp {
             replays: Vec::new(),
             opening: Arc::new(Mutex::new(Vec::new())),
             notice: None,
+            compare_on_open: false,
             screenshot: None,
             _runtime: None,
         }
@@ -283,6 +286,13 @@ impl InspectorApp {
                 Err(e) => self.notice = Some(e),
             }
         }
+    }
+
+    /// The first run's plots compare with every other run open
+    /// (`idict-inspector A.idrec B.idrec --compare`), once they are made.
+    pub fn compare_with_others_on_open(&mut self) {
+        self.compare_on_open = true;
+        self.selected = 0;
     }
 
     /// Shows a recording replayed in this process (paused at its start).
@@ -387,6 +397,12 @@ impl InspectorApp {
                 .cloned()
                 .unwrap_or_else(|| default_plots(&tab.model));
             tab.plots_ready = true;
+            if self.compare_on_open && at == 0 {
+                let others: Vec<String> = after.iter().map(|t| t.model.target.clone()).collect();
+                for cfg in &mut tab.plots.plots {
+                    cfg.compare = others.clone();
+                }
+            }
         }
         let note = self
             .screenshot

@@ -13,8 +13,12 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(name = "idict-inspector", version, about)]
 struct Args {
-    /// Runs to open: a run name, pid, address (host:port) or run file.
+    /// Runs to open: a run name, pid, address (host:port), run file, or
+    /// recording (FILE.idrec, replayed in this process).
     runs: Vec<String>,
+    /// Lay the other runs given over the first's plots (Compare).
+    #[arg(long)]
+    compare: bool,
     /// Start a built-in demo computation (a heat equation) and open it.
     #[arg(long)]
     demo: bool,
@@ -122,6 +126,9 @@ fn main() -> ExitCode {
             }
             if let Some(d) = demo {
                 app.attach_demo(d);
+            }
+            if args.compare {
+                app.compare_with_others_on_open();
             }
             if let Some(path) = args.screenshot {
                 let delay = Duration::try_from_secs_f64(args.screenshot_after).unwrap_or_default();

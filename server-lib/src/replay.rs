@@ -45,8 +45,8 @@ pub struct ReplayOptions {
 /// What a replay went through.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReplaySummary {
-    /// Recorded versions published (again after a seek back).
-    pub versions: u64,
+    /// The last recorded version published.
+    pub last_version: u64,
     /// Scalar samples published.
     pub samples: u64,
     /// Whether the recording ended with the run's last update.
@@ -125,8 +125,8 @@ struct Whole {
     time: f64,
     last: bool,
     reset: bool,
-    /// Scalar samples by version: (key, time, value).
-    samples: BTreeMap<u64, Vec<(Arc<str>, f64, f64)>>,
+    /// Scalar samples, by key.
+    samples: Vec<(Arc<str>, crate::history::Series)>,
     changed: Vec<(String, Value)>,
     removed: Vec<String>,
     messages: Vec<pb::LogMessage>,
@@ -167,26 +167,47 @@ impl StateChange {
     }
 }
 
-/// One recorded version, as the run published it.
-struct Event {
+/// Where to take recorded versions up to: a version, and (pacing or
+/// seeking by time) a recorded time.
+#[derive(Debug, Clone, Copy)]
+struct Upto {
     version: u64,
     time: f64,
-    /// Samples of this version: (key, time, value).
-    samples: Vec<(Arc<str>, f64, f64)>,
-    state: Option<StateChange>,
-    /// Samples of versions already handed out, read too late to go with
-    /// them (past the read-ahead): they join the histories, set no value.
-    late: Vec<(Arc<str>, Sample)>,
 }
 
-impl Event {
-    fn at(version: u64) -> Event {
-        Event {
+impl Upto {
+    fn version(version: u64) -> Self {
+        Upto {
             version,
-            time: f64::NAN,
-            samples: Vec::new(),
-            state: None,
-            late: Vec::new(),
+            time: f64::INFINITY,
+        }
+    }
+
+    fn holds(&self, version: u64, time: f64) -> bool {
+        // A time unknown (NaN) does not stop it.
+        version <= self.version && !(time > self.time)
+    }
+}
+
+/// Recorded versions taken together: each key's samples, and the changes
+/// in version order.
+#[derive(Default)]
+struct Group {
+    samples: Vec<(Arc<str>, Vec<Sample>)>,
+    states: Vec<(u64, StateChange)>,
+    /// Samples of versions already handed out (see `Reader::late`).
+    late: Vec<(Arc<str>, Sample)>,
+    /// The newest version in it, and its recorded time.
+    newest: Option<(u64, f64)>,
+}
+
+impl Group {
+    fn saw(&mut self, version: u64, time: f64) {
+        if self
+            .newest
+            .is_none_or(|(v, t)| version > v || (version == v && t.is_nan()))
+        {
+            self.newest = Some((version, time));
         }
     }
 }
@@ -197,6 +218,10 @@ const READ_AHEAD_BYTES: usize = 64 << 20;
 
 /// Reads a recording as recorded versions, in order; control events are
 /// kept aside. A damaged record ends it (what came before stands).
+///
+/// What is read ahead is kept as columns (each key's samples in version
+/// order) and the changes by version: taking a span of versions is a split
+/// of each column, with nothing made per version.
 struct Reader {
     recording: Recording<std::io::BufReader<std::fs::File>>,
     parts: PartJoiner,
@@ -208,8 +233,12 @@ struct Reader {
     names: HashMap<String, Arc<str>>,
     /// The newest value of each key read, for its kind.
     kinds: HashMap<String, Value>,
-    /// Versions read ahead, waiting for their samples.
-    ahead: BTreeMap<u64, Event>,
+    /// Each key's samples read ahead (versions after `handed`).
+    columns: Vec<(Arc<str>, VecDeque<Sample>)>,
+    /// A column by its key's address (names are interned).
+    column_of: rustc_hash::FxHashMap<usize, usize>,
+    /// Changes read ahead, by version, with their recorded time.
+    states: BTreeMap<u64, (f64, StateChange)>,
     ahead_updates: usize,
     ahead_bytes: usize,
     /// Every sample up to this version has been read (a recorder sends
@@ -217,7 +246,7 @@ struct Reader {
     through: u64,
     /// The newest version handed out.
     handed: Option<u64>,
-    /// What came for versions already handed out, for the next one.
+    /// What came for versions already handed out, for the next take.
     late: Vec<(Arc<str>, Sample)>,
     late_state: Option<StateChange>,
     eof: bool,
@@ -233,7 +262,9 @@ impl Reader {
             damaged: None,
             names: HashMap::new(),
             kinds: HashMap::new(),
-            ahead: BTreeMap::new(),
+            columns: Vec::new(),
+            column_of: Default::default(),
+            states: BTreeMap::new(),
             ahead_updates: 0,
             ahead_bytes: 0,
             through: 0,
@@ -253,45 +284,46 @@ impl Reader {
         k
     }
 
-    /// The next recorded version, with its samples and changes.
-    fn next_event(&mut self) -> Result<Option<Event>, ReplayError> {
+    /// The oldest version read ahead.
+    fn next_version(&self) -> Option<u64> {
+        let samples = self
+            .columns
+            .iter()
+            .filter_map(|(_, c)| c.front())
+            .map(|x| x.version);
+        samples.chain(self.states.keys().next().copied()).min()
+    }
+
+    /// The recorded time of a version read ahead.
+    fn time_of(&self, version: u64) -> f64 {
+        if let Some((t, _)) = self.states.get(&version) {
+            return *t;
+        }
+        (self.columns.iter())
+            .filter_map(|(_, c)| c.front())
+            .find(|x| x.version == version)
+            .map_or(f64::NAN, |x| x.time)
+    }
+
+    /// The newest version that may be handed out now (reading on until
+    /// the samples of the oldest one are all read, or the read-ahead is
+    /// full, or the file ends); `None` when nothing is left.
+    fn ready(&mut self) -> Result<Option<u64>, ReplayError> {
         loop {
-            if let Some((&v, _)) = self.ahead.first_key_value() {
-                let ready = self.eof
-                    || self.through >= v
-                    || self.ahead_updates > READ_AHEAD_UPDATES
-                    || self.ahead_bytes > READ_AHEAD_BYTES;
-                if ready && let Some((_, mut e)) = self.ahead.pop_first() {
-                    if let Some(state) = &e.state {
-                        self.ahead_updates = self.ahead_updates.saturating_sub(1);
-                        self.ahead_bytes = self.ahead_bytes.saturating_sub(state.bytes());
-                    }
-                    e.late = std::mem::take(&mut self.late);
-                    if let Some(late) = self.late_state.take() {
-                        let mut state = late;
-                        if let Some(now) = e.state.take() {
-                            state.reset |= now.reset;
-                            state.last |= now.last;
-                            state.changed.extend(now.changed);
-                            state.removed.extend(now.removed);
-                            state.messages.extend(now.messages);
-                            state.applied.extend(now.applied);
-                        }
-                        e.state = Some(state);
-                    }
-                    self.handed = Some(v);
-                    return Ok(Some(e));
+            match self.next_version() {
+                Some(_) if self.eof => return Ok(Some(u64::MAX)),
+                Some(v) if self.through >= v => return Ok(Some(self.through)),
+                Some(v)
+                    if self.ahead_updates > READ_AHEAD_UPDATES
+                        || self.ahead_bytes > READ_AHEAD_BYTES =>
+                {
+                    return Ok(Some(v.max(self.through)));
                 }
-            } else if self.eof {
-                // What came late with nothing after it: one last event at
-                // the version already handed out.
-                if self.late.is_empty() && self.late_state.is_none() {
-                    return Ok(None);
+                None if self.eof => {
+                    let pending = !self.late.is_empty() || self.late_state.is_some();
+                    return Ok(pending.then(|| self.handed.unwrap_or(0)));
                 }
-                let mut e = Event::at(self.handed.unwrap_or(0));
-                e.late = std::mem::take(&mut self.late);
-                e.state = self.late_state.take();
-                return Ok(Some(e));
+                _ => {}
             }
             match self.next_whole()? {
                 Some(w) => self.spread(w),
@@ -300,36 +332,51 @@ impl Reader {
         }
     }
 
+    /// Takes every version read ahead up to `upto`, and what came late.
+    fn take(&mut self, upto: Upto) -> Group {
+        let mut g = Group::default();
+        for (key, column) in &mut self.columns {
+            let n = column.partition_point(|x| upto.holds(x.version, x.time));
+            if n > 0 {
+                let taken: Vec<Sample> = column.drain(..n).collect();
+                if let Some(x) = taken.last() {
+                    g.saw(x.version, x.time);
+                }
+                g.samples.push((key.clone(), taken));
+            }
+        }
+        while let Some(entry) = self.states.first_entry() {
+            let (v, (t, _)) = (*entry.key(), entry.get());
+            if !upto.holds(v, *t) {
+                break;
+            }
+            let t = *t;
+            let (_, (_, state)) = entry.remove_entry();
+            self.ahead_updates = self.ahead_updates.saturating_sub(1);
+            self.ahead_bytes = self.ahead_bytes.saturating_sub(state.bytes());
+            g.saw(v, t);
+            g.states.push((v, state));
+        }
+        g.late = std::mem::take(&mut self.late);
+        if let Some(late) = self.late_state.take() {
+            g.states.insert(0, (self.handed.unwrap_or(0), late));
+        }
+        if let Some((v, _)) = g.newest {
+            self.handed = Some(self.handed.map_or(v, |h| h.max(v)));
+        }
+        g
+    }
+
     /// Files an update's samples and changes under their versions.
     fn spread(&mut self, mut w: Whole) {
         for (k, v) in &w.changed {
             self.kinds.insert(k.clone(), v.clone());
         }
+        for (key, series) in std::mem::take(&mut w.samples) {
+            self.file_series(key, series);
+        }
         let handed = self.handed;
         let is_late = |v: u64| handed.is_some_and(|h| v <= h);
-        for (v, samples) in std::mem::take(&mut w.samples) {
-            self.through = self.through.max(v);
-            if is_late(v) {
-                self.late.extend(samples.into_iter().map(|(k, t, x)| {
-                    (
-                        k,
-                        Sample {
-                            version: v,
-                            time: t,
-                            value: x,
-                        },
-                    )
-                }));
-                continue;
-            }
-            let e = self.ahead.entry(v).or_insert_with(|| Event::at(v));
-            if e.time.is_nan()
-                && let Some(first) = samples.first()
-            {
-                e.time = first.1;
-            }
-            e.samples.extend(samples);
-        }
         let (version, time) = (w.version, w.time);
         let changes = !(w.changed.is_empty()
             && w.removed.is_empty()
@@ -346,18 +393,47 @@ impl Reader {
                 .merge(w);
             return;
         }
-        let e = self
-            .ahead
-            .entry(version)
-            .or_insert_with(|| Event::at(version));
-        e.time = time;
-        let state = e.state.get_or_insert_with(|| {
+        let (t, state) = self.states.entry(version).or_insert_with(|| {
             self.ahead_updates += 1;
-            StateChange::default()
+            (time, StateChange::default())
         });
+        *t = time;
         let before = state.bytes();
         state.merge(w);
-        self.ahead_bytes += state.bytes() - before;
+        self.ahead_bytes += state.bytes().saturating_sub(before);
+    }
+
+    /// Files a key's samples in its column (appended: they come in
+    /// version order; put in place if not, in a crafted file).
+    fn file_series(&mut self, key: Arc<str>, s: crate::history::Series) {
+        let Some(&newest) = s.versions.last() else {
+            return;
+        };
+        self.through = self.through.max(newest);
+        let columns = &mut self.columns;
+        let c = *self
+            .column_of
+            .entry(Arc::as_ptr(&key) as *const u8 as usize)
+            .or_insert_with(|| {
+                columns.push((key.clone(), VecDeque::new()));
+                columns.len() - 1
+            });
+        let column = &mut self.columns[c].1;
+        for j in 0..s.len() {
+            let x = Sample {
+                version: s.versions[j],
+                time: s.times[j],
+                value: s.values[j],
+            };
+            if self.handed.is_some_and(|h| x.version <= h) {
+                self.late.push((key.clone(), x));
+            } else if column.back().is_none_or(|b| b.version <= x.version) {
+                column.push_back(x);
+            } else {
+                let at = column.partition_point(|y| y.version <= x.version);
+                column.insert(at, x);
+            }
+        }
     }
 
     fn next_whole(&mut self) -> Result<Option<Whole>, ReplayError> {
@@ -387,13 +463,7 @@ impl Reader {
                 let (key, series) =
                     wire::series_from_proto(s).map_err(|e| ReplayError::BadValue(e.to_string()))?;
                 let key = self.name(key);
-                for i in 0..series.len() {
-                    whole.samples.entry(series.versions[i]).or_default().push((
-                        key.clone(),
-                        series.times[i],
-                        series.values[i],
-                    ));
-                }
+                whole.samples.push((key, series));
             }
             for e in update.changed {
                 let v = e
@@ -454,8 +524,10 @@ impl Replayer {
             }
         };
         while let Some(w) = reader.next_whole()? {
-            if let Some((v, s)) = w.samples.first_key_value() {
-                first(&mut t, *v, s.first().map_or(w.time, |x| x.1));
+            for (_, s) in &w.samples {
+                if let (Some(&v), Some(&time)) = (s.versions.first(), s.times.first()) {
+                    first(&mut t, v, time);
+                }
             }
             first(&mut t, w.version, w.time);
             if w.version >= t.last_version {
@@ -512,7 +584,6 @@ impl Replayer {
             idict,
             opts,
             reader: Reader::open(&self.path)?,
-            queue: VecDeque::new(),
             controls: Vec::new(),
             arrays_thinned: Vec::new(),
             complete: false,
@@ -551,11 +622,11 @@ enum Target {
 
 impl Target {
     /// Whether the recorded version is at or before the target.
-    fn covers(&self, e: &Event) -> bool {
+    fn covers(&self, version: u64, time: f64) -> bool {
         match *self {
-            Target::Version(v) => e.version <= v,
+            Target::Version(v) => version <= v,
             // A version of unknown time does not stop a seek by time.
-            Target::Time(t) => e.time.is_nan() || e.time <= t,
+            Target::Time(t) => time.is_nan() || time <= t,
         }
     }
 }
@@ -574,16 +645,11 @@ enum GateOutcome {
     Held,
 }
 
-/// Versions published at most in one go (as fast as it goes, or seeking).
-const VERSIONS_PER_PUBLISH: usize = 4096;
-
 struct Player<'a> {
     replayer: &'a Replayer,
     idict: &'a IDict,
     opts: &'a ReplayOptions,
     reader: Reader,
-    /// Versions read, not yet published.
-    queue: VecDeque<Event>,
     /// Recorded control events not yet reached.
     controls: Vec<pb::ControlEvent>,
     /// Reports of array versions left out, not yet reached.
@@ -598,29 +664,22 @@ struct Player<'a> {
 }
 
 impl Player<'_> {
-    /// Reads until `n` versions are waiting (or the recording ends).
-    fn fill(&mut self, n: usize) -> Result<(), ReplayError> {
-        while self.queue.len() < n {
-            match self.reader.next_event()? {
-                Some(e) => self.queue.push_back(e),
-                None => break,
-            }
-        }
+    fn step(&mut self) -> Result<Flow, ReplayError> {
+        let ready = self.reader.ready()?;
         self.controls.append(&mut self.reader.controls);
         self.arrays_thinned.append(&mut self.reader.arrays_thinned);
-        Ok(())
-    }
-
-    fn step(&mut self) -> Result<Flow, ReplayError> {
-        self.fill(1)?;
-        let Some(front) = self.queue.front() else {
+        let Some(ready) = ready else {
             return self.at_end();
         };
-        if front.version <= self.idict.version() && !self.queue.is_empty() {
-            // Come late (past the read-ahead): no version to publish.
-            self.publish(1)?;
-            return Ok(Flow::Go);
-        }
+        let next = match self.reader.next_version() {
+            Some(v) if v > self.idict.version() => v,
+            // Only what came late: no version to publish, so no gate.
+            _ => {
+                let g = self.reader.take(Upto::version(ready));
+                self.publish(g)?;
+                return Ok(Flow::Go);
+            }
+        };
         if self.target.is_none() {
             match self.gate() {
                 GateOutcome::Go => {}
@@ -632,28 +691,26 @@ impl Player<'_> {
                 }
             }
         }
-        let take = if let Some(target) = self.target {
-            let mut n = 0;
-            loop {
-                self.fill(n + 1)?;
-                match self.queue.get(n) {
-                    Some(e) if target.covers(e) && n < VERSIONS_PER_PUBLISH => n += 1,
-                    _ => break,
-                }
-            }
-            if n == 0 {
+        let next_time = self.reader.time_of(next);
+        let upto = if let Some(target) = self.target {
+            if !target.covers(next, next_time) {
                 // There: the gate and the pace take over again.
                 self.target = None;
                 self.pace.origin = None;
                 return Ok(Flow::Go);
             }
-            n
+            match target {
+                Target::Version(v) => Upto::version(v.min(ready)),
+                Target::Time(t) => Upto {
+                    version: ready,
+                    time: t,
+                },
+            }
         } else if self.idict.status().state == RunState::Paused {
             // Stepping: one recorded version a step.
-            1
+            Upto::version(next)
         } else if self.pace.speed.is_some() {
-            let t = self.queue.front().map_or(f64::NAN, |e| e.time);
-            if let Some(due) = self.pace.due(t) {
+            if let Some(due) = self.pace.due(next_time) {
                 match self.sleep_until(due) {
                     GateOutcome::Go => {}
                     GateOutcome::Stop => return Ok(Flow::Stop),
@@ -665,87 +722,88 @@ impl Player<'_> {
                 }
             }
             // With it, every version already due (a fast run's many a frame).
-            let now = Instant::now();
-            let mut n = 1;
-            loop {
-                self.fill(n + 1)?;
-                let due = self.queue.get(n).map(|e| self.pace.due(e.time));
-                match due {
-                    Some(d) if d.is_none_or(|d| d <= now) && n < VERSIONS_PER_PUBLISH => n += 1,
-                    _ => break,
-                }
+            let now = self.pace.recorded_now().unwrap_or(f64::INFINITY);
+            Upto {
+                version: ready,
+                time: if next_time.is_nan() {
+                    now
+                } else {
+                    now.max(next_time)
+                },
             }
-            n
         } else {
-            self.fill(VERSIONS_PER_PUBLISH)?;
-            self.queue.len()
+            Upto::version(ready)
         };
-        self.publish(take)?;
+        let g = self.reader.take(upto);
+        self.publish(g)?;
         Ok(Flow::Go)
     }
 
-    /// Publishes the next `take` versions read as one.
-    fn publish(&mut self, take: usize) -> Result<(), ReplayError> {
-        let take = take.min(self.queue.len());
-        if take == 0 {
-            return Ok(());
-        }
-        let group: Vec<Event> = self.queue.drain(..take).collect();
+    /// Publishes what was taken as one version (the newest in it).
+    fn publish(&mut self, g: Group) -> Result<(), ReplayError> {
         let published = self.idict.version();
-        let mut by_key: Vec<(Arc<str>, Vec<Sample>)> = Vec::new();
-        let mut position: HashMap<Arc<str>, usize> = HashMap::new();
-        let mut push = |key: &Arc<str>, x: Sample| {
-            let i = *position.entry(key.clone()).or_insert_with(|| {
-                by_key.push((key.clone(), Vec::new()));
-                by_key.len() - 1
-            });
-            by_key[i].1.push(x);
-        };
-        let (mut version, mut time) = (published, f64::NAN);
+        let Group {
+            samples,
+            states,
+            late,
+            newest,
+        } = g;
+        let (version, mut time) = newest.unwrap_or((published, f64::NAN));
         let mut messages = Vec::new();
         let mut applied = Vec::new();
         let mut final_update = false;
-        let mut count = 0u64;
         {
             let mut d = self.idict.lock();
-            for e in group {
-                // Late samples first: they are older than anything here.
-                for (k, x) in e.late {
-                    push(&k, x);
-                    count += 1;
+            // Changes in version order; a key's newest sample then wins
+            // over an older change (and loses to a newer one, or a reset).
+            let mut changed_at: HashMap<String, u64> = HashMap::new();
+            let mut reset_at = None;
+            for (v, s) in states {
+                if s.reset {
+                    d.clear();
+                    reset_at = Some(v);
                 }
-                for (k, t, x) in &e.samples {
-                    push(
-                        k,
-                        Sample {
-                            version: e.version,
-                            time: *t,
-                            value: *x,
-                        },
-                    );
-                    count += 1;
-                    if e.version > published {
-                        d.insert(&**k, as_kind(*x, self.reader.kinds.get(&**k)));
-                    }
+                for (k, value) in s.changed {
+                    d.insert(&k, value);
+                    changed_at.insert(k, v);
                 }
-                if let Some(s) = e.state {
-                    if s.reset {
-                        d.clear();
-                    }
-                    for (k, v) in s.changed {
-                        d.insert(&k, v);
-                    }
-                    for k in &s.removed {
-                        d.remove(k);
-                    }
-                    messages.extend(s.messages);
-                    applied.extend(s.applied);
-                    final_update |= s.last;
+                for k in s.removed {
+                    d.remove(&k);
+                    changed_at.insert(k, v);
                 }
-                version = version.max(e.version);
-                if !e.time.is_nan() {
-                    time = e.time;
+                messages.extend(s.messages);
+                applied.extend(s.applied);
+                final_update |= s.last;
+            }
+            for (key, column) in &samples {
+                let Some(x) = column.last() else { continue };
+                let newer = x.version > published
+                    && reset_at.is_none_or(|r| x.version >= r)
+                    && changed_at.get(&**key).is_none_or(|&c| x.version >= c);
+                if newer {
+                    d.insert(&**key, as_kind(x.value, self.reader.kinds.get(&**key)));
                 }
+            }
+        }
+        // The histories: what came late first (it is older), then the rest.
+        let mut by_key: Vec<(Arc<str>, Vec<Sample>)> = Vec::new();
+        let mut at: rustc_hash::FxHashMap<usize, usize> = Default::default();
+        let mut count = 0u64;
+        for (key, x) in late {
+            let i = *at
+                .entry(Arc::as_ptr(&key) as *const u8 as usize)
+                .or_insert_with(|| {
+                    by_key.push((key.clone(), Vec::new()));
+                    by_key.len() - 1
+                });
+            by_key[i].1.push(x);
+            count += 1;
+        }
+        for (key, column) in samples {
+            count += column.len() as u64;
+            match at.get(&(Arc::as_ptr(&key) as *const u8 as usize)) {
+                Some(&i) => by_key[i].1.extend(column),
+                None => by_key.push((key, column)),
             }
         }
         for m in messages {
@@ -759,7 +817,7 @@ impl Player<'_> {
         }
         self.log_controls(version);
         if version <= published {
-            // Late samples only: they join the histories.
+            // Only what came late: it joins the histories.
             self.idict.inner.add_recorded_samples(by_key, version);
             if final_update && !self.opts.hold_at_end {
                 self.idict.notify_update_final()?;
@@ -776,7 +834,7 @@ impl Player<'_> {
             };
             let last = final_update && !self.opts.hold_at_end;
             self.idict.publish_recorded(recorded, last)?;
-            self.summary.versions += take as u64;
+            self.summary.last_version = version;
         }
         self.summary.samples += count;
         self.complete |= final_update;
@@ -915,7 +973,6 @@ impl Player<'_> {
         if !ahead {
             self.idict.inner.rewind(0);
             self.reader = Reader::open(&self.replayer.path)?;
-            self.queue.clear();
             self.controls.clear();
             self.arrays_thinned.clear();
             self.complete = false;
@@ -936,6 +993,13 @@ struct Pace {
 }
 
 impl Pace {
+    /// The recorded time due now, once pacing has started.
+    fn recorded_now(&self) -> Option<f64> {
+        let speed = self.speed?;
+        let (at, t0) = self.origin?;
+        Some(t0 + at.elapsed().as_secs_f64() * speed)
+    }
+
     /// When the moment recorded at `t` is due; `None`: now (unpaced).
     fn due(&mut self, t: f64) -> Option<Instant> {
         let speed = self.speed?;
