@@ -185,7 +185,7 @@ impl Upto {
 
     fn holds(&self, version: u64, time: f64) -> bool {
         // A time unknown (NaN) does not stop it.
-        version <= self.version && !(time > self.time)
+        version <= self.version && (time.is_nan() || time <= self.time)
     }
 }
 
