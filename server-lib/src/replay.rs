@@ -118,6 +118,23 @@ fn write_label(a: &pb::AppliedWrite) -> String {
     bounded(format!("{} = {value} by {}", a.key, a.origin))
 }
 
+/// Keeps `keep` of the marks, spread evenly (by position); how many went.
+fn thin_evenly(marks: &mut Vec<TimelineMark>, keep: usize) -> usize {
+    let n = marks.len();
+    if n <= keep || keep == 0 {
+        return 0;
+    }
+    let mut i = 0;
+    marks.retain(|_| {
+        // Kept: the first of each of `keep` equal shares.
+        let kept = (i * keep) / n != ((i + 1) * keep) / n || i == 0;
+        i += 1;
+        kept
+    });
+    marks.truncate(keep);
+    n - marks.len()
+}
+
 /// One whole update, gathered from the records it spans (`more`).
 #[derive(Default)]
 struct Whole {
@@ -131,6 +148,8 @@ struct Whole {
     removed: Vec<String>,
     messages: Vec<pb::LogMessage>,
     applied: Vec<pb::AppliedWrite>,
+    status: Option<pb::Status>,
+    thinned: Vec<pb::Thinned>,
 }
 
 /// What changed at one version besides samples.
@@ -138,6 +157,10 @@ struct Whole {
 struct StateChange {
     reset: bool,
     last: bool,
+    /// The run's status as recorded with its last message.
+    status: Option<pb::Status>,
+    /// Samples the run thinned before the recorder had them.
+    thinned: Vec<pb::Thinned>,
     changed: Vec<(String, Value)>,
     removed: Vec<String>,
     messages: Vec<pb::LogMessage>,
@@ -153,6 +176,10 @@ impl StateChange {
             self.reset = true;
         }
         self.last |= w.last;
+        if w.status.is_some() {
+            self.status = w.status;
+        }
+        self.thinned.extend(w.thinned);
         self.changed.extend(w.changed);
         self.removed.extend(w.removed);
         self.messages.extend(w.messages);
@@ -244,6 +271,10 @@ struct Reader {
     /// Every sample up to this version has been read (a recorder sends
     /// each key's samples in version order, all keys up to one version).
     through: u64,
+    /// The newest version read (of a sample or a change): it is handed
+    /// out only once something after it is (or the file ends), so updates
+    /// at one version all go out with it.
+    newest_read: u64,
     /// The newest version handed out.
     handed: Option<u64>,
     /// What came for versions already handed out, for the next take.
@@ -268,6 +299,7 @@ impl Reader {
             ahead_updates: 0,
             ahead_bytes: 0,
             through: 0,
+            newest_read: 0,
             handed: None,
             late: Vec::new(),
             late_state: None,
@@ -310,14 +342,17 @@ impl Reader {
     /// full, or the file ends); `None` when nothing is left.
     fn ready(&mut self) -> Result<Option<u64>, ReplayError> {
         loop {
+            let settled = self.newest_read.saturating_sub(1);
             match self.next_version() {
                 Some(_) if self.eof => return Ok(Some(u64::MAX)),
-                Some(v) if self.through >= v => return Ok(Some(self.through)),
+                Some(v) if self.through.min(settled) >= v => {
+                    return Ok(Some(self.through.min(settled)));
+                }
                 Some(v)
                     if self.ahead_updates > READ_AHEAD_UPDATES
                         || self.ahead_bytes > READ_AHEAD_BYTES =>
                 {
-                    return Ok(Some(v.max(self.through)));
+                    return Ok(Some(v.max(self.through.min(settled))));
                 }
                 None if self.eof => {
                     let pending = !self.late.is_empty() || self.late_state.is_some();
@@ -378,10 +413,12 @@ impl Reader {
         let handed = self.handed;
         let is_late = |v: u64| handed.is_some_and(|h| v <= h);
         let (version, time) = (w.version, w.time);
+        self.newest_read = self.newest_read.max(version);
         let changes = !(w.changed.is_empty()
             && w.removed.is_empty()
             && w.messages.is_empty()
             && w.applied.is_empty()
+            && w.thinned.is_empty()
             && !w.reset
             && !w.last);
         if !changes {
@@ -410,6 +447,7 @@ impl Reader {
             return;
         };
         self.through = self.through.max(newest);
+        self.newest_read = self.newest_read.max(newest);
         let columns = &mut self.columns;
         let c = *self
             .column_of
@@ -484,6 +522,10 @@ impl Reader {
             whole.removed.extend(update.removed);
             whole.messages.extend(update.messages);
             whole.applied.extend(update.applied);
+            whole.thinned.extend(update.thinned);
+            if update.status.is_some() {
+                whole.status = update.status;
+            }
             whole.reset |= update.reset;
             if update.more {
                 continue;
@@ -517,6 +559,7 @@ impl Replayer {
             ..ReplayTimeline::default()
         };
         let mut marks = Vec::new();
+        let mut left_off = 0;
         let first = |t: &mut ReplayTimeline, v: u64, time: f64| {
             if v < t.first_version {
                 t.first_version = v;
@@ -541,16 +584,26 @@ impl Replayer {
                 kind: MarkKind::Write,
                 label: write_label(a),
             }));
+            marks.extend(reader.controls.drain(..).map(|c| TimelineMark {
+                version: c.version,
+                time: c.time,
+                kind: MarkKind::Control,
+                label: control_label(&c),
+            }));
+            // Bounded while reading (a script stepping every iteration for
+            // a week makes millions): thinned evenly, never cut off.
+            if marks.len() > 4 * ReplayTimeline::MAX_MARKS {
+                left_off += thin_evenly(&mut marks, 2 * ReplayTimeline::MAX_MARKS);
+            }
         }
-        marks.extend(reader.controls.iter().map(|c| TimelineMark {
+        marks.extend(reader.controls.drain(..).map(|c| TimelineMark {
             version: c.version,
             time: c.time,
             kind: MarkKind::Control,
-            label: control_label(c),
+            label: control_label(&c),
         }));
         marks.sort_by_key(|m| m.version);
-        let left_off = marks.len().saturating_sub(ReplayTimeline::MAX_MARKS);
-        marks.truncate(ReplayTimeline::MAX_MARKS);
+        left_off += thin_evenly(&mut marks, ReplayTimeline::MAX_MARKS);
         t.marks = marks;
         t.marks_left_off = left_off as u64;
         if t.first_version == u64::MAX {
@@ -680,6 +733,17 @@ impl Player<'_> {
                 return Ok(Flow::Go);
             }
         };
+        if self.target.is_some() {
+            // Seeking skips the gate: a terminate, or a newer seek (a
+            // slider still moving), is seen here instead.
+            if self.idict.terminated() {
+                return Ok(Flow::Stop);
+            }
+            if let Some(to) = self.idict.inner.take_seek() {
+                self.seek(to)?;
+                return Ok(Flow::Go);
+            }
+        }
         if self.target.is_none() {
             match self.gate() {
                 GateOutcome::Go => {}
@@ -751,6 +815,8 @@ impl Player<'_> {
         let (version, mut time) = newest.unwrap_or((published, f64::NAN));
         let mut messages = Vec::new();
         let mut applied = Vec::new();
+        let mut thinned = Vec::new();
+        let mut status = None;
         let mut final_update = false;
         {
             let mut d = self.idict.lock();
@@ -773,6 +839,10 @@ impl Player<'_> {
                 }
                 messages.extend(s.messages);
                 applied.extend(s.applied);
+                thinned.extend(s.thinned);
+                if s.status.is_some() {
+                    status = s.status;
+                }
                 final_update |= s.last;
             }
             for (key, column) in &samples {
@@ -806,22 +876,19 @@ impl Player<'_> {
                 None => by_key.push((key, column)),
             }
         }
-        for m in messages {
-            self.idict.message(level(m.level), m.text);
-        }
-        for a in &applied {
-            self.idict.message(
-                Level::Info,
-                format!("[recorded] {} at v{}", write_label(a), a.version),
-            );
-        }
-        self.log_controls(version);
+        let failed = final_update
+            .then(|| {
+                status
+                    .as_ref()
+                    .filter(|s| s.state == pb::RunState::Failed as i32)
+                    .map(|s| s.message.clone())
+            })
+            .flatten();
+        let ends = final_update && !self.opts.hold_at_end;
         if version <= published {
             // Only what came late: it joins the histories.
-            self.idict.inner.add_recorded_samples(by_key, version);
-            if final_update && !self.opts.hold_at_end {
-                self.idict.notify_update_final()?;
-            }
+            let through = self.complete_through(version, final_update);
+            self.idict.inner.add_recorded_samples(by_key, through);
         } else {
             if time.is_nan() {
                 time = self.idict.inner.published.read().time;
@@ -830,42 +897,77 @@ impl Player<'_> {
                 version,
                 time,
                 samples: by_key,
-                through: version,
+                through: self.complete_through(version, final_update),
             };
-            let last = final_update && !self.opts.hold_at_end;
-            self.idict.publish_recorded(recorded, last)?;
+            // A run that failed ends failed, below.
+            self.idict
+                .publish_recorded(recorded, ends && failed.is_none())?;
             self.summary.last_version = version;
+        }
+        // The log after the version it belongs to, at the recorded times.
+        let log_time = if time.is_nan() { 0.0 } else { time };
+        for m in messages {
+            let t = if m.time.is_finite() { m.time } else { log_time };
+            self.idict.inner.log_at(level(m.level), m.text, t);
+        }
+        for a in &applied {
+            let note = format!("[recorded] {} at v{}", write_label(a), a.version);
+            self.idict.inner.log_at(Level::Info, note, log_time);
+        }
+        for t in &thinned {
+            let note = bounded(format!(
+                "[recorded] {}: {} samples (v{} to v{}) were thinned by the run before they were recorded",
+                t.key, t.dropped, t.after_version, t.until_version
+            ));
+            self.idict.inner.log_at(Level::Warn, note, log_time);
+        }
+        self.log_controls(version, log_time);
+        if ends {
+            match failed {
+                Some(why) => self.idict.fail(why),
+                // The final update came late, with no version of its own.
+                None if version <= published => self.idict.inner.finish_here(),
+                None => {}
+            }
         }
         self.summary.samples += count;
         self.complete |= final_update;
         Ok(())
     }
 
+    /// Through which version the histories are complete once this publish
+    /// is in: what the reader has read every sample of (the whole run at
+    /// its end).
+    fn complete_through(&self, version: u64, final_update: bool) -> u64 {
+        if final_update || self.reader.eof {
+            version
+        } else {
+            self.reader.through.min(version)
+        }
+    }
+
     /// Logs the recorded control actions (and array versions the recorder
-    /// left out) up to `upto`.
-    fn log_controls(&mut self, upto: u64) {
-        let idict = self.idict;
+    /// left out) up to `upto`, at run time `time`.
+    fn log_controls(&mut self, upto: u64, time: f64) {
+        let inner = &self.idict.inner;
         self.arrays_thinned.retain(|a| {
             if a.last_version > upto {
                 return true;
             }
-            idict.message(
-                Level::Info,
-                bounded(format!(
-                    "[recorded] {}: {} versions (v{} to v{}, {} bytes) left out by the recording's array budget",
-                    a.key, a.dropped, a.first_version, a.last_version, a.bytes
-                )),
-            );
+            let note = bounded(format!(
+                "[recorded] {}: {} versions (v{} to v{}, {} bytes) left out by the recording's array budget",
+                a.key, a.dropped, a.first_version, a.last_version, a.bytes
+            ));
+            inner.log_at(Level::Info, note, time);
             false
         });
         self.controls.retain(|c| {
             if c.version > upto {
                 return true;
             }
-            idict.message(
-                Level::Info,
-                format!("[recorded] {} at v{}", control_label(c), c.version),
-            );
+            let t = if c.time.is_finite() { c.time } else { time };
+            let note = format!("[recorded] {} at v{}", control_label(c), c.version);
+            inner.log_at(Level::Info, note, t);
             false
         });
     }
@@ -873,11 +975,13 @@ impl Player<'_> {
     /// The recording is read to its end (or to damage).
     fn at_end(&mut self) -> Result<Flow, ReplayError> {
         self.target = None;
-        self.log_controls(u64::MAX);
+        let time = self.idict.inner.published.read().time;
+        self.log_controls(u64::MAX, time);
         self.summary.complete = self.complete;
         if !self.opts.hold_at_end {
             if !self.complete {
-                self.idict.notify_update_final()?;
+                // Cut short (the run was killed): it ends where it stops.
+                self.idict.inner.finish_here();
             }
             return Ok(Flow::End);
         }

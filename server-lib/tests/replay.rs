@@ -311,6 +311,15 @@ async fn a_replay_seeks_forward_and_back_and_its_watchers_start_over() {
     let client = run.controller().await;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let _watch = watch_into(&client, seen.clone()).await;
+    // One more, without the history: a seek back does not send it one.
+    let plain = Arc::new(Mutex::new(Vec::<Update>::new()));
+    let mut w = client.watch(WatchOptions::default()).await.unwrap();
+    let into = plain.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(u)) = w.next().await {
+            into.lock().push(u);
+        }
+    });
     let replaying = replay.clone();
     let opts = ReplayOptions {
         hold_at_end: true,
@@ -353,6 +362,27 @@ async fn a_replay_seeks_forward_and_back_and_its_watchers_start_over() {
     );
     let history = client.history(&["x"], 0).await.unwrap();
     assert_eq!(history["x"].len(), 50);
+    eventually("the plain watcher at v50", || {
+        plain.lock().last().is_some_and(|u| u.version == 50)
+    })
+    .await;
+    {
+        let got = plain.lock();
+        let reset = got.iter().rposition(|u| u.reset).expect("a reset");
+        // The whole state without the history; then only the samples of
+        // the versions the replay went through after it (on its way to 50).
+        assert!(got[reset].samples.is_empty(), "no history: it did not ask");
+        let after: Vec<u64> = got[reset..]
+            .iter()
+            .flat_map(|u| &u.samples)
+            .flat_map(|(_, s)| s.versions.clone())
+            .collect();
+        assert!(
+            after.iter().all(|&v| v > got[reset].version && v <= 50),
+            "{after:?} after a reset at v{}",
+            got[reset].version
+        );
+    }
     let snap = client.snapshot("").await.unwrap();
     assert_eq!(snap.version, 50);
     assert_eq!(snap.values.get("x"), Some(&Value::Int(50)));
@@ -485,4 +515,149 @@ fn an_array_budget_keeps_the_first_and_last_and_reports_the_rest() {
         100,
         "every scalar sample"
     );
+}
+
+/// A recording written by hand, record by record.
+struct Crafted(Vec<u8>);
+
+impl Crafted {
+    fn new() -> Self {
+        use idict::proto::v1 as pb;
+        let mut out = idict::recording::MAGIC.to_vec();
+        let header = pb::RecordingHeader {
+            format_version: idict::recording::FORMAT_VERSION,
+            name: "crafted".into(),
+            ..Default::default()
+        };
+        let entry = pb::RecordEntry {
+            kind: Some(pb::record_entry::Kind::Header(header)),
+        };
+        idict::recording::write_record(&mut out, &entry).unwrap();
+        Crafted(out)
+    }
+
+    fn update(&mut self, u: idict::proto::v1::WatchUpdate) {
+        use idict::proto::v1 as pb;
+        let entry = pb::RecordEntry {
+            kind: Some(pb::record_entry::Kind::Update(u)),
+        };
+        idict::recording::write_record(&mut self.0, &entry).unwrap();
+    }
+
+    fn save(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("crafted.idrec");
+        std::fs::write(&path, &self.0).unwrap();
+        path
+    }
+}
+
+fn series(key: &str, versions: std::ops::RangeInclusive<u64>) -> idict::proto::v1::SampleSeries {
+    idict::proto::v1::SampleSeries {
+        key: key.into(),
+        times: versions.clone().map(|v| v as f64 * 0.01).collect(),
+        values: versions.clone().map(|v| v as f64).collect(),
+        versions: versions.collect(),
+        ..Default::default()
+    }
+}
+
+fn status(state: idict::proto::v1::RunState, message: &str) -> Option<idict::proto::v1::Status> {
+    Some(idict::proto::v1::Status {
+        state: state as i32,
+        message: message.into(),
+        ..Default::default()
+    })
+}
+
+/// The recorder's samples lagging its state by more than the read-ahead
+/// holds (70 updates), a final update that brings only samples at a version
+/// already had, and a run that failed: a watcher of the replay gets every
+/// sample, told of no thinning; the replay ends at the recorded last
+/// version, failed as the run did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_sends_samples_that_lagged_far_behind_and_ends_as_the_run_did() {
+    use idict::proto::v1 as pb;
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Crafted::new();
+    let value = |x: i64| Some(idict::wire::value_to_proto(&Value::Int(x)));
+    f.update(pb::WatchUpdate {
+        version: 1,
+        time: 0.01,
+        reset: true,
+        changed: vec![pb::Entry {
+            key: "x".into(),
+            value: value(1),
+        }],
+        samples: vec![series("x", 1..=1)],
+        ..Default::default()
+    });
+    for v in 2..=80u64 {
+        f.update(pb::WatchUpdate {
+            version: v,
+            time: v as f64 * 0.01,
+            changed: vec![
+                pb::Entry {
+                    key: "x".into(),
+                    value: value(v as i64),
+                },
+                pb::Entry {
+                    key: "label".into(),
+                    value: value(v as i64),
+                },
+            ],
+            ..Default::default()
+        });
+    }
+    // The samples, late; then the final update at the version already had.
+    f.update(pb::WatchUpdate {
+        version: 80,
+        time: 0.8,
+        samples: vec![series("x", 2..=80)],
+        ..Default::default()
+    });
+    f.update(pb::WatchUpdate {
+        version: 80,
+        time: 0.8,
+        last: true,
+        status: status(pb::RunState::Failed, "diverged"),
+        ..Default::default()
+    });
+    let path = f.save(dir.path());
+
+    let replayer = Replayer::open(&path).unwrap();
+    let replay = IDict::builder("crafted")
+        .replay_of(path.display().to_string())
+        .start_paused(true)
+        .build();
+    let run = serve(&replay);
+    let client = run.observer().await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let watch = watch_into(&client, seen.clone()).await;
+    let mut w = client.watch(WatchOptions::default()).await.unwrap();
+    let replaying = replay.clone();
+    let thread = std::thread::spawn(move || replayer.replay(&replaying, &ReplayOptions::default()));
+    run.controller().await.resume().await.unwrap();
+    let summary = thread.join().unwrap().unwrap();
+    assert_eq!(summary.last_version, 80);
+    tokio::time::timeout(Duration::from_secs(20), watch)
+        .await
+        .unwrap()
+        .unwrap();
+    let s = seen.lock().clone();
+    assert!(s.last);
+    assert_eq!(s.version, 80, "no version the recording does not have");
+    let xs: Vec<u64> = s.samples["x"].iter().map(|x| x.0).collect();
+    assert_eq!(xs, (1..=80).collect::<Vec<_>>(), "every sample, in order");
+    assert_eq!(s.values.get("x"), Some(&Value::Int(80)));
+    assert_eq!(replay.status().state, RunState::Failed);
+    assert_eq!(replay.status().message, "diverged");
+    // A watcher without the history is told of no thinning either.
+    let mut thinned = 0;
+    while let Ok(Some(Ok(u))) = tokio::time::timeout(Duration::from_secs(5), w.next()).await {
+        thinned += u.thinned.len();
+        if u.last {
+            break;
+        }
+    }
+    assert_eq!(thinned, 0);
 }

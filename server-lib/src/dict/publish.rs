@@ -223,6 +223,15 @@ impl Inner {
         self.bump();
     }
 
+    /// Replays only: the run ends at the version it has (a recording's
+    /// final update came with no version of its own to publish).
+    pub(crate) fn finish_here(&self) {
+        self.samples_through
+            .store(self.published.read().version, Ordering::Release);
+        self.mark_finished();
+        self.bump();
+    }
+
     /// Replays only: forgets every key, sample, record and message, and
     /// goes back to `version` (lower than now), as if the run had just
     /// reached it with nothing published. Watchers see the rewind and
@@ -328,7 +337,11 @@ impl Inner {
     }
 
     pub(crate) fn log(&self, level: Level, text: String) {
-        let time = self.elapsed();
+        self.log_at(level, text, self.elapsed());
+    }
+
+    /// A log message at a given run time (a replay's: the recorded one).
+    pub(crate) fn log_at(&self, level: Level, text: String, time: f64) {
         {
             let mut p = self.published.write();
             let version = p.version;

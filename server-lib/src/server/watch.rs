@@ -181,6 +181,8 @@ pub(crate) struct Watcher {
     done: bool,
     /// The mirror's rewinds when the state being sent was taken.
     rewinds: u64,
+    /// The client asked for every sample from the start in the first state.
+    with_history: bool,
     _guard: WatcherGuard,
 }
 
@@ -221,17 +223,14 @@ impl Watcher {
             packed: req.packed_samples,
             done: false,
             rewinds: 0,
+            with_history: req.with_history,
             _guard: WatcherGuard(shared.clone()),
             shared,
         };
         w.inner.pins.register(&w.pin);
         // A new watcher starts from the newest state, not the last frame.
         w.inner.refresh_mirror(&w.shared.mirror);
-        let (newest, rewinds) = {
-            let m = w.shared.mirror.read();
-            (m.version, m.rewinds)
-        };
-        w.rewinds = rewinds;
+        let newest = w.shared.mirror.read().version;
         // A replay's versions can go back: its state is always sent whole.
         let replay = w.inner.options.replay_of.is_some();
         if req.since_version == 0 || req.since_version > newest || replay {
@@ -273,14 +272,12 @@ impl Watcher {
                 return None;
             }
             self.news.borrow_and_update();
-            let rewinds = self.shared.mirror.read().rewinds;
-            if rewinds != self.rewinds {
-                self.rewinds = rewinds;
-                self.start_over();
-                continue;
-            }
             if let Some(m) = self.delta() {
                 return Some(self.sent(m));
+            }
+            if self.first.is_some() {
+                // A replay went back: the whole state again.
+                continue;
             }
             if self.news.changed().await.is_err() {
                 // The server is closing: what was published before still
@@ -322,12 +319,17 @@ impl Watcher {
             .map(|e| e.value.clone())
     }
 
-    /// After a replay went back: the whole state again, with every sample
-    /// (the client drops what it had on the `reset`).
+    /// After a replay went back: the whole state again, with the history
+    /// if the client asked for it (it drops what it had on the `reset`).
     fn start_over(&mut self) {
         self.cursors = Cursors::default();
         self.all_series = (u64::MAX, Vec::new());
-        self.first_state(true);
+        self.sample_cursor = 0;
+        self.first_state(self.with_history);
+        if !self.with_history {
+            let series = self.shared.mirror.read().histories(&self.prefix);
+            self.cursors = Cursors::after(&series, self.sample_cursor);
+        }
     }
 
     /// Takes the full state (handles only) to send in chunks.
@@ -335,6 +337,7 @@ impl Watcher {
         let status = self.status();
         let (version, time, entries, histories, messages) = {
             let p = self.shared.mirror.read();
+            self.rewinds = p.rewinds;
             let histories = if with_history {
                 p.histories(&self.prefix)
             } else {
@@ -386,6 +389,12 @@ impl Watcher {
         let catching_up = self.sample_cursor < self.cursor.min(through);
         let (mut d, series, messages) = {
             let p = self.shared.mirror.read();
+            if p.rewinds != self.rewinds {
+                // A replay went back: no delta leads there from here.
+                drop(p);
+                self.start_over();
+                return None;
+            }
             let (d, changed_series) = p.delta_since(self.cursor, &self.prefix);
             // The histories with samples still to send: those of the keys
             // changed since the sample cursor, or (far behind) every key's.
