@@ -358,8 +358,10 @@ impl RunModel {
     pub fn apply(&mut self, u: &Update, now: Instant) {
         if u.reset {
             if self.replay.is_some() {
-                // A replay sought back: its log starts over too.
+                // A replay sought back: its log and what it was told of
+                // thinning start over too.
                 self.messages.clear();
+                self.thinned.clear();
             }
             self.values.clear();
             self.series.clear();

@@ -214,6 +214,23 @@ async fn session(
     ctx.request_repaint();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let shown_info: Arc<Mutex<Option<InfoShown>>> = Arc::new(Mutex::new(None));
+    // Seeks go one at a time, in order, the newest winning: a slider
+    // dragged sends many, and the replay must end where it was let go.
+    let (seek_tx, mut seek_rx) = tokio::sync::watch::channel::<Option<idict::SeekTo>>(None);
+    {
+        let (client, inbox, ctx) = (client.clone(), inbox.clone(), ctx.clone());
+        // Ends when the session does (its sender is dropped).
+        tokio::spawn(async move {
+            while seek_rx.changed().await.is_ok() {
+                let to = *seek_rx.borrow_and_update();
+                if let Some(to) = to {
+                    let r = client.seek(to).await;
+                    inbox.lock().set_error(r.err().map(|e| e.to_string()));
+                    ctx.request_repaint();
+                }
+            }
+        });
+    }
     loop {
         tokio::select! {
             u = stream.next() => match u {
@@ -237,6 +254,9 @@ async fn session(
             c = rx.recv() => match c {
                 None => return Ok(SessionEnd::Closed),
                 Some(Command::Reconnect) => return Ok(SessionEnd::Reconnect),
+                Some(Command::Seek(to)) => {
+                    let _ = seek_tx.send(Some(to));
+                }
                 Some(c) => {
                     tokio::spawn(execute(client.clone(), c, inbox.clone(), ctx.clone()));
                 }

@@ -841,6 +841,13 @@ fn a_recording_opens_as_a_replay_with_a_timeline_to_scrub() {
     g.until("the state at the end", |g| {
         g.app().tabs[0].model.version == 101
     });
+    // The same place as before, again: sent again (it once was not).
+    g.harness
+        .get_by_label("Replay position")
+        .set_value_accesskit(40.0);
+    g.until("the state at v40, again", |g| {
+        g.app().tabs[0].model.version == 40
+    });
     drop(replay);
 }
 

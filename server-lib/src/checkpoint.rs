@@ -277,6 +277,7 @@ impl Inner {
             p.push_message(m);
         }
         p.version = state.version;
+        p.records_floor = state.version;
         p.time = state.time;
         self.staged.lock().restored(state.version);
         self.restored_through(state.version);

@@ -61,6 +61,11 @@ pub(crate) struct Published {
     /// published state uses the working map's ids).
     free: Vec<u32>,
     pub records: VecDeque<Record>,
+    /// The records tell every change after this version: the version the
+    /// oldest record starts after. (A mirror's records are a frame's each,
+    /// spanning several versions: the oldest record's own version says
+    /// nothing of where it starts.)
+    pub records_floor: u64,
     /// Removed key → version of removal (bounded).
     pub tombstones: FxHashMap<Arc<str>, u64>,
     /// Removals at or before this version may be forgotten.
@@ -114,6 +119,7 @@ impl Published {
             ids: FxHashMap::default(),
             free: Vec::new(),
             records: VecDeque::new(),
+            records_floor: 0,
             tombstones: FxHashMap::default(),
             tombstone_floor: 0,
             history: FxHashMap::default(),
@@ -133,6 +139,7 @@ impl Published {
         let mut fresh = Published::new(self.message_capacity);
         fresh.version = version;
         fresh.tombstone_floor = version;
+        fresh.records_floor = version;
         fresh.next_message_seq = self.next_message_seq;
         fresh.history_generation = self.history_generation + 1;
         fresh.rewinds = self.rewinds + 1;
@@ -224,6 +231,7 @@ impl Published {
         if self.records.len() >= RECORD_RING
             && let Some(old) = self.records.pop_front()
         {
+            self.records_floor = old.version;
             let mut keys = old.changed;
             keys.clear();
             return keys;
@@ -235,8 +243,10 @@ impl Published {
         if !record.applied.is_empty() {
             self.last_applied_version = record.version;
         }
-        if self.records.len() >= RECORD_RING {
-            self.records.pop_front();
+        if self.records.len() >= RECORD_RING
+            && let Some(old) = self.records.pop_front()
+        {
+            self.records_floor = old.version;
         }
         self.records.push_back(record);
     }
@@ -362,6 +372,8 @@ impl Published {
             self.ids.clear();
             self.free.clear();
             self.records.clear();
+            // A whole state: its own record tells nothing of before it.
+            self.records_floor = d.version;
             self.tombstones.clear();
             self.tombstone_floor = d.version.saturating_sub(1);
         }
@@ -444,7 +456,8 @@ impl Published {
     /// the map is as cheap). The walk stops there, so a reader far behind
     /// costs no more than one near the front.
     fn keys_since(&self, after: u64, prefix: &str) -> Option<Vec<&Arc<str>>> {
-        if self.records.front()?.version > after + 1 {
+        self.records.front()?;
+        if self.records_floor > after {
             return None;
         }
         let since = self.records.partition_point(|r| r.version <= after);
@@ -479,10 +492,7 @@ impl Published {
         if cursor >= self.version {
             return (d, Vec::new());
         }
-        let covered = self
-            .records
-            .front()
-            .is_some_and(|r| r.version <= cursor + 1);
+        let covered = !self.records.is_empty() && self.records_floor <= cursor;
         if covered && self.last_applied_version > cursor {
             let since = self.records.partition_point(|r| r.version <= cursor);
             for r in self.records.range(since..) {
@@ -539,5 +549,50 @@ impl Delta {
     pub fn sort(&mut self) {
         self.changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         self.removed.sort_unstable();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mirror's record is a frame's, spanning several versions: a watcher
+    /// at the version the frame started from still gets the writes applied
+    /// inside it. (It was told the ring did not cover it, and lost them: a
+    /// recording whose first frame spanned a write had no mark for it.)
+    #[test]
+    fn a_frame_spanning_versions_still_brings_its_applied_writes() {
+        let mut run = Published::new(16);
+        let key: Arc<str> = Arc::from("gain");
+        for v in 1..=5u64 {
+            run.version = v;
+            run.set(0, &key, Value::Float(v as f64), v);
+            let applied = if v == 3 {
+                vec![AppliedWrite {
+                    write_id: 1,
+                    key: "gain".into(),
+                    value: Value::Float(2.0),
+                    origin: "tester".into(),
+                    version: 3,
+                }]
+            } else {
+                Vec::new()
+            };
+            run.push_record(Record {
+                version: v,
+                time: 0.0,
+                changed: vec![0],
+                removed: Vec::new(),
+                applied,
+            });
+        }
+        let mut mirror = Published::new(16);
+        let frame = run.frame_since(0, 0, 0, 0).expect("a frame");
+        mirror.apply(frame);
+        assert_eq!(mirror.records.len(), 1, "one record for the frame");
+        let (d, _) = mirror.delta_since(0, "");
+        assert_eq!(d.version, 5);
+        assert_eq!(d.applied.len(), 1, "the write applied at v3");
+        assert_eq!(d.changed.len(), 1);
     }
 }

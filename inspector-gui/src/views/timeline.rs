@@ -23,9 +23,10 @@ pub fn mark_color(kind: MarkKind) -> Color32 {
 
 #[derive(Default)]
 pub struct TimelinePanel {
-    /// Where the handle is while the user drags it (the replay follows).
-    dragging: Option<u64>,
-    /// The last seek sent, and when.
+    /// Where the user put the handle, not yet sent (or still dragged).
+    want: Option<u64>,
+    /// The last seek sent, and when: the handle stays there until the
+    /// replay gets there (or a moment passes), instead of jumping back.
     sent: Option<(u64, Instant)>,
 }
 
@@ -36,9 +37,18 @@ impl TimelinePanel {
             return commands;
         };
         let (first, last) = (t.first_version, t.last_version.max(t.first_version));
+        let arriving = self
+            .sent
+            .filter(|(v, when)| *v != m.version && when.elapsed() < Duration::from_secs(2))
+            .map(|(v, _)| v);
+        let shown = self.want.or(arriving).unwrap_or(m.version);
+        let seek = |panel: &mut Self, v: u64, commands: &mut Vec<Command>| {
+            panel.sent = Some((v, Instant::now()));
+            commands.push(Command::Seek(SeekTo::Version(v)));
+        };
         ui.horizontal(|ui| {
             let mono = |s: String| RichText::new(s).monospace();
-            ui.label(mono(format!("v{:<9}", self.dragging.unwrap_or(m.version))))
+            ui.label(mono(format!("v{shown:<9}")))
                 .on_hover_text("The recorded version shown");
             let enabled = m.can_control();
             if ui
@@ -46,11 +56,11 @@ impl TimelinePanel {
                 .on_hover_text("Back to the start of the recording")
                 .clicked()
             {
-                commands.push(Command::Seek(SeekTo::Version(first)));
+                self.want = None;
+                seek(self, first, &mut commands);
             }
             let right = 150.0;
-            let mut at = self.dragging.unwrap_or(m.version).clamp(first, last);
-            let before = at;
+            let mut at = shown.clamp(first, last);
             let response = ui
                 .scope(|ui| {
                     ui.spacing_mut().slider_width = (ui.available_width() - right).max(80.0);
@@ -63,30 +73,33 @@ impl TimelinePanel {
                 })
                 .inner;
             self.draw_marks(ui, &response.rect, m, first, last);
-            if response.changed() || (response.dragged() && at != before) {
-                self.dragging = Some(at);
+            if response.changed() {
+                self.want = Some(at);
+            }
+            // Sent at most every SEEK_EVERY (a drag, a held arrow key);
+            // where the user stops is always sent, unless already shown.
+            if let Some(v) = self.want {
                 let due = self
                     .sent
-                    .is_none_or(|(v, when)| v != at && when.elapsed() >= SEEK_EVERY);
+                    .is_none_or(|(_, when)| when.elapsed() >= SEEK_EVERY);
                 if due {
-                    self.sent = Some((at, Instant::now()));
-                    commands.push(Command::Seek(SeekTo::Version(at)));
+                    if self.sent.is_none_or(|(s, _)| s != v) || v != m.version {
+                        seek(self, v, &mut commands);
+                    }
+                    if !response.dragged() {
+                        self.want = None;
+                    }
+                } else {
+                    ui.ctx().request_repaint_after(SEEK_EVERY);
                 }
-            }
-            if !response.dragged()
-                && let Some(v) = self.dragging.take()
-                && self.sent.is_none_or(|(sent, _)| sent != v)
-            {
-                // Released (or set from the keyboard): where it ended.
-                self.sent = Some((v, Instant::now()));
-                commands.push(Command::Seek(SeekTo::Version(v)));
             }
             if ui
                 .add_enabled(enabled, egui::Button::new("End"))
                 .on_hover_text("To the end of the recording")
                 .clicked()
             {
-                commands.push(Command::Seek(SeekTo::Version(last)));
+                self.want = None;
+                seek(self, last, &mut commands);
             }
             let span = (t.last_time - t.first_time).max(0.0);
             ui.label(mono(format!(
@@ -94,12 +107,21 @@ impl TimelinePanel {
                 crate::views::fmt_num((m.time - t.first_time).clamp(0.0, span))
             )))
             .on_hover_text(format!(
-                "The recording spans v{first} to v{last}, {} s{}",
+                "The recording spans v{first} to v{last}, {} s{}{}",
                 crate::views::fmt_num(span),
                 if t.complete {
                     ""
                 } else {
                     " (it stops before the run's end)"
+                },
+                if t.marks_left_off > 0 {
+                    format!(
+                        "; {} marks, {} of them shown",
+                        t.marks.len() as u64 + t.marks_left_off,
+                        t.marks.len()
+                    )
+                } else {
+                    String::new()
                 }
             ));
         });
