@@ -947,6 +947,23 @@ async fn info(c: &Client, json: bool) -> Result<ExitCode> {
             "watchers": i.watchers,
             "uptime_seconds": i.uptime_seconds,
             "replay_of": i.replay_of,
+            "replay": i.replay.as_ref().map(|t| json!({
+                "first_version": t.first_version,
+                "last_version": t.last_version,
+                "first_time": t.first_time,
+                "last_time": t.last_time,
+                "complete": t.complete,
+                "marks": t.marks.iter().map(|m| json!({
+                    "version": m.version,
+                    "time": m.time,
+                    "kind": match m.kind {
+                        idict::MarkKind::Control => "control",
+                        idict::MarkKind::Write => "write",
+                    },
+                    "label": m.label,
+                })).collect::<Vec<_>>(),
+                "marks_left_off": t.marks_left_off,
+            })),
             "role": i.role.map(|r| r.name()),
             "keys": keys,
         }))?;
@@ -970,6 +987,33 @@ async fn info(c: &Client, json: bool) -> Result<ExitCode> {
     out(format!("  uptime    {}", duration_text(i.uptime_seconds)))?;
     if let Some(file) = &i.replay_of {
         out(format!("  replay of {}", escape_controls(file)))?;
+    }
+    if let Some(t) = &i.replay {
+        out(format!(
+            "  recorded  v{} to v{}, {} s{}",
+            t.first_version,
+            t.last_version,
+            format_float(((t.last_time - t.first_time).max(0.0) * 10.0).round() / 10.0),
+            if t.complete {
+                ""
+            } else {
+                " (stops before the run's end)"
+            }
+        ))?;
+        // The marks: what was done to the run, and when (`idict seek` there).
+        const SHOWN: usize = 20;
+        for m in t.marks.iter().take(SHOWN) {
+            out(format!(
+                "    v{:<9} {:>9} s  {}",
+                m.version,
+                format_float((m.time * 1000.0).round() / 1000.0),
+                escape_controls(&m.label)
+            ))?;
+        }
+        let more = (t.marks.len().saturating_sub(SHOWN)) as u64 + t.marks_left_off;
+        if more > 0 {
+            out(format!("    ... and {more} more marks (--json lists them)"))?;
+        }
     }
     if let Some(r) = i.role {
         out(format!("  access    {}", r.name()))?;

@@ -74,6 +74,8 @@ fn a_replayed_recording_is_a_run_the_cli_reaches() {
     };
     assert_eq!(info["replay_of"], file.display().to_string());
     assert_eq!(info["status"], "paused");
+    assert_eq!(info["replay"]["last_version"], 201, "the span: {info}");
+    assert_eq!(info["replay"]["complete"], true);
     // Held before the first version; a step lets versions through.
     assert!(idict(&["step", "recorded-heat", "10"]).0);
     let start = Instant::now();

@@ -451,11 +451,11 @@ impl RunModel {
     }
 
     /// Scalar keys that have a plot series.
-    /// How the run is named in a legend beside others: its name, and
-    /// "replay" or its pid.
+    /// How the run is named in a legend beside others: its name and pid
+    /// (a replay's: the recorded run's).
     pub fn label(&self) -> String {
-        match &self.replay_of {
-            Some(_) => format!("{} (replay)", self.name),
+        match &self.replay {
+            Some(t) => format!("{} (recorded pid {})", self.name, t.pid),
             None => format!("{} (pid {})", self.name, self.pid),
         }
     }

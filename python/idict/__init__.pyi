@@ -392,6 +392,10 @@ class ReplayTimeline:
     marks: list[tuple[int, float, str, str]]
     #: The recording ends with the run's final update.
     complete: bool
+    #: The recorded run's pid, host and start (Unix ms).
+    pid: int
+    host: str
+    started_unix_ms: int
 
 @final
 class Update:

@@ -548,6 +548,10 @@ pub struct ReplayTimeline {
     marks: Vec<(u64, f64, String, String)>,
     /// The recording ends with the run's final update.
     complete: bool,
+    /// The recorded run's pid, host and start (Unix ms).
+    pid: u32,
+    host: String,
+    started_unix_ms: i64,
 }
 
 impl From<idict::ReplayTimeline> for ReplayTimeline {
@@ -569,6 +573,9 @@ impl From<idict::ReplayTimeline> for ReplayTimeline {
                 })
                 .collect(),
             complete: t.complete,
+            pid: t.pid,
+            host: t.host,
+            started_unix_ms: t.started_unix_ms,
         }
     }
 }

@@ -28,6 +28,10 @@ pub struct ReplayTimeline {
     pub marks_left_off: u64,
     /// The recording ends with the run's final update.
     pub complete: bool,
+    /// The recorded run's pid, host and start (Unix ms).
+    pub pid: u32,
+    pub host: String,
+    pub started_unix_ms: i64,
 }
 
 impl ReplayTimeline {

@@ -556,6 +556,9 @@ impl Replayer {
         let mut t = ReplayTimeline {
             first_version: u64::MAX,
             first_time: f64::NAN,
+            pid: header.pid,
+            host: header.host.clone(),
+            started_unix_ms: header.started_unix_ms,
             ..ReplayTimeline::default()
         };
         let mut marks = Vec::new();

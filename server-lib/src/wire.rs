@@ -519,6 +519,9 @@ pub fn timeline_to_proto(t: &crate::model::ReplayTimeline) -> pb::ReplayTimeline
             .collect(),
         marks_left_off: t.marks_left_off,
         complete: t.complete,
+        pid: t.pid,
+        host: t.host.clone(),
+        started_unix_ms: t.started_unix_ms,
     }
 }
 
@@ -549,6 +552,9 @@ pub fn timeline_from_proto(t: pb::ReplayTimeline) -> crate::model::ReplayTimelin
             .collect(),
         marks_left_off: t.marks_left_off,
         complete: t.complete,
+        pid: t.pid,
+        host: t.host,
+        started_unix_ms: t.started_unix_ms,
     }
 }
 

@@ -59,7 +59,8 @@ impl TimelinePanel {
                 self.want = None;
                 seek(self, first, &mut commands);
             }
-            let right = 150.0;
+            // Room for the slider's label, End and the span after it.
+            let right = 340.0;
             let mut at = shown.clamp(first, last);
             let response = ui
                 .scope(|ui| {
@@ -103,8 +104,8 @@ impl TimelinePanel {
             }
             let span = (t.last_time - t.first_time).max(0.0);
             ui.label(mono(format!(
-                "of v{last} · {}",
-                crate::views::fmt_num((m.time - t.first_time).clamp(0.0, span))
+                "of v{last} · {:.1} s",
+                (m.time - t.first_time).clamp(0.0, span)
             )))
             .on_hover_text(format!(
                 "The recording spans v{first} to v{last}, {} s{}{}",
