@@ -278,6 +278,9 @@ impl Inner {
         }
         p.version = state.version;
         p.records_floor = state.version;
+        // Removals before the restore are not known: a client from before
+        // it gets the whole state.
+        p.tombstone_floor = state.version;
         p.time = state.time;
         self.staged.lock().restored(state.version);
         self.restored_through(state.version);

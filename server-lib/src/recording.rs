@@ -114,6 +114,11 @@ pub fn read<R: Read>(mut input: R, path: &Path) -> Result<Recording<R>, Recordin
 }
 
 impl<R: Read> Recording<R> {
+    /// The byte where the next record starts.
+    pub fn position(&self) -> u64 {
+        self.at
+    }
+
     fn corrupt(&mut self, why: String) -> Option<Result<pb::RecordEntry, RecordingError>> {
         self.done = true;
         Some(Err(RecordingError::Corrupt {

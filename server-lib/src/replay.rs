@@ -186,11 +186,15 @@ impl StateChange {
         self.applied.extend(w.applied);
     }
 
+    /// Roughly what it holds, for the read-ahead's bound.
     fn bytes(&self) -> usize {
-        self.changed
-            .iter()
+        let changed: usize = (self.changed.iter())
             .map(|(k, v)| k.len() + v.approx_wire_bytes())
-            .sum()
+            .sum();
+        let removed: usize = self.removed.iter().map(|k| k.len() + 16).sum();
+        let messages: usize = self.messages.iter().map(|m| m.text.len() + 32).sum();
+        let applied = self.applied.len() * 64;
+        changed + removed + messages + applied + self.thinned.len() * 48
     }
 }
 
@@ -242,6 +246,10 @@ impl Group {
 /// Read-ahead bounds: updates and value bytes held waiting for samples.
 const READ_AHEAD_UPDATES: usize = 64;
 const READ_AHEAD_BYTES: usize = 64 << 20;
+/// Samples held waiting (read ahead, or come late) at most.
+const READ_AHEAD_SAMPLES: usize = 4 << 20;
+/// One update (its records chained by `more`) at most.
+const MAX_UPDATE_BYTES: usize = 4 << 30;
 
 /// Reads a recording as recorded versions, in order; control events are
 /// kept aside. A damaged record ends it (what came before stands).
@@ -268,6 +276,8 @@ struct Reader {
     states: BTreeMap<u64, (f64, StateChange)>,
     ahead_updates: usize,
     ahead_bytes: usize,
+    /// Samples in the columns.
+    ahead_samples: usize,
     /// Every sample up to this version has been read (a recorder sends
     /// each key's samples in version order, all keys up to one version).
     through: u64,
@@ -298,6 +308,7 @@ impl Reader {
             states: BTreeMap::new(),
             ahead_updates: 0,
             ahead_bytes: 0,
+            ahead_samples: 0,
             through: 0,
             newest_read: 0,
             handed: None,
@@ -343,19 +354,18 @@ impl Reader {
     fn ready(&mut self) -> Result<Option<u64>, ReplayError> {
         loop {
             let settled = self.newest_read.saturating_sub(1);
+            let full = self.ahead_updates > READ_AHEAD_UPDATES
+                || self.ahead_bytes > READ_AHEAD_BYTES
+                || self.ahead_samples + self.late.len() > READ_AHEAD_SAMPLES;
+            let pending = !self.late.is_empty() || self.late_state.is_some();
             match self.next_version() {
                 Some(_) if self.eof => return Ok(Some(u64::MAX)),
                 Some(v) if self.through.min(settled) >= v => {
                     return Ok(Some(self.through.min(settled)));
                 }
-                Some(v)
-                    if self.ahead_updates > READ_AHEAD_UPDATES
-                        || self.ahead_bytes > READ_AHEAD_BYTES =>
-                {
-                    return Ok(Some(v.max(self.through.min(settled))));
-                }
-                None if self.eof => {
-                    let pending = !self.late.is_empty() || self.late_state.is_some();
+                // Full and nothing settled: on with what there is.
+                Some(v) if full => return Ok(Some(v.max(self.through.min(settled)))),
+                None if self.eof || (full && pending) => {
                     return Ok(pending.then(|| self.handed.unwrap_or(0)));
                 }
                 _ => {}
@@ -372,6 +382,7 @@ impl Reader {
         let mut g = Group::default();
         for (key, column) in &mut self.columns {
             let n = column.partition_point(|x| upto.holds(x.version, x.time));
+            self.ahead_samples = self.ahead_samples.saturating_sub(n);
             if n > 0 {
                 let taken: Vec<Sample> = column.drain(..n).collect();
                 if let Some(x) = taken.last() {
@@ -404,6 +415,18 @@ impl Reader {
 
     /// Files an update's samples and changes under their versions.
     fn spread(&mut self, mut w: Whole) {
+        if w.reset && self.handed.is_some_and(|h| w.version <= h) {
+            // A whole state behind what was handed out: the versions go
+            // back (a replay recorded while sought back). What came before
+            // stands; the rest is not this run's.
+            self.damaged = Some(format!(
+                "the recording goes back to v{} (before byte {}): what comes after is not replayed",
+                w.version,
+                self.recording.position()
+            ));
+            self.eof = true;
+            return;
+        }
         for (k, v) in &w.changed {
             self.kinds.insert(k.clone(), v.clone());
         }
@@ -437,7 +460,7 @@ impl Reader {
         *t = time;
         let before = state.bytes();
         state.merge(w);
-        self.ahead_bytes += state.bytes().saturating_sub(before);
+        self.ahead_bytes = (self.ahead_bytes + state.bytes()).saturating_sub(before);
     }
 
     /// Files a key's samples in its column (appended: they come in
@@ -465,7 +488,10 @@ impl Reader {
             };
             if self.handed.is_some_and(|h| x.version <= h) {
                 self.late.push((key.clone(), x));
-            } else if column.back().is_none_or(|b| b.version <= x.version) {
+                continue;
+            }
+            self.ahead_samples += 1;
+            if column.back().is_none_or(|b| b.version <= x.version) {
                 column.push_back(x);
             } else {
                 let at = column.partition_point(|y| y.version <= x.version);
@@ -476,7 +502,18 @@ impl Reader {
 
     fn next_whole(&mut self) -> Result<Option<Whole>, ReplayError> {
         let mut whole = Whole::default();
+        // What the update holds so far, bounded: its records chain (`more`)
+        // without limit in a crafted file.
+        let mut held = 0usize;
         loop {
+            if held > MAX_UPDATE_BYTES {
+                self.damaged = Some(format!(
+                    "an update larger than {} MiB (at byte {}): what comes after is not replayed",
+                    MAX_UPDATE_BYTES >> 20,
+                    self.recording.position()
+                ));
+                return Ok(None);
+            }
             let entry = match self.recording.next() {
                 None => return Ok(None),
                 Some(Ok(e)) => e,
@@ -500,6 +537,7 @@ impl Reader {
             for s in update.samples {
                 let (key, series) =
                     wire::series_from_proto(s).map_err(|e| ReplayError::BadValue(e.to_string()))?;
+                held += series.len() * 24;
                 let key = self.name(key);
                 whole.samples.push((key, series));
             }
@@ -509,6 +547,7 @@ impl Reader {
                     .ok_or_else(|| ReplayError::BadValue(format!("no value for '{}'", e.key)))?;
                 let v =
                     wire::value_from_proto(v).map_err(|e| ReplayError::BadValue(e.to_string()))?;
+                held += e.key.len() + v.approx_wire_bytes();
                 whole.changed.push((e.key, v));
             }
             if let Some(p) = update.part
@@ -562,7 +601,7 @@ impl Replayer {
             ..ReplayTimeline::default()
         };
         let mut marks = Vec::new();
-        let mut left_off = 0;
+        let (mut left_off, mut seen, mut stride) = (0, 0usize, 1usize);
         let first = |t: &mut ReplayTimeline, v: u64, time: f64| {
             if v < t.first_version {
                 t.first_version = v;
@@ -581,22 +620,39 @@ impl Replayer {
                 t.last_time = w.time;
             }
             t.complete |= w.last;
-            marks.extend(w.applied.iter().map(|a| TimelineMark {
-                version: a.version,
-                time: w.time,
-                kind: MarkKind::Write,
-                label: write_label(a),
-            }));
-            marks.extend(reader.controls.drain(..).map(|c| TimelineMark {
+            let mut found: Vec<TimelineMark> = (w.applied.iter())
+                .map(|a| TimelineMark {
+                    version: a.version,
+                    time: w.time,
+                    kind: MarkKind::Write,
+                    label: write_label(a),
+                })
+                .collect();
+            found.extend(reader.controls.drain(..).map(|c| TimelineMark {
                 version: c.version,
                 time: c.time,
                 kind: MarkKind::Control,
                 label: control_label(&c),
             }));
             // Bounded while reading (a script stepping every iteration for
-            // a week makes millions): thinned evenly, never cut off.
-            if marks.len() > 4 * ReplayTimeline::MAX_MARKS {
-                left_off += thin_evenly(&mut marks, 2 * ReplayTimeline::MAX_MARKS);
+            // a week makes millions): every `stride`th kept, the stride
+            // doubling (and the kept halved) when they fill up: even.
+            for m in found {
+                if seen % stride == 0 {
+                    marks.push(m);
+                } else {
+                    left_off += 1;
+                }
+                seen += 1;
+                if marks.len() >= 4 * ReplayTimeline::MAX_MARKS {
+                    let mut i = 0;
+                    marks.retain(|_| {
+                        i += 1;
+                        i % 2 == 1
+                    });
+                    left_off += 2 * ReplayTimeline::MAX_MARKS;
+                    stride *= 2;
+                }
             }
         }
         marks.extend(reader.controls.drain(..).map(|c| TimelineMark {
@@ -821,6 +877,7 @@ impl Player<'_> {
         let mut thinned = Vec::new();
         let mut status = None;
         let mut final_update = false;
+        let mut late_changes = false;
         {
             let mut d = self.idict.lock();
             // Changes in version order; a key's newest sample then wins
@@ -828,6 +885,9 @@ impl Player<'_> {
             let mut changed_at: HashMap<String, u64> = HashMap::new();
             let mut reset_at = None;
             for (v, s) in states {
+                if v <= published {
+                    late_changes |= s.reset || !s.changed.is_empty() || !s.removed.is_empty();
+                }
                 if s.reset {
                     d.clear();
                     reset_at = Some(v);
@@ -888,14 +948,42 @@ impl Player<'_> {
             })
             .flatten();
         let ends = final_update && !self.opts.hold_at_end;
+        if time.is_nan() {
+            time = self.idict.inner.published.read().time;
+        }
+        let log_time = if time.is_nan() { 0.0 } else { time };
+        // The log goes out with the version it belongs to; before the
+        // final one, so a watcher whose stream that ends still gets it.
+        let mut log = Some((messages, applied, thinned));
+        let mut write_log = |this: &mut Self, upto: u64| {
+            let Some((messages, applied, thinned)) = log.take() else {
+                return;
+            };
+            for m in messages {
+                let t = if m.time.is_finite() { m.time } else { log_time };
+                this.idict.inner.log_at(level(m.level), m.text, t);
+            }
+            for a in &applied {
+                let note = format!("[recorded] {} at v{}", write_label(a), a.version);
+                this.idict.inner.log_at(Level::Info, note, log_time);
+            }
+            for t in &thinned {
+                let note = bounded(format!(
+                    "[recorded] {}: {} samples (v{} to v{}) were thinned by the run before they were recorded",
+                    t.key, t.dropped, t.after_version, t.until_version
+                ));
+                this.idict.inner.log_at(Level::Warn, note, log_time);
+            }
+            this.log_controls(upto, log_time);
+        };
+        if ends {
+            write_log(self, u64::MAX);
+        }
         if version <= published {
             // Only what came late: it joins the histories.
             let through = self.complete_through(version, final_update);
             self.idict.inner.add_recorded_samples(by_key, through);
         } else {
-            if time.is_nan() {
-                time = self.idict.inner.published.read().time;
-            }
             let recorded = Recorded {
                 version,
                 time,
@@ -907,28 +995,15 @@ impl Player<'_> {
                 .publish_recorded(recorded, ends && failed.is_none())?;
             self.summary.last_version = version;
         }
-        // The log after the version it belongs to, at the recorded times.
-        let log_time = if time.is_nan() { 0.0 } else { time };
-        for m in messages {
-            let t = if m.time.is_finite() { m.time } else { log_time };
-            self.idict.inner.log_at(level(m.level), m.text, t);
-        }
-        for a in &applied {
-            let note = format!("[recorded] {} at v{}", write_label(a), a.version);
-            self.idict.inner.log_at(Level::Info, note, log_time);
-        }
-        for t in &thinned {
-            let note = bounded(format!(
-                "[recorded] {}: {} samples (v{} to v{}) were thinned by the run before they were recorded",
-                t.key, t.dropped, t.after_version, t.until_version
-            ));
-            self.idict.inner.log_at(Level::Warn, note, log_time);
-        }
-        self.log_controls(version, log_time);
+        write_log(self, version);
         if ends {
             match failed {
                 Some(why) => self.idict.fail(why),
-                // The final update came late, with no version of its own.
+                // The final update came late, with no version of its own,
+                // and with changes the working map holds: they need one.
+                None if version <= published && late_changes => {
+                    self.idict.notify_update_final()?;
+                }
                 None if version <= published => self.idict.inner.finish_here(),
                 None => {}
             }
@@ -1017,7 +1092,7 @@ impl Player<'_> {
         }
         let inner = &self.idict.inner;
         let mut seek = None;
-        let held = Instant::now();
+        let was_paused = self.idict.status().state == RunState::Paused;
         let outcome = self
             .idict
             .wait_interruptible(Duration::from_millis(50), || match inner.take_seek() {
@@ -1027,8 +1102,9 @@ impl Player<'_> {
                 }
                 None => Ok(()),
             });
-        if held.elapsed() > Duration::from_millis(1) {
-            // Time held does not count as replayed.
+        if was_paused {
+            // Time held does not count as replayed (a running gate's
+            // brief preemption is not a hold).
             self.pace.origin = None;
         }
         match (outcome, seek) {

@@ -661,3 +661,71 @@ async fn a_replay_sends_samples_that_lagged_far_behind_and_ends_as_the_run_did()
     }
     assert_eq!(thinned, 0);
 }
+
+/// A recording whose versions go back (a replay recorded while sought
+/// back, before replays stopped being recorded): what came before is
+/// replayed, the rest is reported, not read into memory or mixed in.
+#[test]
+fn a_recording_that_goes_back_is_replayed_up_to_there() {
+    use idict::proto::v1 as pb;
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = Crafted::new();
+    let value = |x: i64| Some(idict::wire::value_to_proto(&Value::Int(x)));
+    for v in 1..=5u64 {
+        f.update(pb::WatchUpdate {
+            version: v,
+            time: v as f64 * 0.01,
+            reset: v == 1,
+            changed: vec![pb::Entry {
+                key: "x".into(),
+                value: value(v as i64),
+            }],
+            samples: vec![series("x", v..=v)],
+            ..Default::default()
+        });
+    }
+    for v in 1..=3u64 {
+        f.update(pb::WatchUpdate {
+            version: v,
+            time: v as f64 * 0.01,
+            reset: v == 1,
+            changed: vec![pb::Entry {
+                key: "x".into(),
+                value: value(100 + v as i64),
+            }],
+            samples: vec![series("x", v..=v)],
+            ..Default::default()
+        });
+    }
+    let path = f.save(dir.path());
+    let replay = IDict::builder("crafted").replay_of("crafted.idrec").build();
+    let summary = Replayer::open(&path)
+        .unwrap()
+        .replay(&replay, &ReplayOptions::default())
+        .unwrap();
+    assert!(
+        summary
+            .damaged
+            .as_deref()
+            .is_some_and(|d| d.contains("goes back")),
+        "{summary:?}"
+    );
+    assert_eq!(replay.history("x").unwrap().versions, [1, 2, 3, 4, 5]);
+    assert_eq!(replay.lock().get("x"), Some(&Value::Int(5)));
+}
+
+/// A replay is not recorded again (its seeks back would make a recording
+/// no replay can follow), even with IDICT_RECORD set.
+#[test]
+fn a_replay_is_not_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let replay = IDict::builder("r").replay_of("f.idrec").build();
+    let server = idict::ServeOptions::default()
+        .write_run_file(false)
+        .announce(false)
+        .record(dir.path())
+        .serve(&replay)
+        .unwrap();
+    assert!(server.recording().is_none());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -25,9 +25,10 @@ pub fn mark_color(kind: MarkKind) -> Color32 {
 pub struct TimelinePanel {
     /// Where the user put the handle, not yet sent (or still dragged).
     want: Option<u64>,
-    /// The last seek sent, and when: the handle stays there until the
-    /// replay gets there (or a moment passes), instead of jumping back.
-    sent: Option<(u64, Instant)>,
+    /// The last seek sent, when, and the version shown then: the handle
+    /// stays there until the replay moves (or a moment passes), instead of
+    /// jumping back.
+    sent: Option<(u64, Instant, u64)>,
 }
 
 impl TimelinePanel {
@@ -39,11 +40,13 @@ impl TimelinePanel {
         let (first, last) = (t.first_version, t.last_version.max(t.first_version));
         let arriving = self
             .sent
-            .filter(|(v, when)| *v != m.version && when.elapsed() < Duration::from_secs(2))
-            .map(|(v, _)| v);
+            .filter(|(v, when, from)| {
+                *v != m.version && *from == m.version && when.elapsed() < Duration::from_secs(2)
+            })
+            .map(|(v, _, _)| v);
         let shown = self.want.or(arriving).unwrap_or(m.version);
         let seek = |panel: &mut Self, v: u64, commands: &mut Vec<Command>| {
-            panel.sent = Some((v, Instant::now()));
+            panel.sent = Some((v, Instant::now(), m.version));
             commands.push(Command::Seek(SeekTo::Version(v)));
         };
         ui.horizontal(|ui| {
@@ -82,12 +85,19 @@ impl TimelinePanel {
             if let Some(v) = self.want {
                 let due = self
                     .sent
-                    .is_none_or(|(_, when)| when.elapsed() >= SEEK_EVERY);
+                    .is_none_or(|(_, when, _)| when.elapsed() >= SEEK_EVERY);
                 if due {
-                    if self.sent.is_none_or(|(s, _)| s != v) || v != m.version {
-                        seek(self, v, &mut commands);
-                    }
-                    if !response.dragged() {
+                    let new_place = self.sent.is_none_or(|(s, _, _)| s != v);
+                    if response.dragged() {
+                        // Held still on a running replay: no seek back
+                        // every moment, only where the handle moves.
+                        if new_place {
+                            seek(self, v, &mut commands);
+                        }
+                    } else {
+                        if new_place || v != m.version {
+                            seek(self, v, &mut commands);
+                        }
                         self.want = None;
                     }
                 } else {

@@ -92,6 +92,14 @@ impl ArrayBudget {
         reports: &mut Vec<pb::ArraysThinned>,
     ) {
         let (version, t) = (u.version, u.time);
+        // A key removed starts again: its next version is a first.
+        for k in &u.removed {
+            if let Some(mut kb) = self.keys.remove(k)
+                && let Some(d) = kb.dropped.take()
+            {
+                reports.push(d);
+            }
+        }
         let mut kept = Vec::new();
         for e in std::mem::take(&mut u.changed) {
             let keep = match e.value.as_ref().and_then(array_bytes) {
@@ -112,7 +120,12 @@ impl ArrayBudget {
         if let Some(p) = &u.part {
             let key = p.key.clone();
             let ends = p.offset.saturating_add(p.data.len() as u64) >= p.total;
-            let drop = if p.offset == 0 {
+            // Only arrays: an encoded `Value` whose field is `array_value`
+            // (7, length-delimited) starts with the tag byte 7 << 3 | 2.
+            let is_array = p.data.first() == Some(&((7 << 3) | 2));
+            let drop = if p.offset == 0 && !is_array {
+                false
+            } else if p.offset == 0 {
                 let keep = self.admit(&key, p.total as usize, version, t) || whole_state;
                 if keep {
                     self.report_if_kept(&key, reports);
@@ -215,17 +228,22 @@ mod tests {
     fn a_value_in_parts_is_left_out_whole() {
         let mut b = ArrayBudget::new(1000);
         let mut reports = Vec::new();
-        let part = |v: u64, offset: u64, more: bool| pb::WatchUpdate {
-            version: v,
-            time: v as f64,
-            more,
-            part: Some(pb::ValuePart {
-                key: "big".into(),
-                offset,
-                total: 200_000,
-                data: bytes::Bytes::from(vec![0u8; 100_000]),
-            }),
-            ..Default::default()
+        // An encoded array value starts with its field's tag (7, bytes).
+        let part = |v: u64, offset: u64, more: bool| {
+            let mut data = vec![0u8; 100_000];
+            data[0] = (7 << 3) | 2;
+            pb::WatchUpdate {
+                version: v,
+                time: v as f64,
+                more,
+                part: Some(pb::ValuePart {
+                    key: "big".into(),
+                    offset,
+                    total: 200_000,
+                    data: bytes::Bytes::from(data),
+                }),
+                ..Default::default()
+            }
         };
         let mut parts = [part(1, 0, true), part(1, 100_000, false)];
         for p in &mut parts {
@@ -249,6 +267,54 @@ mod tests {
         assert_eq!(
             (r[0].first_version, r[0].dropped, r[0].bytes),
             (2, 1, 200_000)
+        );
+        // A large text (or map, or bytes) is no array: never left out.
+        for v in 3..6 {
+            let mut text = part(v, 0, false);
+            if let Some(p) = text.part.as_mut() {
+                p.key = "notes".into();
+                let mut data = p.data.to_vec();
+                data[0] = (5 << 3) | 2;
+                p.data = bytes::Bytes::from(data);
+            }
+            b.filter(&mut text, false, &mut reports);
+            assert!(text.part.is_some());
+        }
+    }
+
+    /// A key removed and back starts again, kept; a reset later is a whole
+    /// state, kept whole.
+    #[test]
+    fn a_key_back_or_a_reset_is_kept() {
+        let mut b = ArrayBudget::new(1000);
+        let mut reports = Vec::new();
+        let mut u = update(1, 0.0, 1000);
+        b.filter(&mut u, false, &mut reports);
+        let mut u = update(2, 0.0, 1000);
+        b.filter(&mut u, false, &mut reports);
+        assert!(
+            !u.changed.iter().any(|e| e.key == "field"),
+            "past its budget"
+        );
+        let mut gone = pb::WatchUpdate {
+            version: 3,
+            removed: vec!["field".into()],
+            ..Default::default()
+        };
+        b.filter(&mut gone, false, &mut reports);
+        assert_eq!(reports.len(), 1, "what it left out, said when it goes");
+        let mut back = update(4, 0.0, 1000);
+        b.filter(&mut back, false, &mut reports);
+        assert!(
+            back.changed.iter().any(|e| e.key == "field"),
+            "back: a first"
+        );
+        let mut reset = update(5, 0.0, 1000);
+        reset.reset = true;
+        b.filter(&mut reset, true, &mut reports);
+        assert!(
+            reset.changed.iter().any(|e| e.key == "field"),
+            "a whole state"
         );
     }
 }

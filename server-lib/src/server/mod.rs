@@ -340,6 +340,18 @@ impl ServeOptions {
                 .filter(|d| !d.is_empty())
                 .map(PathBuf::from)
         });
+        // A replay is not recorded again: its seeks back would make a
+        // recording whose versions go back, which no replay can follow.
+        let record_dir = match (&inner.options.replay_of, record_dir) {
+            (Some(_), Some(dir)) => {
+                tracing::info!(
+                    "not recording a replay (asked to record into {})",
+                    dir.display()
+                );
+                None
+            }
+            (_, dir) => dir,
+        };
         let array_budget = match self.record_array_budget {
             Some(b) => Some(b),
             None => match std::env::var("IDICT_RECORD_ARRAY_MIBS") {

@@ -113,6 +113,33 @@ pub(crate) fn start(
     Ok((path, thread))
 }
 
+/// Writes `value` of `key` as part records of the update `u` (its
+/// version, `more` set).
+fn write_parts(
+    out: &mut std::io::BufWriter<std::fs::File>,
+    u: &pb::WatchUpdate,
+    key: &str,
+    value: &crate::value::Value,
+) -> std::io::Result<()> {
+    let mut parts = super::parts::ValueParts::new(key, value);
+    while !parts.is_done() {
+        let m = pb::WatchUpdate {
+            version: u.version,
+            time: u.time,
+            status: u.status.clone(),
+            more: true,
+            part: Some(parts.next(PART_BYTES)),
+            ..Default::default()
+        };
+        let kind = pb::record_entry::Kind::Update(m);
+        recording::write_record(out, &pb::RecordEntry { kind: Some(kind) })?;
+    }
+    Ok(())
+}
+
+/// A value written in parts goes this much a record.
+const PART_BYTES: usize = 4 << 20;
+
 /// Appends updates and control events until the run's last update (or the
 /// server closing).
 async fn record(
@@ -122,9 +149,12 @@ async fn record(
     mut budget: Option<ArrayBudget>,
 ) -> std::io::Result<()> {
     let mut controls_open = true;
-    // The first messages are the whole state, until one without `more`.
-    let mut first_state = true;
+    // The first messages are a whole state, until one without `more` (and
+    // so is a reset later, e.g. a watcher that fell too far behind).
+    let mut in_whole_state = true;
     let mut reports = Vec::new();
+    // Values written after the final message's content, before its end.
+    let mut at_the_end: Vec<(String, crate::value::Value)> = Vec::new();
     let write_reports = |out: &mut std::io::BufWriter<std::fs::File>,
                          reports: &mut Vec<pb::ArraysThinned>|
      -> std::io::Result<()> {
@@ -152,8 +182,10 @@ async fn record(
                     for s in &mut u.samples {
                         crate::wire::times_to_steps(s);
                     }
-                    let whole = first_state;
-                    first_state &= u.more;
+                    // A whole state (the first, or a reset later) is kept whole.
+                    in_whole_state |= u.reset;
+                    let whole = in_whole_state;
+                    in_whole_state &= u.more;
                     if let Some(b) = budget.as_mut() {
                         b.filter(&mut u, whole, &mut reports);
                         if u.last {
@@ -163,10 +195,7 @@ async fn record(
                                 if !u.changed.iter().any(|e| e.key == r.key)
                                     && let Some(v) = watcher.published_value(&r.key)
                                 {
-                                    u.changed.push(pb::Entry {
-                                        key: r.key.clone(),
-                                        value: Some(crate::wire::value_to_proto(&v)),
-                                    });
+                                    at_the_end.push((r.key.clone(), v));
                                 }
                                 reports.push(r);
                             }
@@ -186,7 +215,31 @@ async fn record(
             },
         };
         let last = matches!(&entry, pb::record_entry::Kind::Update(u) if u.last);
+        let mut entry = entry;
+        let closing = match &mut entry {
+            pb::record_entry::Kind::Update(u) if !at_the_end.is_empty() => {
+                // The final update goes on: the values at the end follow in
+                // parts (as a large value goes on the wire), then its end.
+                let closing = pb::WatchUpdate {
+                    version: u.version,
+                    time: u.time,
+                    status: u.status.clone(),
+                    last: true,
+                    ..Default::default()
+                };
+                (u.more, u.last) = (true, false);
+                Some(closing)
+            }
+            _ => None,
+        };
         recording::write_record(&mut out, &pb::RecordEntry { kind: Some(entry) })?;
+        if let Some(closing) = closing {
+            for (key, value) in at_the_end.drain(..) {
+                write_parts(&mut out, &closing, &key, &value)?;
+            }
+            let kind = pb::record_entry::Kind::Update(closing);
+            recording::write_record(&mut out, &pb::RecordEntry { kind: Some(kind) })?;
+        }
         // Each record reaches the file at once: a run killed now leaves it
         // whole up to here.
         out.flush()?;
