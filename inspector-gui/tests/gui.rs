@@ -69,16 +69,20 @@ struct Gui {
 }
 
 fn gui(address: &str, token: &str) -> Gui {
+    gui_with(vec![OpenSpec {
+        target: address.to_string(),
+        token: Some(token.to_string()),
+    }])
+}
+
+/// The app, headless, with these runs open (the first selected).
+fn gui_with(specs: Vec<OpenSpec>) -> Gui {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     let handle = rt.handle().clone();
-    let spec = OpenSpec {
-        target: address.to_string(),
-        token: Some(token.to_string()),
-    };
     let harness = Harness::builder()
         .with_size([1400.0, 900.0])
         .build_ui_state(
@@ -86,7 +90,10 @@ fn gui(address: &str, token: &str) -> Gui {
                 let app = app.get_or_insert_with(|| {
                     let mut a =
                         InspectorApp::new(ui.ctx().clone(), handle.clone(), Default::default());
-                    a.open(spec.clone());
+                    for s in &specs {
+                        a.open(s.clone());
+                    }
+                    a.selected = 0;
                     a
                 });
                 app.ui_root(ui);
@@ -870,12 +877,6 @@ fn a_plot_compares_a_key_across_two_runs() {
             (idict, server)
         })
         .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let handle = rt.handle().clone();
     let specs: Vec<OpenSpec> = runs
         .iter()
         .map(|(_, s)| OpenSpec {
@@ -883,24 +884,7 @@ fn a_plot_compares_a_key_across_two_runs() {
             token: Some(s.tokens().observer.clone()),
         })
         .collect();
-    let harness = Harness::builder()
-        .with_size([1400.0, 900.0])
-        .build_ui_state(
-            move |ui, app: &mut Option<InspectorApp>| {
-                let app = app.get_or_insert_with(|| {
-                    let mut a =
-                        InspectorApp::new(ui.ctx().clone(), handle.clone(), Default::default());
-                    for s in &specs {
-                        a.open(s.clone());
-                    }
-                    a.selected = 0;
-                    a
-                });
-                app.ui_root(ui);
-            },
-            None,
-        );
-    let mut g = Gui { harness, _rt: rt };
+    let mut g = gui_with(specs);
     g.until("both runs with their curves", |g| {
         let tabs = &g.app().tabs;
         tabs.len() == 2
@@ -948,24 +932,7 @@ fn a_recording_opens_from_the_connect_field() {
     }
     run.notify_update_final().unwrap();
     server.close();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let handle = rt.handle().clone();
-    let harness = Harness::builder()
-        .with_size([1400.0, 900.0])
-        .build_ui_state(
-            move |ui, app: &mut Option<InspectorApp>| {
-                app.get_or_insert_with(|| {
-                    InspectorApp::new(ui.ctx().clone(), handle.clone(), Default::default())
-                })
-                .ui_root(ui);
-            },
-            None,
-        );
-    let mut g = Gui { harness, _rt: rt };
+    let mut g = gui_with(Vec::new());
     g.harness.run_steps(2);
     let missing = dir.path().join("missing.idrec");
     g.harness.get_by_label("Address").focus();

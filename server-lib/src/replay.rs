@@ -804,14 +804,9 @@ impl Player<'_> {
             }
         }
         if self.target.is_none() {
-            match self.gate() {
-                GateOutcome::Go => {}
-                GateOutcome::Stop => return Ok(Flow::Stop),
-                GateOutcome::Held => return Ok(Flow::Go),
-                GateOutcome::Seek(to) => {
-                    self.seek(to)?;
-                    return Ok(Flow::Go);
-                }
+            let outcome = self.gate();
+            if let Some(flow) = self.unless_go(outcome)? {
+                return Ok(flow);
             }
         }
         let next_time = self.reader.time_of(next);
@@ -834,14 +829,9 @@ impl Player<'_> {
             Upto::version(next)
         } else if self.pace.speed.is_some() {
             if let Some(due) = self.pace.due(next_time) {
-                match self.sleep_until(due) {
-                    GateOutcome::Go => {}
-                    GateOutcome::Stop => return Ok(Flow::Stop),
-                    GateOutcome::Held => return Ok(Flow::Go),
-                    GateOutcome::Seek(to) => {
-                        self.seek(to)?;
-                        return Ok(Flow::Go);
-                    }
+                let outcome = self.sleep_until(due);
+                if let Some(flow) = self.unless_go(outcome)? {
+                    return Ok(flow);
                 }
             }
             // With it, every version already due (a fast run's many a frame).
@@ -860,6 +850,20 @@ impl Player<'_> {
         let g = self.reader.take(upto);
         self.publish(g)?;
         Ok(Flow::Go)
+    }
+
+    /// What to do after waiting: `None` to go on publishing; otherwise the
+    /// step ends there (stopped, held, or sought elsewhere).
+    fn unless_go(&mut self, outcome: GateOutcome) -> Result<Option<Flow>, ReplayError> {
+        Ok(match outcome {
+            GateOutcome::Go => None,
+            GateOutcome::Stop => Some(Flow::Stop),
+            GateOutcome::Held => Some(Flow::Go),
+            GateOutcome::Seek(to) => {
+                self.seek(to)?;
+                Some(Flow::Go)
+            }
+        })
     }
 
     /// Publishes what was taken as one version (the newest in it).

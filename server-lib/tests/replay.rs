@@ -78,6 +78,29 @@ async fn watch_into(client: &Client, seen: Arc<Mutex<Seen>>) -> tokio::task::Joi
     })
 }
 
+/// A replay of `path` held at its start, served, with a controller client
+/// and a watcher (with the history) into `Seen`.
+async fn served_replay(
+    name: &str,
+    path: &std::path::Path,
+) -> (
+    IDict,
+    common::Run,
+    Client,
+    Arc<Mutex<Seen>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let replay = IDict::builder(name)
+        .replay_of(path.display().to_string())
+        .start_paused(true)
+        .build();
+    let run = serve(&replay);
+    let client = run.controller().await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let watch = watch_into(&client, seen.clone()).await;
+    (replay, run, client, seen, watch)
+}
+
 fn recorded(dir: &std::path::Path, idict: &IDict) -> (common::Run, std::path::PathBuf) {
     let runs_dir = tempfile::tempdir().expect("tempdir");
     let server = idict::ServeOptions::default()
@@ -192,14 +215,8 @@ async fn a_replay_shows_a_watcher_what_the_live_run_showed() {
     assert_eq!(write.version, live_seen.applied[0].2);
     assert!(write.label.starts_with("dt = 0.5 by"), "{}", write.label);
 
-    let replay = IDict::builder("steered")
-        .replay_of(path.display().to_string())
-        .start_paused(true)
-        .build();
-    let replay_run = serve(&replay);
-    let replay_client = replay_run.controller().await;
-    let seen_replay = Arc::new(Mutex::new(Seen::default()));
-    let replay_watch = watch_into(&replay_client, seen_replay.clone()).await;
+    let (replay, _replay_run, replay_client, seen_replay, replay_watch) =
+        served_replay("steered", &path).await;
     let replaying = replay.clone();
     let replay_thread =
         std::thread::spawn(move || replayer.replay(&replaying, &ReplayOptions::default()));
@@ -303,14 +320,7 @@ async fn a_replay_seeks_forward_and_back_and_its_watchers_start_over() {
     // The final update (v301), though the server closed right after it.
     assert_eq!(replayer.timeline().last_version, 301);
     assert!(replayer.timeline().complete);
-    let replay = IDict::builder("seekable")
-        .replay_of(path.display().to_string())
-        .start_paused(true)
-        .build();
-    let run = serve(&replay);
-    let client = run.controller().await;
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let _watch = watch_into(&client, seen.clone()).await;
+    let (replay, _run, client, seen, _watch) = served_replay("seekable", &path).await;
     // One more, without the history: a seek back does not send it one.
     let plain = Arc::new(Mutex::new(Vec::<Update>::new()));
     let mut w = client.watch(WatchOptions::default()).await.unwrap();
@@ -625,18 +635,11 @@ async fn a_replay_sends_samples_that_lagged_far_behind_and_ends_as_the_run_did()
     let path = f.save(dir.path());
 
     let replayer = Replayer::open(&path).unwrap();
-    let replay = IDict::builder("crafted")
-        .replay_of(path.display().to_string())
-        .start_paused(true)
-        .build();
-    let run = serve(&replay);
-    let client = run.observer().await;
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let watch = watch_into(&client, seen.clone()).await;
+    let (replay, _run, client, seen, watch) = served_replay("crafted", &path).await;
     let mut w = client.watch(WatchOptions::default()).await.unwrap();
     let replaying = replay.clone();
     let thread = std::thread::spawn(move || replayer.replay(&replaying, &ReplayOptions::default()));
-    run.controller().await.resume().await.unwrap();
+    client.resume().await.unwrap();
     let summary = thread.join().unwrap().unwrap();
     assert_eq!(summary.last_version, 80);
     tokio::time::timeout(Duration::from_secs(20), watch)
