@@ -118,6 +118,25 @@ fn write_label(a: &pb::AppliedWrite) -> String {
     bounded(format!("{} = {value} by {}", a.key, a.origin))
 }
 
+/// A series' first sample's version and time, read off its encoding
+/// (for the timeline: nothing unpacked).
+fn first_sample(s: &pb::SampleSeries) -> Option<(u64, f64)> {
+    let version = match s.versions.first() {
+        Some(&v) => v,
+        None if !s.packed_values.is_empty() => s.first_version,
+        None => return None,
+    };
+    let time = if let Some(&t) = s.times.first() {
+        t
+    } else if let Some(&ns) = s.time_steps_ns.first() {
+        ns as f64 / 1e9
+    } else {
+        let b = s.packed_times.get(..8)?;
+        f64::from_le_bytes(b.try_into().ok()?)
+    };
+    Some((version, time))
+}
+
 /// Keeps `keep` of the marks, spread evenly (by position); how many went.
 fn thin_evenly(marks: &mut Vec<TimelineMark>, keep: usize) -> usize {
     let n = marks.len();
@@ -608,9 +627,20 @@ impl Replayer {
                 t.first_time = time;
             }
         };
-        while let Some(w) = reader.next_whole()? {
-            for (_, s) in &w.samples {
-                if let (Some(&v), Some(&time)) = (s.versions.first(), s.times.first()) {
+        // A light read: each record's version, time and marks, no sample
+        // unpacked (this read is as long as the recording).
+        for entry in reader.recording.by_ref() {
+            let Ok(entry) = entry else { break };
+            let w = match entry.kind {
+                Some(pb::record_entry::Kind::Update(u)) => u,
+                Some(pb::record_entry::Kind::Control(c)) => {
+                    reader.controls.push(c);
+                    continue;
+                }
+                _ => continue,
+            };
+            for s in &w.samples {
+                if let Some((v, time)) = first_sample(s) {
                     first(&mut t, v, time);
                 }
             }
