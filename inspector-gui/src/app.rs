@@ -190,6 +190,8 @@ pub struct InspectorApp {
     pub notice: Option<String>,
     /// `--compare`: the first run's plots lay the other runs over theirs.
     compare_on_open: bool,
+    /// File > Open recording: the file dialog, while it is up.
+    open_dialog: Option<egui_file::FileDialog>,
     screenshot: Option<ScreenshotPlan>,
     /// Keeps the runtime alive when the app owns it.
     _runtime: Option<tokio::runtime::Runtime>,
@@ -212,6 +214,7 @@ impl InspectorApp {
             opening: Arc::new(Mutex::new(Vec::new())),
             notice: None,
             compare_on_open: false,
+            open_dialog: None,
             screenshot: None,
             _runtime: None,
         }
@@ -249,6 +252,48 @@ impl InspectorApp {
             slot.lock().push(opened);
             ctx.request_repaint();
         });
+    }
+
+    /// File > Open recording: a file dialog showing recordings (from
+    /// `IDICT_RECORD`'s directory, or `runs/` here, when there is one).
+    pub fn show_open_dialog(&mut self) {
+        let start = std::env::var_os("IDICT_RECORD")
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir())
+            .or_else(|| Some(PathBuf::from("runs")).filter(|d| d.is_dir()))
+            .or_else(|| std::env::current_dir().ok());
+        let filter: egui_file::Filter<PathBuf> = Box::new(|p: &std::path::Path| {
+            idict::recording::is_recording_path(&p.to_string_lossy())
+        });
+        let mut dialog = egui_file::FileDialog::open_file()
+            .title("Open a recording")
+            .show_rename(false)
+            .show_new_folder(false)
+            .show_files_filter(filter);
+        if let Some(dir) = start {
+            dialog = dialog.initial_path(dir);
+        }
+        dialog.open();
+        self.open_dialog = Some(dialog);
+    }
+
+    /// The file dialog, while it is up; opens what it picked.
+    fn file_dialog(&mut self, ctx: &egui::Context) {
+        let Some(dialog) = self.open_dialog.as_mut() else {
+            return;
+        };
+        dialog.show(ctx);
+        match dialog.state() {
+            egui_file::State::Open => {}
+            egui_file::State::Selected => {
+                let picked = dialog.path().map(|p| p.to_path_buf());
+                self.open_dialog = None;
+                if let Some(path) = picked {
+                    self.open_recording(path);
+                }
+            }
+            _ => self.open_dialog = None,
+        }
     }
 
     /// Takes the recordings opened since the last frame, and files dropped
@@ -347,16 +392,30 @@ impl InspectorApp {
             self.local_seen = found;
         }
         self.follow_restarted_runs();
+        self.file_dialog(ui.ctx());
         self.take_recordings(ui.ctx());
         let models: Vec<&RunModel> = self.tabs.iter().map(|t| &t.model).collect();
         let (local, recent) = (&self.local_seen, &self.settings.recent);
         let mut action = None;
+        let mut wants_dialog = false;
         let width = ui.available_width();
         egui::Panel::left("runs")
             .resizable(true)
             .default_size(210.0)
             .size_range(120.0..=(0.22 * width).max(140.0))
             .show(ui, |ui| {
+                let mut open = false;
+                egui::containers::menu::MenuBar::new().ui(ui, |ui| {
+                    ui.menu_button("File", |ui| {
+                        open = ui
+                            .button("Open recording…")
+                            .on_hover_text("A recording (FILE.idrec, from --record), replayed here")
+                            .clicked();
+                    });
+                });
+                if open {
+                    wants_dialog = true;
+                }
                 egui::ScrollArea::vertical()
                     .id_salt("runs-list")
                     .show(ui, |ui| {
@@ -368,6 +427,9 @@ impl InspectorApp {
                         }
                     });
             });
+        if wants_dialog {
+            self.show_open_dialog();
+        }
         match action {
             Some(RunsAction::Open(spec)) if idict::recording::is_recording_path(&spec.target) => {
                 self.open_recording(PathBuf::from(spec.target));

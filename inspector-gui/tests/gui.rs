@@ -963,3 +963,35 @@ fn a_recording_opens_from_the_connect_field() {
     });
     assert!(g.app().notice.is_none());
 }
+
+/// Issue 16: File > Open recording shows the recordings in `runs/` (here:
+/// IDICT_RECORD's directory); picking one replays it.
+#[test]
+fn file_open_picks_a_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = IDict::new("picked");
+    let server = options().record(dir.path()).serve(&run).unwrap();
+    let path = server.recording().unwrap().to_path_buf();
+    for i in 0..10i64 {
+        run.lock().insert("step", i);
+        run.notify_update().unwrap();
+    }
+    run.notify_update_final().unwrap();
+    server.close();
+    // SAFETY (of the test): no other test in this binary reads it.
+    unsafe { std::env::set_var("IDICT_RECORD", dir.path()) };
+    let mut g = gui_with(Vec::new());
+    g.harness.run_steps(2);
+    g.harness.get_by_label("File").click();
+    g.harness.run_steps(2);
+    g.harness.get_by_label("Open recording…").click();
+    g.harness.run_steps(3);
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    g.harness.get_by_label_contains(&name).click();
+    g.harness.run_steps(2);
+    g.harness.get_by_label("Open").click();
+    g.until("the picked recording, open", |g| {
+        g.app().tabs.len() == 1 && g.app().tabs[0].model.name == "picked"
+    });
+    unsafe { std::env::remove_var("IDICT_RECORD") };
+}
