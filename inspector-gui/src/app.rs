@@ -192,6 +192,9 @@ pub struct InspectorApp {
     compare_on_open: bool,
     /// File > Open recording: the file dialog, while it is up.
     open_dialog: Option<egui_file::FileDialog>,
+    /// Where File > Open starts (default: `IDICT_RECORD`'s directory, or
+    /// `runs/` here, when there is one).
+    pub recordings_dir: Option<PathBuf>,
     screenshot: Option<ScreenshotPlan>,
     /// Keeps the runtime alive when the app owns it.
     _runtime: Option<tokio::runtime::Runtime>,
@@ -215,6 +218,7 @@ impl InspectorApp {
             notice: None,
             compare_on_open: false,
             open_dialog: None,
+            recordings_dir: None,
             screenshot: None,
             _runtime: None,
         }
@@ -257,8 +261,8 @@ impl InspectorApp {
     /// File > Open recording: a file dialog showing recordings (from
     /// `IDICT_RECORD`'s directory, or `runs/` here, when there is one).
     pub fn show_open_dialog(&mut self) {
-        let start = std::env::var_os("IDICT_RECORD")
-            .map(PathBuf::from)
+        let start = (self.recordings_dir.clone())
+            .or_else(|| std::env::var_os("IDICT_RECORD").map(PathBuf::from))
             .filter(|d| d.is_dir())
             .or_else(|| Some(PathBuf::from("runs")).filter(|d| d.is_dir()))
             .or_else(|| std::env::current_dir().ok());

@@ -964,8 +964,9 @@ fn a_recording_opens_from_the_connect_field() {
     assert!(g.app().notice.is_none());
 }
 
-/// Issue 16: File > Open recording shows the recordings in `runs/` (here:
-/// IDICT_RECORD's directory); picking one replays it.
+/// Issue 16: File > Open recording shows the recordings where they are
+/// (`IDICT_RECORD`'s directory, `runs/`; here one given); picking one
+/// replays it.
 #[test]
 fn file_open_picks_a_recording() {
     let dir = tempfile::tempdir().unwrap();
@@ -978,10 +979,11 @@ fn file_open_picks_a_recording() {
     }
     run.notify_update_final().unwrap();
     server.close();
-    // SAFETY (of the test): no other test in this binary reads it.
-    unsafe { std::env::set_var("IDICT_RECORD", dir.path()) };
     let mut g = gui_with(Vec::new());
     g.harness.run_steps(2);
+    if let Some(app) = g.harness.state_mut().as_mut() {
+        app.recordings_dir = Some(dir.path().to_path_buf());
+    }
     g.harness.get_by_label("File").click();
     g.harness.run_steps(2);
     g.harness.get_by_label("Open recording…").click();
@@ -993,5 +995,4 @@ fn file_open_picks_a_recording() {
     g.until("the picked recording, open", |g| {
         g.app().tabs.len() == 1 && g.app().tabs[0].model.name == "picked"
     });
-    unsafe { std::env::remove_var("IDICT_RECORD") };
 }
