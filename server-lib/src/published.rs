@@ -12,7 +12,14 @@ use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::tuning::{MAX_REMOVED_HISTORIES, MAX_TOMBSTONES, RECORD_RING};
+use crate::tuning::{
+    MAX_APPLIED_LOG, MAX_APPLIED_LOG_BYTES, MAX_REMOVED_HISTORIES, MAX_TOMBSTONES, RECORD_RING,
+};
+
+/// What an applied write holds, roughly (for the log's bound).
+fn applied_bytes(a: &AppliedWrite) -> usize {
+    a.key.len() + a.origin.len() + a.value.approx_wire_bytes() + 32
+}
 
 /// A key's published value and the version that last changed it.
 #[derive(Debug, Clone)]
@@ -82,6 +89,11 @@ pub(crate) struct Published {
     /// The newest version whose record carries applied writes: a client
     /// past it skips the walk over records (writes are rare).
     pub last_applied_version: u64,
+    /// Applied writes, oldest first, kept apart from the records: a client
+    /// far behind the ring still gets every write applied since its cursor.
+    /// Bounded in count and bytes (`MAX_APPLIED_LOG`, `MAX_APPLIED_LOG_BYTES`).
+    applied_log: VecDeque<AppliedWrite>,
+    applied_log_bytes: usize,
     /// How many times a replay went back (see [`Published::rewind`]): a
     /// watcher that sees it change starts again from a whole state.
     pub rewinds: u64,
@@ -129,6 +141,8 @@ impl Published {
             next_message_seq: 1,
             message_capacity,
             last_applied_version: 0,
+            applied_log: VecDeque::new(),
+            applied_log_bytes: 0,
             rewinds: 0,
         }
     }
@@ -242,6 +256,18 @@ impl Published {
     pub fn push_record(&mut self, record: Record) {
         if !record.applied.is_empty() {
             self.last_applied_version = record.version;
+            for a in &record.applied {
+                self.applied_log_bytes += applied_bytes(a);
+                self.applied_log.push_back(a.clone());
+            }
+            while self.applied_log.len() > MAX_APPLIED_LOG
+                || self.applied_log_bytes > MAX_APPLIED_LOG_BYTES
+            {
+                let Some(old) = self.applied_log.pop_front() else {
+                    break;
+                };
+                self.applied_log_bytes = self.applied_log_bytes.saturating_sub(applied_bytes(&old));
+            }
         }
         if self.records.len() >= RECORD_RING
             && let Some(old) = self.records.pop_front()
@@ -365,6 +391,8 @@ impl Published {
             self.messages.clear();
             self.retired.clear();
             self.last_applied_version = 0;
+            self.applied_log.clear();
+            self.applied_log_bytes = 0;
             self.rewinds = rewinds;
         }
         if d.reset {
@@ -492,17 +520,13 @@ impl Published {
         if cursor >= self.version {
             return (d, Vec::new());
         }
-        let covered = !self.records.is_empty() && self.records_floor <= cursor;
-        if covered && self.last_applied_version > cursor {
-            let since = self.records.partition_point(|r| r.version <= cursor);
-            for r in self.records.range(since..) {
-                d.applied.extend(
-                    r.applied
-                        .iter()
-                        .filter(|a| a.key.starts_with(prefix))
-                        .cloned(),
-                );
-            }
+        if self.last_applied_version > cursor {
+            let since = self.applied_log.partition_point(|a| a.version <= cursor);
+            d.applied.extend(
+                (self.applied_log.range(since..))
+                    .filter(|a| a.key.starts_with(prefix))
+                    .cloned(),
+            );
         }
         // The ring's keys when it names fewer than the map holds; else scan
         // the map (a client far behind, or a run with few keys).
@@ -594,5 +618,40 @@ mod tests {
         assert_eq!(d.version, 5);
         assert_eq!(d.applied.len(), 1, "the write applied at v3");
         assert_eq!(d.changed.len(), 1);
+    }
+
+    /// A client further behind than the records' ring is still told of the
+    /// writes applied since its cursor (it used to get none: silently).
+    #[test]
+    fn a_client_far_behind_the_ring_still_gets_the_writes() {
+        let mut run = Published::new(16);
+        let key: Arc<str> = Arc::from("gain");
+        let n = (RECORD_RING * 2) as u64;
+        for v in 1..=n {
+            run.version = v;
+            run.set(0, &key, Value::Float(v as f64), v);
+            let applied = (v == 10)
+                .then(|| AppliedWrite {
+                    write_id: 1,
+                    key: "gain".into(),
+                    value: Value::Float(2.0),
+                    origin: "tester".into(),
+                    version: 10,
+                })
+                .into_iter()
+                .collect();
+            run.push_record(Record {
+                version: v,
+                time: 0.0,
+                changed: vec![0],
+                removed: Vec::new(),
+                applied,
+            });
+        }
+        assert!(run.records_floor > 10, "the ring no longer covers v10");
+        let (d, _) = run.delta_since(5, "");
+        assert_eq!(d.applied.len(), 1, "the write at v10");
+        let (d, _) = run.delta_since(10, "");
+        assert!(d.applied.is_empty(), "not again past it");
     }
 }

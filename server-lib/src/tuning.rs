@@ -72,6 +72,12 @@ pub(crate) const MESSAGES_FOR_LATE_JOINERS: usize = 200;
 /// less than this far behind gets a delta of just those keys. Equal to
 /// `SAMPLE_SPAN` so a catching-up watcher's span is always covered.
 pub(crate) const RECORD_RING: usize = 4096;
+
+/// Applied writes remembered for watchers (beyond the records' ring), at
+/// most so many and so many bytes: a client further behind is not told of
+/// older ones (they are in the state it is sent).
+pub(crate) const MAX_APPLIED_LOG: usize = 4096;
+pub(crate) const MAX_APPLIED_LOG_BYTES: usize = 16 << 20;
 /// How many removed keys are remembered for resuming clients.
 pub(crate) const MAX_TOMBSTONES: usize = 10_000;
 /// How many removed keys keep their history (a key removed and set again
