@@ -995,18 +995,19 @@ impl Player<'_> {
             };
             for m in messages {
                 let t = if m.time.is_finite() { m.time } else { log_time };
-                this.idict.inner.log_at(level(m.level), m.text, t);
+                let v = Some(m.version);
+                this.idict.inner.log_at(level(m.level), m.text, t, v);
             }
             for a in &applied {
                 let note = format!("[recorded] {} at v{}", write_label(a), a.version);
-                this.idict.inner.log_at(Level::Info, note, log_time);
+                this.idict.inner.log_at(Level::Info, note, log_time, None);
             }
             for t in &thinned {
                 let note = bounded(format!(
                     "[recorded] {}: {} samples (v{} to v{}) were thinned by the run before they were recorded",
                     t.key, t.dropped, t.after_version, t.until_version
                 ));
-                this.idict.inner.log_at(Level::Warn, note, log_time);
+                this.idict.inner.log_at(Level::Warn, note, log_time, None);
             }
             this.log_controls(upto, log_time);
         };
@@ -1070,7 +1071,7 @@ impl Player<'_> {
                 "[recorded] {}: {} versions (v{} to v{}, {} bytes) left out by the recording's array budget",
                 a.key, a.dropped, a.first_version, a.last_version, a.bytes
             ));
-            inner.log_at(Level::Info, note, time);
+            inner.log_at(Level::Info, note, time, None);
             false
         });
         self.controls.retain(|c| {
@@ -1079,7 +1080,7 @@ impl Player<'_> {
             }
             let t = if c.time.is_finite() { c.time } else { time };
             let note = format!("[recorded] {} at v{}", control_label(c), c.version);
-            inner.log_at(Level::Info, note, t);
+            inner.log_at(Level::Info, note, t, Some(c.version));
             false
         });
     }

@@ -337,14 +337,15 @@ impl Inner {
     }
 
     pub(crate) fn log(&self, level: Level, text: String) {
-        self.log_at(level, text, self.elapsed());
+        self.log_at(level, text, self.elapsed(), None);
     }
 
-    /// A log message at a given run time (a replay's: the recorded one).
-    pub(crate) fn log_at(&self, level: Level, text: String, time: f64) {
+    /// A log message at a given run time and (at most the published)
+    /// version: a replay's, the recorded ones.
+    pub(crate) fn log_at(&self, level: Level, text: String, time: f64, version: Option<u64>) {
         {
             let mut p = self.published.write();
-            let version = p.version;
+            let version = version.map_or(p.version, |v| v.min(p.version));
             p.push_message(LogMessage {
                 seq: 0,
                 level,
