@@ -260,12 +260,23 @@ impl InspectorApp {
 
     /// File > Open recording: a file dialog showing recordings (from
     /// `IDICT_RECORD`'s directory, or `runs/` here, when there is one).
+    /// The dialog lists a directory on the UI thread when it opens one (a
+    /// `read_dir`, not per frame): the one file I/O the UI thread does, at
+    /// the user's asking.
     pub fn show_open_dialog(&mut self) {
-        let start = (self.recordings_dir.clone())
-            .or_else(|| std::env::var_os("IDICT_RECORD").map(PathBuf::from))
-            .filter(|d| d.is_dir())
-            .or_else(|| Some(PathBuf::from("runs")).filter(|d| d.is_dir()))
-            .or_else(|| std::env::current_dir().ok());
+        // Each candidate on its own, made absolute (a relative one left
+        // the dialog's Up button at an empty path).
+        let env = std::env::var_os("IDICT_RECORD").map(PathBuf::from);
+        let start = [
+            self.recordings_dir.clone(),
+            env,
+            Some(PathBuf::from("runs")),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|d| d.is_dir())
+        .or_else(|| std::env::current_dir().ok())
+        .and_then(|d| std::path::absolute(d).ok());
         let filter: egui_file::Filter<PathBuf> = Box::new(|p: &std::path::Path| {
             idict::recording::is_recording_path(&p.to_string_lossy())
         });
@@ -279,6 +290,7 @@ impl InspectorApp {
         }
         dialog.open();
         self.open_dialog = Some(dialog);
+        self.ctx.request_repaint();
     }
 
     /// The file dialog, while it is up; opens what it picked.

@@ -253,16 +253,23 @@ impl Published {
         Vec::new()
     }
 
-    pub fn push_record(&mut self, record: Record) {
+    pub fn push_record(&mut self, mut record: Record) {
         if !record.applied.is_empty() {
             self.last_applied_version = record.version;
-            for a in &record.applied {
-                self.applied_log_bytes += applied_bytes(a);
-                self.applied_log.push_back(a.clone());
+            // Moved, not copied: the log is where watchers read them.
+            for a in std::mem::take(&mut record.applied) {
+                self.applied_log_bytes += applied_bytes(&a);
+                self.applied_log.push_back(a);
             }
+            // Past its bounds, the log forgets only what the records' ring
+            // no longer covers: a write no frame has read yet is never lost.
             while self.applied_log.len() > MAX_APPLIED_LOG
                 || self.applied_log_bytes > MAX_APPLIED_LOG_BYTES
             {
+                match self.applied_log.front() {
+                    Some(a) if a.version <= self.records_floor => {}
+                    _ => break,
+                }
                 let Some(old) = self.applied_log.pop_front() else {
                     break;
                 };
@@ -653,5 +660,30 @@ mod tests {
         assert_eq!(d.applied.len(), 1, "the write at v10");
         let (d, _) = run.delta_since(10, "");
         assert!(d.applied.is_empty(), "not again past it");
+    }
+
+    /// Writes larger than the log's byte bound, that no frame has read yet,
+    /// are kept (they were dropped as they came in).
+    #[test]
+    fn a_write_larger_than_the_log_is_kept_while_the_ring_covers_it() {
+        let mut run = Published::new(16);
+        let big = Value::from(vec![0.5f64; (MAX_APPLIED_LOG_BYTES / 8) + 1024]);
+        let write = |id: u64| AppliedWrite {
+            write_id: id,
+            key: "field".into(),
+            value: big.clone(),
+            origin: "tester".into(),
+            version: 1,
+        };
+        run.version = 1;
+        run.push_record(Record {
+            version: 1,
+            time: 0.0,
+            changed: Vec::new(),
+            removed: Vec::new(),
+            applied: vec![write(1), write(2)],
+        });
+        let (d, _) = run.delta_since(0, "");
+        assert_eq!(d.applied.len(), 2, "both, though over the log's bytes");
     }
 }

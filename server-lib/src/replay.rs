@@ -995,19 +995,23 @@ impl Player<'_> {
             };
             for m in messages {
                 let t = if m.time.is_finite() { m.time } else { log_time };
-                let v = Some(m.version);
+                // Its recorded version, within the span (a crafted one is
+                // held to it).
+                let v = Some(m.version.min(version));
                 this.idict.inner.log_at(level(m.level), m.text, t, v);
             }
             for a in &applied {
                 let note = format!("[recorded] {} at v{}", write_label(a), a.version);
-                this.idict.inner.log_at(Level::Info, note, log_time, None);
+                let v = Some(a.version.min(version));
+                this.idict.inner.log_at(Level::Info, note, log_time, v);
             }
             for t in &thinned {
                 let note = bounded(format!(
                     "[recorded] {}: {} samples (v{} to v{}) were thinned by the run before they were recorded",
                     t.key, t.dropped, t.after_version, t.until_version
                 ));
-                this.idict.inner.log_at(Level::Warn, note, log_time, None);
+                let v = Some(t.until_version.min(version));
+                this.idict.inner.log_at(Level::Warn, note, log_time, v);
             }
             this.log_controls(upto, log_time);
         };

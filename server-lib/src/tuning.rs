@@ -73,11 +73,12 @@ pub(crate) const MESSAGES_FOR_LATE_JOINERS: usize = 200;
 /// `SAMPLE_SPAN` so a catching-up watcher's span is always covered.
 pub(crate) const RECORD_RING: usize = 4096;
 
-/// Applied writes remembered for watchers (beyond the records' ring), at
-/// most so many and so many bytes: a client further behind is not told of
-/// older ones (they are in the state it is sent).
+/// Applied writes remembered for watchers beyond what the records' ring
+/// covers, at most so many and so many bytes (those it covers are always
+/// kept): a client further behind is not told of older ones (their values
+/// are in the state it is sent).
 pub(crate) const MAX_APPLIED_LOG: usize = 4096;
-pub(crate) const MAX_APPLIED_LOG_BYTES: usize = 16 << 20;
+pub(crate) const MAX_APPLIED_LOG_BYTES: usize = 64 << 20;
 /// How many removed keys are remembered for resuming clients.
 pub(crate) const MAX_TOMBSTONES: usize = 10_000;
 /// How many removed keys keep their history (a key removed and set again

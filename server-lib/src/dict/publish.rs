@@ -340,12 +340,12 @@ impl Inner {
         self.log_at(level, text, self.elapsed(), None);
     }
 
-    /// A log message at a given run time and (at most the published)
-    /// version: a replay's, the recorded ones.
+    /// A log message at a given run time and version (default: the
+    /// published one): a replay's, the recorded ones.
     pub(crate) fn log_at(&self, level: Level, text: String, time: f64, version: Option<u64>) {
         {
             let mut p = self.published.write();
-            let version = version.map_or(p.version, |v| v.min(p.version));
+            let version = version.unwrap_or(p.version);
             p.push_message(LogMessage {
                 seq: 0,
                 level,
