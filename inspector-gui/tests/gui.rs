@@ -918,20 +918,27 @@ fn a_plot_compares_a_key_across_two_runs() {
     );
 }
 
-/// Issue 16: a recording's path in the Connect field opens it as a
-/// replay (read off the UI thread); a missing one says why.
-#[test]
-fn a_recording_opens_from_the_connect_field() {
+/// A run called `name` that published `step` = 0..n, recorded into a
+/// directory of its own; the directory and the recording.
+fn recorded_steps(name: &str, n: i64) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let run = IDict::new("on-disk");
+    let run = IDict::new(name);
     let server = options().record(dir.path()).serve(&run).unwrap();
     let path = server.recording().unwrap().to_path_buf();
-    for i in 0..20i64 {
+    for i in 0..n {
         run.lock().insert("step", i);
         run.notify_update().unwrap();
     }
     run.notify_update_final().unwrap();
     server.close();
+    (dir, path)
+}
+
+/// Issue 16: a recording's path in the Connect field opens it as a
+/// replay (read off the UI thread); a missing one says why.
+#[test]
+fn a_recording_opens_from_the_connect_field() {
+    let (dir, path) = recorded_steps("on-disk", 20);
     let mut g = gui_with(Vec::new());
     g.harness.run_steps(2);
     let missing = dir.path().join("missing.idrec");
@@ -969,16 +976,7 @@ fn a_recording_opens_from_the_connect_field() {
 /// replays it.
 #[test]
 fn file_open_picks_a_recording() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = IDict::new("picked");
-    let server = options().record(dir.path()).serve(&run).unwrap();
-    let path = server.recording().unwrap().to_path_buf();
-    for i in 0..10i64 {
-        run.lock().insert("step", i);
-        run.notify_update().unwrap();
-    }
-    run.notify_update_final().unwrap();
-    server.close();
+    let (dir, path) = recorded_steps("picked", 10);
     let mut g = gui_with(Vec::new());
     g.harness.run_steps(2);
     if let Some(app) = g.harness.state_mut().as_mut() {
