@@ -86,8 +86,8 @@ pub(crate) struct Published {
     pub messages: VecDeque<LogMessage>,
     pub next_message_seq: u64,
     pub message_capacity: usize,
-    /// The newest version whose record carries applied writes: a client
-    /// past it skips the walk over records (writes are rare).
+    /// The newest version with applied writes: a client past it skips the
+    /// look into `applied_log` (writes are rare).
     pub last_applied_version: u64,
     /// Applied writes, oldest first, kept apart from the records: a client
     /// far behind the ring still gets every write applied since its cursor.

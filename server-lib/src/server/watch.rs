@@ -239,13 +239,17 @@ impl Watcher {
             // A resuming client keeps its messages; send only newer ones.
             w.message_cursor = u64::MAX;
         }
-        // With the whole history, the client is owed every sample from the
-        // start; otherwise those after where its samples begin.
-        if !(w.first.is_some() && req.with_history) {
-            let series = w.shared.mirror.read().histories(&w.prefix);
-            w.cursors = Cursors::after(&series, w.sample_cursor);
-        }
+        w.place_cursors();
         w
+    }
+
+    /// With the whole history in its first state, the client is owed every
+    /// sample from the start; otherwise those after where its samples begin.
+    fn place_cursors(&mut self) {
+        if !(self.first.is_some() && self.with_history) {
+            let series = self.shared.mirror.read().histories(&self.prefix);
+            self.cursors = Cursors::after(&series, self.sample_cursor);
+        }
     }
 
     /// The next message for the client, waiting for news if there is none;
@@ -326,10 +330,7 @@ impl Watcher {
         self.all_series = (u64::MAX, Vec::new());
         self.sample_cursor = 0;
         self.first_state(self.with_history);
-        if !self.with_history {
-            let series = self.shared.mirror.read().histories(&self.prefix);
-            self.cursors = Cursors::after(&series, self.sample_cursor);
-        }
+        self.place_cursors();
     }
 
     /// Takes the full state (handles only) to send in chunks.
