@@ -76,7 +76,17 @@ pub enum ReplayStartError {
 }
 
 impl Replay {
+    /// A replay held at its start.
     pub fn start(path: &std::path::Path) -> Result<Replay, ReplayStartError> {
+        Replay::start_at(path, None)
+    }
+
+    /// A replay held at `at` (past the end: held at its end, the whole run
+    /// shown, as runs compared want).
+    pub fn start_at(
+        path: &std::path::Path,
+        at: Option<idict::SeekTo>,
+    ) -> Result<Replay, ReplayStartError> {
         let replayer = idict::replay::Replayer::open(path)?;
         let idict = IDict::builder(replayer.header.name.clone())
             .replay_of(path.display().to_string())
@@ -95,6 +105,7 @@ impl Replay {
                 // Held at its end, seekable, until the window goes.
                 let opts = idict::replay::ReplayOptions {
                     hold_at_end: true,
+                    at,
                     ..Default::default()
                 };
                 match replayer.replay(&handle, &opts) {

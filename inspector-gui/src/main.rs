@@ -16,7 +16,8 @@ struct Args {
     /// Runs to open: a run name, pid, address (host:port), run file, or
     /// recording (FILE.idrec, replayed in this process).
     runs: Vec<String>,
-    /// Lay the other runs given over the first's plots (Compare).
+    /// Lay the other runs given over the first's plots (Compare);
+    /// recordings then open at their end, whole.
     #[arg(long)]
     compare: bool,
     /// Start a built-in demo computation (a heat equation) and open it.
@@ -86,7 +87,9 @@ fn main() -> ExitCode {
         .iter()
         .filter(|r| idict::recording::is_recording_path(r))
     {
-        match idict_inspector::demo::Replay::start(std::path::Path::new(file)) {
+        // Compared, a recording is shown whole (held at its end).
+        let at = args.compare.then_some(idict::SeekTo::Version(u64::MAX));
+        match idict_inspector::demo::Replay::start_at(std::path::Path::new(file), at) {
             Ok(r) => replays.push(r),
             Err(e) => {
                 eprintln!("idict-inspector: cannot open {file}: {e}");

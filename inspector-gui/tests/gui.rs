@@ -994,3 +994,21 @@ fn file_open_picks_a_recording() {
         g.app().tabs.len() == 1 && g.app().tabs[0].model.name == "picked"
     });
 }
+
+/// `--compare` opens recordings whole: held at their end, not their start.
+#[test]
+fn a_recording_opened_to_compare_is_held_at_its_end() {
+    let (_dir, path) = recorded_steps("whole", 30);
+    let replay =
+        idict_inspector::demo::Replay::start_at(&path, Some(idict::SeekTo::Version(u64::MAX)))
+            .unwrap();
+    let start = Instant::now();
+    while !(replay.idict.version() == 31 && replay.idict.status().state == RunState::Paused) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not held at its end"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(replay.idict.history("step").unwrap().len(), 30);
+}
