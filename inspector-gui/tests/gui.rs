@@ -77,6 +77,12 @@ fn gui(address: &str, token: &str) -> Gui {
 
 /// The app, headless, with these runs open (the first selected).
 fn gui_with(specs: Vec<OpenSpec>) -> Gui {
+    gui_set_up(specs, |_| {})
+}
+
+/// The same, with `set_up` applied to the app as it is made (what a
+/// command-line flag does).
+fn gui_set_up(specs: Vec<OpenSpec>, set_up: fn(&mut InspectorApp)) -> Gui {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -94,6 +100,7 @@ fn gui_with(specs: Vec<OpenSpec>) -> Gui {
                         a.open(s.clone());
                     }
                     a.selected = 0;
+                    set_up(&mut a);
                     a
                 });
                 app.ui_root(ui);
@@ -1011,4 +1018,67 @@ fn a_recording_opened_to_compare_is_held_at_its_end() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(replay.idict.history("step").unwrap().len(), 30);
+}
+
+/// Two recordings compared, at 800x500: the plot and its Compare and CSV
+/// buttons stay inside the window.
+#[test]
+fn compared_replays_fit_800x500() {
+    let record = |name: &str, rate: f64| {
+        let dir = tempfile::tempdir().unwrap();
+        let run = IDict::new(name);
+        let server = options().record(dir.path()).serve(&run).unwrap();
+        let path = server.recording().unwrap().to_path_buf();
+        for i in 0..300 {
+            run.lock().insert("residual", (-rate * i as f64).exp());
+            run.notify_update().unwrap();
+        }
+        run.notify_update_final().unwrap();
+        server.close();
+        (dir, path)
+    };
+    let (_a_dir, a) = record("first", 0.01);
+    let (_b_dir, b) = record("second", 0.02);
+    let whole = Some(idict::SeekTo::Version(u64::MAX));
+    let replays = [
+        idict_inspector::demo::Replay::start_at(&a, whole).unwrap(),
+        idict_inspector::demo::Replay::start_at(&b, whole).unwrap(),
+    ];
+    let specs = replays
+        .iter()
+        .map(|r| OpenSpec {
+            target: r.address.clone(),
+            token: Some(r.controller_token.clone()),
+        })
+        .collect();
+    let mut g = gui_set_up(specs, InspectorApp::compare_with_others_on_open);
+    g.until("both runs whole, compared", |g| {
+        let tabs = &g.app().tabs;
+        tabs.len() == 2
+            && tabs.iter().all(|t| t.model.version == 301)
+            && tabs[0]
+                .plots
+                .plots
+                .first()
+                .is_some_and(|p| !p.compare.is_empty())
+    });
+    g.harness.run_steps(5);
+    g.harness.set_size(egui::vec2(800.0, 500.0));
+    g.harness.run_steps(10);
+    let window = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(800.0, 500.0));
+    let target = g.app().tabs[0].model.target.clone();
+    let id = idict_inspector::views::plots::plot_id(&target, 0);
+    let frame = egui_plot::PlotMemory::load(&g.harness.ctx, id)
+        .expect("the first plot is drawn")
+        .transform()
+        .frame()
+        .to_owned();
+    assert!(
+        frame.right() <= window.right() + 0.5,
+        "the plot ends at {}",
+        frame.right()
+    );
+    for rect in g.harness.query_all_by_label("CSV").map(|n| n.rect()) {
+        assert!(window.contains_rect(rect), "CSV at {rect:?}");
+    }
 }

@@ -263,6 +263,12 @@ impl PlotsPanel {
                             .labelled_by(w.id)
                             .on_hover_text("How much of the x axis Follow latest shows");
                             ui.checkbox(&mut cfg.log_y, "Log y");
+                            // The slider goes in a scope, which a wrapping
+                            // row does not move on by itself: move it here
+                            // (what is left of this row, not its width).
+                            if ui.available_size_before_wrap().x < 170.0 {
+                                ui.end_row();
+                            }
                             let e = ui.label("EMA");
                             ui.scope(|ui| {
                                 ui.spacing_mut().slider_width = 70.0;
