@@ -170,20 +170,16 @@ pub(crate) fn copy_limited(
     upto: u64,
     limit: usize,
 ) -> Piece {
-    let mut all = Piece::default();
-    let mut from = after;
-    while all.len() < limit {
+    // Most copies (a delta's) are one short piece: returned as copied.
+    let want = SAMPLES_PER_LOCK.min(limit);
+    let mut all = series.lock().piece(after, upto, want);
+    let mut short = all.len() < want;
+    while !short && all.len() < limit {
+        let from = all.series.versions.last().copied().unwrap_or(after);
         let want = SAMPLES_PER_LOCK.min(limit - all.len());
         let piece = series.lock().piece(from, upto, want);
-        let Some(last) = piece.series.versions.last().copied() else {
-            break;
-        };
-        let short = piece.len() < want;
+        short = piece.len() < want;
         all.extend(piece);
-        if short {
-            break;
-        }
-        from = last;
     }
     all
 }
@@ -243,6 +239,35 @@ impl HistoryPieces {
     pub fn is_done(&self) -> bool {
         self.current.is_none() && self.keys.len() == 0
     }
+}
+
+/// How many of `held` (sorted by version) have `version <= v`, searched
+/// from the newest end: a watcher asks for the last few samples, and a
+/// binary search over a long history touched a cold cache line per step
+/// on every delta (a tenth of a notify's latency).
+fn count_upto_from_back(held: &VecDeque<Held>, v: u64) -> usize {
+    // Gallop back from the end to a sample at or before `v`...
+    let (mut lo, mut hi) = (0, held.len());
+    let mut step = 1;
+    while hi > 0 {
+        let probe = hi.saturating_sub(step);
+        if held[probe].sample.version <= v {
+            lo = probe + 1;
+            break;
+        }
+        hi = probe;
+        step *= 2;
+    }
+    // ...then search that last stretch: the answer is in `lo..=hi`.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if held[mid].sample.version <= v {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 impl BoundedSeries {
@@ -340,7 +365,7 @@ impl BoundedSeries {
     fn span(&self, after: u64, upto: u64) -> (Range<usize>, Range<usize>) {
         let upto = upto.max(after);
         let old = |v: u64| self.old.partition_point(|h| h.sample.version <= v);
-        let recent = |v: u64| self.recent.partition_point(|h| h.sample.version <= v);
+        let recent = |v: u64| count_upto_from_back(&self.recent, v);
         (old(after)..old(upto), recent(after)..recent(upto))
     }
 
@@ -488,6 +513,39 @@ mod tests {
         }
     }
 
+    #[test]
+    fn searching_from_the_newest_end_finds_what_a_binary_search_finds() {
+        // Versions with gaps and repeats, in a deque that wraps around.
+        let mut held = VecDeque::new();
+        for v in 0..40u64 {
+            held.push_back(Held {
+                seq: v,
+                sample: Sample {
+                    version: v / 2 * 3,
+                    time: 0.0,
+                    value: 0.0,
+                },
+            });
+        }
+        for _ in 0..7 {
+            held.pop_front();
+        }
+        for v in 60..70u64 {
+            held.push_back(Held {
+                seq: v,
+                sample: Sample {
+                    version: v,
+                    time: 0.0,
+                    value: 0.0,
+                },
+            });
+        }
+        for v in 0..80 {
+            let want = held.partition_point(|h| h.sample.version <= v);
+            assert_eq!(count_upto_from_back(&held, v), want, "at version {v}");
+        }
+        assert_eq!(count_upto_from_back(&VecDeque::new(), 5), 0);
+    }
     #[test]
     fn stays_within_budget_and_keeps_first_and_last_exact() {
         let mut h = BoundedSeries::new(SAMPLE_BYTES * 1000);
