@@ -183,6 +183,9 @@ pub(crate) struct Watcher {
     rewinds: u64,
     /// The client asked for every sample from the start in the first state.
     with_history: bool,
+    /// The last delta took in all the news there was: until more comes (or
+    /// samples are owed), another delta would find nothing.
+    up_to_news: bool,
     _guard: WatcherGuard,
 }
 
@@ -224,6 +227,7 @@ impl Watcher {
             done: false,
             rewinds: 0,
             with_history: req.with_history,
+            up_to_news: false,
             _guard: WatcherGuard(shared.clone()),
             shared,
         };
@@ -275,10 +279,20 @@ impl Watcher {
             if self.done {
                 return None;
             }
-            self.news.borrow_and_update();
-            if let Some(m) = self.delta() {
-                return Some(self.sent(m));
+            // The stream is polled again as soon as a message goes out
+            // (tonic gathers what is ready): a delta then finds nothing new,
+            // and building it costs the message just sent its time to the
+            // wire. So with no news since, it waits for news at once.
+            let quiet =
+                self.up_to_news && !self.news.has_changed().unwrap_or(true) && !self.owes_samples();
+            if !quiet {
+                self.news.borrow_and_update();
+                if let Some(m) = self.delta() {
+                    self.up_to_news = !self.owes_samples();
+                    return Some(self.sent(m));
+                }
             }
+            self.up_to_news = false;
             if self.first.is_some() {
                 // A replay went back: the whole state again.
                 continue;
@@ -291,6 +305,11 @@ impl Watcher {
                 return self.delta().map(|m| self.sent(m));
             }
         }
+    }
+
+    /// Samples the histories hold that this watcher was not sent yet.
+    fn owes_samples(&self) -> bool {
+        self.sample_cursor < self.cursor.min(self.inner.samples_through())
     }
 
     /// The size a message aims at: at least 1 KiB, so a chunk always takes
@@ -387,7 +406,7 @@ impl Watcher {
         // Samples are sendable up to the version the histories are complete
         // through (the computation may still hold newer ones staged).
         let through = self.inner.samples_through();
-        let catching_up = self.sample_cursor < self.cursor.min(through);
+        let catching_up = self.owes_samples();
         let (mut d, series, messages) = {
             let p = self.shared.mirror.read();
             if p.rewinds != self.rewinds {
