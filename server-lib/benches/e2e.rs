@@ -595,6 +595,21 @@ impl Bench {
         );
         self.figure("tcp_one_way_idle_us_p99", raw99, "us", "", None);
         let wake50 = Self::wake_idle_runtime(n);
+        let floor50 = self.tonic_floor(n);
+        self.figure(
+            "tonic_floor_us_p50",
+            floor50,
+            "us",
+            "(a bare tonic stream, same runtimes and message: the framework's floor)",
+            None,
+        );
+        self.figure(
+            "tonic_floor_over_yardstick",
+            floor50 / raw50,
+            "x",
+            "(the floor against the target's 2x)",
+            None,
+        );
         self.figure(
             "wake_idle_server_thread_us_p50",
             wake50,
@@ -617,7 +632,173 @@ impl Bench {
             "(the rest: building, encoding, HTTP/2 and decoding, both sides)",
             None,
         );
+        self.figure(
+            "latency_over_tonic_floor_us_p50",
+            p50 - floor50,
+            "us",
+            "(what idict adds to a bare tonic stream)",
+            None,
+        );
         server.wait_then_close(Duration::from_secs(5));
+    }
+
+    /// The framework's floor: the same runtimes, socket options and message
+    /// (10 values and 10 one-sample series) as the latency section, sent by
+    /// a bare tonic service that does nothing but send a message built in
+    /// advance when the notifying thread wakes it. What idict adds is the
+    /// difference. Median, 1 ms apart.
+    fn tonic_floor(&self, n: usize) -> f64 {
+        use idict::proto::v1 as pb;
+        use idict::proto::v1::inspector_server::{Inspector, InspectorServer};
+        use tonic::{Request, Response, Status};
+
+        struct Floor {
+            notify: Arc<tokio::sync::Notify>,
+            message: pb::WatchUpdate,
+        }
+        type Unsupported<T> = Result<Response<T>, Status>;
+        type Stream<T> =
+            std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
+        #[tonic::async_trait]
+        impl Inspector for Floor {
+            async fn get_info(&self, _: Request<pb::GetInfoRequest>) -> Unsupported<pb::RunInfo> {
+                Err(Status::unimplemented(""))
+            }
+            async fn get_snapshot(
+                &self,
+                _: Request<pb::GetSnapshotRequest>,
+            ) -> Unsupported<pb::Snapshot> {
+                Err(Status::unimplemented(""))
+            }
+            type WatchStream = Stream<pb::WatchUpdate>;
+            async fn watch(&self, _: Request<pb::WatchRequest>) -> Unsupported<Self::WatchStream> {
+                let (notify, message) = (self.notify.clone(), self.message.clone());
+                let s = futures::stream::unfold((notify, message), |(notify, mut m)| async move {
+                    notify.notified().await;
+                    m.version += 1;
+                    Some((Ok(m.clone()), (notify, m)))
+                });
+                Ok(Response::new(Box::pin(s)))
+            }
+            type GetHistoryStream = Stream<pb::HistoryChunk>;
+            async fn get_history(
+                &self,
+                _: Request<pb::GetHistoryRequest>,
+            ) -> Unsupported<Self::GetHistoryStream> {
+                Err(Status::unimplemented(""))
+            }
+            async fn control(
+                &self,
+                _: Request<pb::ControlRequest>,
+            ) -> Unsupported<pb::ControlReply> {
+                Err(Status::unimplemented(""))
+            }
+            async fn set(&self, _: Request<pb::SetRequest>) -> Unsupported<pb::SetReply> {
+                Err(Status::unimplemented(""))
+            }
+        }
+
+        let message = pb::WatchUpdate {
+            changed: KEYS
+                .iter()
+                .map(|k| pb::Entry {
+                    key: k.to_string(),
+                    value: Some(idict::wire::value_to_proto(&Value::from(1.5))),
+                })
+                .collect(),
+            samples: KEYS
+                .iter()
+                .map(|k| pb::SampleSeries {
+                    key: k.to_string(),
+                    first_version: 1,
+                    packed_times: 0.25f64.to_le_bytes().to_vec().into(),
+                    packed_values: 1.5f64.to_le_bytes().to_vec().into(),
+                    ..Default::default()
+                })
+                .collect(),
+            status: Some(pb::Status {
+                state: pb::RunState::Running as i32,
+                ..Default::default()
+            }),
+            time: 0.25,
+            ..Default::default()
+        };
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let floor = Floor {
+            notify: notify.clone(),
+            message,
+        };
+        // The server as idict's: a current-thread runtime on its own thread.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = std::thread::spawn(move || {
+            #[cfg(target_os = "linux")]
+            let _ = rustix::process::setpriority_process(
+                Some(rustix::thread::gettid()),
+                ServeOptions::default().nice,
+            );
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                let _ = tonic::transport::Server::builder()
+                    .add_service(InspectorServer::new(floor))
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            });
+        });
+        let received = Arc::new(Mutex::new(Vec::with_capacity(n)));
+        let rec = received.clone();
+        let ready = self.rt.block_on(async move {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .expect("endpoint")
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .expect("connect");
+            let mut c = idict::proto::v1::inspector_client::InspectorClient::new(channel);
+            let mut s = c
+                .watch(pb::WatchRequest::default())
+                .await
+                .expect("watch")
+                .into_inner();
+            tokio::spawn(async move {
+                while let Ok(Some(m)) = s.message().await {
+                    rec.lock().push((m.version, Instant::now()));
+                }
+            })
+        });
+        // The stream is open once the server waits on the notify.
+        std::thread::sleep(Duration::from_millis(50));
+        let mut sent = Vec::with_capacity(n);
+        for v in 1..=n as u64 {
+            std::thread::sleep(Duration::from_millis(1));
+            sent.push((v, Instant::now()));
+            notify.notify_one();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = stop_tx.send(());
+        ready.abort();
+        let _ = server.join();
+        let got: std::collections::HashMap<u64, Instant> =
+            received.lock().iter().copied().collect();
+        let mut us: Vec<f64> = sent
+            .iter()
+            .filter_map(|(v, at)| {
+                got.get(v)
+                    .map(|r| r.duration_since(*at).as_secs_f64() * 1e6)
+            })
+            .collect();
+        us.sort_by(f64::total_cmp);
+        percentile(&us, 0.5)
     }
 
     /// How long a `tokio::sync::Notify` from this thread takes to run a
