@@ -536,12 +536,16 @@ impl Bench {
         server.wait_then_close(Duration::from_secs(5));
     }
 
-    /// notify → watcher latency with updates 1 ms apart.
+    /// notify → watcher latency with updates 1 ms apart, beside its
+    /// yardstick (raw TCP) and the framework's floor (a bare tonic stream).
+    /// The three are measured in interleaved rounds: this machine's wake-up
+    /// costs drift by 2x within a minute, and measured one after the other
+    /// the ratio of two figures said more about the drift than about them.
     fn latency(&mut self) {
-        let n = if self.quick { 300 } else { 2000 };
+        let (rounds, per) = if self.quick { (2, 150) } else { (8, 250) };
         let idict = IDict::new("bench-latency");
         let server = serve(&idict);
-        let received = Arc::new(Mutex::new(Vec::with_capacity(n + 1)));
+        let received = Arc::new(Mutex::new(Vec::with_capacity(rounds * per + 1)));
         let rec = received.clone();
         let (_client, mut w) = self.attached(&server);
         let watcher = self.rt.spawn(async move {
@@ -552,25 +556,33 @@ impl Bench {
                 }
             }
         });
-        let mut sent = Vec::with_capacity(n);
-        let mut next = Instant::now();
-        for i in 0..n as u64 {
-            next += Duration::from_millis(1);
-            while Instant::now() < next {
-                std::thread::sleep(
-                    next.saturating_duration_since(Instant::now())
-                        .min(Duration::from_micros(900)),
-                );
-            }
-            {
-                let mut d = idict.lock();
-                for (j, k) in KEYS.iter().enumerate() {
-                    d.insert(k, (i * 10 + j as u64) as f64);
+        let mut sent = Vec::with_capacity(rounds * per);
+        let (mut raw, mut floor, mut wake) = (Vec::new(), Vec::new(), Vec::new());
+        let mut i = 0u64;
+        for _ in 0..rounds {
+            let mut next = Instant::now();
+            for _ in 0..per {
+                next += Duration::from_millis(1);
+                while Instant::now() < next {
+                    std::thread::sleep(
+                        next.saturating_duration_since(Instant::now())
+                            .min(Duration::from_micros(900)),
+                    );
                 }
+                {
+                    let mut d = idict.lock();
+                    for (j, k) in KEYS.iter().enumerate() {
+                        d.insert(k, (i * 10 + j as u64) as f64);
+                    }
+                }
+                let at = Instant::now();
+                let v = idict.notify_update().expect("notify");
+                sent.push((v, at));
+                i += 1;
             }
-            let at = Instant::now();
-            let v = idict.notify_update().expect("notify");
-            sent.push((v, at));
+            raw.extend(Self::tcp_one_way_idle(per));
+            floor.extend(self.tonic_floor(per));
+            wake.extend(Self::wake_idle_runtime(per));
         }
         idict.notify_update_final().expect("final");
         let _ = self.rt.block_on(watcher);
@@ -583,9 +595,12 @@ impl Bench {
                     .map(|r| r.duration_since(*at).as_secs_f64() * 1e6)
             })
             .collect();
-        us.sort_by(f64::total_cmp);
+        for v in [&mut us, &mut raw, &mut floor, &mut wake] {
+            v.sort_by(f64::total_cmp);
+        }
         let (p50, p99) = (percentile(&us, 0.5), percentile(&us, 0.99));
-        let (raw50, raw99) = Self::tcp_one_way_idle(n);
+        let (raw50, raw99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
+        let (wake50, floor50) = (percentile(&wake, 0.5), percentile(&floor, 0.5));
         self.figure(
             "tcp_one_way_idle_us_p50",
             raw50,
@@ -594,8 +609,6 @@ impl Bench {
             None,
         );
         self.figure("tcp_one_way_idle_us_p99", raw99, "us", "", None);
-        let wake50 = Self::wake_idle_runtime(n);
-        let floor50 = self.tonic_floor(n);
         self.figure(
             "tonic_floor_us_p50",
             floor50,
@@ -646,8 +659,8 @@ impl Bench {
     /// (10 values and 10 one-sample series) as the latency section, sent by
     /// a bare tonic service that does nothing but send a message built in
     /// advance when the notifying thread wakes it. What idict adds is the
-    /// difference. Median, 1 ms apart.
-    fn tonic_floor(&self, n: usize) -> f64 {
+    /// difference. 1 ms apart.
+    fn tonic_floor(&self, n: usize) -> Vec<f64> {
         use idict::proto::v1 as pb;
         use idict::proto::v1::inspector_server::{Inspector, InspectorServer};
         use tonic::{Request, Response, Status};
@@ -790,21 +803,18 @@ impl Bench {
         let _ = server.join();
         let got: std::collections::HashMap<u64, Instant> =
             received.lock().iter().copied().collect();
-        let mut us: Vec<f64> = sent
-            .iter()
+        sent.iter()
             .filter_map(|(v, at)| {
                 got.get(v)
                     .map(|r| r.duration_since(*at).as_secs_f64() * 1e6)
             })
-            .collect();
-        us.sort_by(f64::total_cmp);
-        percentile(&us, 0.5)
+            .collect()
     }
 
     /// How long a `tokio::sync::Notify` from this thread takes to run a
     /// task on an idle single-thread runtime (parked in epoll): the first
-    /// hop of every notify → watcher delivery. Median, 1 ms apart.
-    fn wake_idle_runtime(n: usize) -> f64 {
+    /// hop of every notify → watcher delivery. 1 ms apart.
+    fn wake_idle_runtime(n: usize) -> Vec<f64> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -827,18 +837,15 @@ impl Bench {
         }
         let _ = rt.block_on(task);
         let woke = woke.lock();
-        let mut us: Vec<f64> = sent
-            .iter()
+        sent.iter()
             .zip(woke.iter())
             .map(|(s, w)| w.duration_since(*s).as_secs_f64() * 1e6)
-            .collect();
-        us.sort_by(f64::total_cmp);
-        percentile(&us, 0.5)
+            .collect()
     }
 
     /// Raw loopback TCP: 16-byte messages 1 ms apart to a blocked reader,
     /// the floor of any notify → watcher latency on this machine.
-    fn tcp_one_way_idle(n: usize) -> (f64, f64) {
+    fn tcp_one_way_idle(n: usize) -> Vec<f64> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let base = Instant::now();
@@ -860,9 +867,7 @@ impl Bench {
                 .expect("write");
         }
         drop(c);
-        let mut us = reader.join().unwrap_or_default();
-        us.sort_by(f64::total_cmp);
-        (percentile(&us, 0.5), percentile(&us, 0.99))
+        reader.join().unwrap_or_default()
     }
 
     /// Raw loopback TCP moving `count` buffers of `size` bytes.
