@@ -770,7 +770,7 @@ impl Bench {
         });
         let received = Arc::new(Mutex::new(Vec::with_capacity(n)));
         let rec = received.clone();
-        let ready = self.rt.block_on(async move {
+        let mut stream = self.rt.block_on(async move {
             let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
                 .expect("endpoint")
                 .tcp_nodelay(true)
@@ -778,16 +778,15 @@ impl Bench {
                 .await
                 .expect("connect");
             let mut c = idict::proto::v1::inspector_client::InspectorClient::new(channel);
-            let mut s = c
-                .watch(pb::WatchRequest::default())
+            c.watch(pb::WatchRequest::default())
                 .await
                 .expect("watch")
-                .into_inner();
-            tokio::spawn(async move {
-                while let Ok(Some(m)) = s.message().await {
-                    rec.lock().push((m.version, Instant::now()));
-                }
-            })
+                .into_inner()
+        });
+        let ready = self.rt.spawn(async move {
+            while let Ok(Some(m)) = stream.message().await {
+                rec.lock().push((m.version, Instant::now()));
+            }
         });
         // The stream is open once the server waits on the notify.
         std::thread::sleep(Duration::from_millis(50));
