@@ -558,6 +558,7 @@ impl Bench {
         });
         let mut sent = Vec::with_capacity(rounds * per);
         let (mut raw, mut floor, mut wake) = (Vec::new(), Vec::new(), Vec::new());
+        let mut notify_ns = Vec::with_capacity(rounds * per);
         let mut i = 0u64;
         for _ in 0..rounds {
             let mut next = Instant::now();
@@ -577,6 +578,7 @@ impl Bench {
                 }
                 let at = Instant::now();
                 let v = idict.notify_update().expect("notify");
+                notify_ns.push(at.elapsed().as_nanos() as f64);
                 sent.push((v, at));
                 i += 1;
             }
@@ -595,7 +597,7 @@ impl Bench {
                     .map(|r| r.duration_since(*at).as_secs_f64() * 1e6)
             })
             .collect();
-        for v in [&mut us, &mut raw, &mut floor, &mut wake] {
+        for v in [&mut us, &mut raw, &mut floor, &mut wake, &mut notify_ns] {
             v.sort_by(f64::total_cmp);
         }
         let (p50, p99) = (percentile(&us, 0.5), percentile(&us, 0.99));
@@ -628,6 +630,13 @@ impl Bench {
             wake50,
             "us",
             "(hop 1: a notify waking an idle 1-thread runtime, as the server's)",
+            None,
+        );
+        self.figure(
+            "notify_ns_p50_paced",
+            percentile(&notify_ns, 0.5),
+            "ns",
+            "(the same notifies, 1 ms apart: each wakes the idle server thread)",
             None,
         );
         self.figure(
