@@ -55,6 +55,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Microseconds from each version's send to its receipt (versions never
+/// received are left out).
+fn delays_us(sent: &[(u64, Instant)], received: &[(u64, Instant)]) -> Vec<f64> {
+    let got: std::collections::HashMap<u64, Instant> = received.iter().copied().collect();
+    sent.iter()
+        .filter_map(|(v, at)| {
+            got.get(v)
+                .map(|r| r.duration_since(*at).as_secs_f64() * 1e6)
+        })
+        .collect()
+}
+
 fn publish_10(idict: &IDict, i: u64) {
     {
         let mut d = idict.lock();
@@ -588,15 +600,7 @@ impl Bench {
         }
         idict.notify_update_final().expect("final");
         let _ = self.rt.block_on(watcher);
-        let got: std::collections::HashMap<u64, Instant> =
-            received.lock().iter().copied().collect();
-        let mut us: Vec<f64> = sent
-            .iter()
-            .filter_map(|(v, at)| {
-                got.get(v)
-                    .map(|r| r.duration_since(*at).as_secs_f64() * 1e6)
-            })
-            .collect();
+        let mut us = delays_us(&sent, &received.lock());
         for v in [&mut us, &mut raw, &mut floor, &mut wake, &mut notify_ns] {
             v.sort_by(f64::total_cmp);
         }
@@ -809,14 +813,7 @@ impl Bench {
         let _ = stop_tx.send(());
         ready.abort();
         let _ = server.join();
-        let got: std::collections::HashMap<u64, Instant> =
-            received.lock().iter().copied().collect();
-        sent.iter()
-            .filter_map(|(v, at)| {
-                got.get(v)
-                    .map(|r| r.duration_since(*at).as_secs_f64() * 1e6)
-            })
-            .collect()
+        delays_us(&sent, &received.lock())
     }
 
     /// How long a `tokio::sync::Notify` from this thread takes to run a

@@ -546,6 +546,7 @@ mod tests {
         }
         assert_eq!(count_upto_from_back(&VecDeque::new(), 5), 0);
     }
+
     #[test]
     fn stays_within_budget_and_keeps_first_and_last_exact() {
         let mut h = BoundedSeries::new(SAMPLE_BYTES * 1000);

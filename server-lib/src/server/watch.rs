@@ -279,10 +279,9 @@ impl Watcher {
             if self.done {
                 return None;
             }
-            // The stream is polled again as soon as a message goes out
-            // (tonic gathers what is ready): a delta then finds nothing new,
-            // and building it costs the message just sent its time to the
-            // wire. So with no news since, it waits for news at once.
+            // The stream is polled again as soon as a message is encoded
+            // (tonic gathers what is ready): a whole delta built then finds
+            // nothing new. So with no news since, it waits for news at once.
             let quiet =
                 self.up_to_news && !self.news.has_changed().unwrap_or(true) && !self.owes_samples();
             if !quiet {
@@ -406,7 +405,7 @@ impl Watcher {
         // Samples are sendable up to the version the histories are complete
         // through (the computation may still hold newer ones staged).
         let through = self.inner.samples_through();
-        let catching_up = self.owes_samples();
+        let catching_up = self.sample_cursor < self.cursor.min(through);
         let (mut d, series, messages) = {
             let p = self.shared.mirror.read();
             if p.rewinds != self.rewinds {
