@@ -45,7 +45,7 @@ fn positive_mibs(s: &str) -> Result<f64, String> {
 /// SIGHUP ask the computation to finish (a terminate); a second signal
 /// exits at once (see `idict::signals`).
 pub fn start(name: &str, args: &RunArgs) -> anyhow::Result<(IDict, Server)> {
-    init_logging();
+    idict::log_to_stderr();
     let idict = IDict::builder(name).start_paused(args.start_paused).build();
     // Before serving, so no signal finds the run served but not registered.
     idict.terminate_on_signals()?;
@@ -64,21 +64,6 @@ pub fn start(name: &str, args: &RunArgs) -> anyhow::Result<(IDict, Server)> {
         );
     }
     Ok((idict, server))
-}
-
-/// Sends `tracing` events (and `log` records) to stderr, filtered by
-/// `RUST_LOG` (default: warnings and errors). A subscriber already
-/// installed stays. The examples and the inspector share it.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::builder()
-        .with_default_directive(tracing_subscriber::filter::LevelFilter::WARN.into())
-        .from_env_lossy();
-    let _already_set = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // No colour codes in a batch job's log file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 /// Publishes the final update and serves until watchers have it.

@@ -43,7 +43,7 @@ struct Args {
 
 fn main() -> ExitCode {
     // RUST_LOG, e.g. `RUST_LOG=idict_inspector=debug,warn`; default warnings.
-    idict_examples::launch::init_logging();
+    idict::log_to_stderr();
     let args = Args::parse();
     if let Some(path) = &args.ca {
         match std::fs::read(path) {

@@ -34,42 +34,34 @@
 //! typed client), [`runfile`] (how runs are found), [`signals`] (SIGTERM
 //! and Ctrl-C as a terminate).
 
-pub mod checkpoint;
-pub mod client;
-mod dict;
-mod history;
-pub mod model;
-mod published;
-pub mod recording;
-pub mod replay;
-pub mod runfile;
-mod server;
-pub mod signals;
-mod spin;
-mod staged;
-mod steer;
-mod tuning;
-pub mod value;
+pub use idict_client as client;
 /// Values ⇄ protobuf with every bound checked: for the fuzz targets and
 /// tests; clients use [`client`].
 #[doc(hidden)]
-pub mod wire;
+pub use idict_core::wire;
+pub use idict_core::{checkpoint, model, runfile, signals, value};
+pub use idict_recording::{recording, replay};
 
-pub use dict::{
-    CallbackId, DictGuard, IDict, IDictBuilder, IDictOptions, UpdateError, UpdateEvent,
-    WaitOutcome, Writable,
-};
 /// For the micro-benchmarks only.
 #[doc(hidden)]
-pub use history::BoundedSeries;
-pub use history::{SAMPLE_BYTES, Sample, Series};
-pub use model::{
+pub use idict_core::history::BoundedSeries;
+pub use idict_core::history::{SAMPLE_BYTES, Sample, Series};
+pub use idict_core::model::{
     AppliedWrite, KeyInfo, Level, LogMessage, MarkKind, ReplayTimeline, Role, RunState, SeekTo,
     Status, Thinned, TimelineMark, WritableInfo,
 };
-pub use server::{Bind, ServeError, ServeOptions, Server, TlsIdentity, Tokens, serve};
-pub use signals::SignalError;
-pub use value::{ArrayError, DType, Element, NdArray, Value, ValueKind};
+pub use idict_core::signals::SignalError;
+pub use idict_core::value::{ArrayError, DType, Element, NdArray, Value, ValueKind};
+pub use idict_core::{
+    CallbackId, DictGuard, IDict, IDictBuilder, IDictOptions, UpdateError, UpdateEvent,
+    WaitOutcome, Writable,
+};
+pub use idict_server::{Bind, ServeError, ServeOptions, Server, TlsIdentity, Tokens, serve};
+
+#[cfg(feature = "stderr-log")]
+mod stderr_log;
+#[cfg(feature = "stderr-log")]
+pub use stderr_log::log_to_stderr;
 
 /// The wire contract, re-exported for clients that need the raw messages.
 pub use idict_proto as proto;

@@ -1,0 +1,166 @@
+//! The computation's working map and its guard. Changes collect here until
+//! a notify publishes them; nothing a client sees changes before.
+//!
+//! The guard records the thread holding it, so that a call on that same
+//! thread which would wait for the map (`notify_update`, `wait`, `sync`,
+//! `writable`, a second `lock`) is reported instead of deadlocking.
+
+use super::{Inner, failure};
+use crate::model::AppliedWrite;
+use crate::value::Value;
+use parking_lot::MutexGuard;
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One key of the working map.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub key: Arc<str>,
+    pub value: Value,
+    /// Already listed in `Working::touched` since the last notify.
+    pub dirty: bool,
+    /// Where the key's samples are staged, once it has held a scalar: kept
+    /// here so a notify records a sample without looking the key up again.
+    pub staged: Option<u32>,
+}
+
+/// The computation's working map. Each key has a small id, its slot's
+/// index, so a notify reaches the changed slots (and their published
+/// copies) without hashing.
+#[derive(Debug, Default)]
+pub struct Working {
+    pub ids: FxHashMap<Arc<str>, u32>,
+    pub slots: Vec<Option<Slot>>,
+    /// Ids free for new keys: only ids whose removal has been published.
+    pub free: Vec<u32>,
+    /// Ids of keys inserted since the last notify (each once).
+    pub touched: Vec<u32>,
+    /// Keys removed since the last notify, with their ids.
+    pub removed: Vec<(Arc<str>, u32)>,
+    /// Steering writes applied since the last notify.
+    pub applied: Vec<AppliedWrite>,
+}
+
+impl Working {
+    pub fn slot(&self, key: &str) -> Option<&Slot> {
+        let id = *self.ids.get(key)?;
+        self.slots.get(id as usize)?.as_ref()
+    }
+
+    pub fn insert(&mut self, key: &str, value: Value) -> Option<Value> {
+        if let Some(&id) = self.ids.get(key)
+            && let Some(Some(slot)) = self.slots.get_mut(id as usize)
+        {
+            if !slot.dirty {
+                slot.dirty = true;
+                self.touched.push(id);
+            }
+            return Some(std::mem::replace(&mut slot.value, value));
+        }
+        let key: Arc<str> = Arc::from(key);
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.slots[id as usize] = Some(Slot {
+            key: key.clone(),
+            value,
+            dirty: true,
+            staged: None,
+        });
+        self.ids.insert(key, id);
+        self.touched.push(id);
+        None
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let id = self.ids.remove(key)?;
+        let slot = self.slots.get_mut(id as usize)?.take()?;
+        self.removed.push((slot.key, id));
+        Some(slot.value)
+    }
+
+    pub fn clear(&mut self) {
+        for (key, id) in std::mem::take(&mut self.ids) {
+            if self
+                .slots
+                .get_mut(id as usize)
+                .and_then(Option::take)
+                .is_some()
+            {
+                self.removed.push((key, id));
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.slots.iter().flatten().map(|s| (&*s.key, &s.value))
+    }
+}
+
+/// Exclusive access to the working map (see [`IDict::lock`](crate::IDict::lock)).
+/// Nothing a client sees changes until `notify_update()`.
+pub struct DictGuard<'a> {
+    w: MutexGuard<'a, Working>,
+    holder: &'a AtomicU64,
+}
+
+impl<'a> DictGuard<'a> {
+    pub fn new(inner: &'a Inner) -> Self {
+        let w = inner.data.lock();
+        inner.holder.store(failure::thread_tag(), Ordering::Relaxed);
+        DictGuard {
+            w,
+            holder: &inner.holder,
+        }
+    }
+}
+
+impl Drop for DictGuard<'_> {
+    fn drop(&mut self) {
+        // Before the map's mutex is released (fields drop after this).
+        self.holder.store(0, Ordering::Relaxed);
+    }
+}
+
+impl DictGuard<'_> {
+    /// Sets `key` to `value`; returns the previous value.
+    pub fn insert(&mut self, key: impl AsRef<str>, value: impl Into<Value>) -> Option<Value> {
+        self.w.insert(key.as_ref(), value.into())
+    }
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.w.slot(key).map(|s| &s.value)
+    }
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.w.remove(key)
+    }
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.w.ids.contains_key(key)
+    }
+    /// Keys in sorted order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        let mut keys: Vec<&str> = self.w.ids.keys().map(|k| &**k).collect();
+        keys.sort_unstable();
+        keys.into_iter()
+    }
+    /// Entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        let mut entries: Vec<_> = self.w.iter().collect();
+        entries.sort_unstable_by_key(|(k, _)| *k);
+        entries.into_iter()
+    }
+    pub fn len(&self) -> usize {
+        self.w.ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.w.ids.is_empty()
+    }
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        self.w.clear();
+    }
+}
