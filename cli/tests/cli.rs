@@ -1,55 +1,37 @@
 //! The `idict` binary end to end, against real example computations served
 //! on 127.0.0.1:0 with a private runs directory.
 
-use assert_cmd::Command;
-use idict::{IDict, RunState, ServeOptions};
-use idict_examples::heat::{self, HeatConfig};
-use serde_json::Value as Json;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+mod common;
 
+use assert_cmd::Command;
+use common::{HeatRun, small_heat};
+use idict::{IDict, RunState, ServeOptions};
+use idict_examples::heat::HeatConfig;
+use serde_json::Value as Json;
+use std::time::Duration;
+
+/// A heat run and the runs directory its run file is in (dropped after it).
 struct Run {
-    idict: IDict,
+    heat: HeatRun,
     dir: tempfile::TempDir,
-    address: String,
-    observer_token: String,
-    thread: Option<JoinHandle<()>>,
+}
+
+impl std::ops::Deref for Run {
+    type Target = HeatRun;
+    fn deref(&self) -> &HeatRun {
+        &self.heat
+    }
 }
 
 /// Serves a real heat simulation (small grid, paced) in this process.
 fn heat_run(cfg: HeatConfig) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let idict = IDict::new("heat");
-    let server = ServeOptions::default()
-        .runs_dir(dir.path())
-        .announce(false)
-        .serve(&idict)
-        .unwrap();
-    let address = server.address().to_string();
-    let observer_token = server.tokens().observer.clone();
-    let handle = idict.clone();
-    let thread = std::thread::spawn(move || {
-        heat::run(&handle, &cfg).unwrap();
-        handle.notify_update_final().unwrap();
-        server.wait_then_close(Duration::from_secs(5));
-    });
-    let run = Run {
-        idict,
-        dir,
-        address,
-        observer_token,
-        thread: Some(thread),
-    };
-    run.wait_for("the first update", |d| d.version() > 0);
-    run
+    let heat = HeatRun::serve("heat", dir.path(), ServeOptions::default(), cfg);
+    Run { heat, dir }
 }
 
 fn small(rate: f64) -> HeatConfig {
-    HeatConfig {
-        n: 24,
-        rate,
-        ..HeatConfig::default()
-    }
+    small_heat(24, rate)
 }
 
 impl Run {
@@ -70,26 +52,6 @@ impl Run {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn wait_for(&self, what: &str, f: impl Fn(&IDict) -> bool) {
-        let start = Instant::now();
-        while !f(&self.idict) {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        self.idict.terminate();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

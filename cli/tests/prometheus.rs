@@ -6,56 +6,31 @@
 
 #![cfg(unix)]
 
+mod common;
+
 use assert_cmd::Command;
-use idict::{IDict, ServeOptions};
-use idict_examples::heat::{self, HeatConfig};
+use common::{HeatRun, outside_program};
+use idict::ServeOptions;
+use idict_examples::heat::HeatConfig;
 use serde_json::Value as Json;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-
-struct Heat {
-    idict: IDict,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn heat_run(name: &str, runs: &std::path::Path) -> Heat {
-    let idict = IDict::new(name);
-    let server = ServeOptions {
+/// A heat run serving metrics on 127.0.0.1, its run file in `runs`.
+fn heat_run(name: &str, runs: &std::path::Path) -> HeatRun {
+    let options = ServeOptions {
         metrics: Some("127.0.0.1:0".parse().unwrap()),
         ..Default::default()
-    }
-    .runs_dir(runs)
-    .announce(false)
-    .serve(&idict)
-    .unwrap();
-    assert!(server.metrics_address().is_some());
-    let handle = idict.clone();
-    let thread = std::thread::spawn(move || {
-        let cfg = HeatConfig {
-            n: 16,
-            rate: 50.0,
-            tolerance: 0.0,
-            ..HeatConfig::default()
-        };
-        heat::run(&handle, &cfg).unwrap();
-        handle.notify_update_final().unwrap();
-        server.wait_then_close(Duration::from_secs(2));
-    });
-    Heat {
-        idict,
-        thread: Some(thread),
-    }
-}
-
-impl Drop for Heat {
-    fn drop(&mut self) {
-        self.idict.terminate();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    };
+    let cfg = HeatConfig {
+        n: 16,
+        rate: 50.0,
+        tolerance: 0.0,
+        ..HeatConfig::default()
+    };
+    let run = HeatRun::serve(name, runs, options, cfg);
+    assert!(run.metrics_address.is_some());
+    run
 }
 
 struct Killed(std::process::Child);
@@ -81,10 +56,10 @@ fn get(port: u16, path: &str) -> Option<String> {
 
 #[test]
 fn prometheus_scrapes_two_runs_found_through_prometheus_sd() {
-    assert!(
-        std::path::Path::new(PROMETHEUS).exists(),
-        "{PROMETHEUS} is missing: install Debian's prometheus (.ci/run does)"
-    );
+    let Some(prometheus) = outside_program("prometheus", &["/usr/bin/prometheus"], "prometheus")
+    else {
+        return;
+    };
     let runs = tempfile::tempdir().unwrap();
     let a = heat_run("heat-a", runs.path());
     let b = heat_run("heat-b", runs.path());
@@ -118,7 +93,7 @@ fn prometheus_scrapes_two_runs_found_through_prometheus_sd() {
     );
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
     let _prometheus = Killed(
-        std::process::Command::new(PROMETHEUS)
+        std::process::Command::new(&prometheus)
             .arg(format!(
                 "--config.file={}",
                 dir.path().join("prometheus.yml").display()
