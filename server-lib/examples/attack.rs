@@ -9,16 +9,24 @@
 //!   are held by clients that never read (each watch holds a part of the
 //!   array, a snapshot a copy of it, and only a few per token are sent at
 //!   once);
+//! - 1,100 HTTP/2 connections that answer the run's SETTINGS and PINGs
+//!   but never make a request, each replaced as soon as the run closes it,
+//!   held for 20 s (past the run's 10 s auth timeout) while `idict info`
+//!   (a new connection each time), a watch and an inspector-like client
+//!   (one connection, GetInfo and GetSnapshot every 250 ms) go on (target:
+//!   every call answered, the watch never stalls);
 //! - descriptors held after the attack (target: back to the baseline);
 //! - the run's update rate during the attacks against its rate at rest.
 //!
-//! `cargo run --release -p idict --example attack` (about 30 s; Linux: it
+//! `cargo run --release -p idict --example attack` (about 60 s; Linux: it
 //! reads the run's /proc entries).
 
 use idict::client::{Client, ConnectOptions, Target, WatchOptions};
 use idict::{IDict, ServeOptions};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::{Request, Status};
@@ -32,6 +40,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--target") {
         return target();
+    }
+    // 1,100 connections held at once (phase 4) do not fit in the common
+    // soft limit of 1,024 descriptors, here or in the target.
+    let fds = raise_descriptor_limit(4 * IDLE_CONNECTIONS as u64);
+    if fds < 2 * IDLE_CONNECTIONS as u64 {
+        println!("note: {fds} descriptors (ulimit -n): phase 4 holds fewer connections than it says");
     }
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
@@ -330,6 +344,9 @@ async fn attack(
     drop(stalled);
     drop(stalled_replies);
     drop(stalled_conns);
+
+    // 4. Idle HTTP/2 connections in every slot, replaced as they go.
+    idle_flood(pid, address, observer, &probe, rest_rate).await?;
     // Half-open connections are closed by the handshake timeout anyway.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let after_fds = descriptors(pid);
@@ -404,3 +421,343 @@ async fn raw_call(
         .await
         .map(|r| r.into_inner())
 }
+
+/// Idle HTTP/2 connections phase 4 holds: more than the run's 1,024 slots.
+const IDLE_CONNECTIONS: usize = 1_100;
+/// How long phase 4 holds them and times the real clients: past the run's
+/// auth timeout, so that the run closes every one and they all come back.
+const IDLE_HOLD: Duration = Duration::from_secs(20);
+/// How long a holder waits before replacing a connection the run closed:
+/// with 1,100 holders for 1,024 slots, about 76 are always waiting, so the
+/// run sees some 1,500 new connections a second, each evicting another.
+const REOPEN_PAUSE: Duration = Duration::from_millis(50);
+
+/// What the holders of phase 4 saw.
+#[derive(Default)]
+struct Holders {
+    opened: AtomicUsize,
+    /// Open now, and the most at once.
+    held: AtomicUsize,
+    peak: AtomicUsize,
+    /// The connect or the HTTP/2 handshake failed.
+    failed: AtomicUsize,
+    /// Closed by the run before its auth timeout: evicted to make room for
+    /// a newer connection (or refused, every slot holding a token).
+    made_room: AtomicUsize,
+    /// Closed by the run at its auth timeout.
+    timed_out: AtomicUsize,
+}
+
+/// Holds one idle HTTP/2 connection at a time, as a real peer would (its
+/// driver answers the run's SETTINGS and PINGs) but never making a
+/// request; when the run closes it, opens another, until `stop`.
+async fn hold_idle(
+    sock: String,
+    holders: Arc<Holders>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    auth_timeout: Duration,
+) {
+    while !*stop.borrow() {
+        let opened = async {
+            let tcp = tokio::net::TcpStream::connect(&sock).await?;
+            let (send, conn) = h2::client::handshake(tcp).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((send, conn))
+        };
+        match opened.await {
+            Err(_) => {
+                holders.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok((send, conn)) => {
+                holders.opened.fetch_add(1, Ordering::Relaxed);
+                let now = holders.held.fetch_add(1, Ordering::Relaxed) + 1;
+                holders.peak.fetch_max(now, Ordering::Relaxed);
+                let since = Instant::now();
+                // `send` lives on meanwhile: h2 closes a client connection
+                // once every SendRequest is gone.
+                let closed_by_run = tokio::select! {
+                    _ = conn => true,
+                    _ = stop.changed() => false,
+                };
+                holders.held.fetch_sub(1, Ordering::Relaxed);
+                drop(send);
+                if !closed_by_run {
+                    return;
+                }
+                // A second's slack: the deadline runs from the run's accept.
+                if since.elapsed() + Duration::from_secs(1) >= auth_timeout {
+                    holders.timed_out.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    holders.made_room.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REOPEN_PAUSE) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// The calls of one client: latencies of those answered, and why the
+/// others were not.
+#[derive(Default)]
+struct Calls {
+    ms: Vec<f64>,
+    failed: usize,
+    errors: std::collections::BTreeSet<String>,
+}
+
+impl Calls {
+    fn record(&mut self, started: Instant, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => self.ms.push(started.elapsed().as_secs_f64() * 1e3),
+            Err(e) => {
+                self.failed += 1;
+                self.errors.insert(e);
+            }
+        }
+    }
+
+    fn summary(&mut self) -> String {
+        self.ms.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            self.ms
+                .get(((self.ms.len() as f64 * q) as usize).min(self.ms.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        format!(
+            "{}/{} answered, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms{}",
+            self.ms.len(),
+            self.ms.len() + self.failed,
+            at(0.5),
+            at(0.99),
+            self.ms.last().copied().unwrap_or(f64::NAN),
+            if self.errors.is_empty() {
+                String::new()
+            } else {
+                format!("; failures: {:?}", self.errors)
+            }
+        )
+    }
+}
+
+/// `f` again and again until `until`, `pause` apart, each call given 10 s.
+async fn call_repeatedly<F, Fut>(until: Instant, pause: Duration, mut f: F) -> Calls
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut calls = Calls::default();
+    while Instant::now() < until {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), f())
+            .await
+            .unwrap_or_else(|_| Err("no answer within 10 s".into()));
+        calls.record(started, outcome);
+        tokio::time::sleep(pause).await;
+    }
+    calls
+}
+
+/// A watch opened while the connections are held, read until `until`.
+#[derive(Default)]
+struct Watched {
+    updates: usize,
+    longest_gap: Duration,
+    /// Why it stopped before `until`, if it did.
+    broke: Option<String>,
+}
+
+async fn watch_until(address: &str, token: &str, until: Instant) -> Watched {
+    use futures::StreamExt;
+    let mut watched = Watched::default();
+    let client = match connect(address, token).await {
+        Ok(c) => c,
+        Err(e) => {
+            watched.broke = Some(format!("connect: {e}"));
+            return watched;
+        }
+    };
+    let opts = WatchOptions {
+        prefix: "x".into(),
+        ..WatchOptions::default()
+    };
+    let mut updates = match client.watch(opts).await {
+        Ok(u) => u,
+        Err(e) => {
+            watched.broke = Some(format!("watch: {e}"));
+            return watched;
+        }
+    };
+    let mut last = Instant::now();
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left, updates.next()).await {
+            Err(_) => break,
+            Ok(Some(Ok(_))) => {
+                watched.updates += 1;
+                watched.longest_gap = watched.longest_gap.max(last.elapsed());
+                last = Instant::now();
+            }
+            Ok(Some(Err(e))) => {
+                watched.broke = Some(e.to_string());
+                break;
+            }
+            Ok(None) => {
+                watched.broke = Some("the stream ended".into());
+                break;
+            }
+        }
+    }
+    watched
+}
+
+/// Phase 4: `IDLE_CONNECTIONS` idle HTTP/2 connections, replaced as the
+/// run closes them, while real clients come and go.
+async fn idle_flood(
+    pid: u32,
+    address: &str,
+    observer: &str,
+    probe: &Client,
+    rest_rate: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // The target serves with the defaults.
+    let auth_timeout = ServeOptions::default().auth_timeout;
+    let sock = address.trim_start_matches("http://").to_string();
+    let holders = Arc::new(Holders::default());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tasks: Vec<_> = (0..IDLE_CONNECTIONS)
+        .map(|_| {
+            tokio::spawn(hold_idle(
+                sock.clone(),
+                holders.clone(),
+                stopped.clone(),
+                auth_timeout,
+            ))
+        })
+        .collect();
+    // Every holder has had its first try before the clients are timed.
+    let ramp = Instant::now();
+    while holders.opened.load(Ordering::Relaxed) + holders.failed.load(Ordering::Relaxed)
+        < IDLE_CONNECTIONS
+        && ramp.elapsed() < Duration::from_secs(15)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "idle HTTP/2 flood: {} connections opened in {:.1} s, {} held",
+        holders.opened.load(Ordering::Relaxed),
+        ramp.elapsed().as_secs_f64(),
+        holders.held.load(Ordering::Relaxed)
+    );
+
+    let until = Instant::now() + IDLE_HOLD;
+    // `idict info`: a new connection, one GetInfo, gone.
+    let cli = call_repeatedly(until, Duration::from_millis(100), move || async move {
+        let c = connect(address, observer)
+            .await
+            .map_err(|e| e.to_string())?;
+        c.info().await.map(|_| ()).map_err(|e| e.to_string())
+    });
+    // The inspector: one connection, made during the flood, refreshing.
+    let inspector = async {
+        match connect(address, observer).await {
+            Ok(c) => {
+                let c = &c;
+                call_repeatedly(until, Duration::from_millis(250), move || async move {
+                    c.info().await.map_err(|e| e.to_string())?;
+                    c.snapshot("x").await.map(|_| ()).map_err(|e| e.to_string())
+                })
+                .await
+            }
+            Err(e) => {
+                let mut calls = Calls::default();
+                calls.record(Instant::now(), Err(format!("connect: {e}")));
+                calls
+            }
+        }
+    };
+    let watch = watch_until(address, observer, until);
+    let rate = update_rate(probe, IDLE_HOLD);
+    let during_fds = async {
+        tokio::time::sleep(IDLE_HOLD / 2).await;
+        descriptors(pid)
+    };
+    let (mut cli, mut inspector, watched, rate, during_fds) =
+        tokio::join!(cli, inspector, watch, rate, during_fds);
+    let rate = rate?;
+
+    let _ = stop.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    println!(
+        "  over {:.0} s: {} opened in all (peak {} held at once), {} closed by the run to make room, \
+         {} at its auth timeout ({:?}), {} failed to open; the run held {during_fds} descriptors half-way",
+        IDLE_HOLD.as_secs_f64(),
+        holders.opened.load(Ordering::Relaxed),
+        holders.peak.load(Ordering::Relaxed),
+        holders.made_room.load(Ordering::Relaxed),
+        holders.timed_out.load(Ordering::Relaxed),
+        auth_timeout,
+        holders.failed.load(Ordering::Relaxed),
+    );
+    println!(
+        "  `idict info` (a new connection each): {} (target: all answered)",
+        cli.summary()
+    );
+    println!(
+        "  inspector (one connection, GetInfo + GetSnapshot): {}",
+        inspector.summary()
+    );
+    println!(
+        "  watch (opened during the flood): {} updates, longest gap {:.0} ms, {}",
+        watched.updates,
+        watched.longest_gap.as_secs_f64() * 1e3,
+        watched.broke.map_or_else(
+            || "open throughout".to_string(),
+            |why| format!("BROKE: {why}")
+        )
+    );
+    println!(
+        "  updates/s {rate:.0} ({:+.0}% against rest)",
+        (rate / rest_rate - 1.0) * 100.0
+    );
+    Ok(())
+}
+
+/// Raises this process's soft limit on descriptors towards `want` (no
+/// further than the hard limit); the limit it ends with.
+#[cfg(unix)]
+fn raise_descriptor_limit(want: u64) -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // None is unlimited.
+    let current = limit.current.unwrap_or(u64::MAX);
+    if current >= want {
+        return current;
+    }
+    let raised = limit.maximum.map_or(want, |hard| hard.min(want));
+    let new = Rlimit {
+        current: Some(raised),
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, new) {
+        Ok(()) => raised,
+        Err(_) => current,
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_descriptor_limit(want: u64) -> u64 {
+    want
+}
+
+// Imports the file gains: `std::sync::Arc` and
+// `std::sync::atomic::{AtomicUsize, Ordering}` (the rest are already there:
+// Client, ServeOptions, WatchOptions, Duration, Instant, connect,
+// update_rate, descriptors).

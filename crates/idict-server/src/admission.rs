@@ -1,7 +1,9 @@
 //! The gate every request passes before any of its body is read: the token
 //! (which role), the role the RPC needs, and the most body bytes that RPC
 //! may bring. An observer's Set used to be decoded in full (gigabytes, for
-//! a list of 33 M empty values) before it was refused.
+//! a list of 33 M empty values) before it was refused. A valid token also
+//! marks its connection as one that never gives way to a new connection
+//! when slots run short, and is no longer on a deadline (incoming.rs).
 //!
 //! It also bounds what answers hold: a GetSnapshot answer (a copy of the
 //! whole state) takes one of its token's few snapshot slots, and is handed
@@ -9,6 +11,7 @@
 //! taken nearly all of it.
 
 use super::auth::Tokens;
+use super::incoming::Peer;
 use bytes::Bytes;
 use futures::future::{BoxFuture, Either, FutureExt, Ready, ready};
 use http_body_util::BodyExt;
@@ -161,6 +164,13 @@ where
             Ok(role) => role,
             Err(status) => return Either::Left(ready(Ok(status.into_http()))),
         };
+        // A valid token, whatever its role and whatever comes of this call:
+        // the connection now keeps its slot when slots run short, and has
+        // no deadline to show a token by (see incoming.rs). Absent only if
+        // the server was fed connections other than incoming()'s.
+        if let Some(peer) = req.extensions().get::<Peer>() {
+            peer.token_shown();
+        }
         if needs == Role::Controller && role == Role::Observer {
             let rpc = req.uri().path().rsplit('/').next().unwrap_or("this call");
             let status = super::auth::observer_refused(rpc);

@@ -457,6 +457,7 @@ impl ServerTask {
         let limits = incoming::Limits {
             max_connections: opts.max_connections,
             handshake_timeout: opts.handshake_timeout,
+            auth_timeout: opts.auth_timeout,
         };
         let served = match bind {
             Bind::Tcp(addr) => {

@@ -70,12 +70,21 @@ pub struct ServeOptions {
     /// keep the server busy, the computation still gets the CPU first and
     /// the watchers get their updates more coalesced.
     pub nice: i32,
-    /// Connections served at once (default 1024); one more is closed at
-    /// once. Anyone who can connect could otherwise hold every descriptor.
+    /// Connections served at once (default 1024). When all are taken, a
+    /// new connection takes the place of one that has not yet made a
+    /// request with a valid token (chosen at random, the longer idle the
+    /// likelier); only if every one has is the new connection closed at
+    /// once. Anyone who can connect could otherwise hold every slot.
     pub max_connections: usize,
     /// How long a new connection may take to start speaking HTTP/2 (and,
     /// with TLS, to finish its handshake) before it is closed. Default 5 s.
     pub handshake_timeout: Duration,
+    /// How long a new connection has to make a request with a valid token
+    /// (either role) before it is closed. Default 10 s. A client that
+    /// connects and waits longer before its first call finds its
+    /// connection closed; tonic's channels (`idict::client`) open a new
+    /// one on the next call.
+    pub auth_timeout: Duration,
     /// Concurrent requests (streams) on one connection. Default 128.
     pub max_streams_per_connection: u32,
     /// Watch and GetHistory streams open at once per token (observer,
@@ -128,6 +137,7 @@ impl Default for ServeOptions {
             worker_threads: 1,
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(5),
+            auth_timeout: Duration::from_secs(10),
             max_streams_per_connection: 128,
             max_streams_per_token: 256,
             max_snapshots_per_token: 4,

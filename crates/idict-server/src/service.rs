@@ -5,6 +5,7 @@
 
 use super::Shared;
 use super::auth::role;
+use super::incoming::Peer;
 use super::thinning::Cursors;
 use super::watch::Watcher;
 use idict_core::history::HistoryPieces;
@@ -121,8 +122,13 @@ fn spec_to_proto(s: &idict_core::write_rules::WritableSpec) -> pb::WritableSpec 
 }
 
 fn origin<T>(req: &Request<T>, client_name: &str) -> String {
+    // From the connection's own record: tonic's remote_addr() looks for a
+    // TcpConnectInfo, which connections no longer hand out (incoming::Peer).
     let peer = req
-        .remote_addr()
+        .extensions()
+        .get::<Peer>()
+        .and_then(|p| p.remote_addr)
+        .or_else(|| req.remote_addr())
         .map_or_else(|| "local socket".to_string(), |a| a.to_string());
     let name: String = client_name
         .chars()
