@@ -1,7 +1,9 @@
 //! The idict v1 wire contract: the generated protobuf messages and the tonic
 //! client and server for `idict.v1.Inspector`, defined in
-//! `proto/idict/v1/inspector.proto`. This crate holds no logic: the embedded
-//! server and the client live in the `idict` crate.
+//! `proto/idict/v1/inspector.proto`, and the codec both ends use (prost
+//! with an exact reservation; a count of a Set's values before decoding
+//! it). No semantics of runs: those live in `idict-core`, the server in
+//! `idict-server`, the client in `idict-client`.
 
 pub mod codec;
 pub mod scan;
