@@ -45,7 +45,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // soft limit of 1,024 descriptors, here or in the target.
     let fds = raise_descriptor_limit(4 * IDLE_CONNECTIONS as u64);
     if fds < 2 * IDLE_CONNECTIONS as u64 {
-        println!("note: {fds} descriptors (ulimit -n): phase 4 holds fewer connections than it says");
+        println!(
+            "note: {fds} descriptors (ulimit -n): phase 4 holds fewer connections than it says"
+        );
     }
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
@@ -756,8 +758,3 @@ fn raise_descriptor_limit(want: u64) -> u64 {
 fn raise_descriptor_limit(want: u64) -> u64 {
     want
 }
-
-// Imports the file gains: `std::sync::Arc` and
-// `std::sync::atomic::{AtomicUsize, Ordering}` (the rest are already there:
-// Client, ServeOptions, WatchOptions, Duration, Instant, connect,
-// update_rate, descriptors).

@@ -159,6 +159,43 @@ fn crowded(max_connections: usize) -> ServeOptions {
     }
 }
 
+#[test]
+fn limits_of_zero_are_refused_when_serving() {
+    let zero = [
+        ServeOptions {
+            max_connections: 0,
+            ..ServeOptions::default()
+        },
+        ServeOptions {
+            handshake_timeout: Duration::ZERO,
+            ..ServeOptions::default()
+        },
+        ServeOptions {
+            auth_timeout: Duration::ZERO,
+            ..ServeOptions::default()
+        },
+    ];
+    for (opts, name) in
+        zero.into_iter()
+            .zip(["max_connections", "handshake_timeout", "auth_timeout"])
+    {
+        let idict = IDict::new("zero");
+        let refused = opts.write_run_file(false).announce(false).serve(&idict);
+        let Err(e) = refused else {
+            panic!("{name} = 0 was served");
+        };
+        assert!(e.to_string().contains(name), "{e}");
+        // Nothing is left behind: the run can still be served.
+        assert!(
+            ServeOptions::default()
+                .write_run_file(false)
+                .announce(false)
+                .serve(&idict)
+                .is_ok()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_speaks_is_closed_after_the_handshake_time() {
     let idict = IDict::new("silent");
@@ -309,6 +346,12 @@ async fn a_connection_that_has_shown_a_token_is_never_closed_to_make_room() {
         eventually(Duration::from_secs(2), || idle.len() - closed(&idle) <= 7).await,
         "{} idle connections open beside the watcher, over a cap of 8",
         idle.len() - closed(&idle)
+    );
+    // They were let in, each in the place of an older one (the old cap
+    // closed every one over it at once): the newest is open.
+    assert!(
+        idle.last().is_some_and(|c| !c.is_closed()),
+        "the newest idle connection was refused"
     );
     assert!(watcher.info().await.is_ok());
     stop.store(true, Ordering::Relaxed);

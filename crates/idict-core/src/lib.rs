@@ -15,6 +15,8 @@
 //! the `idict` facade.
 
 pub mod checkpoint;
+#[doc(hidden)]
+pub mod counters;
 mod dict;
 #[doc(hidden)]
 pub mod history;

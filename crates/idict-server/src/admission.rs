@@ -103,16 +103,12 @@ impl SnapshotSlot {
             Role::Controller => 1,
         };
         let cap = layer.max_snapshots;
-        layer.snapshots[at]
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < cap).then_some(n + 1)
-            })
-            .map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "this token already has {cap} snapshots being sent (the run's limit): \
-                     try again when one is taken, or Watch"
-                ))
-            })?;
+        if !idict_core::counters::take_below(&layer.snapshots[at], cap) {
+            return Err(Status::resource_exhausted(format!(
+                "this token already has {cap} snapshots being sent (the run's limit): \
+                 try again when one is taken, or Watch"
+            )));
+        }
         Ok(SnapshotSlot {
             counts: layer.snapshots.clone(),
             at,

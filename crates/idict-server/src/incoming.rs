@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
@@ -36,10 +36,15 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 const PREFACE_BYTES: usize = 24;
 /// Longest pause between accept attempts after a failure that persists.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// Longest the accept loop waits for an evicted connection to close. It
-/// takes one poll of that connection's task, well under a millisecond
-/// unless the server is swamped; the loop accepts nothing meanwhile.
-const EVICTION_WAIT: Duration = Duration::from_millis(500);
+/// A connection younger than this gives way only when the eviction finds
+/// no older one: a real client is between its connect and its first
+/// request for about a round trip, and an attacker reconnecting as fast as
+/// he is evicted keeps few connections this young.
+const EVICTION_GRACE: Duration = Duration::from_millis(500);
+/// Pairs an eviction samples at most, looking for a connection past its
+/// grace: with a fraction f of the connections younger, all are young
+/// with odds f^8 (f = 0.4: 1 in 1,500).
+const EVICTION_TRIES: usize = 4;
 /// The registry index of a connection that is not (or no longer) in it.
 const UNLISTED: usize = usize::MAX;
 
@@ -68,9 +73,6 @@ struct ConnState {
     /// The task driving the connection, to wake when it is evicted: an
     /// idle connection would otherwise not notice until its deadline.
     task: AtomicWaker,
-    /// Its `Conn` is dropped: descriptor closed, slot free.
-    gone: AtomicBool,
-    departed: Notify,
 }
 
 impl ConnState {
@@ -81,20 +83,7 @@ impl ConnState {
             evicted: AtomicBool::new(false),
             index: AtomicUsize::new(UNLISTED),
             task: AtomicWaker::new(),
-            gone: AtomicBool::new(false),
-            departed: Notify::new(),
         }
-    }
-
-    /// Waits until its `Conn` is dropped, at most `within`; whether it was.
-    async fn wait_gone(&self, within: Duration) -> bool {
-        let mut departed = std::pin::pin!(self.departed.notified());
-        // Registered before the flag is read, so a drop in between is seen.
-        departed.as_mut().enable();
-        if self.gone.load(Ordering::Acquire) {
-            return true;
-        }
-        tokio::time::timeout(within, departed).await.is_ok()
     }
 }
 
@@ -130,29 +119,36 @@ impl Registry {
         conn.index.store(UNLISTED, Ordering::Relaxed);
     }
 
-    /// Takes out one connection to give way, flagged evicted: of two picked
-    /// at random, the one accepted first. Random, so an attacker cannot aim
-    /// at a given connection (a fixed order, newest or oldest first, tells
-    /// him which goes next); the older of two, so a client that has just
-    /// connected and is about to show its token is almost never the one
-    /// (about 1 in n² per eviction for the newest, against 1 in n for a
-    /// plain random pick), while connections that have sat idle longest go
-    /// first. Two random indices are one random word: the cost is one
-    /// getrandom per eviction, and each eviction costs the attacker a
-    /// connection.
-    fn evict_one(&mut self) -> Option<Arc<ConnState>> {
+    /// Takes out one connection to give way, flagged evicted. `random` is
+    /// a random word: two indices. Of the two connections they pick, the
+    /// one accepted first; if that one is younger than `EVICTION_GRACE`,
+    /// up to `EVICTION_TRIES` pairs are tried for one past it (else the
+    /// oldest seen goes). Random, so an attacker cannot aim at a given
+    /// connection (a fixed order, newest or oldest first, tells him which
+    /// goes next); the older of two and the grace, so a client that has
+    /// just connected and is about to show its token is almost never the
+    /// one, however fast an attacker reconnects. Each eviction costs the
+    /// attacker a connection.
+    fn evict_one(&mut self, random: u64, now: Instant) -> Option<Arc<ConnState>> {
         let n = self.unauthenticated.len();
         if n == 0 {
             return None;
         }
-        let r = self.random();
-        let a = &self.unauthenticated[(r as u32 as usize) % n];
-        let b = &self.unauthenticated[((r >> 32) as usize) % n];
-        let victim = if a.accepted_at <= b.accepted_at {
-            a.clone()
-        } else {
-            b.clone()
-        };
+        let mut r = random;
+        let mut victim: Option<&Arc<ConnState>> = None;
+        for _ in 0..EVICTION_TRIES {
+            let a = &self.unauthenticated[(r as u32 as usize) % n];
+            let b = &self.unauthenticated[((r >> 32) as usize) % n];
+            let older = if a.accepted_at <= b.accepted_at { a } else { b };
+            if victim.is_none_or(|v| older.accepted_at < v.accepted_at) {
+                victim = Some(older);
+            }
+            if now.saturating_duration_since(older.accepted_at) >= EVICTION_GRACE {
+                break;
+            }
+            r = split_mix(r);
+        }
+        let victim = victim?.clone();
         self.remove(&victim);
         victim.evicted.store(true, Ordering::Release);
         Some(victim)
@@ -160,14 +156,26 @@ impl Registry {
 
     fn random(&mut self) -> u64 {
         getrandom::u64().unwrap_or_else(|_| {
-            // SplitMix64: not secret, but still no fixed order.
-            self.fallback = self.fallback.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.fallback;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
+            // Not secret, but still no fixed order.
+            self.fallback = split_mix(self.fallback);
+            self.fallback
         })
     }
+}
+
+/// SplitMix64's step: a well-mixed word from another.
+fn split_mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A connection's slot: held, or on its way (freed by a connection that was
+/// just told to give way, once its task has run).
+enum Slot {
+    Held { _slot: OwnedSemaphorePermit },
+    Coming(Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>),
 }
 
 /// The slots and the registry: shared by the accept loop, every `Conn`
@@ -192,32 +200,47 @@ impl Admission {
     }
 
     /// A slot for a connection just accepted: a free one, or the one a
-    /// connection without a token gives up; None if every slot is held by
-    /// a connection that has shown one.
-    async fn slot_for_newcomer(&self) -> Option<OwnedSemaphorePermit> {
+    /// connection without a token is told to give up (the new connection
+    /// takes it when that one's task has closed it: the accept loop never
+    /// waits); None if every slot is held by a connection that has shown
+    /// one.
+    fn slot_for_newcomer(&self) -> Option<Slot> {
         if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            return Some(slot);
+            return Some(Slot::Held { _slot: slot });
         }
-        if !self.make_room().await {
+        if !self.make_room() {
             return None;
         }
-        // Nothing else takes slots: the one just freed is there.
-        self.slots.clone().try_acquire_owned().ok()
+        // Queued now, by a first poll: the semaphore hands a freed slot to
+        // the first queued (one is coming for each: its connection was told
+        // to close), never to a newer connection's `try_acquire`, which a
+        // slot freed before this connection's task first ran would
+        // otherwise go to, leaving this one waiting for nothing.
+        let mut coming: Pin<Box<dyn Future<Output = _> + Send>> =
+            Box::pin(self.slots.clone().acquire_owned());
+        let mut queued = Context::from_waker(futures::task::noop_waker_ref());
+        match coming.as_mut().poll(&mut queued) {
+            Poll::Ready(Ok(slot)) => Some(Slot::Held { _slot: slot }),
+            Poll::Ready(Err(_)) => None,
+            Poll::Pending => Some(Slot::Coming(coming)),
+        }
     }
 
-    /// Evicts one connection without a token and waits until it has closed
-    /// (its descriptor and slot are free then); false if there was none,
-    /// or it did not close within `EVICTION_WAIT`.
-    async fn make_room(&self) -> bool {
-        let victim = self.registry.lock().evict_one();
+    /// Tells one connection without a token to give way (its task fails
+    /// its next read or write, hyper drops it, its slot comes free); false
+    /// if there is none.
+    fn make_room(&self) -> bool {
+        let victim = {
+            let mut registry = self.registry.lock();
+            let random = registry.random();
+            registry.evict_one(random, Instant::now())
+        };
         let Some(victim) = victim else {
             return false;
         };
         tracing::debug!("closing a connection that has shown no token, to make room for a new one");
-        // Its task fails its next read or write, hyper drops it, and the
-        // `Conn`'s last field tells `wait_gone`.
         victim.task.wake();
-        victim.wait_gone(EVICTION_WAIT).await
+        true
     }
 
     /// Marks `conn` as having shown a valid token: out of the registry for
@@ -250,18 +273,6 @@ fn deadline_after(start: Instant, d: Duration) -> Instant {
         .unwrap_or_else(|| start + Duration::from_secs(30 * 365 * 86_400))
 }
 
-/// Tells a new connection waiting for this one's slot (`wait_gone`) that
-/// the descriptor is closed and the slot free: the last field of a `Conn`,
-/// so it is dropped after both.
-struct Departure(Arc<ConnState>);
-
-impl Drop for Departure {
-    fn drop(&mut self) {
-        self.0.gone.store(true, Ordering::Release);
-        self.0.departed.notify_waiters();
-    }
-}
-
 /// Where a connection is on its way to being trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -277,20 +288,18 @@ enum Phase {
 /// reads and writes once it is evicted, or its time to send the preface or
 /// to show a valid token is up.
 pub(crate) struct Conn<IO> {
-    // Dropped in this order: the descriptor closed, the slot freed, then
-    // a new connection waiting for the slot told.
+    // Dropped in this order: the descriptor closed, then the slot freed.
     io: IO,
-    _slot: OwnedSemaphorePermit,
+    slot: Slot,
     state: Arc<ConnState>,
     admission: Arc<Admission>,
     phase: Phase,
     /// The preface's deadline, then the token's; None once trusted.
     deadline: Option<Pin<Box<Sleep>>>,
-    _departure: Departure,
 }
 
 impl<IO> Conn<IO> {
-    fn new(io: IO, slot: OwnedSemaphorePermit, admission: &Arc<Admission>) -> Self {
+    fn new(io: IO, slot: Slot, admission: &Arc<Admission>) -> Self {
         let state = Arc::new(ConnState::new());
         admission.registry.lock().insert(&state);
         let limits = admission.limits;
@@ -298,7 +307,7 @@ impl<IO> Conn<IO> {
         let first = limits.handshake_timeout.min(limits.auth_timeout);
         Conn {
             io,
-            _slot: slot,
+            slot,
             state: state.clone(),
             admission: admission.clone(),
             phase: Phase::Preface(0),
@@ -306,41 +315,54 @@ impl<IO> Conn<IO> {
                 state.accepted_at,
                 first,
             )))),
-            _departure: Departure(state),
         }
     }
 
-    /// Whether the connection may go on reading and writing. Registers the
-    /// task to be woken on eviction, and polls the deadline so that its
-    /// timer wakes the task in time even when the peer sends nothing.
-    fn may_go_on(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+    /// Whether the connection may go on reading and writing: Pending while
+    /// its slot is still coming, an error once it is evicted or a deadline
+    /// has passed. Registers the task to be woken on eviction, and polls
+    /// the deadline so that its timer wakes the task in time even when the
+    /// peer sends nothing.
+    fn may_go_on(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.phase == Phase::Trusted {
-            return Ok(());
+            return Poll::Ready(Ok(()));
         }
         // Before the flag is read: an eviction in between still wakes us.
         self.state.task.register(cx.waker());
         if self.state.evicted.load(Ordering::Acquire) {
-            return Err(io::Error::new(
+            return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "closed to make room for a new connection: every slot was taken, \
                  and this one had made no request with a valid token",
-            ));
+            )));
         }
         if self.state.authenticated.load(Ordering::Acquire) {
             self.phase = Phase::Trusted;
             self.deadline = None;
-            return Ok(());
+            return Poll::Ready(Ok(()));
         }
         if let Some(deadline) = self.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
+            let limits = self.admission.limits;
             let why = match self.phase {
-                Phase::Preface(_) => "no HTTP/2 preface within the handshake time",
+                Phase::Preface(_) if limits.handshake_timeout <= limits.auth_timeout => {
+                    "no HTTP/2 preface within the handshake time"
+                }
                 _ => "no request with a valid token within the time allowed",
             };
-            return Err(io::Error::new(io::ErrorKind::TimedOut, why));
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)));
         }
-        Ok(())
+        if let Slot::Coming(coming) = &mut self.slot {
+            match coming.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(slot)) => self.slot = Slot::Held { _slot: slot },
+                Poll::Ready(Err(_)) => {
+                    return Poll::Ready(Err(io::Error::other("the server is closing")));
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Counts preface bytes; once they are all in, the token's deadline
@@ -376,7 +398,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Conn<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if let Err(e) = this.may_go_on(cx) {
+        if let Err(e) = std::task::ready!(this.may_go_on(cx)) {
             return Poll::Ready(Err(e));
         }
         let before = buf.filled().len();
@@ -397,14 +419,14 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Conn<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if let Err(e) = this.may_go_on(cx) {
+        if let Err(e) = std::task::ready!(this.may_go_on(cx)) {
             return Poll::Ready(Err(e));
         }
         Pin::new(&mut this.io).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if let Err(e) = this.may_go_on(cx) {
+        if let Err(e) = std::task::ready!(this.may_go_on(cx)) {
             return Poll::Ready(Err(e));
         }
         Pin::new(&mut this.io).poll_flush(cx)
@@ -419,7 +441,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Conn<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if let Err(e) = this.may_go_on(cx) {
+        if let Err(e) = std::task::ready!(this.may_go_on(cx)) {
             return Poll::Ready(Err(e));
         }
         Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
@@ -540,8 +562,12 @@ fn out_of_descriptors(e: &io::Error) -> bool {
 /// The accepted connections of `accept` (called again and again) as a
 /// stream for tonic's `serve_with_incoming`. It never yields an error. A
 /// connection over the cap takes the place of one that has shown no valid
-/// token; if there is none, it is closed at once (its client fails fast
-/// rather than hang in the backlog). A failing accept is retried with a
+/// token: that one is told to close, and the new one is handed out at once,
+/// served once the slot is free (so the loop never waits on another
+/// connection's task; the descriptors open past the cap are those of
+/// connections told to close that have not yet run). If there is none, it
+/// is closed at once (its client fails fast rather than hang in the
+/// backlog). A failing accept is retried with a
 /// backoff from 5 ms to 1 s; out of descriptors, after first closing a
 /// connection without a token, if there is one.
 pub(crate) fn incoming<IO, F, Fut>(
@@ -560,7 +586,7 @@ where
                 match accept().await {
                     Ok(io) => {
                         backoff = Duration::ZERO;
-                        let slot = admission.slot_for_newcomer().await;
+                        let slot = admission.slot_for_newcomer();
                         match slot {
                             Some(slot) => {
                                 let conn = Conn::new(io, slot, &admission);
@@ -579,9 +605,11 @@ where
                     Err(e) if concerns_one_connection(&e) => {}
                     Err(e) => {
                         // A descriptor held by a connection without a token
-                        // is worth less than the connection waiting.
-                        if out_of_descriptors(&e) && admission.make_room().await {
-                            continue;
+                        // is worth less than the connection waiting: one is
+                        // closed, and the accept tried again after the
+                        // backoff (one eviction per try, never a burst).
+                        if out_of_descriptors(&e) {
+                            admission.make_room();
                         }
                         backoff = (backoff * 2).clamp(Duration::from_millis(5), MAX_BACKOFF);
                         tracing::warn!("cannot accept connections ({e}); retrying in {backoff:?}");
@@ -699,6 +727,14 @@ mod tests {
             trusted.iter().all(|s| !s.is_finished()),
             "a connection that showed a token was closed"
         );
+        // Each newcomer was handed out at once; the one it displaced closes
+        // when its task next runs.
+        let start = std::time::Instant::now();
+        while others.iter().filter(|s| s.is_finished()).count() < 10
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let (kinds, open) = ended(others).await;
         assert_eq!(kinds, vec![io::ErrorKind::ConnectionAborted; 10]);
         assert_eq!(open.len(), 2);
@@ -833,7 +869,10 @@ mod tests {
             assert_eq!(c.index.load(Ordering::Relaxed), i);
         }
         let mut evicted = Vec::new();
-        while let Some(v) = registry.evict_one() {
+        while let Some(v) = {
+            let r = registry.random();
+            registry.evict_one(r, Instant::now())
+        } {
             assert!(v.evicted.load(Ordering::Relaxed));
             assert_eq!(v.index.load(Ordering::Relaxed), UNLISTED);
             evicted.push(Arc::as_ptr(&v));
@@ -842,5 +881,85 @@ mod tests {
         let mut expected: Vec<_> = [0, 2, 3, 4].map(|i| Arc::as_ptr(&conns[i])).to_vec();
         expected.sort();
         assert_eq!(evicted, expected);
+    }
+
+    /// The victim is random, but a connection younger than the grace goes
+    /// only when no older one is found: an evictor that took the newest
+    /// first (and so every client as it arrives) fails here.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_just_accepted_gives_way_last() {
+        let mut registry = Registry {
+            unauthenticated: Vec::new(),
+            fallback: 0,
+        };
+        let old: Vec<_> = (0..200).map(|_| Arc::new(ConnState::new())).collect();
+        for c in &old {
+            registry.insert(c);
+        }
+        tokio::time::advance(EVICTION_GRACE * 2).await;
+        let young = Arc::new(ConnState::new());
+        registry.insert(&young);
+        let mut r = 42;
+        let mut order = Vec::new();
+        for _ in 0..=old.len() {
+            r = split_mix(r);
+            let v = registry.evict_one(r, Instant::now()).expect("one to evict");
+            order.push(Arc::ptr_eq(&v, &young));
+        }
+        assert_eq!(order.iter().position(|&y| y), Some(old.len()));
+        // And among the old, not in the order they came: the first ten
+        // evicted are not the ten accepted first.
+        let mut registry = Registry {
+            unauthenticated: Vec::new(),
+            fallback: 0,
+        };
+        for c in &old {
+            c.evicted.store(false, Ordering::Relaxed);
+            registry.insert(c);
+        }
+        let firsts: Vec<_> = (0..10)
+            .map(|_| {
+                r = split_mix(r);
+                let v = registry.evict_one(r, Instant::now()).expect("one to evict");
+                old.iter()
+                    .position(|c| Arc::ptr_eq(c, &v))
+                    .unwrap_or(usize::MAX)
+            })
+            .collect();
+        assert_ne!(firsts, (0..10).collect::<Vec<_>>());
+    }
+
+    /// A slot freed before the connection it was freed for has run is that
+    /// connection's: a newer one does not take it and leave the first
+    /// waiting for a slot that never comes.
+    #[tokio::test]
+    async fn a_slot_freed_for_a_connection_is_not_taken_by_a_newer_one() {
+        let (tx, accept) = listener();
+        let mut conns = Box::pin(incoming(accept, limits(1)));
+        let _c1 = connect(&tx);
+        let first = conns.next().await.unwrap().unwrap();
+        let _c2 = connect(&tx);
+        let second = conns.next().await.unwrap().unwrap();
+        assert!(matches!(second.slot, Slot::Coming(_)));
+        assert!(first.state.evicted.load(Ordering::Relaxed));
+        // Closed before `second` is first polled.
+        drop(first);
+        let _c3 = connect(&tx);
+        let third = conns.next().await.unwrap().unwrap();
+        assert!(
+            matches!(third.slot, Slot::Coming(_)),
+            "a newer connection took the slot freed for an older one"
+        );
+        // `second` was told to give way for `third`; `third` gets the slot
+        // once `second` is gone.
+        assert!(second.state.evicted.load(Ordering::Relaxed));
+        drop(second);
+        let mut third = serve(third);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), &mut third)
+                .await
+                .is_err(),
+            "the third connection was closed"
+        );
     }
 }

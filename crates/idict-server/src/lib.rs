@@ -123,6 +123,15 @@ impl ServeOptions {
     }
 
     fn start_served(&self, inner: Arc<Inner>) -> Result<Server, ServeError> {
+        for (name, zero) in [
+            ("max_connections", self.max_connections == 0),
+            ("handshake_timeout", self.handshake_timeout.is_zero()),
+            ("auth_timeout", self.auth_timeout.is_zero()),
+        ] {
+            if zero {
+                return Err(ServeError::Zero(name));
+            }
+        }
         let token = |given: &Option<String>| match given {
             Some(t) => Ok(t.clone()),
             None => random_token().map_err(|e| ServeError::Token(e.to_string())),
@@ -481,7 +490,10 @@ impl ServerTask {
                     let listener = listener.clone();
                     async move {
                         let (stream, _) = listener.accept().await?;
-                        stream.set_nodelay(true)?;
+                        // Not worth failing over: on macOS it fails for a
+                        // peer that has already reset, and the error would
+                        // back the accept loop off.
+                        let _ = stream.set_nodelay(true);
                         Ok(stream)
                     }
                 };

@@ -72,9 +72,11 @@ pub struct ServeOptions {
     pub nice: i32,
     /// Connections served at once (default 1024). When all are taken, a
     /// new connection takes the place of one that has not yet made a
-    /// request with a valid token (chosen at random, the longer idle the
-    /// likelier); only if every one has is the new connection closed at
-    /// once. Anyone who can connect could otherwise hold every slot.
+    /// request with a valid token (chosen at random, the earlier accepted
+    /// the likelier, one accepted within the last half second only when no
+    /// other is found); only if every one has is the new connection closed
+    /// at once. Anyone who can connect could otherwise hold every slot.
+    /// Above 0.
     pub max_connections: usize,
     /// How long a new connection may take to start speaking HTTP/2 (and,
     /// with TLS, to finish its handshake) before it is closed. Default 5 s.
@@ -83,7 +85,7 @@ pub struct ServeOptions {
     /// (either role) before it is closed. Default 10 s. A client that
     /// connects and waits longer before its first call finds its
     /// connection closed; tonic's channels (`idict::client`) open a new
-    /// one on the next call.
+    /// one on the next call. Above 0.
     pub auth_timeout: Duration,
     /// Concurrent requests (streams) on one connection. Default 128.
     pub max_streams_per_connection: u32,
@@ -182,6 +184,8 @@ pub enum ServeError {
     MetricsAddress(String),
     #[error("IDICT_RECORD_ARRAY_MIBS is not a number of MiB per second above 0: {0}")]
     ArrayBudget(String),
+    #[error("ServeOptions::{0} must be above 0 (it would close every connection)")]
+    Zero(&'static str),
 }
 
 impl ServeOptions {

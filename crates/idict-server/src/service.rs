@@ -412,16 +412,12 @@ impl StreamSlot {
             Role::Controller => 1,
         };
         let cap = shared.options.max_streams_per_token;
-        shared.streams_by_role[at]
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < cap).then_some(n + 1)
-            })
-            .map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "this token already has {cap} Watch and GetHistory streams open \
-                     (the run's limit): close one"
-                ))
-            })?;
+        if !idict_core::counters::take_below(&shared.streams_by_role[at], cap) {
+            return Err(Status::resource_exhausted(format!(
+                "this token already has {cap} Watch and GetHistory streams open \
+                 (the run's limit): close one"
+            )));
+        }
         Ok(StreamSlot {
             shared: shared.clone(),
             role: at,

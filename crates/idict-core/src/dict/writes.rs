@@ -180,15 +180,7 @@ impl Inner {
             .iter()
             .map(|a| a.value.approx_wire_bytes() + a.key.len())
             .sum();
-        let _ = self
-            .unpublished_writes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                Some(n.saturating_sub(applied.len()))
-            });
-        let _ = self
-            .unpublished_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                Some(n.saturating_sub(bytes))
-            });
+        crate::counters::sub_saturating(&self.unpublished_writes, applied.len());
+        crate::counters::sub_saturating(&self.unpublished_bytes, bytes);
     }
 }
