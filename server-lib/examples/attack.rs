@@ -19,7 +19,9 @@
 //! - the run's update rate during the attacks against its rate at rest.
 //!
 //! `cargo run --release -p idict --example attack` (about 60 s; Linux: it
-//! reads the run's /proc entries).
+//! reads the run's /proc entries). With `IDICT_RUNS_DIR` set, the attacked
+//! run (`target`) writes its run file there, so that `idict info target`
+//! or the inspector can be pointed at it during the attack.
 
 use idict::client::{Client, ConnectOptions, Target, WatchOptions};
 use idict::{IDict, ServeOptions};
@@ -81,8 +83,10 @@ fn target() -> Result<(), Box<dyn std::error::Error>> {
     // A field of 8 MiB that does not change: every new watcher's first state.
     let big = idict::NdArray::from_f64_vec(vec![0.25; 1 << 20], vec![1024, 1024])?;
     idict.lock().insert("big", idict::Value::Array(big));
+    // With IDICT_RUNS_DIR set, the run can be found by name (`idict info
+    // target`, the inspector) while it is attacked.
     let server = ServeOptions::default()
-        .write_run_file(false)
+        .write_run_file(std::env::var_os("IDICT_RUNS_DIR").is_some())
         .announce(false)
         .serve(&idict)?;
     println!(
