@@ -9,11 +9,13 @@ use idict::SeekTo;
 use idict::client::WatchOptions;
 use std::process::ExitCode;
 
+/// What `control` asks for.
 pub(crate) enum Action {
     Pause,
     Resume,
 }
 
+/// `idict pause RUN` and `idict resume RUN`.
 pub(crate) async fn control(
     ctx: &Ctx,
     addr: &Option<String>,

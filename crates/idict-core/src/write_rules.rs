@@ -1,6 +1,7 @@
-//! Steering: the keys a computation lets clients write, the rules a write
-//! must pass, and the queue that holds accepted writes until the
-//! computation's next safe point (`wait()` or `sync()`).
+//! What a steering write must pass: a writable key's rule (its type,
+//! bounds, validators), and the FIFO queue type that holds accepted writes
+//! until the computation's next safe point. The run's side of steering
+//! (declaring keys, taking writes, applying them) is `dict::writes`.
 
 use crate::model::{AppliedWrite, WritableInfo};
 use crate::tuning::MAX_PENDING_WRITES;

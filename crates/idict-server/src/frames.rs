@@ -10,7 +10,7 @@
 //! frames (the runtime's own timers cannot sleep under a millisecond; a
 //! timerfd can). After a few empty ticks the ticker stops.
 
-use super::Shared;
+use super::shared::Shared;
 use idict_core::{Inner, StagedSamples};
 use std::sync::Arc;
 use tokio::sync::watch;

@@ -13,6 +13,7 @@ mod options;
 mod parts;
 mod recorder;
 mod service;
+mod shared;
 #[cfg(test)]
 mod tests;
 mod thinning;
@@ -22,6 +23,7 @@ mod watch;
 pub use auth::Tokens;
 pub(crate) use auth::random_token;
 pub use options::{Bind, ServeError, ServeOptions, TlsIdentity};
+use shared::{Shared, thread_name};
 
 use idict_core::published::Published;
 use idict_core::runfile::{self, RunFile};
@@ -36,25 +38,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch as tokio_watch};
-
-/// What the server's tasks share.
-pub(crate) struct Shared {
-    pub watchers: AtomicUsize,
-    /// Watch and GetHistory streams open per role (observer, controller),
-    /// each capped at `options.max_streams_per_token`.
-    pub streams_by_role: [AtomicUsize; 2],
-    /// A watcher has gone since the free heap was last given back.
-    pub watchers_left: AtomicBool,
-    pub messages_sent: AtomicU64,
-    /// The newest epoch, fanned out by the dispatcher.
-    pub news: tokio_watch::Receiver<u64>,
-    /// This server's copy of the published state, refreshed by the
-    /// dispatcher once per frame; watch streams read only this.
-    pub mirror: RwLock<Published>,
-    pub options: ServeOptions,
-    /// Control actions for the recorder, when the run is recorded.
-    pub controls: Option<tokio::sync::mpsc::Sender<idict_proto::v1::ControlEvent>>,
-}
 
 /// A running server. Dropping it closes the server and removes its run file
 /// at once; the server's thread finishes closing on its own.
@@ -545,13 +528,6 @@ impl ServerTask {
             tracing::error!("idict server stopped: {e}");
         }
     }
-}
-
-/// A thread's name for a run: a name with a NUL in it (from a recording
-/// or a client, say) would make the thread's creation panic.
-pub(crate) fn thread_name(what: &str, run: &str) -> String {
-    let run: String = run.chars().filter(|c| !c.is_control()).take(32).collect();
-    format!("{what}-{run}")
 }
 
 /// Gives the calling thread (only) a lower CPU priority.

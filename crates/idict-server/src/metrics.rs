@@ -6,7 +6,7 @@
 //! computation's state. It carries no token: it shows numbers only, on the
 //! address the user chose.
 
-use super::Shared;
+use super::shared::Shared;
 use idict_core::Inner;
 use idict_core::model::RunState;
 use std::fmt::Write as _;
@@ -128,7 +128,7 @@ pub(crate) fn render(inner: &Inner, shared: &Shared) -> String {
             .collect();
         (
             p.version,
-            super::service::updates_per_second(&p, inner.elapsed()),
+            super::shared::updates_per_second(&p, inner.elapsed()),
             scalars,
         )
     };

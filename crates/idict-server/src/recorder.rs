@@ -7,8 +7,8 @@
 //! scalar sample it can, and a thinning report for the rest, as a slow
 //! watcher does.
 
-use super::Shared;
 use super::array_budget::ArrayBudget;
+use super::shared::Shared;
 use super::watch::Watcher;
 use idict_core::Inner;
 use idict_proto::v1 as pb;
@@ -103,7 +103,7 @@ pub(crate) fn start(
     );
     let shown = path.clone();
     let thread = std::thread::Builder::new()
-        .name(super::thread_name("idict-recorder", &inner.name))
+        .name(super::shared::thread_name("idict-recorder", &inner.name))
         .spawn(move || {
             let budget = array_budget.map(ArrayBudget::new);
             if let Err(e) = runtime.block_on(record(watcher, controls, out, budget)) {

@@ -3,9 +3,9 @@
 //! readers never hold the computation's lock for longer than that refresh)
 //! and acting on the pause gate and the write queue.
 
-use super::Shared;
 use super::auth::role;
 use super::incoming::Peer;
+use super::shared::{Shared, updates_per_second};
 use super::thinning::Cursors;
 use super::watch::Watcher;
 use idict_core::history::HistoryPieces;
@@ -29,31 +29,6 @@ pub(crate) struct InspectorService {
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-/// Versions published per second over the 5 s before the newest one
-/// (`now`: seconds since the run started), or 0 once updates have stopped:
-/// none for three of the run's own intervals (at least a second). So the
-/// rate does not fade for five seconds after a run stops, and a still run
-/// reads the same 0 at every poll.
-pub(crate) fn updates_per_second(p: &Published, now: f64) -> f64 {
-    let Some(last) = p.records.back() else {
-        return 0.0;
-    };
-    let start = p.records.partition_point(|r| r.time < last.time - 5.0);
-    let Some(first) = p.records.get(start) else {
-        return 0.0;
-    };
-    let (versions, span) = (last.version - first.version, last.time - first.time);
-    if versions == 0 || span <= 0.0 {
-        // A single update has no rate.
-        return 0.0;
-    }
-    let interval = span / versions as f64;
-    if now - last.time > (3.0 * interval).max(1.0) {
-        return 0.0;
-    }
-    versions as f64 / span
-}
 
 impl InspectorService {
     /// The server's mirror brought up to the published state, for a one-off

@@ -6,7 +6,7 @@
 //! the rest of a week-long run. After watchers leave, the server asks the
 //! allocator to return free pages, at most once per `INTERVAL`.
 
-use super::Shared;
+use super::shared::Shared;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

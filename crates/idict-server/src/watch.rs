@@ -6,8 +6,8 @@
 //! state, chunked, each chunk built only when the client can take it (so a
 //! watcher holds at most one message, plus handles to shared values).
 
-use super::Shared;
 use super::parts::{self, ValueParts};
+use super::shared::Shared;
 use super::thinning::Cursors;
 use idict_core::Inner;
 use idict_core::history::HistoryPieces;
