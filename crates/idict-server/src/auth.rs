@@ -49,7 +49,7 @@ impl Tokens {
     }
 }
 
-/// The caller's role, as the gate (`server::gate`) recorded it.
+/// The caller's role, as the admission layer (`admission.rs`) recorded it.
 pub(crate) fn role<T>(req: &Request<T>) -> Result<Role, Status> {
     req.extensions()
         .get::<Role>()

@@ -3,7 +3,7 @@
 //!
 //! At most `max_connections` are open at once. A new connection has
 //! `handshake_timeout` to start speaking HTTP/2 (the 24-byte preface) and
-//! `auth_timeout` to make a request with a valid token (the gate says so
+//! `auth_timeout` to make a request with a valid token (the admission layer says so
 //! through [`Peer::token_shown`]); it is closed if it does not. When every
 //! slot is taken, a new connection takes the place of one that has not yet
 //! shown a valid token (OpenSSH's `MaxStartups`, in spirit): connections
@@ -57,7 +57,7 @@ pub(crate) struct Limits {
     pub auth_timeout: Duration,
 }
 
-/// What a connection's task, the gate (through [`Peer`]) and the accept
+/// What a connection's task, the admission layer (through [`Peer`]) and the accept
 /// loop share about one connection.
 struct ConnState {
     accepted_at: Instant,
@@ -492,7 +492,7 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    /// For the gate, once a request's token is checked valid (any role):
+    /// For the admission layer, once a request's token is checked valid (any role):
     /// the connection keeps its slot from now on, whatever comes, and has
     /// no deadline. Cheap after the first time.
     pub(crate) fn token_shown(&self) {
