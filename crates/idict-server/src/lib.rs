@@ -453,7 +453,7 @@ impl ServerTask {
         };
         let served = match bind {
             Bind::Tcp(addr) => {
-                let listener = match tokio::net::TcpListener::bind(addr).await {
+                let listener = match listen_tcp(addr) {
                     Ok(l) => l,
                     Err(source) => {
                         let _ = ready.send(Err(ServeError::Bind {
@@ -528,6 +528,27 @@ impl ServerTask {
             tracing::error!("idict server stopped: {e}");
         }
     }
+}
+
+/// Connections the kernel may hold, handshake done, before the server
+/// accepts them. Past it, a client's SYN is dropped and retried a second
+/// later: under a flood of reconnecting connections without a token (each
+/// accepted only to take another's place) the default of 1,024 filled up
+/// and a real client waited that second. The kernel caps it
+/// (`net.core.somaxconn`, 4,096 on Linux since 5.4).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A TCP listener on `addr` (address reuse as `TcpListener::bind` sets it)
+/// with `LISTEN_BACKLOG`.
+fn listen_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Gives the calling thread (only) a lower CPU priority.
