@@ -206,7 +206,7 @@ impl IDict {
 }
 
 /// What a checkpoint holds.
-pub struct CheckpointState {
+pub(crate) struct CheckpointState {
     pub version: u64,
     pub time: f64,
     pub entries: Vec<(String, Value)>,
@@ -216,7 +216,7 @@ pub struct CheckpointState {
 
 impl Inner {
     /// The published state, history and log, as of one version.
-    pub fn checkpoint_state(&self) -> CheckpointState {
+    pub(crate) fn checkpoint_state(&self) -> CheckpointState {
         let (version, time, entries, histories, messages) = {
             let p = self.published.read();
             (
@@ -252,7 +252,7 @@ impl Inner {
 
     /// Loads a checkpoint into a fresh run: its values become the working
     /// and the published state at the checkpoint's version.
-    pub fn load_state(&self, state: CheckpointState) {
+    pub(crate) fn load_state(&self, state: CheckpointState) {
         let budget = self.options.history_budget_bytes;
         let mut w = self.data.lock();
         let mut p = self.published.write();

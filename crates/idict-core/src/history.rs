@@ -410,7 +410,7 @@ impl BoundedSeries {
     /// Drops, if the series is over its budget, what watchers no longer pin:
     /// called when a watcher goes, so the memory it pinned is given back
     /// even if the run pushes nothing more.
-    pub fn release(&mut self, pin: u64) {
+    pub(crate) fn release(&mut self, pin: u64) {
         if self.len() > self.capacity {
             self.thin(pin);
         }
@@ -419,7 +419,7 @@ impl BoundedSeries {
     /// Has the next push thin (and give back memory), if the series is over
     /// its budget: for a run still pushing, so that the thinning is done by
     /// its own thread rather than under a lock it would wait for.
-    pub fn thin_soon(&mut self) {
+    pub(crate) fn thin_soon(&mut self) {
         if self.len() > self.capacity {
             self.next_thin = 0;
         }

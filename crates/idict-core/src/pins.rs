@@ -56,7 +56,7 @@ impl Pins {
     }
 
     /// The oldest cursor of the watchers that are reading (`u64::MAX` if none).
-    pub fn oldest(&self, now_ms: u64) -> u64 {
+    pub(crate) fn oldest(&self, now_ms: u64) -> u64 {
         let mut pins = self.0.lock();
         pins.retain(|w| w.strong_count() > 0);
         pins.iter()

@@ -93,7 +93,7 @@ pub struct Published {
 
 /// What a server's mirror lacks of the published state (see [`Published::apply`]).
 #[derive(Debug)]
-pub struct Frame {
+pub(crate) struct Frame {
     delta: Delta,
     messages: Vec<LogMessage>,
     next_message_seq: u64,
@@ -325,7 +325,7 @@ impl Published {
     /// histories as of `history_generation`, lacks of this state; `None` if
     /// nothing. Runs under the read lock the computation's next notify
     /// waits for, so it copies and nothing more.
-    pub fn frame_since(
+    pub(crate) fn frame_since(
         &self,
         version: u64,
         message_seq: u64,
@@ -378,7 +378,7 @@ impl Published {
     /// Watch streams read the mirror, never the computation's published
     /// state: however many clients there are, the computation's memory is
     /// read once per frame.
-    pub fn apply(&mut self, frame: Frame) {
+    pub(crate) fn apply(&mut self, frame: Frame) {
         let Frame {
             delta: d,
             messages,

@@ -31,11 +31,11 @@ fn spin_then<G>(mut attempt: impl FnMut() -> Option<G>, block: impl FnOnce() -> 
 }
 
 /// `m.lock()`, retrying for a bounded time before sleeping.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     spin_then(|| m.try_lock(), || m.lock())
 }
 
 /// `l.write()`, retrying for a bounded time before sleeping.
-pub fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     spin_then(|| l.try_write(), || l.write())
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::tuning::{BATCH_VERSIONS, QUIET_SECS};
 
 #[derive(Debug, Default)]
-pub struct Staged {
+pub(crate) struct Staged {
     /// Each live key's history, with the samples waiting for it; `None`
     /// where a removed key's was (reused by the next new key).
     series: Vec<Option<(SharedSeries, Vec<Sample>)>>,

@@ -21,17 +21,17 @@ use std::time::Duration;
 // ---- The computation's thread --------------------------------------------
 
 /// How long the computation retries a held lock before sleeping.
-pub const SPIN_FOR: Duration = Duration::from_micros(30);
+pub(crate) const SPIN_FOR: Duration = Duration::from_micros(30);
 /// Lock attempts between clock reads while spinning.
-pub const RETRIES_PER_CHECK: u32 = 32;
+pub(crate) const RETRIES_PER_CHECK: u32 = 32;
 
 /// A fast run moves its staged samples after at most this many versions:
 /// the batch that amortises touching the shared histories, small enough
 /// that a message never waits long for them.
-pub const BATCH_VERSIONS: u32 = 32;
+pub(crate) const BATCH_VERSIONS: u32 = 32;
 /// A notify this long after the previous one moves its samples at once:
 /// the run is slow enough that batching saves nothing.
-pub const QUIET_SECS: f64 = 100e-6;
+pub(crate) const QUIET_SECS: f64 = 100e-6;
 
 // ---- The dispatcher --------------------------------------------------------
 
@@ -50,7 +50,7 @@ pub const STAGED_CHECK: Duration = Duration::from_millis(1);
 /// reader that keeps up asks every few milliseconds, even in a burst; at
 /// 1 s a stalled watcher made the run keep ~500 MB of samples for it, and
 /// slowed it by 30-50% (the e2e bench's slow watcher).
-pub const STALLED_MS: u64 = 200;
+pub(crate) const STALLED_MS: u64 = 200;
 /// The most versions of samples one delta message carries...
 pub const SAMPLE_SPAN: u64 = 4096;
 /// ...and about the most samples (24 bytes each on the wire): enough that a
@@ -71,30 +71,30 @@ pub const MESSAGES_FOR_LATE_JOINERS: usize = 200;
 /// How many recent versions keep their list of changed keys: a watcher
 /// less than this far behind gets a delta of just those keys. Equal to
 /// `SAMPLE_SPAN` so a catching-up watcher's span is always covered.
-pub const RECORD_RING: usize = 4096;
+pub(crate) const RECORD_RING: usize = 4096;
 
 /// Applied writes remembered for watchers beyond what the records' ring
 /// covers, at most so many and so many bytes (those it covers are always
 /// kept): a client further behind is not told of older ones (their values
 /// are in the state it is sent).
-pub const MAX_APPLIED_LOG: usize = 4096;
-pub const MAX_APPLIED_LOG_BYTES: usize = 64 << 20;
+pub(crate) const MAX_APPLIED_LOG: usize = 4096;
+pub(crate) const MAX_APPLIED_LOG_BYTES: usize = 64 << 20;
 /// How many removed keys are remembered for resuming clients.
-pub const MAX_TOMBSTONES: usize = 10_000;
+pub(crate) const MAX_TOMBSTONES: usize = 10_000;
 /// How many removed keys keep their history (a key removed and set again
 /// soon after goes on with its curve); older ones are freed, so a run whose
 /// key names churn (a key per particle) stays bounded.
-pub const MAX_REMOVED_HISTORIES: usize = 1024;
+pub(crate) const MAX_REMOVED_HISTORIES: usize = 1024;
 
 // ---- Steering ---------------------------------------------------------------
 
 /// Writes waiting for the computation's next safe point.
-pub const MAX_PENDING_WRITES: usize = 10_000;
+pub(crate) const MAX_PENDING_WRITES: usize = 10_000;
 /// Writes applied but not yet published (a paused run applies every write
 /// at once but publishes them only at its next update)...
-pub const MAX_UNPUBLISHED_WRITES: usize = 1024;
+pub(crate) const MAX_UNPUBLISHED_WRITES: usize = 1024;
 /// ...and their bytes: what the next update carries to every watcher.
-pub const MAX_UNPUBLISHED_WRITE_BYTES: usize = 64 << 20;
+pub(crate) const MAX_UNPUBLISHED_WRITE_BYTES: usize = 64 << 20;
 
 // ---- The wire --------------------------------------------------------------
 

@@ -59,7 +59,7 @@ pub fn dtype_to_proto(d: DType) -> pb::Dtype {
     }
 }
 
-pub fn dtype_from_proto(d: i32) -> Result<DType, WireError> {
+pub(crate) fn dtype_from_proto(d: i32) -> Result<DType, WireError> {
     Ok(match pb::Dtype::try_from(d) {
         Ok(pb::Dtype::F64) => DType::F64,
         Ok(pb::Dtype::F32) => DType::F32,
@@ -162,7 +162,7 @@ pub fn kind_to_proto(k: ValueKind) -> pb::ValueKind {
     }
 }
 
-pub fn kind_from_proto(k: i32) -> Result<ValueKind, WireError> {
+pub(crate) fn kind_from_proto(k: i32) -> Result<ValueKind, WireError> {
     Ok(match pb::ValueKind::try_from(k) {
         Ok(pb::ValueKind::Null) => ValueKind::Null,
         Ok(pb::ValueKind::Bool) => ValueKind::Bool,
@@ -220,7 +220,7 @@ pub fn status_from_proto(s: Option<pb::Status>) -> Result<Status, WireError> {
     })
 }
 
-pub fn level_to_proto(l: Level) -> pb::Level {
+pub(crate) fn level_to_proto(l: Level) -> pb::Level {
     match l {
         Level::Debug => pb::Level::Debug,
         Level::Info => pb::Level::Info,

@@ -16,10 +16,10 @@ pub type Validator = Arc<dyn Fn(&Value) -> Result<(), String> + Send + Sync>;
 #[derive(Clone)]
 pub struct WritableSpec {
     pub kind: ValueKind,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub validator: Option<Validator>,
-    pub description: String,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
+    pub(crate) validator: Option<Validator>,
+    pub(crate) description: String,
 }
 
 /// Why a write was refused: the client sees `INVALID_ARGUMENT` with this text.
@@ -28,7 +28,7 @@ pub struct WritableSpec {
 pub struct Rejected(pub String);
 
 impl WritableSpec {
-    pub fn for_initial(initial: &Value) -> Self {
+    pub(crate) fn for_initial(initial: &Value) -> Self {
         WritableSpec {
             kind: initial.kind(),
             min: None,
@@ -48,7 +48,7 @@ impl WritableSpec {
     }
 
     /// "float, 0 <= x <= 0.25"-style text, or the author's own description.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if !self.description.is_empty() {
             return self.description.clone();
         }
@@ -62,7 +62,7 @@ impl WritableSpec {
 
     /// Checks a proposed value for `key`, returning it as it will be stored
     /// (an integer written to a float key becomes a float).
-    pub fn check(&self, key: &str, value: Value) -> Result<Value, Rejected> {
+    pub(crate) fn check(&self, key: &str, value: Value) -> Result<Value, Rejected> {
         let value = match (self.kind, value) {
             (ValueKind::Float, Value::Int(i)) => Value::Float(i as f64),
             (kind, v) if v.kind() == kind => v,
@@ -103,7 +103,7 @@ impl WritableSpec {
 
 /// A write accepted by the server, waiting for the computation's safe point.
 #[derive(Debug, Clone)]
-pub struct PendingWrite {
+pub(crate) struct PendingWrite {
     pub id: u64,
     pub key: String,
     pub value: Value,
@@ -112,7 +112,7 @@ pub struct PendingWrite {
 
 /// Accepted writes in arrival order, bounded.
 #[derive(Debug, Default)]
-pub struct WriteQueue {
+pub(crate) struct WriteQueue {
     next_id: u64,
     queue: VecDeque<PendingWrite>,
 }
@@ -140,14 +140,10 @@ impl WriteQueue {
     pub fn len(&self) -> usize {
         self.queue.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
 }
 
 impl PendingWrite {
-    pub fn into_applied(self) -> AppliedWrite {
+    pub(crate) fn into_applied(self) -> AppliedWrite {
         AppliedWrite {
             write_id: self.id,
             key: self.key,

@@ -16,12 +16,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 /// What a callback is told after each published update.
 #[derive(Debug, Clone)]
 pub struct UpdateEvent {
-    pub version: u64,
-    pub time: f64,
-    pub changed: Vec<Arc<str>>,
-    pub removed: Vec<Arc<str>>,
-    pub applied: Vec<AppliedWrite>,
-    pub last: bool,
+    pub(crate) version: u64,
+    pub(crate) time: f64,
+    pub(crate) changed: Vec<Arc<str>>,
+    pub(crate) removed: Vec<Arc<str>>,
+    pub(crate) applied: Vec<AppliedWrite>,
+    pub(crate) last: bool,
 }
 
 impl UpdateEvent {
@@ -69,11 +69,11 @@ impl From<u64> for CallbackId {
     }
 }
 
-pub type Callback = Box<dyn FnMut(&IDict, &UpdateEvent) + Send>;
+pub(crate) type Callback = Box<dyn FnMut(&IDict, &UpdateEvent) + Send>;
 
 /// The registered callbacks; `None` while one is running.
 #[derive(Default)]
-pub struct Callbacks {
+pub(crate) struct Callbacks {
     list: Mutex<Vec<(CallbackId, Option<Callback>)>>,
     /// How many are registered: a notify builds its event only if any are.
     count: AtomicUsize,

@@ -17,7 +17,7 @@ static LIVE: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
 static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
 
 /// This thread's tag (never 0).
-pub fn thread_tag() -> u64 {
+pub(crate) fn thread_tag() -> u64 {
     THREAD_TAG.with(|t| *t)
 }
 

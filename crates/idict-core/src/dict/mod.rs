@@ -166,19 +166,19 @@ pub enum UpdateError {
 /// points at one.
 pub struct Inner {
     pub name: String,
-    pub started: Instant,
+    pub(crate) started: Instant,
     pub started_unix_ms: i64,
     pub options: IDictOptions,
     /// The thread that last ran the loop (wait / notify): its panic fails the run.
     owner: AtomicU64,
-    pub data: Mutex<Working>,
+    pub(crate) data: Mutex<Working>,
     /// The thread holding `data` through a [`DictGuard`] (0: none), so a
     /// call that would wait for `data` on that same thread is reported
     /// instead of deadlocking.
     holder: AtomicU64,
     pub published: RwLock<Published>,
     /// Samples on their way into `published.history` (see `crate::staged`).
-    pub staged: Mutex<Staged>,
+    pub(crate) staged: Mutex<Staged>,
     /// Every sample up to this version is in `published.history`.
     samples_through: AtomicU64,
     gate: Mutex<Gate>,
@@ -208,7 +208,7 @@ pub struct Inner {
     /// have not received yet.
     pub pins: Pins,
     /// What the histories may hold past their budgets for those pins.
-    pub pin_pool: Arc<crate::history::PinPool>,
+    pub(crate) pin_pool: Arc<crate::history::PinPool>,
     /// A replay's recording, as its replayer found it.
     pub timeline: RwLock<Option<Arc<crate::model::ReplayTimeline>>>,
 }
@@ -253,7 +253,7 @@ impl IDict {
     }
 
     /// A run whose clock started at `started` (a restored run continues its time).
-    pub fn with_start(
+    pub(crate) fn with_start(
         name: String,
         options: IDictOptions,
         started: Instant,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// Pause gate and life cycle.
 #[derive(Debug, Default)]
-pub struct Gate {
+pub(crate) struct Gate {
     pub paused: bool,
     pub steps: u64,
     pub terminated: bool,
@@ -83,7 +83,7 @@ impl Inner {
     /// The body of every wait. `interrupt`, if any, is asked (with no lock
     /// held) before the first block and then about every `every` while
     /// blocked; when it says stop, the wait returns `None` at once.
-    pub fn wait_until(
+    pub(crate) fn wait_until(
         &self,
         deadline: Option<Instant>,
         mut interrupt: Option<(Duration, &mut dyn FnMut() -> bool)>,
@@ -159,26 +159,26 @@ impl Inner {
     }
 
     /// Wakes a `wait()` so it looks at the gate (and queued writes) again.
-    pub fn wake_waiter(&self) {
+    pub(crate) fn wake_waiter(&self) {
         let _g = self.gate.lock();
         self.gate_cv.notify_all();
     }
 
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.control(|g| {
             g.paused = true;
             g.steps = 0;
         });
     }
 
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         self.control(|g| {
             g.paused = false;
             g.steps = 0;
         });
     }
 
-    pub fn step(&self, n: u64) {
+    pub(crate) fn step(&self, n: u64) {
         self.control(|g| {
             if !g.paused {
                 g.paused = true;
@@ -188,7 +188,7 @@ impl Inner {
         });
     }
 
-    pub fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         self.control(|g| g.terminated = true);
     }
 
@@ -205,7 +205,7 @@ impl Inner {
     }
 
     /// Marks the run Finished (the final update is being published).
-    pub fn mark_finished(&self) {
+    pub(crate) fn mark_finished(&self) {
         let mut g = self.gate.lock();
         g.finished = true;
         self.ended.store(true, Ordering::Release);
@@ -263,7 +263,7 @@ mod tests {
     /// still be seen before wait() sleeps.
     static BEFORE_SLEEP: Mutex<Option<Hook>> = Mutex::new(None);
 
-    pub fn after_looking_at_the_queue() {
+    pub(crate) fn after_looking_at_the_queue() {
         let hook = BEFORE_SLEEP.lock().take();
         if let Some(hook) = hook {
             hook();

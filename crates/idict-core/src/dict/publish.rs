@@ -61,7 +61,7 @@ impl Inner {
     /// Publishes one version; returns it, and the event for the callbacks
     /// if there are any (they run after, with no lock held). A `recorded`
     /// update keeps its version (past the current one), time and samples.
-    pub fn publish(
+    pub(crate) fn publish(
         &self,
         last: bool,
         recorded: Option<Recorded>,
@@ -264,7 +264,7 @@ impl Inner {
     }
 
     /// A restored run's histories are complete through its version.
-    pub fn restored_through(&self, version: u64) {
+    pub(crate) fn restored_through(&self, version: u64) {
         self.samples_through.store(version, Ordering::Release);
     }
 
@@ -330,7 +330,7 @@ impl Inner {
 
     /// Moves all staged samples, waiting for the computation if need be
     /// (before reading the histories whole).
-    pub fn move_staged_now(&self) {
+    pub(crate) fn move_staged_now(&self) {
         let mut staged = self.staged.lock();
         if staged.needs_move() {
             self.move_staged(&mut staged);
@@ -341,7 +341,7 @@ impl Inner {
         }
     }
 
-    pub fn log(&self, level: Level, text: String) {
+    pub(crate) fn log(&self, level: Level, text: String) {
         self.log_at(level, text, self.elapsed(), None);
     }
 
@@ -365,7 +365,7 @@ impl Inner {
     /// Marks the run Failed (once), publishes its last samples and the
     /// reason, and drops the callbacks. Bounded waits: a thread that
     /// panicked mid-notify may still hold a lock.
-    pub fn fail(&self, message: String) {
+    pub(crate) fn fail(&self, message: String) {
         {
             let Some(mut g) = self.gate.try_lock_for(Duration::from_millis(200)) else {
                 return;

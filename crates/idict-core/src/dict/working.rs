@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One key of the working map.
 #[derive(Debug, Clone)]
-pub struct Slot {
+pub(crate) struct Slot {
     pub key: Arc<str>,
     pub value: Value,
     /// Already listed in `Working::touched` since the last notify.
@@ -29,7 +29,7 @@ pub struct Slot {
 /// index, so a notify reaches the changed slots (and their published
 /// copies) without hashing.
 #[derive(Debug, Default)]
-pub struct Working {
+pub(crate) struct Working {
     pub ids: FxHashMap<Arc<str>, u32>,
     pub slots: Vec<Option<Slot>>,
     /// Ids free for new keys: only ids whose removal has been published.

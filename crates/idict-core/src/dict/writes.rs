@@ -23,7 +23,7 @@ pub struct Writable<'a> {
 }
 
 impl<'a> Writable<'a> {
-    pub fn declare(idict: &'a IDict, key: String, initial: Value) -> Self {
+    pub(crate) fn declare(idict: &'a IDict, key: String, initial: Value) -> Self {
         idict
             .inner
             .writable
@@ -151,7 +151,7 @@ impl Inner {
     }
 
     /// Applies the queued writes to the working map, in arrival order.
-    pub fn apply_writes(&self) -> Vec<AppliedWrite> {
+    pub(crate) fn apply_writes(&self) -> Vec<AppliedWrite> {
         let batch = {
             let mut q = self.writes.lock();
             self.pending_writes.store(0, Ordering::Release);
@@ -172,7 +172,7 @@ impl Inner {
     }
 
     /// The applied writes just published no longer count against the bound.
-    pub fn writes_published(&self, applied: &[AppliedWrite]) {
+    pub(crate) fn writes_published(&self, applied: &[AppliedWrite]) {
         if applied.is_empty() {
             return;
         }
