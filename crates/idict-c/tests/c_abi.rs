@@ -1,0 +1,66 @@
+//! The C interface through the real ABI: `tests/c/*.c` compiled by the
+//! system's C compiler against `include/idict.h` and this build's
+//! `libidict`, then run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where cargo put this build's libidict: next to the test's own `deps`.
+fn library_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+/// Compiles `tests/c/<name>.c` and runs it; its stdout.
+fn compile_and_run(name: &str) -> String {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let libs = library_dir();
+    assert!(
+        libs.join("libidict.so").exists() || libs.join("libidict.dylib").exists(),
+        "no libidict in {}",
+        libs.display()
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    let exe = out.path().join(name);
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(&cc)
+        .arg("-std=c11")
+        .arg("-Wall")
+        .arg("-Wextra")
+        .arg("-Werror")
+        .arg("-I")
+        .arg(crate_dir.join("include"))
+        .arg(crate_dir.join(format!("tests/c/{name}.c")))
+        .arg("-o")
+        .arg(&exe)
+        .arg(format!("-L{}", libs.display()))
+        .arg(format!("-Wl,-rpath,{}", libs.display()))
+        .arg("-lidict")
+        .arg("-lm")
+        .output()
+        .unwrap_or_else(|e| panic!("{cc} (a C compiler: rustc links with it) does not run: {e}"));
+    assert!(
+        built.status.success(),
+        "{name}.c does not compile:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let ran = Command::new(&exe)
+        .env("IDICT_RUNS_DIR", out.path())
+        .output()
+        .expect("run the C program");
+    assert!(
+        ran.status.success(),
+        "{name}: {}\n{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    String::from_utf8_lossy(&ran.stdout).into_owned()
+}
+
+#[test]
+fn a_c_program_runs_the_loop_and_every_misuse_is_refused() {
+    assert_eq!(compile_and_run("abi").trim(), "ok");
+}
