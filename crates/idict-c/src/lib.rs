@@ -1,5 +1,6 @@
 //! idict for C, C++ and Fortran: the `IDict` a computation embeds, as a C
-//! ABI over the same core (`libidict.so`, `libidict.a`, `include/idict.h`).
+//! ABI over the same core (`libidict_c.so`, `libidict_c.a` in the build
+//! tree; `include/idict.h`).
 //! It adds no logic the core lacks: handles instead of pointers
 //! (`handles`), status codes and a thread's last error instead of
 //! `Result` (`status`), and C's types for keys, values and arrays.
@@ -12,6 +13,7 @@
 #![allow(non_camel_case_types)]
 
 mod arrays;
+mod extras;
 mod handles;
 mod status;
 
@@ -24,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use arrays::{idict_dtype, idict_order};
+pub use extras::idict_callback;
 pub use status::idict_last_error;
 pub use status::idict_status;
 
@@ -72,8 +75,12 @@ pub unsafe extern "C" fn idict_new(name: *const c_char, out: *mut idict_t) -> id
         // SAFETY: as the function's contract.
         let name = unsafe { text(name, "name") }?;
         let d = IDict::new(name);
-        // SAFETY: as the function's contract.
-        unsafe { put_required(out, RUNS.insert(d), "out") }
+        if out.is_null() {
+            return Err(Failure::new(IDICT_ERR_NULL, "out is NULL"));
+        }
+        // SAFETY: as the function's contract (checked not NULL above).
+        unsafe { put(out, RUNS.insert(d)) };
+        Ok(())
     })
 }
 

@@ -1,15 +1,17 @@
 //! The C interface through the real ABI: `tests/c/*.c` compiled by the
 //! system's C compiler against `include/idict.h` and this build's
-//! `libidict`, then run.
+//! library (`libidict_c`), then run.
 
 use std::path::{Path, PathBuf};
+
 use std::process::Command;
 
-/// Where cargo put this build's libidict: next to the test's own `deps`.
+/// Where cargo put this build's C library: beside the test itself, in
+/// `target/<profile>/deps` (the copy one level up is refreshed only by
+/// `cargo build`).
 fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
     exe.parent()
-        .and_then(Path::parent)
         .expect("target/<profile>/deps/<test>")
         .to_path_buf()
 }
@@ -19,8 +21,8 @@ fn compile_and_run(name: &str) -> String {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let libs = library_dir();
     assert!(
-        libs.join("libidict.so").exists() || libs.join("libidict.dylib").exists(),
-        "no libidict in {}",
+        libs.join("libidict_c.so").exists() || libs.join("libidict_c.dylib").exists(),
+        "no libidict_c in {}",
         libs.display()
     );
     let out = tempfile::tempdir().expect("tempdir");
@@ -38,7 +40,7 @@ fn compile_and_run(name: &str) -> String {
         .arg(&exe)
         .arg(format!("-L{}", libs.display()))
         .arg(format!("-Wl,-rpath,{}", libs.display()))
-        .arg("-lidict")
+        .arg("-lidict_c")
         .arg("-lm")
         .output()
         .unwrap_or_else(|e| panic!("{cc} (a C compiler: rustc links with it) does not run: {e}"));

@@ -4,9 +4,16 @@
 #include "idict.h"
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int failures = 0;
+
+/* A callback: counts the versions it is told of into its user data. */
+static void count_versions(idict_t d, uint64_t version, void *user) {
+  (void)d;
+  *(uint64_t *)user += version;
+}
 
 #define EXPECT(cond, what)                                                     \
   do {                                                                         \
@@ -86,9 +93,35 @@ int main(void) {
              strncmp(address, "http://127.0.0.1:", 17) == 0,
          "address");
   REFUSED(idict_server_address(s, address, 4), IDICT_ERR_ARGUMENT, "bytes");
+  uint64_t seen = 0, callback = 0;
+  EXPECT(idict_add_callback(d, count_versions, &seen, &callback) == IDICT_OK,
+         "add a callback");
+  REFUSED(idict_add_callback(d, NULL, NULL, NULL), IDICT_ERR_NULL, "callback");
   uint64_t version = 0;
   EXPECT(idict_notify_update(d, &version) == IDICT_OK && version == 1,
          "notify");
+  EXPECT(seen == 1, "the callback ran with version 1");
+  int removed = 0;
+  EXPECT(idict_remove_callback(d, callback, &removed) == IDICT_OK &&
+             removed == 1,
+         "remove the callback");
+
+  /* A checkpoint restored as a run of its own. */
+  char path[512];
+  const char *dir = getenv("IDICT_RUNS_DIR");
+  snprintf(path, sizeof path, "%s/abi.ckpt", dir ? dir : ".");
+  uint64_t saved = 0;
+  EXPECT(idict_checkpoint(d, path, &saved) == IDICT_OK && saved == 1,
+         "checkpoint");
+  idict_t restored = 0;
+  EXPECT(idict_restore(path, &restored) == IDICT_OK, "restore");
+  double residual = 0;
+  EXPECT(idict_get_f64(restored, "residual", &residual) == IDICT_OK &&
+             residual == 0.5,
+         "the restored run has the residual");
+  EXPECT(idict_free(restored) == IDICT_OK, "free the restored run");
+  REFUSED(idict_restore("/nonexistent/ckpt", &restored), IDICT_ERR_SYSTEM,
+          "nonexistent");
   int go = -1;
   EXPECT(idict_wait(d, &go) == IDICT_OK && go == 1, "wait goes on");
   EXPECT(idict_pause(d) == IDICT_OK, "pause");
