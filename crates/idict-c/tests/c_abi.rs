@@ -18,6 +18,12 @@ fn library_dir() -> PathBuf {
 
 /// Compiles `tests/c/<name>.c` and runs it; its stdout.
 fn compile_and_run(name: &str) -> String {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
+    compile_and_run_source(&source, name, &[])
+}
+
+/// Compiles the C program `source` and runs it with `args`; its stdout.
+fn compile_and_run_source(source: &Path, name: &str, args: &[&str]) -> String {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let libs = library_dir();
     assert!(
@@ -35,7 +41,8 @@ fn compile_and_run(name: &str) -> String {
         .arg("-Werror")
         .arg("-I")
         .arg(crate_dir.join("include"))
-        .arg(crate_dir.join(format!("tests/c/{name}.c")))
+        .arg("-D_POSIX_C_SOURCE=200112L")
+        .arg(source)
         .arg("-o")
         .arg(&exe)
         .arg(format!("-L{}", libs.display()))
@@ -50,6 +57,7 @@ fn compile_and_run(name: &str) -> String {
         String::from_utf8_lossy(&built.stderr)
     );
     let ran = Command::new(&exe)
+        .args(args)
         .env("IDICT_RUNS_DIR", out.path())
         .output()
         .expect("run the C program");
@@ -65,4 +73,13 @@ fn compile_and_run(name: &str) -> String {
 #[test]
 fn a_c_program_runs_the_loop_and_every_misuse_is_refused() {
     assert_eq!(compile_and_run("abi").trim(), "ok");
+}
+
+/// The C heat example builds against the header and runs its loop: five
+/// steps of a 16×16 grid, unpaced.
+#[test]
+fn the_c_heat_example_builds_and_runs() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/c/heat.c");
+    let out = compile_and_run_source(&source, "heat", &["16", "0", "5"]);
+    assert!(out.starts_with("heat: 5 steps"), "{out}");
 }
