@@ -19,14 +19,20 @@ fn p50(mut ns: Vec<f64>) -> f64 {
 
 fn main() {
     let names: Vec<String> = (0..10).map(|k| format!("x{k}")).collect();
-    let c_names: Vec<CString> = names.iter().map(|n| CString::new(n.as_str()).unwrap_or_default()).collect();
+    let c_names: Vec<CString> = names
+        .iter()
+        .map(|n| CString::new(n.as_str()).unwrap_or_default())
+        .collect();
     let c_keys: Vec<*const std::ffi::c_char> = c_names.iter().map(|c| c.as_ptr()).collect();
 
     let rust = IDict::new("bench-rust");
     let mut c: idict_t = 0;
     let name = CString::new("bench-c").unwrap_or_default();
     // SAFETY: a NUL-terminated name and a place for the handle.
-    assert_eq!(unsafe { idict_new(name.as_ptr(), &mut c) }, idict_status::IDICT_OK);
+    assert_eq!(
+        unsafe { idict_new(name.as_ptr(), &mut c) },
+        idict_status::IDICT_OK
+    );
 
     let (mut rust_ns, mut c_ns) = (Vec::new(), Vec::new());
     let mut values = [0.0f64; 10];
@@ -55,7 +61,10 @@ fn main() {
         }
     }
     let (r, cc) = (p50(rust_ns), p50(c_ns));
-    println!("notify_update of 10 scalars, p50 over {} updates each, interleaved:", ROUNDS * PER_ROUND);
+    println!(
+        "notify_update of 10 scalars, p50 over {} updates each, interleaved:",
+        ROUNDS * PER_ROUND
+    );
     println!("  from Rust  {r:.0} ns");
     println!("  from C     {cc:.0} ns");
     println!("  C / Rust   {:.3}  (target <= 1.1)", cc / r);
