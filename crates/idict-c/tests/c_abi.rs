@@ -1,10 +1,54 @@
-//! The C interface through the real ABI: `tests/c/*.c` compiled by the
-//! system's C compiler against `include/idict.h` and this build's
-//! library (`libidict_c`), then run.
+//! The C interface through the real ABI: `tests/c/*.c` (and the C++
+//! wrapper's `tests/cpp/*.cpp`) compiled by the system's compiler against
+//! `include/` and this build's library (`libidict_c`), then run.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-
 use std::process::Command;
+
+/// A C or C++ compiler and the standard it compiles to.
+struct Compiler {
+    program: String,
+    standard: &'static str,
+}
+
+impl Compiler {
+    /// The C compiler (`$CC`, else `cc`: rustc links with it, so it is there).
+    fn c() -> Compiler {
+        Compiler {
+            program: std::env::var("CC").unwrap_or_else(|_| "cc".into()),
+            standard: "-std=c11",
+        }
+    }
+
+    /// The C++ compiler (`$CXX`, else `c++`), or None, saying on the
+    /// terminal that the test is left out, when there is none (a machine
+    /// with only the Rust toolchain may have gcc but not g++), unless
+    /// `.ci/run` asked for every test (`IDICT_TESTS_REQUIRE_TOOLS`).
+    fn cxx() -> Option<Compiler> {
+        let program = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+        let found = Command::new(&program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            let why = format!("{program} is not installed (Debian: g++)");
+            assert!(
+                std::env::var_os("IDICT_TESTS_REQUIRE_TOOLS").is_none(),
+                "{why}"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: left out a test that needs a C++ compiler: {why}"
+            );
+            return None;
+        }
+        Some(Compiler {
+            program,
+            standard: "-std=c++17",
+        })
+    }
+}
 
 /// Where cargo put this build's C library: beside the test itself, in
 /// `target/<profile>/deps` (the copy one level up is refreshed only by
@@ -19,11 +63,11 @@ fn library_dir() -> PathBuf {
 /// Compiles `tests/c/<name>.c` and runs it; its stdout.
 fn compile_and_run(name: &str) -> String {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
-    compile_and_run_source(&source, name, &[])
+    compile_and_run_source(&Compiler::c(), &source, name, &[])
 }
 
-/// Compiles the C program `source` and runs it with `args`; its stdout.
-fn compile_and_run_source(source: &Path, name: &str, args: &[&str]) -> String {
+/// Compiles the program `source` and runs it with `args`; its stdout.
+fn compile_and_run_source(compiler: &Compiler, source: &Path, name: &str, args: &[&str]) -> String {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let libs = library_dir();
     assert!(
@@ -33,9 +77,9 @@ fn compile_and_run_source(source: &Path, name: &str, args: &[&str]) -> String {
     );
     let out = tempfile::tempdir().expect("tempdir");
     let exe = out.path().join(name);
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let built = Command::new(&cc)
-        .arg("-std=c11")
+    let cc = &compiler.program;
+    let built = Command::new(cc)
+        .arg(compiler.standard)
         .arg("-Wall")
         .arg("-Wextra")
         .arg("-Werror")
@@ -80,6 +124,20 @@ fn a_c_program_runs_the_loop_and_every_misuse_is_refused() {
 #[test]
 fn the_c_heat_example_builds_and_runs() {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/c/heat.c");
-    let out = compile_and_run_source(&source, "heat", &["16", "0", "5"]);
+    let out = compile_and_run_source(&Compiler::c(), &source, "heat", &["16", "0", "5"]);
     assert!(out.starts_with("heat: 5 steps"), "{out}");
+}
+
+/// The header-only C++ wrapper: RAII handles, exceptions with the status
+/// and message, arrays by type, a checkpoint restored.
+#[test]
+fn a_cpp_program_uses_the_raii_wrapper() {
+    let Some(cxx) = Compiler::cxx() else {
+        return;
+    };
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cpp/wrapper.cpp");
+    assert_eq!(
+        compile_and_run_source(&cxx, &source, "wrapper", &[]).trim(),
+        "ok"
+    );
 }
