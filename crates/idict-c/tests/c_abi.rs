@@ -141,3 +141,86 @@ fn a_cpp_program_uses_the_raii_wrapper() {
         "ok"
     );
 }
+
+/// gfortran, or None (the test left out, saying so) where it is missing,
+/// unless `.ci/run` asked for every test.
+fn gfortran() -> Option<String> {
+    let program = std::env::var("FC").unwrap_or_else(|_| "gfortran".into());
+    let found = Command::new(&program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        let why = format!("{program} is not installed (Debian: gfortran)");
+        assert!(
+            std::env::var_os("IDICT_TESTS_REQUIRE_TOOLS").is_none(),
+            "{why}"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: left out a test that needs a Fortran compiler: {why}"
+        );
+        return None;
+    }
+    Some(program)
+}
+
+/// Compiles the module `include/idict.f90` and `program` with it, runs the
+/// program with `args`; its stdout.
+fn fortran_run(fc: &str, program: &Path, args: &[&str]) -> String {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let libs = library_dir();
+    let out = tempfile::tempdir().expect("tempdir");
+    let exe = out.path().join("program");
+    let built = Command::new(fc)
+        .arg("-Wall")
+        .arg("-Werror")
+        .arg("-J")
+        .arg(out.path())
+        .arg(crate_dir.join("include/idict.f90"))
+        .arg(program)
+        .arg("-o")
+        .arg(&exe)
+        .arg(format!("-L{}", libs.display()))
+        .arg(format!("-Wl,-rpath,{}", libs.display()))
+        .arg("-lidict_c")
+        .output()
+        .unwrap_or_else(|e| panic!("{fc} does not run: {e}"));
+    assert!(
+        built.status.success(),
+        "{} does not compile:\n{}",
+        program.display(),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let ran = Command::new(&exe)
+        .args(args)
+        .env("IDICT_RUNS_DIR", out.path())
+        .output()
+        .expect("run the Fortran program");
+    assert!(
+        ran.status.success(),
+        "{}: {}\n{}",
+        program.display(),
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    String::from_utf8_lossy(&ran.stdout).into_owned()
+}
+
+/// The Fortran module: the loop, a 2-D array in place, `stat=` codes and
+/// their messages; and the Fortran heat example's loop.
+#[test]
+fn fortran_programs_use_the_module() {
+    let Some(fc) = gfortran() else {
+        return;
+    };
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = fortran_run(&fc, &crate_dir.join("tests/fortran/module.f90"), &[]);
+    assert_eq!(out.trim(), "ok");
+    let heat = fortran_run(
+        &fc,
+        &crate_dir.join("../../examples/fortran/heat.f90"),
+        &["16", "0", "5"],
+    );
+    assert!(heat.starts_with("heat: 5 steps"), "{heat}");
+}
