@@ -98,12 +98,6 @@ fn set(d: idict_t, key: *const c_char, value: Value) -> Result<()> {
     // SAFETY: the exported setters pass their caller's key, which their
     // contract says is a NUL-terminated string.
     let key = unsafe { text(key, "key") }?;
-    if run.holds_lock() {
-        return Err(Failure::new(
-            IDICT_ERR_STATE,
-            "the map is locked on this thread",
-        ));
-    }
     run.lock().insert(key, value);
     Ok(())
 }
@@ -173,12 +167,6 @@ pub unsafe extern "C" fn idict_set_f64s(
         if n > 0 && (keys.is_null() || values.is_null()) {
             return Err(Failure::new(IDICT_ERR_NULL, "keys or values is NULL"));
         }
-        if run.holds_lock() {
-            return Err(Failure::new(
-                IDICT_ERR_STATE,
-                "the map is locked on this thread",
-            ));
-        }
         let mut checked = Vec::with_capacity(n.min(1 << 16));
         for i in 0..n {
             // SAFETY: the caller passes `n` keys and `n` values.
@@ -247,12 +235,6 @@ fn get<T>(
     // SAFETY: the exported getters pass their caller's key, which their
     // contract says is a NUL-terminated string.
     let key = unsafe { text(key, "key") }?;
-    if run.holds_lock() {
-        return Err(Failure::new(
-            IDICT_ERR_STATE,
-            "the map is locked on this thread",
-        ));
-    }
     let map = run.lock();
     let value = map
         .get(key)
@@ -346,12 +328,6 @@ fn writable(d: idict_t, key: *const c_char, initial: Value, min: f64, max: f64) 
             ),
         ));
     }
-    if run.holds_lock() {
-        return Err(Failure::new(
-            IDICT_ERR_STATE,
-            "the map is locked on this thread",
-        ));
-    }
     let mut w = run.writable(key, initial);
     if !min.is_nan() {
         w = w.min(min);
@@ -384,12 +360,6 @@ pub enum idict_wait_outcome {
 pub unsafe extern "C" fn idict_wait(d: idict_t, go: *mut c_int) -> idict_status {
     guard(|| {
         let run = run(d)?;
-        if run.holds_lock() {
-            return Err(Failure::new(
-                IDICT_ERR_STATE,
-                "the map is locked on this thread",
-            ));
-        }
         let on = run.wait();
         // SAFETY: as the function's contract.
         unsafe { put(go, c_int::from(on)) };
@@ -415,12 +385,6 @@ pub unsafe extern "C" fn idict_wait_timeout(
                 format!("{seconds} is not a number of seconds >= 0"),
             )
         })?;
-        if run.holds_lock() {
-            return Err(Failure::new(
-                IDICT_ERR_STATE,
-                "the map is locked on this thread",
-            ));
-        }
         let found = match run.wait_timeout(timeout) {
             WaitOutcome::Go => idict_wait_outcome::IDICT_GO,
             WaitOutcome::Stop => idict_wait_outcome::IDICT_STOP,

@@ -21,28 +21,9 @@ impl Compiler {
         }
     }
 
-    /// The C++ compiler (`$CXX`, else `c++`), or None, saying on the
-    /// terminal that the test is left out, when there is none (a machine
-    /// with only the Rust toolchain may have gcc but not g++), unless
-    /// `.ci/run` asked for every test (`IDICT_TESTS_REQUIRE_TOOLS`).
+    /// The C++ compiler (`$CXX`, else `c++`), if there is one.
     fn cxx() -> Option<Compiler> {
-        let program = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
-        let found = Command::new(&program)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            let why = format!("{program} is not installed (Debian: g++)");
-            assert!(
-                std::env::var_os("IDICT_TESTS_REQUIRE_TOOLS").is_none(),
-                "{why}"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: left out a test that needs a C++ compiler: {why}"
-            );
-            return None;
-        }
+        let program = compiler_from("CXX", "c++", "a C++ compiler", "g++")?;
         Some(Compiler {
             program,
             standard: "-std=c++17",
@@ -142,23 +123,25 @@ fn a_cpp_program_uses_the_raii_wrapper() {
     );
 }
 
-/// gfortran, or None (the test left out, saying so) where it is missing,
-/// unless `.ci/run` asked for every test.
-fn gfortran() -> Option<String> {
-    let program = std::env::var("FC").unwrap_or_else(|_| "gfortran".into());
+/// The compiler `$var` names, else `default`, if it runs; else None, saying
+/// on the terminal which test is left out and why (a machine with only the
+/// Rust toolchain may lack it), unless `.ci/run` asked for every test
+/// (`IDICT_TESTS_REQUIRE_TOOLS`).
+fn compiler_from(var: &str, default: &str, what: &str, package: &str) -> Option<String> {
+    let program = std::env::var(var).unwrap_or_else(|_| default.into());
     let found = Command::new(&program)
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        let why = format!("{program} is not installed (Debian: gfortran)");
+        let why = format!("{program} is not installed (Debian: {package})");
         assert!(
             std::env::var_os("IDICT_TESTS_REQUIRE_TOOLS").is_none(),
             "{why}"
         );
         let _ = writeln!(
             std::io::stderr(),
-            "note: left out a test that needs a Fortran compiler: {why}"
+            "note: left out a test that needs {what}: {why}"
         );
         return None;
     }
@@ -211,7 +194,7 @@ fn fortran_run(fc: &str, program: &Path, args: &[&str]) -> String {
 /// their messages; and the Fortran heat example's loop.
 #[test]
 fn fortran_programs_use_the_module() {
-    let Some(fc) = gfortran() else {
+    let Some(fc) = compiler_from("FC", "gfortran", "a Fortran compiler", "gfortran") else {
         return;
     };
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -198,15 +198,9 @@ impl Drop for Watcher {
         self.pin = Arc::new(WatchPin::new(u64::MAX, 0));
         // The histories are listed from the server's mirror: a list of every
         // key is not taken under the computation's `published` lock.
-        let series: Vec<_> = self
-            .shared
-            .mirror
-            .read()
-            .history
-            .values()
-            .cloned()
-            .collect();
-        self.inner.release_history(mine, series);
+        let mirror = &self.shared.mirror;
+        self.inner
+            .release_history(mine, || mirror.read().history.values().cloned().collect());
     }
 }
 

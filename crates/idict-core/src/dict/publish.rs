@@ -276,12 +276,14 @@ impl Inner {
     /// After a watcher whose cursor was `gone` left: if it was the one
     /// holding history back, thins what no remaining watcher needs, so a
     /// lagging watcher's memory comes back even while the run is paused.
-    /// `series` are the run's histories (a server lists them from its mirror).
-    pub fn release_history(&self, gone: u64, series: Vec<SharedSeries>) {
+    /// `histories` lists the run's histories (a server lists them from its
+    /// mirror); it is called only when there is history to give back.
+    pub fn release_history(&self, gone: u64, histories: impl FnOnce() -> Vec<SharedSeries>) {
         let oldest = self.pins.oldest(self.elapsed_ms());
         if oldest <= gone {
             return;
         }
+        let series = histories();
         // A run still updating thins on its next push (a large thinning
         // here would hold locks it needs); a quiet one is thinned now.
         let updating = self
