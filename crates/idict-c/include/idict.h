@@ -262,6 +262,11 @@ idict_status idict_terminate_on_signals(idict_t d);
 // `idict ls`, the CLI and the inspector find it by name), and one line on
 // stderr saying where to connect. The server's handle in `*out`.
 //
+// SIGPIPE: if the program left it at its default, it is ignored from now
+// on (as every Rust program does): a client that goes away mid-write
+// would otherwise end the whole process. A handler of the program's own
+// is left alone.
+//
 // # Safety
 // `out` points to an `idict_server_t`.
 idict_status idict_serve(idict_t d, idict_server_t *out);

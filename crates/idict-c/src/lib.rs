@@ -507,6 +507,11 @@ pub extern "C" fn idict_terminate_on_signals(d: idict_t) -> idict_status {
 /// `idict ls`, the CLI and the inspector find it by name), and one line on
 /// stderr saying where to connect. The server's handle in `*out`.
 ///
+/// SIGPIPE: if the program left it at its default, it is ignored from now
+/// on (as every Rust program does): a client that goes away mid-write
+/// would otherwise end the whole process. A handler of the program's own
+/// is left alone.
+///
 /// # Safety
 /// `out` points to an `idict_server_t`.
 #[unsafe(no_mangle)]
@@ -516,6 +521,7 @@ pub unsafe extern "C" fn idict_serve(d: idict_t, out: *mut idict_server_t) -> id
         if out.is_null() {
             return Err(Failure::new(IDICT_ERR_NULL, "out is NULL"));
         }
+        ignore_sigpipe();
         let server = ServeOptions::default()
             .serve(&run)
             .map_err(|e| Failure::new(IDICT_ERR_SYSTEM, e.to_string()))?;
@@ -602,3 +608,21 @@ pub extern "C" fn idict_server_close(s: idict_server_t) -> idict_status {
         Ok(())
     })
 }
+
+/// SIGPIPE ignored if it is at its default. A C or Fortran `main` does not
+/// run Rust's start-up, which ignores it; the socket writes that carry
+/// several buffers at once (`writev`) raise it when a client has gone.
+#[cfg(unix)]
+fn ignore_sigpipe() {
+    // SAFETY: signal() with a constant disposition; a handler the program
+    // installed is put back at once.
+    unsafe {
+        let before = libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        if before != libc::SIG_DFL && before != libc::SIG_ERR {
+            libc::signal(libc::SIGPIPE, before);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn ignore_sigpipe() {}

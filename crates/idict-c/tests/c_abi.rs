@@ -84,6 +84,11 @@ fn compile_and_run_source(compiler: &Compiler, source: &Path, name: &str, args: 
     let ran = Command::new(&exe)
         .args(args)
         .env("IDICT_RUNS_DIR", out.path())
+        // cargo's LD_LIBRARY_PATH names target/<profile> too, where the copy
+        // of the library is only as fresh as the last `cargo build`: the
+        // program loads the one it was linked against (its rpath).
+        .env_remove("LD_LIBRARY_PATH")
+        .env_remove("DYLD_LIBRARY_PATH")
         .output()
         .expect("run the C program");
     assert!(
@@ -178,6 +183,11 @@ fn fortran_run(fc: &str, program: &Path, args: &[&str]) -> String {
     let ran = Command::new(&exe)
         .args(args)
         .env("IDICT_RUNS_DIR", out.path())
+        // cargo's LD_LIBRARY_PATH names target/<profile> too, where the copy
+        // of the library is only as fresh as the last `cargo build`: the
+        // program loads the one it was linked against (its rpath).
+        .env_remove("LD_LIBRARY_PATH")
+        .env_remove("DYLD_LIBRARY_PATH")
         .output()
         .expect("run the Fortran program");
     assert!(

@@ -3,6 +3,7 @@
  * message. Exits non-zero, saying what failed, if anything does. */
 #include "idict.h"
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,10 @@ int main(void) {
   /* Served, published, paused and terminated. */
   idict_server_t s = 0;
   EXPECT(idict_serve(d, &s) == IDICT_OK && s != 0, "serve");
+  /* A client going away mid-write must not end the program. */
+  struct sigaction pipe_action;
+  sigaction(SIGPIPE, NULL, &pipe_action);
+  EXPECT(pipe_action.sa_handler == SIG_IGN, "SIGPIPE ignored once serving");
   char address[64];
   EXPECT(idict_server_address(s, address, sizeof address) == IDICT_OK &&
              strncmp(address, "http://127.0.0.1:", 17) == 0,
