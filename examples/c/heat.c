@@ -6,6 +6,7 @@
  *
  * Usage: heat [N [STEPS_PER_SECOND [MAX_STEPS]]]   (defaults 128, 60, none)
  */
+#define _POSIX_C_SOURCE 200112L /* clock_gettime, nanosleep */
 #include "idict.h"
 #include <math.h>
 #include <stdio.h>

@@ -31,14 +31,23 @@ impl Compiler {
     }
 }
 
-/// Where cargo put this build's C library: beside the test itself, in
+/// This build's C library as a user links it: `<dir>/lib/libidict.so`,
+/// and `libidict.so.<ABI>` (its SONAME, what the loader looks for), both
+/// naming the one cargo put beside the test itself, in
 /// `target/<profile>/deps` (the copy one level up is refreshed only by
-/// `cargo build`).
-fn library_dir() -> PathBuf {
+/// `cargo build`). The directory to pass to `-L` and `-rpath`.
+fn linked_library(dir: &Path) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
-    exe.parent()
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf()
+    let deps = exe.parent().expect("target/<profile>/deps/<test>");
+    let built = deps.join("libidict_c.so");
+    assert!(built.exists(), "no libidict_c.so in {}", deps.display());
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(&lib).expect("lib dir");
+    let soname = format!("libidict.so.{}", idict_c::IDICT_ABI_VERSION);
+    for name in ["libidict.so", soname.as_str()] {
+        std::os::unix::fs::symlink(&built, lib.join(name)).expect("symlink the library");
+    }
+    lib
 }
 
 /// Compiles `tests/c/<name>.c` and runs it; its stdout.
@@ -50,13 +59,8 @@ fn compile_and_run(name: &str) -> String {
 /// Compiles the program `source` and runs it with `args`; its stdout.
 fn compile_and_run_source(compiler: &Compiler, source: &Path, name: &str, args: &[&str]) -> String {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let libs = library_dir();
-    assert!(
-        libs.join("libidict_c.so").exists() || libs.join("libidict_c.dylib").exists(),
-        "no libidict_c in {}",
-        libs.display()
-    );
     let out = tempfile::tempdir().expect("tempdir");
+    let libs = linked_library(out.path());
     let exe = out.path().join(name);
     let cc = &compiler.program;
     let built = Command::new(cc)
@@ -72,7 +76,7 @@ fn compile_and_run_source(compiler: &Compiler, source: &Path, name: &str, args: 
         .arg(&exe)
         .arg(format!("-L{}", libs.display()))
         .arg(format!("-Wl,-rpath,{}", libs.display()))
-        .arg("-lidict_c")
+        .arg("-lidict")
         .arg("-lm")
         .output()
         .unwrap_or_else(|e| panic!("{cc} (a C compiler: rustc links with it) does not run: {e}"));
@@ -157,8 +161,8 @@ fn compiler_from(var: &str, default: &str, what: &str, package: &str) -> Option<
 /// program with `args`; its stdout.
 fn fortran_run(fc: &str, program: &Path, args: &[&str]) -> String {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let libs = library_dir();
     let out = tempfile::tempdir().expect("tempdir");
+    let libs = linked_library(out.path());
     let exe = out.path().join("program");
     let built = Command::new(fc)
         .arg("-Wall")
@@ -171,7 +175,7 @@ fn fortran_run(fc: &str, program: &Path, args: &[&str]) -> String {
         .arg(&exe)
         .arg(format!("-L{}", libs.display()))
         .arg(format!("-Wl,-rpath,{}", libs.display()))
-        .arg("-lidict_c")
+        .arg("-lidict")
         .output()
         .unwrap_or_else(|e| panic!("{fc} does not run: {e}"));
     assert!(
