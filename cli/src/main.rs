@@ -124,10 +124,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         since: u64,
     },
-    /// Pause: the run holds at its next wait().
+    /// Pause: the run holds at its next wait(), or at step N.
     Pause {
         #[arg(value_name = "RUN")]
         words: Vec<String>,
+        /// Hold when the run has done N steps (its wait() calls that went on), not now.
+        #[arg(long, value_name = "N")]
+        at_step: Option<u64>,
+        /// Wait until the run is held.
+        #[arg(long)]
+        wait: bool,
     },
     /// Resume a paused run.
     Resume {
@@ -149,6 +155,9 @@ enum Command {
     Terminate {
         #[arg(value_name = "RUN")]
         words: Vec<String>,
+        /// End the run when it has done N steps, not now.
+        #[arg(long, value_name = "N")]
+        at_step: Option<u64>,
         /// Wait until the run has published its final update.
         #[arg(long)]
         wait: bool,
@@ -157,6 +166,9 @@ enum Command {
     Set {
         #[arg(value_name = "RUN KEY VALUE")]
         words: Vec<String>,
+        /// Apply it at the wait() where the run has done N steps, not the next one.
+        #[arg(long, value_name = "N")]
+        at_step: Option<u64>,
         /// Wait until the run has applied the write.
         #[arg(long)]
         wait: bool,
@@ -273,17 +285,36 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             }
             history(&ctx.connect(run.as_deref()).await?, &keys, since, csv, json).await
         }
-        Command::Pause { words } => control(&ctx, &cli.addr, &words, Action::Pause).await,
-        Command::Resume { words } => control(&ctx, &cli.addr, &words, Action::Resume).await,
+        Command::Pause {
+            words,
+            at_step,
+            wait,
+        } => pause(&ctx, &cli.addr, &words, at_step, wait).await,
+        Command::Resume { words } => resume(&ctx, &cli.addr, &words).await,
         Command::Step { words } => step(&ctx, &cli.addr, &words).await,
         Command::Seek { words } => seek(&ctx, &cli.addr, &words).await,
-        Command::Terminate { words, wait } => terminate(&ctx, &cli.addr, &words, wait).await,
-        Command::Set { words, wait } => {
+        Command::Terminate {
+            words,
+            at_step,
+            wait,
+        } => terminate(&ctx, &cli.addr, &words, at_step, wait).await,
+        Command::Set {
+            words,
+            at_step,
+            wait,
+        } => {
             let (run, rest) = split_run(&cli.addr, &words)?;
             let [key, value] = rest.as_slice() else {
                 bail!("expected KEY VALUE after RUN, e.g. `idict set heat dt 1e-5`");
             };
-            set(&ctx.connect(run.as_deref()).await?, key, value, wait).await
+            set(
+                &ctx.connect(run.as_deref()).await?,
+                key,
+                value,
+                at_step,
+                wait,
+            )
+            .await
         }
     }
 }

@@ -65,8 +65,16 @@ pub fn status_text(s: &Status) -> String {
     if s.held {
         t.push_str(" (held)");
     }
-    if s.steps_pending > 0 {
-        t.push_str(&format!(" ({} steps left, then paused)", s.steps_pending));
+    match s.steps_pending {
+        0 => {}
+        1 => t.push_str(" (1 step left, then paused)"),
+        n => t.push_str(&format!(" ({n} steps left, then paused)")),
+    }
+    if let Some(step) = s.pause_at {
+        t.push_str(&format!(" (pauses at step {step}; at {} now)", s.step));
+    }
+    if let Some(step) = s.terminate_at {
+        t.push_str(&format!(" (terminates at step {step}; at {} now)", s.step));
     }
     if !s.message.is_empty() {
         t.push_str(": ");

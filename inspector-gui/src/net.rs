@@ -21,6 +21,8 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Pause,
+    /// Pauses when the run has done this many steps.
+    PauseAt(u64),
     Resume,
     Step(u64),
     Terminate,
@@ -337,6 +339,7 @@ impl InfoShown {
 async fn execute(client: Client, cmd: Command, inbox: Arc<Mutex<Inbox>>, ctx: egui::Context) {
     let result = match cmd {
         Command::Pause => client.pause().await.map(drop),
+        Command::PauseAt(step) => client.pause_at(step).await.map(drop),
         Command::Resume => client.resume().await.map(drop),
         Command::Step(n) => client.step(n).await.map(drop),
         Command::Terminate => client.terminate().await.map(drop),

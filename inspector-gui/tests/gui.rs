@@ -250,6 +250,22 @@ fn pause_step_set_and_terminate_from_the_window() {
         sim.idict.status().state == RunState::Running
     });
 
+    // Pause at a step ahead: the run holds having done exactly that many.
+    let at = sim.idict.status().step + 30;
+    g.harness.state_mut().as_mut().unwrap().tabs[0]
+        .controls
+        .pause_at = at;
+    g.harness.get_by_label("Pause at").click();
+    g.until("held at the step", |_| sim.idict.status().held);
+    assert_eq!(sim.idict.status().step, at, "held having done {at} steps");
+    g.until("the window to show it", |g| {
+        g.harness.query_by_label("Resume").is_some()
+    });
+    g.harness.get_by_label("Resume").click();
+    g.until("running again", |_| {
+        sim.idict.status().state == RunState::Running
+    });
+
     // Steer dt: a bad value is refused before sending, a good one is applied.
     g.harness
         .get_by_role_and_label(egui::accesskit::Role::TextInput, "dt")

@@ -193,6 +193,7 @@ mod tests {
             key: "x".into(),
             value: Some(value),
             client_name: String::new(),
+            at_step: None,
         }
         .encode_to_vec()
     }

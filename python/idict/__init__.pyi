@@ -104,6 +104,12 @@ class Status:
     held: bool
     #: Steps it may still take before holding again (when paused).
     steps_pending: int
+    #: Steps done: the wait() calls that let the computation go on.
+    step: int
+    #: The step a scheduled pause holds at, if any.
+    pause_at: Optional[int]
+    #: The step a scheduled terminate ends the run at, if any.
+    terminate_at: Optional[int]
 
 @final
 class History:
@@ -449,16 +455,27 @@ class Run:
     def watch(self, prefix: str = "", since_version: int = 0, history: bool = False) -> Watch: ...
     def history(self, key: str) -> History:
         """The run's recorded samples of a scalar key; NotFound if it has none."""
-    def pause(self) -> Status: ...
+    def pause(self, at_step: Optional[int] = None) -> Status:
+        """Pauses now, or when the run has done ``at_step`` steps
+        (FailedPrecondition when that step is past)."""
     def resume(self) -> Status: ...
     def step(self, n: int = 1) -> Status: ...
-    def terminate(self) -> Status: ...
+    def terminate(self, at_step: Optional[int] = None) -> Status:
+        """Terminates now, or when the run has done ``at_step`` steps."""
     def seek(self, version: Optional[int] = None, time: Optional[float] = None) -> Status:
         """Moves a replay to a recorded version or time (seconds since the
         run started), forward or back. A live run raises FailedPrecondition."""
-    def set(self, key: str, value: _Value, wait: bool = False, timeout: float = 30.0) -> WriteReceipt:
+    def set(
+        self,
+        key: str,
+        value: _Value,
+        wait: bool = False,
+        timeout: float = 30.0,
+        at_step: Optional[int] = None,
+    ) -> WriteReceipt:
         """Asks the run to set a writable key; it applies it at its next
-        wait(). ``wait=True`` returns once applied."""
+        wait(), or at the wait() after step ``at_step``. ``wait=True``
+        returns once applied."""
     def close(self) -> None: ...
     def __enter__(self) -> Run: ...
     def __exit__(self, *exc: object) -> None: ...

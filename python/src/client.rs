@@ -212,9 +212,15 @@ impl Run {
         Ok(History::new(py, all.remove(key).unwrap_or_default()))
     }
 
-    fn pause(&self, py: Python<'_>) -> PyResult<Status> {
+    /// Pauses now, or when the run has done `at_step` steps.
+    #[pyo3(signature = (at_step=None))]
+    fn pause(&self, py: Python<'_>, at_step: Option<u64>) -> PyResult<Status> {
         let c = &self.client()?;
-        call(py, c.pause()).map(Status::from)
+        match at_step {
+            Some(step) => call(py, c.pause_at(step)),
+            None => call(py, c.pause()),
+        }
+        .map(Status::from)
     }
     fn resume(&self, py: Python<'_>) -> PyResult<Status> {
         let c = &self.client()?;
@@ -225,9 +231,15 @@ impl Run {
         let c = &self.client()?;
         call(py, c.step(n)).map(Status::from)
     }
-    fn terminate(&self, py: Python<'_>) -> PyResult<Status> {
+    /// Terminates now, or when the run has done `at_step` steps.
+    #[pyo3(signature = (at_step=None))]
+    fn terminate(&self, py: Python<'_>, at_step: Option<u64>) -> PyResult<Status> {
         let c = &self.client()?;
-        call(py, c.terminate()).map(Status::from)
+        match at_step {
+            Some(step) => call(py, c.terminate_at(step)),
+            None => call(py, c.terminate()),
+        }
+        .map(Status::from)
     }
 
     /// Moves a replay to a recorded version or time (seconds since the
@@ -252,9 +264,10 @@ impl Run {
         call(py, c.seek(to)).map(Status::from)
     }
 
-    /// Asks the run to set a writable key; it applies it at its next wait().
-    /// `wait=True` returns once applied (or raises after `timeout` seconds).
-    #[pyo3(signature = (key, value, wait=false, timeout=30.0))]
+    /// Asks the run to set a writable key; it applies it at its next wait(),
+    /// or at the wait() after step `at_step`. `wait=True` returns once
+    /// applied (or raises after `timeout` seconds).
+    #[pyo3(signature = (key, value, wait=false, timeout=30.0, at_step=None))]
     fn set(
         &self,
         py: Python<'_>,
@@ -262,14 +275,20 @@ impl Run {
         value: &Bound<'_, PyAny>,
         wait: bool,
         timeout: f64,
+        at_step: Option<u64>,
     ) -> PyResult<WriteReceipt> {
         let timeout = duration(timeout, "timeout")?;
         let value = to_value(key, value)?;
         let c = self.client()?;
         let key = key.to_owned();
         let outcome = block_on(py, async move {
+            let write =
+                async |c: &idict::client::Client, key: &str, value: idict::Value| match at_step {
+                    Some(step) => c.set_at(key, value, step).await,
+                    None => c.set(key, value).await,
+                };
             if !wait {
-                return c.set(&key, value).await.map(|r| (r, None));
+                return write(&c, &key, value).await.map(|r| (r, None));
             }
             // Watch first, so the report of the write cannot be missed.
             let since = c.info().await?.version;
@@ -280,7 +299,7 @@ impl Run {
                     with_history: false,
                 })
                 .await?;
-            let receipt = c.set(&key, value).await?;
+            let receipt = write(&c, &key, value).await?;
             let applied = tokio::time::timeout(timeout, async {
                 while let Some(u) = stream.next().await {
                     let u = u?;

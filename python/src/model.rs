@@ -17,6 +17,12 @@ pub struct Status {
     pub held: bool,
     /// Steps it may still take before holding again (when paused).
     pub steps_pending: u64,
+    /// Steps done: the wait() calls that let the computation go on.
+    pub step: u64,
+    /// The step a scheduled pause holds at, if any.
+    pub pause_at: Option<u64>,
+    /// The step a scheduled terminate ends the run at, if any.
+    pub terminate_at: Option<u64>,
 }
 
 impl From<idict::Status> for Status {
@@ -26,6 +32,9 @@ impl From<idict::Status> for Status {
             message: s.message,
             held: s.held,
             steps_pending: s.steps_pending,
+            step: s.step,
+            pause_at: s.pause_at,
+            terminate_at: s.terminate_at,
         }
     }
 }
@@ -42,6 +51,13 @@ impl Status {
         }
         if self.steps_pending > 0 {
             s.push_str(&format!(", {} steps pending", self.steps_pending));
+        }
+        s.push_str(&format!(", step {}", self.step));
+        if let Some(at) = self.pause_at {
+            s.push_str(&format!(", pauses at step {at}"));
+        }
+        if let Some(at) = self.terminate_at {
+            s.push_str(&format!(", terminates at step {at}"));
         }
         s.push(')');
         s

@@ -434,3 +434,21 @@ def test_closing_a_watch_from_another_thread_ends_its_iteration(d, serving, run,
     d.notify_update()
     time.sleep(0.05)  # bounded: a closed watch must not take this update
     assert len(c.updates) == 1
+
+
+def test_pause_and_terminate_at_a_step(d, run, waiter, eventually):
+    """pause(at_step=N) holds the loop when it has done exactly N steps; a
+    step already past raises FailedPrecondition; terminate(at_step=M) ends
+    it when it has done M."""
+    st = run.pause(at_step=40)
+    assert st.pause_at == 40
+    w = waiter(d, limit=10_000)
+    assert eventually(lambda: d.status.held)
+    assert w.passed == 40 and d.status.step == 40
+    with pytest.raises(idict.FailedPrecondition, match="step 39 is past"):
+        run.pause(at_step=39)
+    assert run.terminate(at_step=45).terminate_at == 45
+    run.resume()
+    w.join()
+    assert w.passed == 45
+    assert w.results[-1] is False

@@ -122,6 +122,7 @@ async fn crafted_requests_get_clear_statuses_and_the_run_goes_on() {
             vec![0u8; 72 << 20],
         )),
         client_name: String::new(),
+        at_step: None,
     };
     let r = h.call("Set", big.encode_to_vec()).await;
     assert!(

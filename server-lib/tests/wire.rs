@@ -1249,3 +1249,56 @@ fn a_recording_replays_the_same_samples_and_the_same_final_state() {
     let field = d.get("field").and_then(Value::as_array).expect("the array");
     assert_eq!(field.shape(), [200, 200]);
 }
+
+/// `pause --at-step N` holds the run when it has done exactly N steps,
+/// a write scheduled at a step is applied at that wait() (not before), a
+/// step already past is refused, and `terminate --at-step` ends the run
+/// at its step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_pause_write_and_terminate_act_at_their_step() {
+    let idict = IDict::new("scheduled");
+    idict.writable("dt", 1.0);
+    let run = serve(&idict);
+    let looper = {
+        let idict = idict.clone();
+        std::thread::spawn(move || {
+            // (step, dt) as the loop saw them after each wait.
+            let mut seen = Vec::new();
+            let mut step = 0u64;
+            while idict.wait() {
+                step += 1;
+                let dt = idict.lock().get("dt").and_then(|v| v.as_f64());
+                seen.push((step, dt));
+                idict.lock().insert("step", step);
+                idict.notify_update().unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            seen
+        })
+    };
+    let client = run.controller().await;
+    eventually("the run to advance", || idict.status().step > 5).await;
+    let at = idict.status().step + 200;
+    let s = client.pause_at(at).await.unwrap();
+    assert_eq!(s.pause_at, Some(at));
+    client.set_at("dt", 2.0, at - 100).await.unwrap();
+    eventually("the hold", || idict.status().held).await;
+    let s = client.info().await.unwrap().status;
+    assert_eq!((s.state, s.step, s.pause_at), (RunState::Paused, at, None));
+
+    // Past: refused, with the step the run is at.
+    let past = client.pause_at(at - 1).await.unwrap_err().to_string();
+    assert!(past.contains(&format!("step {} is past", at - 1)), "{past}");
+    assert!(client.set_at("dt", 3.0, 1).await.is_err());
+
+    client.terminate_at(at + 3).await.unwrap();
+    client.resume().await.unwrap();
+    let seen = looper.join().unwrap();
+    // The loop went on after steps 1..=at+3: the terminate held the wait after step at+3.
+    assert_eq!(seen.last().map(|s| s.0), Some(at + 3));
+    // dt became 2.0 at the wait after step at-100, so from step at-99 on.
+    for (step, dt) in seen {
+        let want = if step > at - 100 { 2.0 } else { 1.0 };
+        assert_eq!(dt, Some(want), "dt at step {step}");
+    }
+}

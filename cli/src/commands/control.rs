@@ -5,33 +5,64 @@ use crate::render::status_text;
 use crate::target::{Ctx, explain, no_extra, parse_seek, split_run};
 use anyhow::{Result, anyhow, bail};
 use futures::StreamExt;
-use idict::SeekTo;
 use idict::client::WatchOptions;
+use idict::{RunState, SeekTo};
 use std::process::ExitCode;
 
-/// What `control` asks for.
-pub(crate) enum Action {
-    Pause,
-    Resume,
+/// `idict resume RUN`.
+pub(crate) async fn resume(ctx: &Ctx, addr: &Option<String>, words: &[String]) -> Result<ExitCode> {
+    let (run, rest) = split_run(addr, words)?;
+    no_extra(&rest)?;
+    let c = ctx.connect(run.as_deref()).await?;
+    let s = c.resume().await.map_err(explain)?;
+    out(status_text(&s))?;
+    Ok(ExitCode::SUCCESS)
 }
 
-/// `idict pause RUN` and `idict resume RUN`.
-pub(crate) async fn control(
+/// `idict pause RUN [--at-step N] [--wait]`: holds now or at step N; with
+/// --wait, until the run is held.
+pub(crate) async fn pause(
     ctx: &Ctx,
     addr: &Option<String>,
     words: &[String],
-    action: Action,
+    at_step: Option<u64>,
+    wait: bool,
 ) -> Result<ExitCode> {
     let (run, rest) = split_run(addr, words)?;
     no_extra(&rest)?;
     let c = ctx.connect(run.as_deref()).await?;
-    let s = match action {
-        Action::Pause => c.pause().await,
-        Action::Resume => c.resume().await,
+    // Watch before asking, so the hold cannot be missed.
+    let mut stream = match wait {
+        true => Some(c.watch(WatchOptions::default()).await.map_err(explain)?),
+        false => None,
+    };
+    let s = match at_step {
+        Some(step) => c.pause_at(step).await,
+        None => c.pause().await,
     }
     .map_err(explain)?;
     out(status_text(&s))?;
-    Ok(ExitCode::SUCCESS)
+    let Some(w) = stream.as_mut() else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    if s.state == RunState::Paused && s.held {
+        out(format!("held at step {}", s.step))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    while let Some(u) = w.next().await {
+        let u = u.map_err(explain)?;
+        if u.status.state == RunState::Paused && u.status.held {
+            out(format!("held at step {}", u.status.step))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        if u.last {
+            bail!(
+                "the run ended before it was held: {}",
+                status_text(&u.status)
+            );
+        }
+    }
+    bail!("the run's server closed before the run was held")
 }
 
 /// `idict step RUN [N]`: N more steps (default 1) of a paused run.
@@ -73,11 +104,13 @@ pub(crate) async fn seek(ctx: &Ctx, addr: &Option<String>, words: &[String]) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// `idict terminate RUN [--wait]`: ends the run; with --wait, until its final update.
+/// `idict terminate RUN [--at-step N] [--wait]`: ends the run, now or at
+/// step N; with --wait, until its final update.
 pub(crate) async fn terminate(
     ctx: &Ctx,
     addr: &Option<String>,
     words: &[String],
+    at_step: Option<u64>,
     wait: bool,
 ) -> Result<ExitCode> {
     let (run, rest) = split_run(addr, words)?;
@@ -88,7 +121,11 @@ pub(crate) async fn terminate(
         true => Some(c.watch(WatchOptions::default()).await.map_err(explain)?),
         false => None,
     };
-    let s = c.terminate().await.map_err(explain)?;
+    let s = match at_step {
+        Some(step) => c.terminate_at(step).await,
+        None => c.terminate().await,
+    }
+    .map_err(explain)?;
     out(status_text(&s))?;
     if let Some(w) = stream.as_mut() {
         while let Some(u) = w.next().await {

@@ -8,7 +8,13 @@ use futures::StreamExt;
 use idict::client::{Client, WatchOptions};
 use std::process::ExitCode;
 
-pub(crate) async fn set(c: &Client, key: &str, text: &str, wait: bool) -> Result<ExitCode> {
+pub(crate) async fn set(
+    c: &Client,
+    key: &str,
+    text: &str,
+    at_step: Option<u64>,
+    wait: bool,
+) -> Result<ExitCode> {
     let value = crate::render::parse_value(text);
     // Watch first, so the report of the write cannot be missed.
     let mut stream = if wait {
@@ -25,9 +31,17 @@ pub(crate) async fn set(c: &Client, key: &str, text: &str, wait: bool) -> Result
     } else {
         None
     };
-    let receipt = c.set(key, value.clone()).await.map_err(explain)?;
+    let receipt = match at_step {
+        Some(step) => c.set_at(key, value.clone(), step).await,
+        None => c.set(key, value.clone()).await,
+    }
+    .map_err(explain)?;
+    let when = match at_step {
+        Some(step) => format!("at the wait() after step {step}"),
+        None => "at its next wait()".to_string(),
+    };
     out(format!(
-        "{key} = {}: accepted as write #{}; the run applies it at its next wait()",
+        "{key} = {}: accepted as write #{}; the run applies it {when}",
         value_text(&value, false),
         receipt.write_id
     ))?;

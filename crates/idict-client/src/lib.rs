@@ -527,6 +527,18 @@ impl Client {
             steps,
             client_name: self.client_name.clone(),
             seek_to: None,
+            at_step: None,
+        })
+        .await
+    }
+
+    async fn control_at(&self, action: pb::Action, step: u64) -> Result<Status, ClientError> {
+        self.control_request(pb::ControlRequest {
+            action: action as i32,
+            steps: 0,
+            client_name: self.client_name.clone(),
+            seek_to: None,
+            at_step: Some(step),
         })
         .await
     }
@@ -547,6 +559,7 @@ impl Client {
                 idict_core::model::SeekTo::Version(v) => To::SeekVersion(v),
                 idict_core::model::SeekTo::Time(t) => To::SeekTime(t),
             }),
+            at_step: None,
         })
         .await
     }
@@ -564,6 +577,16 @@ impl Client {
     pub async fn terminate(&self) -> Result<Status, ClientError> {
         self.control(pb::Action::Terminate, 0).await
     }
+    /// Pauses the run when it has done `step` steps (`Status::step`): it
+    /// holds in that `wait()`. Refused (`FailedPrecondition`) when past;
+    /// replaces a pause scheduled before.
+    pub async fn pause_at(&self, step: u64) -> Result<Status, ClientError> {
+        self.control_at(pb::Action::Pause, step).await
+    }
+    /// Terminates the run when it has done `step` steps, likewise.
+    pub async fn terminate_at(&self, step: u64) -> Result<Status, ClientError> {
+        self.control_at(pb::Action::Terminate, step).await
+    }
 
     /// Asks the run to set a writable key; applied at its next safe point.
     pub async fn set(
@@ -571,13 +594,34 @@ impl Client {
         key: &str,
         value: impl Into<Value>,
     ) -> Result<WriteReceipt, ClientError> {
+        self.set_request(key, value.into(), None).await
+    }
+
+    /// Like `set`, applied at the `wait()` where the run has done `step`
+    /// steps; refused (`FailedPrecondition`) when that step is past.
+    pub async fn set_at(
+        &self,
+        key: &str,
+        value: impl Into<Value>,
+        step: u64,
+    ) -> Result<WriteReceipt, ClientError> {
+        self.set_request(key, value.into(), Some(step)).await
+    }
+
+    async fn set_request(
+        &self,
+        key: &str,
+        value: Value,
+        at_step: Option<u64>,
+    ) -> Result<WriteReceipt, ClientError> {
         let r = self
             .rpc
             .clone()
             .set(pb::SetRequest {
                 key: key.to_owned(),
-                value: Some(wire::value_to_proto(&value.into())),
+                value: Some(wire::value_to_proto(&value)),
                 client_name: self.client_name.clone(),
+                at_step,
             })
             .await?
             .into_inner();

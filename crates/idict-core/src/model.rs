@@ -104,6 +104,13 @@ pub struct Status {
     pub held: bool,
     /// While paused: how many more `wait()` calls will pass.
     pub steps_pending: u64,
+    /// Steps done: the `wait()` calls that let the computation go on.
+    pub step: u64,
+    /// A pause asked for at a step: the run holds when it has done that
+    /// many steps (`idict pause RUN --at-step N`).
+    pub pause_at: Option<u64>,
+    /// A terminate asked for at a step, likewise.
+    pub terminate_at: Option<u64>,
 }
 
 impl Status {
@@ -113,6 +120,9 @@ impl Status {
             message: String::new(),
             held: false,
             steps_pending: 0,
+            step: 0,
+            pause_at: None,
+            terminate_at: None,
         }
     }
 }

@@ -194,6 +194,9 @@ pub fn status_to_proto(s: &Status) -> pb::Status {
         message: s.message.clone(),
         held: s.held,
         steps_pending: s.steps_pending,
+        step: s.step,
+        pause_at_step: s.pause_at,
+        terminate_at_step: s.terminate_at,
     }
 }
 
@@ -217,6 +220,9 @@ pub fn status_from_proto(s: Option<pb::Status>) -> Result<Status, WireError> {
         message: s.message,
         held: s.held,
         steps_pending: s.steps_pending,
+        step: s.step,
+        pause_at: s.pause_at_step,
+        terminate_at: s.terminate_at_step,
     })
 }
 

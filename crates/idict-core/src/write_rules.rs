@@ -133,6 +133,17 @@ impl WriteQueue {
         Some((self.next_id, self.queue.len()))
     }
 
+    /// A write with the next id, for the caller to keep (a scheduled one).
+    pub fn allocate(&mut self, key: String, value: Value, origin: String) -> PendingWrite {
+        self.next_id += 1;
+        PendingWrite {
+            id: self.next_id,
+            key,
+            value,
+            origin,
+        }
+    }
+
     pub fn take_all(&mut self) -> VecDeque<PendingWrite> {
         std::mem::take(&mut self.queue)
     }

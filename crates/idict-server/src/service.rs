@@ -260,15 +260,26 @@ impl Inspector for InspectorService {
         // Observers were refused at the gate, before the body was read.
         let from = origin(&req, &req.get_ref().client_name);
         let r = req.into_inner();
-        let action = match pb::Action::try_from(r.action) {
-            Ok(pb::Action::Pause) => ControlAction::Pause,
-            Ok(pb::Action::Resume) => ControlAction::Resume,
-            Ok(pb::Action::Terminate) => ControlAction::Terminate,
-            Ok(pb::Action::Step) if r.steps == 0 => {
+        let scheduled = match (pb::Action::try_from(r.action), r.at_step) {
+            (Ok(pb::Action::Pause), Some(step)) => Some(ControlAction::PauseAt(step)),
+            (Ok(pb::Action::Terminate), Some(step)) => Some(ControlAction::TerminateAt(step)),
+            (_, Some(_)) => {
+                return Err(Status::invalid_argument(
+                    "at_step is for PAUSE and TERMINATE only",
+                ));
+            }
+            (_, None) => None,
+        };
+        let action = match scheduled.ok_or(pb::Action::try_from(r.action)) {
+            Ok(scheduled) => scheduled,
+            Err(Ok(pb::Action::Pause)) => ControlAction::Pause,
+            Err(Ok(pb::Action::Resume)) => ControlAction::Resume,
+            Err(Ok(pb::Action::Terminate)) => ControlAction::Terminate,
+            Err(Ok(pb::Action::Step)) if r.steps == 0 => {
                 return Err(Status::invalid_argument("step needs steps >= 1"));
             }
-            Ok(pb::Action::Step) => ControlAction::Step(r.steps),
-            Ok(pb::Action::Seek) => match r.seek_to {
+            Err(Ok(pb::Action::Step)) => ControlAction::Step(r.steps),
+            Err(Ok(pb::Action::Seek)) => match r.seek_to {
                 Some(pb::control_request::SeekTo::SeekVersion(v)) => {
                     ControlAction::Seek(SeekTo::Version(v))
                 }
@@ -336,17 +347,18 @@ impl Inspector for InspectorService {
                     Status::invalid_argument(format!("bad value for '{}': {e}", r.key))
                 })
             })?;
-        let (write_id, position) =
-            self.inner
-                .queue_write(&r.key, value, origin)
-                .map_err(|e| match e {
-                    WriteRefused::NotWritable(m) => Status::permission_denied(clip(m)),
-                    // A validator's text is the run's own code: clipped too.
-                    WriteRefused::Invalid(m) => Status::invalid_argument(clip(m)),
-                    WriteRefused::NotRunning(m) => Status::failed_precondition(clip(m)),
-                    WriteRefused::Busy(m) => Status::resource_exhausted(clip(m)),
-                    WriteRefused::Removed(m) => Status::failed_precondition(clip(m)),
-                })?;
+        let (write_id, position) = self
+            .inner
+            .queue_write_at(&r.key, value, origin, r.at_step)
+            .map_err(|e| match e {
+                WriteRefused::NotWritable(m) => Status::permission_denied(clip(m)),
+                // A validator's text is the run's own code: clipped too.
+                WriteRefused::Invalid(m) => Status::invalid_argument(clip(m)),
+                WriteRefused::NotRunning(m) => Status::failed_precondition(clip(m)),
+                WriteRefused::Busy(m) => Status::resource_exhausted(clip(m)),
+                WriteRefused::Removed(m) => Status::failed_precondition(clip(m)),
+                WriteRefused::Past(m) => Status::failed_precondition(clip(m)),
+            })?;
         Ok(Response::new(pb::SetReply {
             write_id,
             queue_position: position as u64,

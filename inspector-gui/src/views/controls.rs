@@ -1,6 +1,6 @@
 //! The run's header: identity, status badge, version, rate, watchers and the
 //! connection (stale since when), and the controls: Pause/Resume (space),
-//! Step N, Terminate with a confirmation.
+//! Step N, Pause at step N, Terminate with a confirmation.
 
 use crate::model::{Connection, RunModel};
 use crate::net::Command;
@@ -9,6 +9,8 @@ use idict::{Role, RunState};
 
 pub struct ControlsPanel {
     pub step_n: u64,
+    /// The step "Pause at" holds at; 0 until the run's step is known.
+    pub pause_at: u64,
     confirm_terminate: bool,
 }
 
@@ -16,6 +18,7 @@ impl Default for ControlsPanel {
     fn default() -> Self {
         ControlsPanel {
             step_n: 1,
+            pause_at: 0,
             confirm_terminate: false,
         }
     }
@@ -177,6 +180,25 @@ impl ControlsPanel {
                 egui::DragValue::new(&mut self.step_n).range(1..=1_000_000),
             )
             .labelled_by(n_label.id);
+            ui.separator();
+            let now = m.status.as_ref().map_or(0, |s| s.step);
+            if self.pause_at <= now {
+                // A step still ahead: the run's, rounded up past the next hundred.
+                self.pause_at = (now / 100 + 2) * 100;
+            }
+            let pause_at = ui
+                .add_enabled(enabled, egui::Button::new("Pause at"))
+                .on_hover_text("Hold when the run has done this many steps")
+                .on_disabled_hover_text(why.unwrap_or_default());
+            if pause_at.clicked() {
+                command = Some(Command::PauseAt(self.pause_at));
+            }
+            let at_label = ui.label("step");
+            ui.add_enabled(
+                enabled,
+                egui::DragValue::new(&mut self.pause_at).range(now..=u64::MAX),
+            )
+            .labelled_by(at_label.id);
             ui.separator();
             let terminate = ui
                 .add_enabled(

@@ -62,6 +62,15 @@ pub fn status_badge(ui: &mut egui::Ui, status: Option<&Status>) {
                 text.push_str(&format!(" · {} steps left", s.steps_pending));
             }
             ui.label(RichText::new(text).strong().color(state_color(s.state)));
+            let mut scheduled = format!("step {}", s.step);
+            if let Some(at) = s.pause_at {
+                scheduled.push_str(&format!(" · pauses at {at}"));
+            }
+            if let Some(at) = s.terminate_at {
+                scheduled.push_str(&format!(" · terminates at {at}"));
+            }
+            ui.label(RichText::new(scheduled).weak())
+                .on_hover_text("Steps done: the wait() calls that let the run go on");
             if !s.message.is_empty() {
                 ui.label(RichText::new(&s.message).color(state_color(s.state)));
             }

@@ -185,6 +185,12 @@ pub struct Inner {
     gate_cv: Condvar,
     /// Mirrors `gate.paused` so `wait()` is one atomic read while running.
     paused_hint: AtomicBool,
+    /// Steps done: `wait()`s that returned go (only the loop's thread adds).
+    passed: AtomicU64,
+    /// The first step at which something is scheduled (a pause, a
+    /// terminate, a write; `u64::MAX`: nothing), so that `wait()` takes
+    /// the gate's lock only then.
+    due_at: AtomicU64,
     terminated: AtomicBool,
     /// Finished or failed: one atomic read lets a notify refuse cheaply.
     ended: AtomicBool,
@@ -280,6 +286,8 @@ impl IDict {
             }),
             gate_cv: Condvar::new(),
             paused_hint: AtomicBool::new(options.start_paused),
+            passed: AtomicU64::new(0),
+            due_at: AtomicU64::new(u64::MAX),
             terminated: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             writes: Mutex::new(WriteQueue::default()),
@@ -546,7 +554,7 @@ impl Inner {
     }
 
     pub fn status(&self) -> Status {
-        self.gate.lock().status()
+        self.gate.lock().status(self.passed.load(Ordering::Acquire))
     }
 
     pub fn pending_writes(&self) -> usize {

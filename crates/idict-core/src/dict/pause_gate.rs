@@ -8,6 +8,7 @@
 
 use super::Inner;
 use crate::model::{RunState, SeekTo, Status};
+use crate::write_rules::PendingWrite;
 use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -24,10 +25,48 @@ pub(crate) struct Gate {
     pub failed: Option<String>,
     /// A replay's seek, until the replay takes it.
     pub seek: Option<SeekTo>,
+    /// Actions scheduled at a step (`--at-step N`).
+    pub pause_at: Option<u64>,
+    pub terminate_at: Option<u64>,
+    /// Writes scheduled at a step, in arrival order.
+    pub scheduled_writes: Vec<(u64, PendingWrite)>,
 }
 
 impl Gate {
-    pub fn status(&self) -> Status {
+    /// The first step something is scheduled at (`u64::MAX`: none).
+    fn due_at(&self) -> u64 {
+        let writes = self.scheduled_writes.iter().map(|(at, _)| *at).min();
+        [self.pause_at, self.terminate_at, writes]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Takes out what is due at `step`: the writes to apply (in arrival
+    /// order), and arms a due pause or terminate.
+    fn take_due(&mut self, step: u64) -> Vec<PendingWrite> {
+        let mut due = Vec::new();
+        if self.scheduled_writes.iter().any(|(at, _)| *at <= step) {
+            let (now, later) = std::mem::take(&mut self.scheduled_writes)
+                .into_iter()
+                .partition(|(at, _)| *at <= step);
+            self.scheduled_writes = later;
+            due = now.into_iter().map(|(_, w)| w).collect();
+        }
+        if self.pause_at.is_some_and(|at| at <= step) {
+            self.pause_at = None;
+            self.paused = true;
+            self.steps = 0;
+        }
+        if self.terminate_at.is_some_and(|at| at <= step) {
+            self.terminate_at = None;
+            self.terminated = true;
+        }
+        due
+    }
+
+    pub fn status(&self, step: u64) -> Status {
         let state = if self.failed.is_some() {
             RunState::Failed
         } else if self.finished {
@@ -44,6 +83,9 @@ impl Gate {
             message: self.failed.clone().unwrap_or_default(),
             held: self.held,
             steps_pending: if self.paused { self.steps } else { 0 },
+            step,
+            pause_at: self.pause_at,
+            terminate_at: self.terminate_at,
         }
     }
 
@@ -70,8 +112,19 @@ pub enum ControlAction {
     Resume,
     Step(u64),
     Terminate,
+    /// Pause when the run has done this many steps.
+    PauseAt(u64),
+    /// Terminate when the run has done this many steps.
+    TerminateAt(u64),
     /// Replays only.
     Seek(SeekTo),
+}
+
+/// Why a write was not scheduled.
+#[derive(Debug)]
+pub(crate) enum Unscheduled {
+    Past(String),
+    Full(String),
 }
 
 /// A control action that cannot apply in the run's state.
@@ -92,16 +145,30 @@ impl Inner {
         if self.pending_writes.load(Ordering::Acquire) > 0 {
             self.apply_writes();
         }
-        if !self.paused_hint.load(Ordering::Acquire) {
+        if !self.paused_hint.load(Ordering::Acquire)
+            && self.passed.load(Ordering::Relaxed) < self.due_at.load(Ordering::Acquire)
+        {
             return Some(if self.terminated.load(Ordering::Acquire) {
                 WaitOutcome::Stop
             } else {
+                self.passed.fetch_add(1, Ordering::AcqRel);
                 WaitOutcome::Go
             });
         }
         #[cfg(test)]
         tests::after_looking_at_the_queue();
         let mut g = self.gate.lock();
+        // What was scheduled for this step: its writes first (a run paused
+        // here shows them), then its pause or terminate.
+        let step = self.passed.load(Ordering::Acquire);
+        if g.due_at() <= step {
+            let due = g.take_due(step);
+            self.sync_hints(&g);
+            if !due.is_empty() {
+                MutexGuard::unlocked(&mut g, || self.apply_batch(due));
+            }
+            self.bump();
+        }
         let outcome = loop {
             if g.ended() {
                 break Some(WaitOutcome::Stop);
@@ -150,12 +217,58 @@ impl Inner {
                 None => self.gate_cv.wait(&mut g),
             }
         };
+        if outcome == Some(WaitOutcome::Go) {
+            self.passed.fetch_add(1, Ordering::AcqRel);
+        }
         let was_held = std::mem::replace(&mut g.held, false);
         drop(g);
         if was_held {
             self.bump();
         }
         outcome
+    }
+
+    /// The atomics `wait()` reads without the gate's lock, from the gate.
+    fn sync_hints(&self, g: &Gate) {
+        self.paused_hint.store(g.paused, Ordering::Release);
+        if g.terminated {
+            self.terminated.store(true, Ordering::Release);
+        }
+        self.due_at.store(g.due_at(), Ordering::Release);
+    }
+
+    /// Schedules `write` for the wait() at which the run has done `step`
+    /// steps; its place among the scheduled writes. Refused when that step
+    /// is past, or too many are scheduled.
+    pub(crate) fn schedule_write(
+        &self,
+        step: u64,
+        write: PendingWrite,
+    ) -> Result<usize, Unscheduled> {
+        let mut g = self.gate.lock();
+        self.refuse_past(step).map_err(|e| Unscheduled::Past(e.0))?;
+        if g.scheduled_writes.len() >= crate::tuning::MAX_PENDING_WRITES {
+            return Err(Unscheduled::Full(format!(
+                "{} writes are scheduled already; retry when some have been applied",
+                g.scheduled_writes.len()
+            )));
+        }
+        g.scheduled_writes.push((step, write));
+        let position = g.scheduled_writes.len();
+        self.sync_hints(&g);
+        drop(g);
+        self.bump();
+        Ok(position)
+    }
+
+    fn refuse_past(&self, step: u64) -> Result<(), ControlRefused> {
+        let done = self.passed.load(Ordering::Acquire);
+        if step < done {
+            return Err(ControlRefused(format!(
+                "step {step} is past: the run has done {done} steps"
+            )));
+        }
+        Ok(())
     }
 
     /// Wakes a `wait()` so it looks at the gate (and queued writes) again.
@@ -195,10 +308,7 @@ impl Inner {
     fn control(&self, f: impl FnOnce(&mut Gate)) {
         let mut g = self.gate.lock();
         f(&mut g);
-        self.paused_hint.store(g.paused, Ordering::Release);
-        if g.terminated {
-            self.terminated.store(true, Ordering::Release);
-        }
+        self.sync_hints(&g);
         self.gate_cv.notify_all();
         drop(g);
         self.bump();
@@ -216,7 +326,7 @@ impl Inner {
     pub fn control_action(&self, action: ControlAction) -> Result<Status, ControlRefused> {
         {
             let g = self.gate.lock();
-            let status = g.status();
+            let status = g.status(self.passed.load(Ordering::Acquire));
             if status.state.is_terminal() {
                 return match action {
                     ControlAction::Terminate => Ok(status),
@@ -232,6 +342,14 @@ impl Inner {
             ControlAction::Resume => self.resume(),
             ControlAction::Step(n) => self.step(n),
             ControlAction::Terminate => self.terminate(),
+            ControlAction::PauseAt(step) => {
+                self.refuse_past(step)?;
+                self.control(|g| g.pause_at = Some(step));
+            }
+            ControlAction::TerminateAt(step) => {
+                self.refuse_past(step)?;
+                self.control(|g| g.terminate_at = Some(step));
+            }
             ControlAction::Seek(to) => {
                 if self.options.replay_of.is_none() {
                     return Err(ControlRefused(

@@ -11,7 +11,7 @@ use super::{IDict, Inner};
 use crate::model::{AppliedWrite, RunState};
 use crate::tuning::{MAX_UNPUBLISHED_WRITE_BYTES, MAX_UNPUBLISHED_WRITES};
 use crate::value::Value;
-use crate::write_rules::{Rejected, Validator, WritableSpec};
+use crate::write_rules::{PendingWrite, Rejected, Validator, WritableSpec};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -80,6 +80,9 @@ pub enum WriteRefused {
     Busy(String),
     #[error("{0}")]
     Removed(String),
+    /// Scheduled at a step the run has passed: FAILED_PRECONDITION.
+    #[error("{0}")]
+    Past(String),
 }
 
 impl Inner {
@@ -89,6 +92,19 @@ impl Inner {
         key: &str,
         value: Value,
         origin: String,
+    ) -> Result<(u64, usize), WriteRefused> {
+        self.queue_write_at(key, value, origin, None)
+    }
+
+    /// Like `queue_write`; with `at_step`, the write is applied at the
+    /// `wait()` where the run has done that many steps, not the next one
+    /// (its position is then its place among the writes scheduled).
+    pub fn queue_write_at(
+        &self,
+        key: &str,
+        value: Value,
+        origin: String,
+        at_step: Option<u64>,
     ) -> Result<(u64, usize), WriteRefused> {
         let checked = {
             let specs = self.writable.read();
@@ -137,6 +153,17 @@ impl Inner {
                 held >> 10
             )));
         }
+        if let Some(step) = at_step {
+            let write = self.writes.lock().allocate(key.to_owned(), checked, origin);
+            let id = write.id;
+            let position = self.schedule_write(step, write).map_err(|e| match e {
+                super::pause_gate::Unscheduled::Past(why) => WriteRefused::Past(why),
+                super::pause_gate::Unscheduled::Full(why) => WriteRefused::Busy(why),
+            })?;
+            self.unpublished_writes.fetch_add(1, Ordering::AcqRel);
+            self.unpublished_bytes.fetch_add(bytes, Ordering::AcqRel);
+            return Ok((id, position));
+        }
         let mut q = self.writes.lock();
         let r = q
             .push(key.to_owned(), checked, origin)
@@ -157,7 +184,16 @@ impl Inner {
             self.pending_writes.store(0, Ordering::Release);
             q.take_all()
         };
-        if batch.is_empty() {
+        self.apply_batch(batch)
+    }
+
+    /// Applies `batch` to the working map, in its order.
+    pub(crate) fn apply_batch(
+        &self,
+        batch: impl IntoIterator<Item = PendingWrite, IntoIter: ExactSizeIterator>,
+    ) -> Vec<AppliedWrite> {
+        let batch = batch.into_iter();
+        if batch.len() == 0 {
             return Vec::new();
         }
         let mut w = self.data.lock();
