@@ -101,6 +101,12 @@ enum Command {
         full: bool,
         #[arg(long)]
         json: bool,
+        /// An MPI job: each rank's value of the keys (KEY@ranks), not the reduced one.
+        #[arg(long, conflicts_with = "rank")]
+        ranks: bool,
+        /// An MPI job: one rank's value of the keys.
+        #[arg(long, value_name = "N")]
+        rank: Option<usize>,
     },
     /// Print a line per delivered update until the run ends.
     Watch {
@@ -265,9 +271,19 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             no_extra(&rest)?;
             info(&ctx.connect(run.as_deref()).await?, json).await
         }
-        Command::Get { words, full, json } => {
+        Command::Get {
+            words,
+            full,
+            json,
+            ranks,
+            rank,
+        } => {
             let (run, keys) = split_run(&cli.addr, &words)?;
-            get(&ctx.connect(run.as_deref()).await?, &keys, full, json).await
+            let c = ctx.connect(run.as_deref()).await?;
+            match (ranks, rank) {
+                (false, None) => get(&c, &keys, full, json).await,
+                (_, rank) => get_ranks(&c, &keys, rank, json).await,
+            }
         }
         Command::Watch { words, full, json } => {
             let (run, keys) = split_run(&cli.addr, &words)?;

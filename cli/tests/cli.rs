@@ -470,6 +470,7 @@ fn runs_on_other_hosts_are_listed_by_host_and_never_dialled_here() {
         protocol_version: 2,
         heartbeat_unix_ms: idict::runfile::now_unix_ms() - heartbeat_ms_ago,
         metrics: None,
+        ranks: 1,
     };
     idict::runfile::write_run_file(run.dir.path(), &{
         let mut lbm = elsewhere("lbm", 2_000);

@@ -68,6 +68,7 @@ mod tests {
                 protocol_version: 2,
                 heartbeat_unix_ms: 0,
                 metrics: None,
+                ranks: 1,
             },
         }
     }

@@ -203,6 +203,8 @@ pub struct RunModel {
     pub name: String,
     pub address: String,
     pub pid: u32,
+    /// The processes the run is made of (an MPI job's ranks; 1 for one).
+    pub ranks: u32,
     pub host: String,
     /// When the run started (Unix ms, from its info).
     pub started_unix_ms: i64,
@@ -255,6 +257,7 @@ impl RunModel {
             name: target.to_string(),
             address: String::new(),
             pid: 0,
+            ranks: 1,
             host: String::new(),
             started_unix_ms: 0,
             followed_from: None,
@@ -340,6 +343,7 @@ impl RunModel {
     pub fn apply_info(&mut self, info: &RunInfo) {
         self.name = info.name.clone();
         self.pid = info.pid;
+        self.ranks = info.ranks;
         self.host = info.host.clone();
         self.started_unix_ms = info.started_unix_ms;
         self.replay_of = info.replay_of.clone();

@@ -117,6 +117,7 @@ fn a_run_started_again_under_its_name_is_followed() {
         protocol_version: 2,
         heartbeat_unix_ms: now_ms,
         metrics: None,
+        ranks: 1,
     };
     idict::runfile::write_run_file(dir.path(), &run).unwrap();
 

@@ -443,6 +443,7 @@ fn run_file_for(server: &Server, name: &str) -> idict::runfile::RunFile {
         protocol_version: 1,
         heartbeat_unix_ms: idict::runfile::now_unix_ms(),
         metrics: None,
+        ranks: 1,
     }
 }
 

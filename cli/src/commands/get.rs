@@ -1,9 +1,9 @@
 //! `idict get`: the current values of a run's keys.
 
 use crate::out;
-use crate::render::{value_json, value_text};
+use crate::render::{format_float, value_json, value_text};
 use crate::target::explain;
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use idict::Value;
 use idict::client::Client;
 use serde_json::{Value as Json, json};
@@ -45,6 +45,79 @@ pub(crate) async fn get(c: &Client, keys: &[String], full: bool, json: bool) -> 
     let width = picked.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in picked {
         out(format!("{k:<width$}  {}", value_text(v, full)))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `idict get RUN KEY... --ranks` (every rank's value) or `--rank N` (one
+/// rank's) of an MPI job: the `KEY@ranks` arrays its rank 0 publishes.
+pub(crate) async fn get_ranks(
+    c: &Client,
+    keys: &[String],
+    rank: Option<usize>,
+    json: bool,
+) -> Result<ExitCode> {
+    const SUFFIX: &str = "@ranks";
+    let snap = c.snapshot("").await.map_err(explain)?;
+    let reduced: Vec<String> = match keys {
+        [] => snap
+            .values
+            .keys()
+            .filter_map(|k| k.strip_suffix(SUFFIX).map(str::to_string))
+            .collect(),
+        keys => keys.to_vec(),
+    };
+    if reduced.is_empty() {
+        bail!("this run has no per-rank values: it is not an MPI job (see `idict ls`, RANKS)");
+    }
+    let mut rows: Vec<(&str, Vec<f64>)> = Vec::new();
+    for key in &reduced {
+        let per_rank = match snap.values.get(&format!("{key}{SUFFIX}")) {
+            Some(Value::Array(a)) => a.to_f64_vec(),
+            _ if snap.values.contains_key(key) => bail!(
+                "'{key}' has no per-rank values: only the numeric scalars of an MPI job have them"
+            ),
+            _ => bail!("no key '{key}' in this run"),
+        };
+        if let Some(r) = rank
+            && r >= per_rank.len()
+        {
+            bail!(
+                "no rank {r}: the job has {} ranks (0 to {})",
+                per_rank.len(),
+                per_rank.len() - 1
+            );
+        }
+        rows.push((key, per_rank));
+    }
+    if json {
+        let values: serde_json::Map<String, Json> = rows
+            .iter()
+            .map(|(k, v)| {
+                let v = match rank {
+                    Some(r) => json!(v[r]),
+                    None => json!(v),
+                };
+                ((*k).to_string(), v)
+            })
+            .collect();
+        out(json!({ "version": snap.version, "values": values }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, per_rank) in &rows {
+        match rank {
+            Some(r) => out(format!(
+                "{key:<width$}  {}  (rank {r})",
+                format_float(per_rank[r])
+            ))?,
+            None => {
+                for (r, v) in per_rank.iter().enumerate() {
+                    let name = if r == 0 { *key } else { "" };
+                    out(format!("{name:<width$}  rank {r:<4} {}", format_float(*v)))?;
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

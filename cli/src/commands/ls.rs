@@ -51,6 +51,7 @@ pub(crate) async fn ls(json: bool) -> Result<ExitCode> {
                 json!({
                     "name": r.run.name,
                     "pid": r.run.pid,
+                    "ranks": r.run.ranks,
                     "host": r.run.host,
                     "address": r.run.address,
                     "status": info.as_ref().map_or(
@@ -75,8 +76,8 @@ pub(crate) async fn ls(json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     out(format!(
-        "{:<20} {:>8}  {:<16} {:<28} {:<12} {:>10}  {:>7}",
-        "NAME", "PID", "HOST", "ADDRESS", "STATUS", "VERSION", "AGE"
+        "{:<20} {:>8} {:>5}  {:<16} {:<28} {:<12} {:>10}  {:>7}",
+        "NAME", "PID", "RANKS", "HOST", "ADDRESS", "STATUS", "VERSION", "AGE"
     ))?;
     let mut elsewhere = None;
     for (r, info) in runs.iter().zip(&statuses) {
@@ -84,9 +85,10 @@ pub(crate) async fn ls(json: bool) -> Result<ExitCode> {
             elsewhere = Some(r);
         }
         out(format!(
-            "{:<20} {:>8}  {:<16} {:<28} {:<12} {:>10}  {:>7}",
+            "{:<20} {:>8} {:>5}  {:<16} {:<28} {:<12} {:>10}  {:>7}",
             escape_controls(&r.run.name),
             r.run.pid,
+            r.run.ranks,
             escape_controls(&r.run.host),
             escape_controls(&r.run.address),
             info.as_ref().map_or(

@@ -170,6 +170,8 @@ pub struct RunInfo {
     pub replay_of: Option<String>,
     /// A replay's timeline, to scrub with [`Client::seek`].
     pub replay: Option<idict_core::model::ReplayTimeline>,
+    /// The processes the run is made of (an MPI job's ranks); 1 for one.
+    pub ranks: u32,
 }
 
 /// The run's published state at one version (GetSnapshot).
@@ -442,6 +444,7 @@ impl Client {
             server_version: r.server_version,
             replay_of: Some(r.replay_of).filter(|f| !f.is_empty()),
             replay: r.replay.map(wire::timeline_from_proto),
+            ranks: r.ranks.max(1),
         })
     }
 

@@ -295,6 +295,7 @@ mod tests {
             protocol_version: 1,
             heartbeat_unix_ms: idict_core::runfile::now_unix_ms(),
             metrics: None,
+            ranks: 1,
         }
     }
 

@@ -31,6 +31,18 @@ pub struct RunFile {
     /// serves them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// The processes the run is made of: an MPI job's ranks (idict-mpi),
+    /// 1 otherwise (and in files of older idicts, which leave it out).
+    #[serde(default = "one_rank", skip_serializing_if = "is_one_rank")]
+    pub ranks: u32,
+}
+
+fn one_rank() -> u32 {
+    1
+}
+
+fn is_one_rank(ranks: &u32) -> bool {
+    *ranks == 1
 }
 
 impl RunFile {
@@ -431,6 +443,7 @@ mod tests {
             protocol_version: 1,
             heartbeat_unix_ms: 1,
             metrics: None,
+            ranks: 1,
         }
     }
 

@@ -236,6 +236,7 @@ mod tests {
             protocol_version: 1,
             heartbeat_unix_ms: crate::runfile::now_unix_ms(),
             metrics: None,
+            ranks: 1,
         };
         let me = std::process::id();
         let ours = runfile::write_run_file(dir.path(), &run("heat", me)).unwrap();

@@ -297,6 +297,7 @@ impl ServeOptions {
                         a.to_string()
                     }
                 }),
+                ranks: server.inner.options.ranks,
             };
             server.run_file = Some(runfile::write_run_file(&dir, &rf)?);
             server.heartbeat = Some(runfile::Heartbeat::start(dir, rf, self.heartbeat_every));

@@ -154,6 +154,7 @@ impl Inspector for InspectorService {
                 .read()
                 .as_deref()
                 .map(wire::timeline_to_proto),
+            ranks: self.inner.options.ranks,
         }))
     }
 

@@ -118,6 +118,10 @@ impl ControlsPanel {
                     RichText::new(format!("{} · pid {} on {}", m.address, m.pid, m.host)).weak(),
                 );
             }
+            if m.ranks > 1 {
+                ui.label(RichText::new(format!("· {} ranks", m.ranks)).strong())
+                    .on_hover_text("An MPI job: rank 0 serves it; every rank pauses, steps and takes writes at the same step");
+            }
             if let Some(file) = &m.replay_of {
                 ui.add(
                     egui::Label::new(

@@ -92,6 +92,9 @@ pub struct IDictOptions {
     /// This run replays the recording in this file (`idict replay`): its
     /// info says so.
     pub replay_of: Option<String>,
+    /// The processes the run is made of (an MPI job's ranks, idict-mpi);
+    /// 1 for a run of one process. Its info and run file say so.
+    pub ranks: u32,
 }
 
 impl Default for IDictOptions {
@@ -102,6 +105,7 @@ impl Default for IDictOptions {
             message_capacity: 1000,
             pinned_history_bytes: 512 << 20,
             replay_of: None,
+            ranks: 1,
         }
     }
 }
@@ -138,6 +142,11 @@ impl IDictBuilder {
     /// How many log messages late joiners get (default 1000).
     pub fn message_capacity(mut self, n: usize) -> Self {
         self.options.message_capacity = n;
+        self
+    }
+    /// The processes the run is made of (an MPI job's ranks; default 1).
+    pub fn ranks(mut self, n: u32) -> Self {
+        self.options.ranks = n.max(1);
         self
     }
     pub fn build(self) -> IDict {
@@ -370,7 +379,39 @@ impl IDict {
     /// If this thread holds the [`lock()`](Self::lock) guard.
     pub fn wait(&self) -> bool {
         self.inner.refuse_if_holding("wait");
-        self.inner.wait_until(None, None) == Some(WaitOutcome::Go)
+        self.inner.wait_until(None, None, None) == Some(WaitOutcome::Go)
+    }
+
+    /// Like [`wait_interruptible`](Self::wait_interruptible), also giving
+    /// the steering writes it applied, in order: what a run made of many
+    /// processes passes on to the others (idict-mpi), so that each applies
+    /// them at the same step. `Err` is the interrupt's.
+    ///
+    /// # Panics
+    /// If this thread holds the [`lock()`](Self::lock) guard.
+    pub fn wait_applying<E>(
+        &self,
+        every: Duration,
+        mut interrupt: impl FnMut() -> Result<(), E>,
+    ) -> (Result<bool, E>, Vec<AppliedWrite>) {
+        self.inner.refuse_if_holding("wait_applying");
+        let mut error = None;
+        let mut check = || match interrupt() {
+            Ok(()) => true,
+            Err(e) => {
+                error = Some(e);
+                false
+            }
+        };
+        let mut applied = Vec::new();
+        let outcome = self
+            .inner
+            .wait_until(None, Some((every, &mut check)), Some(&mut applied));
+        let go = match (outcome, error) {
+            (_, Some(e)) => Err(e),
+            (outcome, None) => Ok(outcome == Some(WaitOutcome::Go)),
+        };
+        (go, applied)
     }
 
     /// Like `wait`, giving up after `timeout` if still paused.
@@ -380,7 +421,7 @@ impl IDict {
     pub fn wait_timeout(&self, timeout: Duration) -> WaitOutcome {
         self.inner.refuse_if_holding("wait_timeout");
         self.inner
-            .wait_until(Some(Instant::now() + timeout), None)
+            .wait_until(Some(Instant::now() + timeout), None, None)
             .unwrap_or(WaitOutcome::StillPaused)
     }
 
@@ -406,7 +447,7 @@ impl IDict {
                 false
             }
         };
-        let outcome = self.inner.wait_until(None, Some((every, &mut check)));
+        let outcome = self.inner.wait_until(None, Some((every, &mut check)), None);
         match (outcome, error) {
             (_, Some(e)) => Err(e),
             (outcome, None) => Ok(outcome == Some(WaitOutcome::Go)),

@@ -7,7 +7,7 @@
 //! so no wake-up is lost.
 
 use super::Inner;
-use crate::model::{RunState, SeekTo, Status};
+use crate::model::{AppliedWrite, RunState, SeekTo, Status};
 use crate::write_rules::PendingWrite;
 use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
@@ -136,14 +136,21 @@ impl Inner {
     /// The body of every wait. `interrupt`, if any, is asked (with no lock
     /// held) before the first block and then about every `every` while
     /// blocked; when it says stop, the wait returns `None` at once.
+    /// `applied`, if given, collects the writes applied.
     pub(crate) fn wait_until(
         &self,
         deadline: Option<Instant>,
         mut interrupt: Option<(Duration, &mut dyn FnMut() -> bool)>,
+        mut applied: Option<&mut Vec<AppliedWrite>>,
     ) -> Option<WaitOutcome> {
         self.claim_thread();
+        let mut keep = |writes: Vec<AppliedWrite>| {
+            if let Some(all) = applied.as_mut() {
+                all.extend(writes);
+            }
+        };
         if self.pending_writes.load(Ordering::Acquire) > 0 {
-            self.apply_writes();
+            keep(self.apply_writes());
         }
         if !self.paused_hint.load(Ordering::Acquire)
             && self.passed.load(Ordering::Relaxed) < self.due_at.load(Ordering::Acquire)
@@ -165,7 +172,7 @@ impl Inner {
             let due = g.take_due(step);
             self.sync_hints(&g);
             if !due.is_empty() {
-                MutexGuard::unlocked(&mut g, || self.apply_batch(due));
+                keep(MutexGuard::unlocked(&mut g, || self.apply_batch(due)));
             }
             self.bump();
         }
@@ -185,9 +192,7 @@ impl Inner {
             // Writes that arrived while held are applied at once. Checked
             // under the gate's lock, which `queue_write` notifies under.
             if self.pending_writes.load(Ordering::Acquire) > 0 {
-                MutexGuard::unlocked(&mut g, || {
-                    self.apply_writes();
-                });
+                keep(MutexGuard::unlocked(&mut g, || self.apply_writes()));
                 continue;
             }
             // Asked before `held` is first set, so a caller that must not

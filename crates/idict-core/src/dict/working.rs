@@ -40,6 +40,8 @@ pub(crate) struct Working {
     pub removed: Vec<(Arc<str>, u32)>,
     /// Steering writes applied since the last notify.
     pub applied: Vec<AppliedWrite>,
+    /// Moves on when a key is added or removed (not when a value changes).
+    pub key_generation: u64,
 }
 
 impl Working {
@@ -74,6 +76,7 @@ impl Working {
         });
         self.ids.insert(key, id);
         self.touched.push(id);
+        self.key_generation += 1;
         None
     }
 
@@ -81,10 +84,12 @@ impl Working {
         let id = self.ids.remove(key)?;
         let slot = self.slots.get_mut(id as usize)?.take()?;
         self.removed.push((slot.key, id));
+        self.key_generation += 1;
         Some(slot.value)
     }
 
     pub fn clear(&mut self) {
+        self.key_generation += 1;
         for (key, id) in std::mem::take(&mut self.ids) {
             if self
                 .slots
@@ -162,5 +167,16 @@ impl DictGuard<'_> {
     /// Removes every key.
     pub fn clear(&mut self) {
         self.w.clear();
+    }
+    /// True if `key` was set since the last `notify_update()` (by the
+    /// program or an applied steering write).
+    pub fn changed(&self, key: &str) -> bool {
+        self.w.slot(key).is_some_and(|s| s.dirty)
+    }
+    /// A number that moves on whenever a key is added or removed (not when
+    /// a value changes): a caller that lists the keys can tell when its
+    /// list is out of date without listing them again.
+    pub fn key_generation(&self) -> u64 {
+        self.w.key_generation
     }
 }

@@ -1,0 +1,337 @@
+//! The run of an MPI job: [`MpiDict`], one per rank over a communicator.
+
+use crate::RANKS_SUFFIX;
+use crate::decision::{Decision, HEADER_WORDS};
+use crate::reduce::{Reduction, as_number};
+use idict::{
+    DictGuard, IDict, NdArray, ServeError, ServeOptions, Server, UpdateError, Value, Writable,
+};
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::traits::*;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How long a rank waiting for rank 0's decision spins before it sleeps:
+/// long enough for a run that is not paused, short enough that a paused
+/// job's ranks do not burn their cores.
+const SPIN: Duration = Duration::from_micros(200);
+/// The longest sleep between two looks while rank 0 holds the job.
+const MAX_NAP: Duration = Duration::from_millis(10);
+
+/// Why an MPI run could not be made or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum MpiError {
+    #[error("rank 0 could not serve the run: {0}")]
+    Serve(#[from] ServeError),
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    #[error(transparent)]
+    Garbled(#[from] crate::decision::Garbled),
+}
+
+/// One rank's part of a run that is the whole MPI job.
+///
+/// Every rank calls `wait()` and `notify_update()` the same number of
+/// times, in the same order (they are collective, like the program's own
+/// MPI calls); the rest is local. Drop it before MPI is finalized (before
+/// the `Universe`).
+pub struct MpiDict {
+    local: IDict,
+    /// A duplicate of the program's communicator: idict's messages never
+    /// match the program's.
+    comm: SimpleCommunicator,
+    rank: i32,
+    size: i32,
+    server: Option<Server>,
+    reductions: HashMap<String, Reduction>,
+    /// The keys reduced, in the order every rank sends their values: rank
+    /// 0's numeric scalars, agreed at a `wait()`.
+    keys: Vec<String>,
+    /// Their `KEY@ranks` names, made once.
+    ranks_keys: Vec<String>,
+    /// Rank 0: the key generation `keys` was listed at.
+    listed_at: u64,
+    /// Rank 0: its own latest value of each key (the map holds the
+    /// reduced one once published), and whether it was a whole number.
+    own: Vec<(f64, bool)>,
+    /// Each update's values: this rank's, and on rank 0 everyone's.
+    send: Vec<f64>,
+    all: Vec<f64>,
+    updates: u64,
+}
+
+impl MpiDict {
+    /// A rank's part of the run `name` over `comm` (collective: every rank
+    /// of `comm` calls it). Rank 0's run says it is made of `comm.size()`
+    /// ranks.
+    pub fn new(name: impl Into<String>, comm: &impl Communicator) -> MpiDict {
+        let comm = comm.duplicate();
+        let (rank, size) = (comm.rank(), comm.size());
+        let local = IDict::builder(name)
+            .ranks(u32::try_from(size).unwrap_or(1))
+            .build();
+        MpiDict {
+            local,
+            comm,
+            rank,
+            size,
+            server: None,
+            reductions: HashMap::new(),
+            keys: Vec::new(),
+            ranks_keys: Vec::new(),
+            listed_at: u64::MAX,
+            own: Vec::new(),
+            send: Vec::new(),
+            all: Vec::new(),
+            updates: 0,
+        }
+    }
+
+    /// Rank 0 serves the run (its run file names it, with its ranks); the
+    /// other ranks serve nothing. Not collective.
+    pub fn serve(&mut self) -> Result<(), MpiError> {
+        self.serve_with(ServeOptions::default())
+    }
+
+    /// Like `serve`, with options.
+    pub fn serve_with(&mut self, options: ServeOptions) -> Result<(), MpiError> {
+        if self.rank == 0 && self.server.is_none() {
+            self.server = Some(options.serve(&self.local)?);
+        }
+        Ok(())
+    }
+
+    /// Rank 0's server, once served.
+    pub fn server(&self) -> Option<&Server> {
+        self.server.as_ref()
+    }
+
+    pub fn rank(&self) -> i32 {
+        self.rank
+    }
+
+    pub fn size(&self) -> i32 {
+        self.size
+    }
+
+    /// This rank's dictionary: set values in it under its lock. On rank 0
+    /// it is the run's: after an update, a reduced key holds the reduced
+    /// value there.
+    pub fn idict(&self) -> &IDict {
+        &self.local
+    }
+
+    /// This rank's dictionary, locked.
+    pub fn lock(&self) -> DictGuard<'_> {
+        self.local.lock()
+    }
+
+    /// Declares a key clients may write (every rank declares it, with the
+    /// same rule; rank 0 checks writes against it and every rank gets the
+    /// write at the same step, which `KEY@ranks` shows).
+    pub fn writable(&self, key: impl Into<String>, initial: impl Into<Value>) -> Writable<'_> {
+        self.local.writable(key, initial)
+    }
+
+    /// How `key`'s values on the ranks become the run's (default: mean).
+    pub fn reduce(&mut self, key: impl Into<String>, how: Reduction) {
+        self.reductions.insert(key.into(), how);
+    }
+
+    /// The pause gate of the whole job (collective): rank 0's gate decides
+    /// and every rank returns the same, having applied the same steering
+    /// writes. While rank 0 holds, the other ranks sleep here.
+    pub fn wait(&mut self) -> bool {
+        let decision = if self.rank == 0 {
+            self.decide()
+        } else {
+            self.hear()
+        };
+        match decision {
+            Ok(d) => {
+                if self.rank != 0 && !d.writes.is_empty() {
+                    let mut map = self.local.lock();
+                    for (key, value) in d.writes {
+                        map.insert(key, value);
+                    }
+                }
+                if let Some(keys) = d.keys {
+                    self.agree(keys);
+                }
+                d.go
+            }
+            Err(e) => {
+                // Rank 0 wrote it: a bug. Every rank stops at this step.
+                tracing::error!("rank {}: {e}", self.rank);
+                false
+            }
+        }
+    }
+
+    /// Rank 0: its gate's decision, told to every rank.
+    fn decide(&mut self) -> Result<Decision, MpiError> {
+        let (go, applied) = self
+            .local
+            .wait_applying(Duration::from_secs(3600), || Ok::<(), ()>(()));
+        let keys = self.relist();
+        let decision = Decision {
+            go: go.unwrap_or(false),
+            writes: applied.into_iter().map(|a| (a.key, a.value)).collect(),
+            keys,
+        };
+        let (mut header, mut payload) = decision.encode();
+        let root = self.comm.process_at_rank(0);
+        // Nonblocking, as the other ranks hear it: a blocking broadcast
+        // does not match a nonblocking one.
+        mpi::request::scope(|scope| {
+            root.immediate_broadcast_into(scope, &mut header[..]).wait();
+        });
+        if !payload.is_empty() {
+            root.broadcast_into(&mut payload[..]);
+        }
+        Ok(decision)
+    }
+
+    /// The other ranks: rank 0's decision, waited for without burning the
+    /// core (rank 0 may hold for hours).
+    fn hear(&mut self) -> Result<Decision, MpiError> {
+        let mut header = [0u64; HEADER_WORDS];
+        let root = self.comm.process_at_rank(0);
+        mpi::request::scope(|scope| {
+            let mut request = root.immediate_broadcast_into(scope, &mut header[..]);
+            let start = Instant::now();
+            let mut nap = Duration::from_micros(50);
+            loop {
+                match request.test() {
+                    Ok(_) => break,
+                    Err(pending) => request = pending,
+                }
+                if start.elapsed() < SPIN {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::sleep(nap);
+                    nap = (nap * 2).min(MAX_NAP);
+                }
+            }
+        });
+        let mut payload = vec![0u8; Decision::payload_len(&header)];
+        if !payload.is_empty() {
+            root.broadcast_into(&mut payload[..]);
+        }
+        Ok(Decision::decode(&header, &payload)?)
+    }
+
+    /// Rank 0: the keys to reduce, if they changed since they were listed:
+    /// its numeric scalars but the `@ranks` ones. Writable keys too: every
+    /// rank holds the same value, and `dt@ranks` shows that they do.
+    fn relist(&mut self) -> Option<Vec<String>> {
+        let map = self.local.lock();
+        let generation = map.key_generation();
+        if generation == self.listed_at {
+            return None;
+        }
+        self.listed_at = generation;
+        let keys: Vec<String> = map
+            .iter()
+            .filter(|(k, v)| as_number(v).is_some() && !k.ends_with(RANKS_SUFFIX))
+            .map(|(k, _)| k.to_string())
+            .collect();
+        (keys != self.keys).then_some(keys)
+    }
+
+    /// Every rank: the keys reduced from now on.
+    fn agree(&mut self, keys: Vec<String>) {
+        self.ranks_keys = keys.iter().map(|k| format!("{k}{RANKS_SUFFIX}")).collect();
+        self.own = vec![(f64::NAN, false); keys.len()];
+        self.keys = keys;
+        if self.rank == 0 {
+            // Seed rank 0's own values from its map: set before this step.
+            let map = self.local.lock();
+            for (own, key) in self.own.iter_mut().zip(&self.keys) {
+                if let Some(n) = map.get(key).and_then(as_number) {
+                    *own = n;
+                }
+            }
+        }
+    }
+
+    /// Publishes an update of the whole job (collective): every rank sends
+    /// rank 0 its values of the reduced keys; rank 0 publishes them
+    /// reduced, and each rank's under `KEY@ranks`. Returns the version (on
+    /// the other ranks: the number of updates so far, the same while rank
+    /// 0 publishes every one).
+    pub fn notify_update(&mut self) -> Result<u64, MpiError> {
+        self.update(false)
+    }
+
+    /// The last update (collective): rank 0 publishes it and marks the run
+    /// finished.
+    pub fn notify_update_final(&mut self) -> Result<u64, MpiError> {
+        self.update(true)
+    }
+
+    fn update(&mut self, last: bool) -> Result<u64, MpiError> {
+        let n = self.keys.len();
+        self.send.clear();
+        {
+            let map = self.local.lock();
+            if self.rank == 0 {
+                // Rank 0's map holds the reduced values once published:
+                // its own are those it set since, else the ones it kept.
+                for (own, key) in self.own.iter_mut().zip(&self.keys) {
+                    if map.changed(key) {
+                        *own = map
+                            .get(key)
+                            .and_then(as_number)
+                            .unwrap_or((f64::NAN, false));
+                    }
+                    self.send.push(own.0);
+                }
+            } else {
+                for key in &self.keys {
+                    let v = map.get(key).and_then(as_number).map_or(f64::NAN, |n| n.0);
+                    self.send.push(v);
+                }
+            }
+        }
+        let root = self.comm.process_at_rank(0);
+        self.updates += 1;
+        if self.rank != 0 {
+            if n > 0 {
+                root.gather_into(&self.send[..]);
+            }
+            return Ok(self.updates);
+        }
+        let size = self.size as usize;
+        if n > 0 {
+            self.all.resize(n * size, 0.0);
+            root.gather_into_root(&self.send[..], &mut self.all[..]);
+            let mut map = self.local.lock();
+            let mut values = vec![0.0; size];
+            for (i, key) in self.keys.iter().enumerate() {
+                for (r, v) in values.iter_mut().enumerate() {
+                    *v = self.all[r * n + i];
+                }
+                let how = self.reductions.get(key).copied().unwrap_or_default();
+                map.insert(key.as_str(), how.apply(&values, self.own[i].1));
+                if let Ok(array) = NdArray::from_f64_vec(values.clone(), vec![size]) {
+                    map.insert(self.ranks_keys[i].as_str(), Value::Array(array));
+                }
+            }
+        }
+        let version = if last {
+            self.local.notify_update_final()?
+        } else {
+            self.local.notify_update()?
+        };
+        Ok(version)
+    }
+
+    /// Rank 0: lets watchers take the final update, then closes the server
+    /// (at most `linger`). The other ranks: nothing.
+    pub fn close(mut self, linger: Duration) {
+        if let Some(server) = self.server.take() {
+            server.wait_then_close(linger);
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Real MPI jobs of the heat example (`mpirun --oversubscribe`, on
+//! loopback), driven by the real client: one run for the job, every rank
+//! held, stepped and steered at the same step, terminated with mpirun
+//! exiting 0. Needs the `mpi` feature and Open MPI's `mpirun` (.ci/run
+//! installs both): `cargo test -p idict-mpi --features mpi`.
+#![cfg(feature = "mpi")]
+
+use idict::Value;
+use idict::client::Client;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One job at a time: each takes the machine's cores.
+static ONE_JOB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Job {
+    child: Child,
+    runs: tempfile::TempDir,
+}
+
+impl Job {
+    /// `mpirun -n RANKS heat_mpi ARGS`, its run file in a directory of its own.
+    fn start(ranks: usize, args: &[&str]) -> Job {
+        let runs = tempfile::tempdir().expect("tempdir");
+        let mut mpirun = Command::new("mpirun");
+        mpirun.args(["--oversubscribe", "-n", &ranks.to_string()]);
+        // Open MPI refuses root unless told (CI runs as root).
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc_geteuid() } == 0 {
+            mpirun.arg("--allow-run-as-root");
+        }
+        let child = mpirun
+            .arg(env!("CARGO_BIN_EXE_heat_mpi"))
+            .args(args)
+            .env("IDICT_RUNS_DIR", runs.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mpirun (Open MPI's openmpi-bin) runs");
+        Job { child, runs }
+    }
+
+    /// The run file rank 0 writes.
+    fn run_file(&self) -> PathBuf {
+        let start = Instant::now();
+        loop {
+            if let Ok(runs) = idict::runfile::list_runs_in(self.runs.path())
+                && let Some(r) = runs.into_iter().next()
+            {
+                return r.path;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no run file from rank 0"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for mpirun: its exit code and what the ranks printed.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait for mpirun") {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                panic!("mpirun did not end within 60 s of the terminate");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        if let Some(mut stdout) = self.child.stdout.take() {
+            let _ = stdout.read_to_string(&mut out);
+        }
+        if !status.success()
+            && let Some(mut stderr) = self.child.stderr.take()
+        {
+            let _ = stderr.read_to_string(&mut out);
+        }
+        (status.code(), out)
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Each rank's value of `key` (the `KEY@ranks` array rank 0 publishes).
+async fn per_rank(c: &Client, key: &str) -> Vec<f64> {
+    match c
+        .snapshot("")
+        .await
+        .expect("snapshot")
+        .values
+        .get(&format!("{key}@ranks"))
+    {
+        Some(Value::Array(a)) => a.to_f64_vec(),
+        other => panic!("no {key}@ranks: {other:?}"),
+    }
+}
+
+async fn held(c: &Client) -> bool {
+    c.info().await.is_ok_and(|i| i.status.held)
+}
+
+/// Every rank's lines "rank R: ended at step S": the steps.
+fn ended_at(out: &str) -> Vec<u64> {
+    out.lines()
+        .filter_map(|l| l.split("ended at step ").nth(1))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+async fn connect(path: &Path) -> Client {
+    Client::connect(&path.display().to_string())
+        .await
+        .expect("connect to rank 0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_ranks_are_one_run_held_stepped_and_steered_at_one_step() {
+    let _one = ONE_JOB.lock().await;
+    let job = Job::start(4, &["32", "400"]);
+    let c = connect(&job.run_file()).await;
+
+    // One run, of 4 ranks.
+    let runs = idict::runfile::list_runs_in(job.runs.path()).expect("runs");
+    assert_eq!(runs.len(), 1, "one run file for the job");
+    assert_eq!(runs[0].run.ranks, 4);
+    assert_eq!(c.info().await.expect("info").ranks, 4);
+
+    // Paused at a step: every rank holds having done exactly that many.
+    until("a few steps", async || {
+        c.info().await.is_ok_and(|i| i.status.step > 5)
+    })
+    .await;
+    let at = c.info().await.expect("info").status.step + 50;
+    c.pause_at(at).await.expect("pause at");
+    until("the hold", async || held(&c).await).await;
+    assert_eq!(c.info().await.expect("info").status.step, at);
+    assert_eq!(
+        per_rank(&c, "step").await,
+        vec![at as f64; 4],
+        "every rank at step {at}"
+    );
+
+    // A write scheduled two steps on, then 3 steps: every rank takes the
+    // new dt at the same step, and holds again 3 steps on.
+    let dt = per_rank(&c, "dt").await[0];
+    let new = dt / 2.0;
+    c.set_at("dt", new, at + 2).await.expect("scheduled write");
+    c.step(3).await.expect("step 3");
+    until("3 steps", async || {
+        held(&c).await && c.info().await.is_ok_and(|i| i.status.step == at + 3)
+    })
+    .await;
+    assert_eq!(
+        per_rank(&c, "step").await,
+        vec![(at + 3) as f64; 4],
+        "every rank 3 steps on"
+    );
+    assert_eq!(
+        per_rank(&c, "dt").await,
+        vec![new; 4],
+        "every rank has the new dt"
+    );
+    // Never a step where some ranks had it and others not: the mean of dt
+    // was only ever the old or the new value.
+    let history = c.history(&["dt"], 0).await.expect("history");
+    for s in history.get("dt").expect("dt's history").iter() {
+        assert!(
+            s.value == dt || s.value == new,
+            "a mixed step: mean dt {}",
+            s.value
+        );
+    }
+
+    // Terminated a few steps on: mpirun exits 0, every rank at that step.
+    let end = at + 10;
+    c.terminate_at(end).await.expect("terminate at");
+    c.resume().await.expect("resume");
+    let (code, out) = job.finish();
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(ended_at(&out), vec![end; 4], "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_ranks_on_two_cores_pause_and_terminate_cleanly() {
+    let _one = ONE_JOB.lock().await;
+    let job = Job::start(16, &["64", "100"]);
+    let c = connect(&job.run_file()).await;
+    assert_eq!(c.info().await.expect("info").ranks, 16);
+    until("a step", async || {
+        c.info().await.is_ok_and(|i| i.status.step > 1)
+    })
+    .await;
+    c.pause().await.expect("pause");
+    until("the hold", async || held(&c).await).await;
+    let at = c.info().await.expect("info").status.step;
+    assert_eq!(per_rank(&c, "step").await, vec![at as f64; 16]);
+    c.terminate().await.expect("terminate");
+    let (code, out) = job.finish();
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(ended_at(&out), vec![at; 16], "{out}");
+}
