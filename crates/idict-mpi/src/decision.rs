@@ -3,7 +3,11 @@
 //! changed, the keys whose values the ranks send it at each update.
 //!
 //! A fixed header (one broadcast on every step) and, only when there are
-//! writes or keys, a payload (a second broadcast of its length).
+//! writes or keys, a payload (a second broadcast of its length). When rank
+//! 0's gate is about to hold, it first sends a header that says so: the
+//! ranks then wait for the decision asleep (a nonblocking broadcast they
+//! test now and then), while a step that does not hold costs one plain
+//! broadcast.
 
 use idict::proto::v1 as pb;
 use idict::{Value, wire};
@@ -13,6 +17,7 @@ use prost::Message;
 pub const HEADER_WORDS: usize = 2;
 const GO: u64 = 1;
 const KEYS: u64 = 2;
+const HOLD: u64 = 4;
 
 /// One step's decision.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -51,6 +56,16 @@ impl Decision {
         }
         let flags = (u64::from(self.go) * GO) | (u64::from(self.keys.is_some()) * KEYS);
         ([flags, payload.len() as u64], payload)
+    }
+
+    /// The header that says rank 0 holds: the decision comes later.
+    pub fn hold_header() -> [u64; HEADER_WORDS] {
+        [HOLD, 0]
+    }
+
+    /// True for [`hold_header`](Self::hold_header)'s.
+    pub fn is_hold(header: &[u64; HEADER_WORDS]) -> bool {
+        header[0] & HOLD != 0
     }
 
     /// The payload's length a header announces.
@@ -153,6 +168,9 @@ mod tests {
         };
         let (header, payload) = keys.encode();
         assert_eq!(Decision::decode(&header, &payload).unwrap(), keys);
+        // A hold is no decision.
+        assert!(Decision::is_hold(&Decision::hold_header()));
+        assert!(!Decision::is_hold(&header));
         // A payload cut short is an error, not a panic.
         let (header, payload) = full.encode();
         assert!(Decision::decode(&header, &payload[..payload.len() - 3]).is_err());

@@ -11,9 +11,9 @@ use mpi::traits::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// How long a rank waiting for rank 0's decision spins before it sleeps:
-/// long enough for a run that is not paused, short enough that a paused
-/// job's ranks do not burn their cores.
+/// How long a rank waiting for a held rank 0's decision spins before it
+/// sleeps: a step that only just held goes on at once, a paused job's
+/// ranks do not burn their cores.
 const SPIN: Duration = Duration::from_micros(200);
 /// The longest sleep between two looks while rank 0 holds the job.
 const MAX_NAP: Duration = Duration::from_millis(10);
@@ -170,50 +170,68 @@ impl MpiDict {
 
     /// Rank 0: its gate's decision, told to every rank.
     fn decide(&mut self) -> Result<Decision, MpiError> {
-        let (go, applied) = self
-            .local
-            .wait_applying(Duration::from_secs(3600), || Ok::<(), ()>(()));
+        let mut held = false;
+        // Called only when the gate is about to block (and again while it
+        // does): the ranks are told to wait asleep.
+        let (go, applied) = {
+            let root = self.comm.process_at_rank(0);
+            self.local.wait_applying(Duration::from_secs(3600), || {
+                if !held {
+                    held = true;
+                    let mut header = Decision::hold_header();
+                    root.broadcast_into(&mut header[..]);
+                }
+                Ok::<(), ()>(())
+            })
+        };
         let keys = self.relist();
+        let root = self.comm.process_at_rank(0);
         let decision = Decision {
             go: go.unwrap_or(false),
             writes: applied.into_iter().map(|a| (a.key, a.value)).collect(),
             keys,
         };
         let (mut header, mut payload) = decision.encode();
-        let root = self.comm.process_at_rank(0);
-        // Nonblocking, as the other ranks hear it: a blocking broadcast
-        // does not match a nonblocking one.
-        mpi::request::scope(|scope| {
-            root.immediate_broadcast_into(scope, &mut header[..]).wait();
-        });
+        if held {
+            // Nonblocking, as the ranks wait for it: a blocking broadcast
+            // does not match a nonblocking one.
+            mpi::request::scope(|scope| {
+                root.immediate_broadcast_into(scope, &mut header[..]).wait();
+            });
+        } else {
+            root.broadcast_into(&mut header[..]);
+        }
         if !payload.is_empty() {
             root.broadcast_into(&mut payload[..]);
         }
         Ok(decision)
     }
 
-    /// The other ranks: rank 0's decision, waited for without burning the
-    /// core (rank 0 may hold for hours).
+    /// The other ranks: rank 0's decision; when rank 0 holds (it may for
+    /// hours), waited for without burning the core.
     fn hear(&mut self) -> Result<Decision, MpiError> {
         let mut header = [0u64; HEADER_WORDS];
         let root = self.comm.process_at_rank(0);
-        mpi::request::scope(|scope| {
-            let mut request = root.immediate_broadcast_into(scope, &mut header[..]);
-            let start = Instant::now();
-            let mut nap = Duration::from_micros(50);
-            loop {
-                match request.test() {
-                    Ok(_) => break,
-                    Err(pending) => request = pending,
+        root.broadcast_into(&mut header[..]);
+        if Decision::is_hold(&header) {
+            mpi::request::scope(|scope| {
+                let mut request = root.immediate_broadcast_into(scope, &mut header[..]);
+                let start = Instant::now();
+                let mut nap = Duration::from_micros(50);
+                loop {
+                    match request.test() {
+                        Ok(_) => break,
+                        Err(pending) => request = pending,
+                    }
+                    if start.elapsed() < SPIN {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::sleep(nap);
+                        nap = (nap * 2).min(MAX_NAP);
+                    }
                 }
-                if start.elapsed() < SPIN {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::sleep(nap);
-                    nap = (nap * 2).min(MAX_NAP);
-                }
-            }
-        });
+            });
+        }
         let mut payload = vec![0u8; Decision::payload_len(&header)];
         if !payload.is_empty() {
             root.broadcast_into(&mut payload[..]);
