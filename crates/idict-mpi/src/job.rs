@@ -3,13 +3,53 @@
 use crate::RANKS_SUFFIX;
 use crate::decision::{Decision, HEADER_WORDS};
 use crate::reduce::{Reduction, as_number};
+use crate::watchdog;
 use idict::{
     DictGuard, IDict, NdArray, ServeError, ServeOptions, Server, UpdateError, Value, Writable,
 };
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::*;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// Bytes of a host's name sent to rank 0 (longer names are cut: they
+/// only tell which ranks share rank 0's host).
+const HOST_BYTES: usize = 64;
+
+/// Every rank's (pid, host), gathered at rank 0 (collective; empty on the
+/// other ranks but for rank 0's own, first, which all get).
+fn processes(comm: &SimpleCommunicator) -> Vec<(u32, String)> {
+    let mut mine = [0u8; 4 + HOST_BYTES];
+    mine[..4].copy_from_slice(&std::process::id().to_le_bytes());
+    let host = idict::runfile::host_name();
+    let cut = host.len().min(HOST_BYTES);
+    mine[4..4 + cut].copy_from_slice(&host.as_bytes()[..cut]);
+    let root = comm.process_at_rank(0);
+    let decode = |b: &[u8]| {
+        let pid = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let host = &b[4..];
+        let end = host.iter().position(|&c| c == 0).unwrap_or(host.len());
+        (pid, String::from_utf8_lossy(&host[..end]).into_owned())
+    };
+    let mut root_pid = [0u8; 4];
+    let all = if comm.rank() == 0 {
+        let mut all = vec![0u8; mine.len() * comm.size() as usize];
+        root.gather_into_root(&mine[..], &mut all[..]);
+        root_pid.copy_from_slice(&mine[..4]);
+        all.chunks(mine.len()).map(decode).collect()
+    } else {
+        root.gather_into(&mine[..]);
+        Vec::new()
+    };
+    root.broadcast_into(&mut root_pid[..]);
+    if comm.rank() == 0 {
+        all
+    } else {
+        vec![(u32::from_le_bytes(root_pid), String::new())]
+    }
+}
 
 /// How long a rank waiting for a held rank 0's decision spins before it
 /// sleeps: a step that only just held goes on at once, a paused job's
@@ -37,6 +77,9 @@ pub enum MpiError {
 /// the `Universe`).
 pub struct MpiDict {
     local: IDict,
+    /// Set on rank 0 at the job's last update, after which its ranks may
+    /// exit: its watchdog lets them.
+    ending: Arc<AtomicBool>,
     /// A duplicate of the program's communicator: idict's messages never
     /// match the program's.
     comm: SimpleCommunicator,
@@ -70,7 +113,26 @@ impl MpiDict {
         let local = IDict::builder(name)
             .ranks(u32::try_from(size).unwrap_or(1))
             .build();
+        let ending = Arc::new(AtomicBool::new(false));
+        // Rank 0 watches the ranks of its host; the others tell it why,
+        // if they panic.
+        let peers = processes(&comm);
+        if rank == 0 {
+            let here = idict::runfile::host_name();
+            let here = &here.as_bytes()[..here.len().min(HOST_BYTES)];
+            let peers = peers
+                .into_iter()
+                .enumerate()
+                .skip(1)
+                .filter(|(_, (_, host))| host.as_bytes() == here)
+                .map(|(r, (pid, _))| (r, pid))
+                .collect();
+            watchdog::watch(local.clone(), peers, ending.clone());
+        } else if let Some(&(root_pid, _)) = peers.first() {
+            watchdog::report_panics(root_pid, rank as usize);
+        }
         MpiDict {
+            ending,
             local,
             comm,
             rank,
@@ -289,6 +351,9 @@ impl MpiDict {
     }
 
     fn update(&mut self, last: bool) -> Result<u64, MpiError> {
+        if last {
+            self.ending.store(true, Ordering::Release);
+        }
         let n = self.keys.len();
         self.send.clear();
         {

@@ -19,6 +19,7 @@
 
 pub mod decision;
 pub mod reduce;
+pub mod watchdog;
 
 pub use reduce::Reduction;
 

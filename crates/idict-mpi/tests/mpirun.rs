@@ -226,3 +226,60 @@ async fn sixteen_ranks_on_two_cores_pause_and_terminate_cleanly() {
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(ended_at(&out), vec![at; 16], "{out}");
 }
+
+/// The pid of rank `rank` of the job whose run files go to `runs`, from
+/// the environment Open MPI gives each rank.
+fn pid_of_rank(runs: &Path, rank: usize) -> Option<u32> {
+    let want_rank = format!("OMPI_COMM_WORLD_RANK={rank}");
+    let want_runs = format!("IDICT_RUNS_DIR={}", runs.display());
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+            let has = |v: &str| vars.iter().any(|x| *x == v.as_bytes());
+            (has(&want_rank) && has(&want_runs)).then_some(pid)
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rank_killed_fails_the_run_naming_it_and_no_watcher_hangs() {
+    use futures::StreamExt;
+    let _one = ONE_JOB.lock().await;
+    let job = Job::start(4, &["32", "200"]);
+    let c = connect(&job.run_file()).await;
+    until("a few steps", async || {
+        c.info().await.is_ok_and(|i| i.status.step > 5)
+    })
+    .await;
+    let mut watch = c
+        .watch(idict::client::WatchOptions::default())
+        .await
+        .expect("watch");
+    let pid = pid_of_rank(job.runs.path(), 2).expect("rank 2's process");
+    // SAFETY: kill has no memory preconditions.
+    assert_eq!(unsafe { kill(pid as i32, 9) }, 0, "kill -9 rank 2");
+    let last = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(u) = watch.next().await {
+            match u {
+                Ok(u) if u.last => return Some(u.status),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .expect("the watch ended (no hang)");
+    let status = last.expect("a final update, not a dropped connection");
+    assert_eq!(status.state, idict::RunState::Failed, "{status:?}");
+    assert!(status.message.starts_with("rank 2: "), "{}", status.message);
+    let (code, _) = job.finish();
+    assert_ne!(code, Some(0), "mpirun reports the killed rank");
+}
+
+unsafe extern "C" {
+    fn kill(pid: i32, signal: i32) -> i32;
+}
