@@ -76,11 +76,29 @@ pub fn status_text(s: &Status) -> String {
     if let Some(step) = s.terminate_at {
         t.push_str(&format!(" (terminates at step {step}; at {} now)", s.step));
     }
+    if s.ranks_behind > 0 {
+        t.push_str(&format!(", {}", ranks_behind_text(s)));
+    }
     if !s.message.is_empty() {
         t.push_str(": ");
         t.push_str(&s.message);
     }
     t
+}
+
+/// "waiting for ranks 2, 3", or "waiting for 3998 ranks: 2, 3, 4, …".
+pub fn ranks_behind_text(s: &Status) -> String {
+    let listed: Vec<String> = s.ranks_behind_first.iter().map(u32::to_string).collect();
+    if listed.len() as u32 >= s.ranks_behind {
+        let word = if s.ranks_behind == 1 { "rank" } else { "ranks" };
+        format!("waiting for {word} {}", listed.join(", "))
+    } else {
+        format!(
+            "waiting for {} ranks: {}, …",
+            s.ranks_behind,
+            listed.join(", ")
+        )
+    }
 }
 
 /// The state in one word. A paused run with steps left is going on: it

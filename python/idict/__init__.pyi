@@ -8,7 +8,7 @@ with :func:`connect`. The same Rust core as the ``idict`` CLI and the
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from os import PathLike
 from types import TracebackType
-from typing import Any, Literal, Optional, Union, final
+from typing import Any, List, Literal, Optional, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -110,6 +110,8 @@ class Status:
     pause_at: Optional[int]
     #: The step a scheduled terminate ends the run at, if any.
     terminate_at: Optional[int]
+    #: An MPI job held by rank 0: the ranks not yet at the wait() (the first 32).
+    ranks_behind: List[int]
 
 @final
 class History:

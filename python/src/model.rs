@@ -23,6 +23,9 @@ pub struct Status {
     pub pause_at: Option<u64>,
     /// The step a scheduled terminate ends the run at, if any.
     pub terminate_at: Option<u64>,
+    /// An MPI job held by rank 0: the ranks not yet at the wait() (the
+    /// first 32 of them).
+    pub ranks_behind: Vec<u32>,
 }
 
 impl From<idict::Status> for Status {
@@ -35,6 +38,7 @@ impl From<idict::Status> for Status {
             step: s.step,
             pause_at: s.pause_at,
             terminate_at: s.terminate_at,
+            ranks_behind: s.ranks_behind_first,
         }
     }
 }

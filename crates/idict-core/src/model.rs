@@ -111,7 +111,15 @@ pub struct Status {
     pub pause_at: Option<u64>,
     /// A terminate asked for at a step, likewise.
     pub terminate_at: Option<u64>,
+    /// An MPI job held by rank 0: how many ranks have not reached the
+    /// `wait()` yet (they are still computing the step), and the first of
+    /// them (at most [`RANKS_LISTED`]).
+    pub ranks_behind: u32,
+    pub ranks_behind_first: Vec<u32>,
 }
+
+/// How many of the ranks behind a status lists.
+pub const RANKS_LISTED: usize = 32;
 
 impl Status {
     pub fn running() -> Self {
@@ -123,6 +131,8 @@ impl Status {
             step: 0,
             pause_at: None,
             terminate_at: None,
+            ranks_behind: 0,
+            ranks_behind_first: Vec::new(),
         }
     }
 }

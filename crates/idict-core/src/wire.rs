@@ -197,6 +197,8 @@ pub fn status_to_proto(s: &Status) -> pb::Status {
         step: s.step,
         pause_at_step: s.pause_at,
         terminate_at_step: s.terminate_at,
+        ranks_behind: s.ranks_behind,
+        ranks_behind_first: s.ranks_behind_first.clone(),
     }
 }
 
@@ -223,6 +225,12 @@ pub fn status_from_proto(s: Option<pb::Status>) -> Result<Status, WireError> {
         step: s.step,
         pause_at: s.pause_at_step,
         terminate_at: s.terminate_at_step,
+        ranks_behind: s.ranks_behind,
+        ranks_behind_first: s
+            .ranks_behind_first
+            .into_iter()
+            .take(crate::model::RANKS_LISTED)
+            .collect(),
     })
 }
 

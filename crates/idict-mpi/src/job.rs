@@ -14,6 +14,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// How often a held rank 0 looks for ranks that have arrived.
+const ROLL_CALL: Duration = Duration::from_millis(100);
+/// The tag of a rank's "I have reached the wait() you hold in".
+const ARRIVED: mpi::Tag = 7001;
+
+/// The ranks still marked behind.
+fn ranks_behind(behind: &[bool]) -> Vec<u32> {
+    behind
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b)
+        .map(|(r, _)| r as u32)
+        .collect()
+}
+
 /// Bytes of a host's name sent to rank 0 (longer names are cut: they
 /// only tell which ranks share rank 0's host).
 const HOST_BYTES: usize = 64;
@@ -232,20 +247,46 @@ impl MpiDict {
 
     /// Rank 0: its gate's decision, told to every rank.
     fn decide(&mut self) -> Result<Decision, MpiError> {
-        let mut held = false;
-        // Called only when the gate is about to block (and again while it
-        // does): the ranks are told to wait asleep.
+        // While held: which ranks have not reached this wait() yet.
+        let mut behind: Option<Vec<bool>> = None;
+        let size = self.size as usize;
+        // Called only when the gate is about to block, then every
+        // ROLL_CALL while it does: the ranks are told to wait asleep, and
+        // say when they are there.
         let (go, applied) = {
-            let root = self.comm.process_at_rank(0);
-            self.local.wait_applying(Duration::from_secs(3600), || {
-                if !held {
-                    held = true;
+            let (comm, local) = (&self.comm, &self.local);
+            let root = comm.process_at_rank(0);
+            local.wait_applying(ROLL_CALL, || {
+                let b = behind.get_or_insert_with(|| {
                     let mut header = Decision::hold_header();
                     root.broadcast_into(&mut header[..]);
+                    let mut b = vec![true; size];
+                    b[0] = false;
+                    b
+                });
+                while let Some(status) = comm.any_process().immediate_probe_with_tag(ARRIVED) {
+                    let from = comm.process_at_rank(status.source_rank());
+                    let (rank, _) = from.receive_with_tag::<u32>(ARRIVED);
+                    if let Some(slot) = b.get_mut(rank as usize) {
+                        *slot = false;
+                    }
                 }
+                local.set_ranks_behind(ranks_behind(b));
                 Ok::<(), ()>(())
             })
         };
+        let held = behind.is_some();
+        if let Some(b) = behind {
+            // Every rank says it arrived: take the rest before going on, so
+            // no message is left for the next hold.
+            for (rank, _) in b.iter().enumerate().filter(|(_, behind)| **behind) {
+                let _ = self
+                    .comm
+                    .process_at_rank(rank as i32)
+                    .receive_with_tag::<u32>(ARRIVED);
+            }
+            self.local.set_ranks_behind(Vec::new());
+        }
         let keys = self.relist();
         let root = self.comm.process_at_rank(0);
         let decision = Decision {
@@ -276,6 +317,9 @@ impl MpiDict {
         let root = self.comm.process_at_rank(0);
         root.broadcast_into(&mut header[..]);
         if Decision::is_hold(&header) {
+            // Rank 0 holds: say this rank is here (its status lists the
+            // ranks still computing), then wait for the decision asleep.
+            root.send_with_tag(&(self.rank as u32), ARRIVED);
             mpi::request::scope(|scope| {
                 let mut request = root.immediate_broadcast_into(scope, &mut header[..]);
                 let start = Instant::now();

@@ -23,6 +23,11 @@ struct Job {
 impl Job {
     /// `mpirun -n RANKS heat_mpi ARGS`, its run file in a directory of its own.
     fn start(ranks: usize, args: &[&str]) -> Job {
+        Job::start_with(ranks, args, &[])
+    }
+
+    /// Like `start`, with environment variables for the ranks.
+    fn start_with(ranks: usize, args: &[&str], env: &[(&str, &str)]) -> Job {
         let runs = tempfile::tempdir().expect("tempdir");
         let mut mpirun = Command::new("mpirun");
         mpirun.args(["--oversubscribe", "-n", &ranks.to_string()]);
@@ -30,6 +35,10 @@ impl Job {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc_geteuid() } == 0 {
             mpirun.arg("--allow-run-as-root");
+        }
+        for (k, v) in env {
+            // Open MPI passes -x VARs on to every rank.
+            mpirun.args(["-x", &format!("{k}={v}")]);
         }
         let child = mpirun
             .arg(env!("CARGO_BIN_EXE_heat_mpi"))
@@ -282,4 +291,35 @@ async fn a_rank_killed_fails_the_run_naming_it_and_no_watcher_hangs() {
 
 unsafe extern "C" {
     fn kill(pid: i32, signal: i32) -> i32;
+}
+
+/// A pause asked while a rank is still computing its step: the status says
+/// which rank rank 0 is waiting for, until it arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_job_says_which_ranks_it_waits_for() {
+    let _one = ONE_JOB.lock().await;
+    let job = Job::start_with(4, &["32", "0"], &[("HEAT_SLOW_RANK", "3:700")]);
+    let c = connect(&job.run_file()).await;
+    until("a step", async || {
+        c.info().await.is_ok_and(|i| i.status.step >= 1)
+    })
+    .await;
+    c.pause().await.expect("pause");
+    until("rank 0 waiting for rank 3", async || {
+        c.info().await.is_ok_and(|i| {
+            i.status.held && i.status.ranks_behind == 1 && i.status.ranks_behind_first == [3]
+        })
+    })
+    .await;
+    until("rank 3 to arrive", async || {
+        c.info()
+            .await
+            .is_ok_and(|i| i.status.held && i.status.ranks_behind == 0)
+    })
+    .await;
+    let at = c.info().await.expect("info").status.step;
+    assert_eq!(per_rank(&c, "step").await, vec![at as f64; 4]);
+    c.terminate().await.expect("terminate");
+    let (code, out) = job.finish();
+    assert_eq!(code, Some(0), "{out}");
 }

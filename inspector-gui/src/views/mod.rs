@@ -69,6 +69,19 @@ pub fn status_badge(ui: &mut egui::Ui, status: Option<&Status>) {
             if let Some(at) = s.terminate_at {
                 scheduled.push_str(&format!(" · terminates at {at}"));
             }
+            if s.ranks_behind > 0 {
+                let listed: Vec<String> = s.ranks_behind_first.iter().map(u32::to_string).collect();
+                let more = if (listed.len() as u32) < s.ranks_behind {
+                    ", …"
+                } else {
+                    ""
+                };
+                scheduled.push_str(&format!(
+                    " · waiting for {} of the ranks ({}{more})",
+                    s.ranks_behind,
+                    listed.join(", ")
+                ));
+            }
             ui.label(RichText::new(scheduled).weak())
                 .on_hover_text("Steps done: the wait() calls that let the run go on");
             if !s.message.is_empty() {

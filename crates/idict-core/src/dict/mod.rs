@@ -541,6 +541,13 @@ impl IDict {
         self.inner.callbacks.len()
     }
 
+    /// For a run made of many processes (idict-mpi): the ranks that have
+    /// not yet reached the `wait()` its rank 0 holds in, shown in its
+    /// status ("waiting for ranks 2, 3"); empty once they all have.
+    pub fn set_ranks_behind(&self, ranks: Vec<u32>) {
+        self.inner.set_ranks_behind(ranks);
+    }
+
     /// Marks the run Failed with `message` (as a panic in its loop does).
     pub fn fail(&self, message: impl Into<String>) {
         self.inner.fail(message.into());

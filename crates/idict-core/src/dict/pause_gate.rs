@@ -30,6 +30,8 @@ pub(crate) struct Gate {
     pub terminate_at: Option<u64>,
     /// Writes scheduled at a step, in arrival order.
     pub scheduled_writes: Vec<(u64, PendingWrite)>,
+    /// An MPI job's ranks not yet at the wait() rank 0 holds in.
+    pub ranks_behind: Vec<u32>,
 }
 
 impl Gate {
@@ -86,6 +88,13 @@ impl Gate {
             step,
             pause_at: self.pause_at,
             terminate_at: self.terminate_at,
+            ranks_behind: self.ranks_behind.len() as u32,
+            ranks_behind_first: self
+                .ranks_behind
+                .iter()
+                .take(crate::model::RANKS_LISTED)
+                .copied()
+                .collect(),
         }
     }
 
@@ -231,6 +240,16 @@ impl Inner {
             self.bump();
         }
         outcome
+    }
+
+    /// Sets the ranks an MPI job's rank 0 is waiting for (idict-mpi).
+    pub(crate) fn set_ranks_behind(&self, ranks: Vec<u32>) {
+        let mut g = self.gate.lock();
+        if g.ranks_behind != ranks {
+            g.ranks_behind = ranks;
+            drop(g);
+            self.bump();
+        }
     }
 
     /// The atomics `wait()` reads without the gate's lock, from the gate.

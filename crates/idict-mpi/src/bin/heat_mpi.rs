@@ -8,7 +8,10 @@
 //!   idict get heat residual --ranks; idict-inspector heat
 //!
 //! Usage: heat_mpi [N [STEPS_PER_SECOND [MAX_STEPS]]]  (defaults 128, 60, none)
-//! Each rank prints the step it ended at.
+//! Each rank prints the step it ended at. HEAT_SLOW_RANK=R:MS makes rank R
+//! spend MS milliseconds after each update on work of its own (as writing
+//! its output would): a pause then holds rank 0 first, and its status says
+//! it is "waiting for rank R".
 
 use idict::{Level, Value};
 use idict_mpi::{MpiDict, Reduction};
@@ -32,6 +35,16 @@ fn main() -> anyhow::Result<()> {
     let n = (arg(1, 128.0)? as usize).max(8);
     let rate = arg(2, 60.0)?;
     let max_steps = arg(3, f64::INFINITY)?;
+    let slow: Option<(usize, Duration)> = match std::env::var("HEAT_SLOW_RANK") {
+        Ok(v) => {
+            let (r, ms) = v
+                .split_once(':')
+                .and_then(|(r, ms)| Some((r.parse().ok()?, ms.parse().ok()?)))
+                .ok_or_else(|| anyhow::anyhow!("HEAT_SLOW_RANK is RANK:MS, got '{v}'"))?;
+            Some((r, Duration::from_millis(ms)))
+        }
+        Err(_) => None,
+    };
 
     let mut d = MpiDict::new("heat", &world);
     let (rank, size) = (d.rank() as usize, d.size() as usize);
@@ -128,6 +141,12 @@ fn main() -> anyhow::Result<()> {
             map.insert("max_u", peak);
         }
         d.notify_update()?;
+        // A rank with work of its own after the update (output, say).
+        if let Some((r, extra)) = slow
+            && r == rank
+        {
+            std::thread::sleep(extra);
+        }
     }
     d.notify_update_final()?;
     println!("rank {rank}: ended at step {step}");
