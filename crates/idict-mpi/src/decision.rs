@@ -18,6 +18,7 @@ pub const HEADER_WORDS: usize = 2;
 const GO: u64 = 1;
 const KEYS: u64 = 2;
 const HOLD: u64 = 4;
+const STITCH: u64 = 8;
 
 /// One step's decision.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -29,6 +30,8 @@ pub struct Decision {
     /// The keys reduced from now on, in the order ranks send their values;
     /// `None`: unchanged.
     pub keys: Option<Vec<String>>,
+    /// This step's update stitches the decomposed fields on rank 0.
+    pub stitch: bool,
 }
 
 /// Why a payload could not be read (a bug: rank 0 wrote it).
@@ -54,7 +57,9 @@ impl Decision {
         if self.writes.is_empty() && self.keys.is_none() {
             payload.clear();
         }
-        let flags = (u64::from(self.go) * GO) | (u64::from(self.keys.is_some()) * KEYS);
+        let flags = (u64::from(self.go) * GO)
+            | (u64::from(self.keys.is_some()) * KEYS)
+            | (u64::from(self.stitch) * STITCH);
         ([flags, payload.len() as u64], payload)
     }
 
@@ -76,6 +81,7 @@ impl Decision {
     pub fn decode(header: &[u64; HEADER_WORDS], payload: &[u8]) -> Result<Decision, Garbled> {
         let mut d = Decision {
             go: header[0] & GO != 0,
+            stitch: header[0] & STITCH != 0,
             ..Decision::default()
         };
         if payload.is_empty() {
@@ -156,6 +162,7 @@ mod tests {
                 ("name".into(), "x".into()),
             ],
             keys: Some(vec!["residual".into(), "energy".into()]),
+            stitch: true,
         };
         let (header, payload) = full.encode();
         assert_eq!(Decision::payload_len(&header), payload.len());
@@ -165,6 +172,7 @@ mod tests {
             go: true,
             writes: vec![],
             keys: Some(vec![]),
+            stitch: false,
         };
         let (header, payload) = keys.encode();
         assert_eq!(Decision::decode(&header, &payload).unwrap(), keys);

@@ -2,17 +2,24 @@
 
 use crate::RANKS_SUFFIX;
 use crate::decision::{Decision, HEADER_WORDS};
+use crate::field::{BadBlock, Block, RECORD_WORDS};
 use crate::reduce::{Reduction, as_number};
 use crate::watchdog;
 use idict::{
     DictGuard, IDict, NdArray, ServeError, ServeOptions, Server, UpdateError, Value, Writable,
 };
+use mpi::datatype::PartitionMut;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// How often rank 0 stitches the decomposed fields while someone watches
+/// (25 frames a second), and while nobody does.
+const STITCH_WATCHED: Duration = Duration::from_millis(40);
+const STITCH_UNWATCHED: Duration = Duration::from_secs(2);
 
 /// How often a held rank 0 looks for ranks that have arrived.
 const ROLL_CALL: Duration = Duration::from_millis(100);
@@ -116,6 +123,22 @@ pub struct MpiDict {
     send: Vec<f64>,
     all: Vec<f64>,
     updates: u64,
+    /// Fields decomposed over the ranks: this rank's blocks, by key.
+    fields: Vec<Field>,
+    /// This step's update stitches them (rank 0 decided at the wait).
+    stitch: bool,
+    /// Rank 0: when it last did, and every rank's block of each field
+    /// (learned at the first stitch).
+    stitched_at: Option<Instant>,
+    blocks: Option<Vec<Vec<Block>>>,
+}
+
+/// One decomposed field, as this rank holds it.
+struct Field {
+    key: String,
+    block: Block,
+    /// The block's latest values, copied only for a stitch.
+    data: Vec<f64>,
 }
 
 impl MpiDict {
@@ -161,7 +184,65 @@ impl MpiDict {
             send: Vec::new(),
             all: Vec::new(),
             updates: 0,
+            fields: Vec::new(),
+            stitch: false,
+            stitched_at: None,
+            blocks: None,
         }
+    }
+
+    /// Declares this rank's block of a field decomposed over the ranks:
+    /// the field's global shape, and the block's offset and shape in it
+    /// (row-major, 1 to 3 dimensions, f64). Every rank declares the same
+    /// fields, before its first `wait()`. Rank 0 publishes the whole field
+    /// under `key`, stitched only while someone watches the run (at most
+    /// every 40 ms) and otherwise every 2 s: unwatched, it costs nothing.
+    pub fn field(
+        &mut self,
+        key: impl Into<String>,
+        global: &[usize],
+        offset: &[usize],
+        shape: &[usize],
+    ) -> Result<(), BadBlock> {
+        let key = key.into();
+        let block = Block::new(global, offset, shape)?;
+        self.fields.retain(|f| f.key != key);
+        self.fields.push(Field {
+            data: vec![0.0; block.len()],
+            key,
+            block,
+        });
+        self.fields.sort_by(|a, b| a.key.cmp(&b.key));
+        self.blocks = None;
+        Ok(())
+    }
+
+    /// True when this step's update stitches the fields: a program may
+    /// skip preparing its blocks otherwise.
+    pub fn stitching(&self) -> bool {
+        self.stitch
+    }
+
+    /// This step's values of this rank's block of `key` (row-major), for
+    /// the update to stitch. Copied only when it does (`stitching()`).
+    pub fn set_block(&mut self, key: &str, data: &[f64]) -> Result<(), BadBlock> {
+        let field = self
+            .fields
+            .iter_mut()
+            .find(|f| f.key == key)
+            .ok_or_else(|| BadBlock(format!("no field '{key}' declared on this rank")))?;
+        if data.len() != field.block.len() {
+            return Err(BadBlock(format!(
+                "{} values for the block of '{key}' of shape {:?}: it takes {}",
+                data.len(),
+                field.block.shape,
+                field.block.len()
+            )));
+        }
+        if self.stitch {
+            field.data.copy_from_slice(data);
+        }
+        Ok(())
     }
 
     /// Rank 0 serves the run (its run file names it, with its ranks); the
@@ -235,6 +316,7 @@ impl MpiDict {
                 if let Some(keys) = d.keys {
                     self.agree(keys);
                 }
+                self.stitch = d.stitch;
                 d.go
             }
             Err(e) => {
@@ -289,10 +371,19 @@ impl MpiDict {
         }
         let keys = self.relist();
         let root = self.comm.process_at_rank(0);
+        let watched = self.server.as_ref().is_some_and(|s| s.watchers() > 0);
+        let every = if watched {
+            STITCH_WATCHED
+        } else {
+            STITCH_UNWATCHED
+        };
+        let stitch =
+            !self.fields.is_empty() && self.stitched_at.is_none_or(|at| at.elapsed() >= every);
         let decision = Decision {
             go: go.unwrap_or(false),
             writes: applied.into_iter().map(|a| (a.key, a.value)).collect(),
             keys,
+            stitch,
         };
         let (mut header, mut payload) = decision.encode();
         if held {
@@ -427,6 +518,9 @@ impl MpiDict {
             if n > 0 {
                 root.gather_into(&self.send[..]);
             }
+            if self.stitch {
+                self.send_blocks();
+            }
             return Ok(self.updates);
         }
         let size = self.size as usize;
@@ -446,12 +540,83 @@ impl MpiDict {
                 }
             }
         }
+        if self.stitch {
+            self.stitch_fields();
+        }
         let version = if last {
             self.local.notify_update_final()?
         } else {
             self.local.notify_update()?
         };
         Ok(version)
+    }
+
+    /// The other ranks: their blocks (and, the first time, where they sit).
+    fn send_blocks(&mut self) {
+        let root = self.comm.process_at_rank(0);
+        if self.blocks.is_none() {
+            let records: Vec<u64> = self.fields.iter().flat_map(|f| f.block.encode()).collect();
+            root.gather_into(&records[..]);
+            self.blocks = Some(Vec::new());
+        }
+        for f in &self.fields {
+            root.gather_varcount_into(&f.data[..]);
+        }
+        self.stitch = false;
+    }
+
+    /// Rank 0: every rank's block of each field, stitched and published.
+    fn stitch_fields(&mut self) {
+        let root = self.comm.process_at_rank(0);
+        let size = self.size as usize;
+        if self.blocks.is_none() {
+            let mine: Vec<u64> = self.fields.iter().flat_map(|f| f.block.encode()).collect();
+            let mut all = vec![0u64; mine.len() * size];
+            root.gather_into_root(&mine[..], &mut all[..]);
+            // blocks[field][rank]
+            let mut blocks = vec![Vec::with_capacity(size); self.fields.len()];
+            for (r, records) in all.chunks(mine.len().max(1)).enumerate() {
+                for (i, record) in records.chunks(RECORD_WORDS).enumerate() {
+                    let block = Block::decode(record).unwrap_or_else(|e| {
+                        tracing::error!("rank {r}'s block of '{}': {e}", self.fields[i].key);
+                        self.fields[i].block.clone()
+                    });
+                    blocks[i].push(block);
+                }
+            }
+            self.blocks = Some(blocks);
+        }
+        let Some(blocks) = &self.blocks else {
+            return;
+        };
+        for (f, blocks) in self.fields.iter().zip(blocks) {
+            let counts: Vec<mpi::Count> = blocks.iter().map(|b| b.len() as mpi::Count).collect();
+            let displs: Vec<mpi::Count> = counts
+                .iter()
+                .scan(0, |at, &c| {
+                    let here = *at;
+                    *at += c;
+                    Some(here)
+                })
+                .collect();
+            let mut received = vec![0.0f64; counts.iter().map(|&c| c as usize).sum()];
+            {
+                let mut partition = PartitionMut::new(&mut received[..], &counts[..], &displs[..]);
+                root.gather_varcount_into_root(&f.data[..], &mut partition);
+            }
+            let mut field = vec![0.0f64; f.block.global_len()];
+            for (r, b) in blocks.iter().enumerate() {
+                let at = displs[r] as usize;
+                b.place(&mut field, &received[at..at + b.len()]);
+            }
+            if let Ok(array) = NdArray::from_f64_vec(field, f.block.global.clone()) {
+                self.local
+                    .lock()
+                    .insert(f.key.as_str(), Value::Array(array));
+            }
+        }
+        self.stitched_at = Some(Instant::now());
+        self.stitch = false;
     }
 
     /// Rank 0: lets watchers take the final update, then closes the server

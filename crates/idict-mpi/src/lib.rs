@@ -18,6 +18,7 @@
 //! without it this crate is its MPI-free parts.
 
 pub mod decision;
+pub mod field;
 pub mod reduce;
 pub mod watchdog;
 

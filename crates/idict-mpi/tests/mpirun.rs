@@ -323,3 +323,52 @@ async fn a_held_job_says_which_ranks_it_waits_for() {
     let (code, out) = job.finish();
     assert_eq!(code, Some(0), "{out}");
 }
+
+/// The field decomposed in strips over 4 ranks reaches a watcher whole:
+/// its shape is the global one and its sum is the energy the ranks'
+/// strips add up to, at the same version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_field_is_stitched_from_every_ranks_block() {
+    use futures::StreamExt;
+    let _one = ONE_JOB.lock().await;
+    let n = 40;
+    let job = Job::start(4, &[&n.to_string(), "200"]);
+    let c = connect(&job.run_file()).await;
+    let mut watch = c
+        .watch(idict::client::WatchOptions::default())
+        .await
+        .expect("watch");
+    let h = 1.0 / (n - 1) as f64;
+    let mut values: std::collections::BTreeMap<String, Value> = Default::default();
+    let checked = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(u)) = watch.next().await {
+            let stitched = u.changed.iter().any(|(k, _)| k == "u");
+            for (k, v) in u.changed {
+                values.insert(k, v);
+            }
+            let (Some(Value::Array(field)), Some(energy)) = (
+                values.get("u"),
+                values.get("energy").and_then(Value::as_f64),
+            ) else {
+                continue;
+            };
+            if stitched && u.version > 20 {
+                assert_eq!(field.shape(), &[n, n]);
+                let sum: f64 = field.to_f64_vec().iter().sum::<f64>() * h * h;
+                assert!(
+                    (sum - energy).abs() <= 1e-12 * energy.abs().max(1.0),
+                    "{sum} vs {energy}"
+                );
+                assert!(energy > 0.0);
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("a stitched field within 30 s");
+    assert!(checked, "the watch ended before a stitched field came");
+    c.terminate().await.expect("terminate");
+    let (code, out) = job.finish();
+    assert_eq!(code, Some(0), "{out}");
+}

@@ -70,6 +70,9 @@ fn main() -> anyhow::Result<()> {
         map.insert("n", n);
         map.insert("rows", rows);
     }
+    // The field u, n x n, of which this rank holds its rows: rank 0
+    // stitches it while someone watches.
+    d.field("u", &[n, n], &[first, 0], &[rows, n])?;
     d.serve()?;
     if rank == 0 {
         d.idict().message(
@@ -139,6 +142,9 @@ fn main() -> anyhow::Result<()> {
             map.insert("residual", residual);
             map.insert("energy", energy);
             map.insert("max_u", peak);
+        }
+        if d.stitching() {
+            d.set_block("u", mine)?;
         }
         d.notify_update()?;
         // A rank with work of its own after the update (output, say).
