@@ -195,6 +195,46 @@ fn thin(s: &mut Series) {
     thin_older_half(&mut s.values, half);
 }
 
+/// The suffix of the key an MPI job's rank 0 publishes each rank's value
+/// of a reduced key under.
+pub const RANKS_SUFFIX: &str = "@ranks";
+/// The most ranks whose own curves are kept (past it, only the spread).
+pub const MAX_RANK_CURVES: usize = 16;
+
+/// How a key's values spread over an MPI job's ranks, step by step.
+#[derive(Debug, Clone, Default)]
+pub struct Band {
+    pub min: SeriesData,
+    pub max: SeriesData,
+    /// Each rank's own curve, for a job of at most [`MAX_RANK_CURVES`].
+    pub ranks: Vec<SeriesData>,
+}
+
+impl Band {
+    fn push(&mut self, version: f64, time: f64, values: &[f64]) {
+        // A NaN on any rank is the spread's: it must show, not be skipped.
+        let nan = values.iter().any(|v| v.is_nan());
+        let (lo, hi) = values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        let (lo, hi) = if nan || values.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            (lo, hi)
+        };
+        self.min.push(version, time, lo);
+        self.max.push(version, time, hi);
+        if values.len() <= MAX_RANK_CURVES {
+            self.ranks.resize_with(values.len(), SeriesData::default);
+            for (curve, &v) in self.ranks.iter_mut().zip(values) {
+                curve.push(version, time, v);
+            }
+        }
+    }
+}
+
 /// One open run, as the UI shows it. Only the UI thread has one.
 #[derive(Debug)]
 pub struct RunModel {
@@ -234,6 +274,9 @@ pub struct RunModel {
     pub updates_per_second: f64,
     pub watchers: u64,
     pub series: BTreeMap<String, SeriesData>,
+    /// An MPI job's keys reduced over its ranks (from `KEY@ranks`, as
+    /// updates come): the spread of the ranks' values, and each rank's.
+    pub bands: BTreeMap<String, Band>,
     pub messages: VecDeque<LogMessage>,
     /// Where the run's histories thinned samples before they reached us:
     /// the curves have holes there, and the user is told so.
@@ -276,6 +319,7 @@ impl RunModel {
             updates_per_second: 0.0,
             watchers: 0,
             series: BTreeMap::new(),
+            bands: BTreeMap::new(),
             messages: VecDeque::new(),
             thinned: VecDeque::new(),
             pending: BTreeMap::new(),
@@ -369,6 +413,7 @@ impl RunModel {
             }
             self.values.clear();
             self.series.clear();
+            self.bands.clear();
             self.changed_at.clear();
             self.key_versions.clear();
             self.array_stats.clear();
@@ -383,6 +428,15 @@ impl RunModel {
             };
             if !u.reset {
                 self.changed_at.insert(k.clone(), now);
+            }
+        }
+        for (k, v) in &u.changed {
+            if let (Some(key), Some(a)) = (k.strip_suffix(RANKS_SUFFIX), v.as_array()) {
+                self.bands.entry(key.to_string()).or_default().push(
+                    u.version as f64,
+                    u.time,
+                    &a.to_f64_vec(),
+                );
             }
         }
         for k in &u.removed {
@@ -462,6 +516,11 @@ impl RunModel {
             Some(t) => format!("{} (recorded pid {})", self.name, t.pid),
             None => format!("{} (pid {})", self.name, self.pid),
         }
+    }
+
+    /// The ranks of the job (1: not an MPI job).
+    pub fn rank_count(&self) -> usize {
+        self.ranks as usize
     }
 
     pub fn plottable(&self) -> impl Iterator<Item = &str> {

@@ -1099,3 +1099,66 @@ fn compared_replays_fit_800x500() {
         assert!(window.contains_rect(rect), "CSV at {rect:?}");
     }
 }
+
+/// An MPI job's rank 0 publishes a reduced key and each rank's value of it
+/// (`KEY@ranks`): the plot draws the spread of the ranks around the
+/// curve, and offers each rank's own.
+#[test]
+fn a_reduced_key_is_drawn_with_the_spread_of_its_ranks() {
+    let idict = IDict::builder("mpi-like").ranks(4).build();
+    let server: Server = options().serve(&idict).unwrap();
+    // Rank 3 lags: its residual is ten times the others'.
+    for step in 1..=20i64 {
+        let per_rank: Vec<f64> = (0..4)
+            .map(|r| if r == 3 { 10.0 } else { 1.0 } / step as f64)
+            .collect();
+        let mut map = idict.lock();
+        map.insert("residual", per_rank.iter().sum::<f64>() / 4.0);
+        map.insert("residual@ranks", Value::array(per_rank, vec![4]).unwrap());
+        drop(map);
+        idict.notify_update().unwrap();
+    }
+    let mut g = gui(server.address(), &server.tokens().controller);
+    g.until("the 4 ranks' spread of residual", |g| {
+        g.app().tabs[0]
+            .model
+            .bands
+            .get("residual")
+            .is_some_and(|b| b.ranks.len() == 4 && !b.max.is_empty())
+    });
+    let band = g.app().tabs[0].model.bands["residual"].clone();
+    assert_eq!(
+        band.max.last_value(),
+        Some(10.0 / 20.0),
+        "the lagging rank is the top"
+    );
+    assert_eq!(band.min.last_value(), Some(1.0 / 20.0));
+    g.until("the plot of residual", |g| {
+        g.app().tabs[0]
+            .plots
+            .plots
+            .iter()
+            .any(|p| p.keys.contains(&"residual".to_string()))
+    });
+    g.until("its ranks picker", |g| {
+        g.harness
+            .query_by_role_and_label(egui::accesskit::Role::ComboBox, "ranks")
+            .is_some()
+    });
+    g.harness
+        .get_by_role_and_label(egui::accesskit::Role::ComboBox, "ranks")
+        .click();
+    g.harness.run_steps(2);
+    g.harness.get_by_label("rank 3").click();
+    g.harness.run_steps(2);
+    let picked = g.app().tabs[0]
+        .plots
+        .plots
+        .iter()
+        .find(|p| p.keys.contains(&"residual".to_string()))
+        .and_then(|p| p.rank);
+    assert_eq!(picked, Some(3));
+    assert!(g.harness.query_by_label_contains("rank 3").is_some());
+    // The header says it is a job of 4 ranks.
+    assert!(g.harness.query_by_label_contains("4 ranks").is_some());
+}

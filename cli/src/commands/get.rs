@@ -4,8 +4,8 @@ use crate::out;
 use crate::render::{format_float, value_json, value_text};
 use crate::target::explain;
 use anyhow::{Result, anyhow, bail};
-use idict::Value;
 use idict::client::Client;
+use idict::{NdArray, Value};
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -58,6 +58,7 @@ pub(crate) async fn get_ranks(
     json: bool,
 ) -> Result<ExitCode> {
     const SUFFIX: &str = "@ranks";
+    const BLOCKS: &str = "@blocks";
     let snap = c.snapshot("").await.map_err(explain)?;
     let reduced: Vec<String> = match keys {
         [] => snap
@@ -72,6 +73,13 @@ pub(crate) async fn get_ranks(
     }
     let mut rows: Vec<(&str, Vec<f64>)> = Vec::new();
     for key in &reduced {
+        if let (Some(Value::Array(field)), Some(Value::Array(layout))) = (
+            snap.values.get(key),
+            snap.values.get(&format!("{key}{BLOCKS}")),
+        ) {
+            print_blocks(key, field, layout, rank)?;
+            continue;
+        }
         let per_rank = match snap.values.get(&format!("{key}{SUFFIX}")) {
             Some(Value::Array(a)) => a.to_f64_vec(),
             _ if snap.values.contains_key(key) => bail!(
@@ -89,6 +97,9 @@ pub(crate) async fn get_ranks(
             );
         }
         rows.push((key, per_rank));
+    }
+    if rows.is_empty() {
+        return Ok(ExitCode::SUCCESS);
     }
     if json {
         let values: serde_json::Map<String, Json> = rows
@@ -120,4 +131,62 @@ pub(crate) async fn get_ranks(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A stitched field's blocks, one rank's or each rank's, as `get` shows
+/// an array: `layout` (KEY@blocks) has a row per rank, its offset then
+/// its shape.
+fn print_blocks(key: &str, field: &NdArray, layout: &NdArray, rank: Option<usize>) -> Result<()> {
+    let (ranks, width) = match layout.shape() {
+        [ranks, width] if *width == 2 * field.shape().len() => (*ranks, *width),
+        _ => bail!("'{key}@blocks' does not describe the blocks of '{key}'"),
+    };
+    let cells = layout.to_f64_vec();
+    let show = |r: usize| -> Result<()> {
+        let row = &cells[r * width..(r + 1) * width];
+        let n = width / 2;
+        let offset: Vec<usize> = row[..n].iter().map(|&x| x as usize).collect();
+        let shape: Vec<usize> = row[n..].iter().map(|&x| x as usize).collect();
+        let block = sub_block(field, &offset, &shape)
+            .ok_or_else(|| anyhow!("rank {r}'s block of '{key}' is outside the field"))?;
+        out(format!(
+            "{key}  rank {r:<4} at {offset:?}  {}",
+            value_text(&Value::Array(block), false)
+        ))
+    };
+    match rank {
+        Some(r) if r >= ranks => bail!(
+            "no rank {r}: the job has {ranks} ranks (0 to {})",
+            ranks - 1
+        ),
+        Some(r) => show(r),
+        None => (0..ranks).try_for_each(show),
+    }
+}
+
+/// The part of `field` (row-major) of `shape` at `offset`, as f64.
+fn sub_block(field: &NdArray, offset: &[usize], shape: &[usize]) -> Option<NdArray> {
+    let global = field.shape();
+    if offset.len() != global.len()
+        || shape.len() != global.len()
+        || (0..global.len()).any(|d| offset[d] + shape[d] > global[d])
+    {
+        return None;
+    }
+    let all = field.to_f64_vec();
+    let len: usize = shape.iter().product();
+    let mut values = Vec::with_capacity(len);
+    let mut index = vec![0usize; shape.len()];
+    for _ in 0..len {
+        let at = (0..global.len()).fold(0, |a, d| a * global[d] + offset[d] + index[d]);
+        values.push(*all.get(at)?);
+        for d in (0..shape.len()).rev() {
+            index[d] += 1;
+            if index[d] < shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+    NdArray::from_f64_vec(values, shape.to_vec()).ok()
 }

@@ -40,6 +40,9 @@ pub(crate) async fn info(c: &Client, json: bool) -> Result<ExitCode> {
             "status": i.status.state.name(),
             "message": i.status.message,
             "held": i.status.held,
+            "step": i.status.step,
+            "ranks": i.ranks,
+            "ranks_behind": i.status.ranks_behind_first,
             "version": i.version,
             "updates_per_second": i.updates_per_second,
             "watchers": i.watchers,
@@ -75,6 +78,13 @@ pub(crate) async fn info(c: &Client, json: bool) -> Result<ExitCode> {
         c.address()
     ))?;
     out(format!("  status    {}", status_text(&i.status)))?;
+    out(format!("  step      {}", i.status.step))?;
+    if i.ranks > 1 {
+        out(format!(
+            "  ranks     {} (an MPI job, served by rank 0)",
+            i.ranks
+        ))?;
+    }
     out(format!(
         "  version   {}  ({} updates/s, {} watcher{})",
         i.version,

@@ -1,10 +1,10 @@
 //! The run of an MPI job: [`MpiDict`], one per rank over a communicator.
 
-use crate::RANKS_SUFFIX;
 use crate::decision::{Decision, HEADER_WORDS};
 use crate::field::{BadBlock, Block, RECORD_WORDS};
 use crate::reduce::{Reduction, as_number};
 use crate::watchdog;
+use crate::{BLOCKS_SUFFIX, RANKS_SUFFIX};
 use idict::{
     DictGuard, IDict, NdArray, ServeError, ServeOptions, Server, UpdateError, Value, Writable,
 };
@@ -457,17 +457,29 @@ impl MpiDict {
     /// Every rank: the keys reduced from now on.
     fn agree(&mut self, keys: Vec<String>) {
         self.ranks_keys = keys.iter().map(|k| format!("{k}{RANKS_SUFFIX}")).collect();
-        self.own = vec![(f64::NAN, false); keys.len()];
-        self.keys = keys;
-        if self.rank == 0 {
-            // Seed rank 0's own values from its map: set before this step.
+        let mut kept: HashMap<&str, (f64, bool)> = self
+            .keys
+            .iter()
+            .map(String::as_str)
+            .zip(self.own.iter().copied())
+            .collect();
+        let own: Vec<(f64, bool)> = if self.rank == 0 {
+            // Rank 0's own values: those it kept for keys reduced before
+            // (its map holds their reduced values now); for new keys, what
+            // it set, from its map (not reduced yet).
             let map = self.local.lock();
-            for (own, key) in self.own.iter_mut().zip(&self.keys) {
-                if let Some(n) = map.get(key).and_then(as_number) {
-                    *own = n;
-                }
-            }
-        }
+            keys.iter()
+                .map(|k| {
+                    kept.remove(k.as_str())
+                        .or_else(|| map.get(k).and_then(as_number))
+                        .unwrap_or((f64::NAN, false))
+                })
+                .collect()
+        } else {
+            vec![(f64::NAN, false); keys.len()]
+        };
+        self.own = own;
+        self.keys = keys;
     }
 
     /// Publishes an update of the whole job (collective): every rank sends
@@ -582,6 +594,21 @@ impl MpiDict {
                         self.fields[i].block.clone()
                     });
                     blocks[i].push(block);
+                }
+            }
+            // Where each rank's block sits, for clients (`get KEY --rank R`):
+            // KEY@blocks, one row per rank, its offset then its shape.
+            {
+                let mut map = self.local.lock();
+                for (f, blocks) in self.fields.iter().zip(&blocks) {
+                    let rows: Vec<i64> = blocks
+                        .iter()
+                        .flat_map(|b| b.offset.iter().chain(&b.shape).map(|&x| x as i64))
+                        .collect();
+                    let shape = vec![size, 2 * f.block.global.len()];
+                    if let Ok(layout) = Value::array(rows, shape) {
+                        map.insert(format!("{}{BLOCKS_SUFFIX}", f.key), layout);
+                    }
                 }
             }
             self.blocks = Some(blocks);

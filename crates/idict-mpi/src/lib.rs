@@ -13,6 +13,9 @@
 //!   ([`Reduction`], the mean by default) and every rank's own value under
 //!   `KEY@ranks` (an f64 array indexed by rank): `dt@ranks` shows a
 //!   steering write reached every rank.
+//! - A field decomposed over the ranks ([`MpiDict::field`]) is stitched
+//!   whole on rank 0 only while someone watches; `KEY@blocks` says where
+//!   each rank's block sits.
 //!
 //! The MPI parts need the `mpi` feature (rsmpi over the system's MPI);
 //! without it this crate is its MPI-free parts.
@@ -31,3 +34,6 @@ pub use job::{MpiDict, MpiError};
 
 /// The suffix of the key that holds each rank's value of a reduced key.
 pub const RANKS_SUFFIX: &str = "@ranks";
+/// The suffix of the key that says where each rank's block of a stitched
+/// field sits: an i64 array, a row per rank, its offset then its shape.
+pub const BLOCKS_SUFFIX: &str = "@blocks";

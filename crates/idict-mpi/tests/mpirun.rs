@@ -175,6 +175,11 @@ async fn four_ranks_are_one_run_held_stepped_and_steered_at_one_step() {
         vec![at as f64; 4],
         "every rank at step {at}"
     );
+    // A key set once, before the loop, stays its ranks' sum: the 30
+    // interior rows of the 32-point grid, whatever the updates since.
+    let snapshot = c.snapshot("rows").await.expect("snapshot");
+    assert_eq!(snapshot.values.get("rows"), Some(&Value::Int(30)));
+    assert_eq!(per_rank(&c, "rows").await.iter().sum::<f64>(), 30.0);
 
     // A write scheduled two steps on, then 3 steps: every rank takes the
     // new dt at the same step, and holds again 3 steps on.

@@ -32,6 +32,10 @@ pub struct PlotConfig {
     /// this plot's (not remembered: runs come and go).
     #[serde(skip)]
     pub compare: Vec<String>,
+    /// An MPI job: the one rank whose curves are drawn over the spread of
+    /// all the ranks' (none: the spread alone).
+    #[serde(default)]
+    pub rank: Option<usize>,
 }
 
 impl PlotConfig {
@@ -45,6 +49,7 @@ impl PlotConfig {
             ema: 0.0,
             key_search: String::new(),
             compare: Vec::new(),
+            rank: None,
         }
     }
 }
@@ -249,6 +254,15 @@ impl PlotsPanel {
                                         }
                                     }
                                 });
+                            }
+                            let ranks = cfg
+                                .keys
+                                .iter()
+                                .filter_map(|k| m.bands.get(k))
+                                .map(|b| b.ranks.len())
+                                .max();
+                            if let Some(ranks) = ranks {
+                                rank_picker(ui, cfg, ranks, m.rank_count());
                             }
                             ui.checkbox(&mut cfg.follow, "Follow latest");
                             // Always there (greyed when not following): it
@@ -492,6 +506,32 @@ fn hover_text(name: &str, x_axis: XAxis, log_y: bool, x: f64, y: f64) -> String 
     }
 }
 
+/// An MPI job's plot: which rank to draw over the spread of all of them.
+fn rank_picker(ui: &mut egui::Ui, cfg: &mut PlotConfig, curves: usize, ranks: usize) {
+    let shown = match cfg.rank {
+        Some(r) => format!("rank {r}"),
+        None => format!("{ranks} ranks: min–max"),
+    };
+    egui::ComboBox::from_label("ranks")
+        .selected_text(shown)
+        .show_ui(ui, |ui| {
+            ui.selectable_value(&mut cfg.rank, None, "the spread (min–max)");
+            for r in 0..curves {
+                ui.selectable_value(&mut cfg.rank, Some(r), format!("rank {r}"));
+            }
+            if curves < ranks {
+                ui.label(
+                    RichText::new(format!("one rank's curve: jobs of at most {curves} ranks"))
+                        .weak(),
+                );
+            }
+        })
+        .response
+        .on_hover_text(
+            "The band is the spread of the ranks' values at each step; pick a rank to see its own",
+        );
+}
+
 /// The id of a run's `index`-th plot (where its zoom is remembered).
 pub fn plot_id(target: &str, index: usize) -> egui::Id {
     egui::Id::unique(("plot", target, index))
@@ -594,6 +634,44 @@ pub fn draw(
             // them: the pieces of a curve broken on a log axis share it.
             let color = key_color(cfg, &key, 0);
             pui.line(Line::new(named(key, m), pts).color(color));
+        }
+        // An MPI job's keys: the spread of the ranks' values around the
+        // reduced curve, and the rank picked, drawn over it.
+        for key in &cfg.keys {
+            let Some(band) = m.bands.get(key) else {
+                continue;
+            };
+            let color = egui::Color32::from(key_color(cfg, key, 0));
+            let scale = |pts: Vec<[f64; 2]>| -> Vec<[f64; 2]> {
+                match cfg.log_y {
+                    false => pts,
+                    true => pts
+                        .into_iter()
+                        .filter(|p| p[1] > 0.0)
+                        .map(|p| [p[0], p[1].log10()])
+                        .collect(),
+                }
+            };
+            let hi = scale(band.max.points(cfg.x, x0, x1, pixels, 0.0));
+            let lo = scale(band.min.points(cfg.x, x0, x1, pixels, 0.0));
+            if !hi.is_empty() && !lo.is_empty() {
+                let outline: Vec<[f64; 2]> = hi.iter().chain(lo.iter().rev()).copied().collect();
+                pui.polygon(
+                    egui_plot::Polygon::new(format!("{key} · ranks min–max"), outline)
+                        .fill_color(color.gamma_multiply(0.18))
+                        .stroke(egui::Stroke::new(0.5, color.gamma_multiply(0.5))),
+                );
+            }
+            if let Some(curve) = cfg.rank.and_then(|r| band.ranks.get(r)) {
+                let pts = scale(curve.points(cfg.x, x0, x1, pixels, cfg.ema));
+                let name = format!("{key} · rank {}", cfg.rank.unwrap_or_default());
+                pui.line(
+                    Line::new(name, pts)
+                        .color(color)
+                        .style(egui_plot::LineStyle::dotted_dense())
+                        .width(2.0),
+                );
+            }
         }
         // Other runs' same keys: dashed, a shade apart, named by run.
         for (n, other) in compared.iter().enumerate() {

@@ -239,7 +239,12 @@ impl ValuesPanel {
                     .striped(true)
                     .show(ui, |ui| {
                         for (key, value) in &m.values {
-                            if !super::filter_shows(&self.filter, key) {
+                            // An MPI job's per-rank companions show on their
+                            // key's row, not as rows of their own.
+                            if !super::filter_shows(&self.filter, key)
+                                || key.ends_with(RANKS_SUFFIX)
+                                || key.ends_with(BLOCKS_SUFFIX)
+                            {
                                 continue;
                             }
                             let recent = m
@@ -255,7 +260,21 @@ impl ValuesPanel {
                                 RichText::new(key)
                             };
                             ui.label(name);
-                            self.value_cell(ui, key, value, m.array_stats.get(key), 0);
+                            let spread = m
+                                .values
+                                .get(&format!("{key}{RANKS_SUFFIX}"))
+                                .and_then(Value::as_array)
+                                .map(|a| a.to_f64_vec());
+                            match spread {
+                                Some(ranks) => {
+                                    ui.horizontal(|ui| {
+                                        self.value_cell(ui, key, value, m.array_stats.get(key), 0);
+                                        ui.label(RichText::new(spread_text(&ranks)).weak())
+                                            .on_hover_text(ranks_text(&ranks));
+                                    });
+                                }
+                                None => self.value_cell(ui, key, value, m.array_stats.get(key), 0),
+                            }
                             ui.end_row();
                         }
                     });
@@ -580,4 +599,37 @@ mod tests {
         assert!(parse_for(&int, "0").is_err());
         assert!(parse_for(&int, "1.5").is_err());
     }
+}
+
+/// Where an MPI job's key to look for each rank's value, and where a
+/// stitched field's blocks sit.
+const RANKS_SUFFIX: &str = crate::model::RANKS_SUFFIX;
+const BLOCKS_SUFFIX: &str = "@blocks";
+
+/// "ranks 0.0320 … 0.1615": the spread of a key over an MPI job's ranks.
+fn spread_text(ranks: &[f64]) -> String {
+    if ranks.iter().any(|v| v.is_nan()) {
+        return format!("{} ranks, a NaN among them", ranks.len());
+    }
+    let lo = ranks.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ranks.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if lo == hi {
+        format!("same on all {} ranks", ranks.len())
+    } else {
+        format!("ranks {} … {}", fmt_num(lo), fmt_num(hi))
+    }
+}
+
+/// Each rank's value, a line each (the first 64).
+fn ranks_text(ranks: &[f64]) -> String {
+    let mut lines: Vec<String> = ranks
+        .iter()
+        .take(64)
+        .enumerate()
+        .map(|(r, v)| format!("rank {r}: {}", fmt_num(*v)))
+        .collect();
+    if ranks.len() > 64 {
+        lines.push(format!("… and {} more", ranks.len() - 64));
+    }
+    lines.join("\n")
 }
