@@ -534,6 +534,40 @@ fn heatmap_display_size(rows: usize, cols: usize, side: f32) -> egui::Vec2 {
     }
 }
 
+/// Where an MPI job's key to look for each rank's value, and where a
+/// stitched field's blocks sit.
+const RANKS_SUFFIX: &str = crate::model::RANKS_SUFFIX;
+const BLOCKS_SUFFIX: &str = "@blocks";
+
+/// "ranks 0.0320 … 0.1615": the spread of a key over an MPI job's ranks.
+fn spread_text(ranks: &[f64]) -> String {
+    if ranks.iter().any(|v| v.is_nan()) {
+        return format!("{} ranks, a NaN among them", ranks.len());
+    }
+    let lo = ranks.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ranks.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if lo == hi {
+        format!("same on all {} ranks", ranks.len())
+    } else {
+        format!("ranks {} … {}", fmt_num(lo), fmt_num(hi))
+    }
+}
+
+/// Each rank's value, a line each (the first 64).
+fn ranks_text(ranks: &[f64]) -> String {
+    let mut lines: Vec<String> = ranks
+        .iter()
+        .take(64)
+        .enumerate()
+        .map(|(r, v)| format!("rank {r}: {}", fmt_num(*v)))
+        .collect();
+    if ranks.len() > 64 {
+        lines.push(format!("… and {} more", ranks.len() - 64));
+    }
+    lines.join("\n")
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,37 +633,4 @@ mod tests {
         assert!(parse_for(&int, "0").is_err());
         assert!(parse_for(&int, "1.5").is_err());
     }
-}
-
-/// Where an MPI job's key to look for each rank's value, and where a
-/// stitched field's blocks sit.
-const RANKS_SUFFIX: &str = crate::model::RANKS_SUFFIX;
-const BLOCKS_SUFFIX: &str = "@blocks";
-
-/// "ranks 0.0320 … 0.1615": the spread of a key over an MPI job's ranks.
-fn spread_text(ranks: &[f64]) -> String {
-    if ranks.iter().any(|v| v.is_nan()) {
-        return format!("{} ranks, a NaN among them", ranks.len());
-    }
-    let lo = ranks.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = ranks.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if lo == hi {
-        format!("same on all {} ranks", ranks.len())
-    } else {
-        format!("ranks {} … {}", fmt_num(lo), fmt_num(hi))
-    }
-}
-
-/// Each rank's value, a line each (the first 64).
-fn ranks_text(ranks: &[f64]) -> String {
-    let mut lines: Vec<String> = ranks
-        .iter()
-        .take(64)
-        .enumerate()
-        .map(|(r, v)| format!("rank {r}: {}", fmt_num(*v)))
-        .collect();
-    if ranks.len() > 64 {
-        lines.push(format!("… and {} more", ranks.len() - 64));
-    }
-    lines.join("\n")
 }
