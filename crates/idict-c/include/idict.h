@@ -92,6 +92,25 @@ typedef enum {
   IDICT_COLUMN_MAJOR = 1,
 } idict_order;
 
+#if defined(IDICT_MPI)
+// How a key's values on the ranks become the run's.
+typedef enum {
+#if defined(IDICT_MPI)
+  IDICT_SUM = 0,
+#endif
+#if defined(IDICT_MPI)
+  IDICT_MIN = 1,
+#endif
+#if defined(IDICT_MPI)
+  IDICT_MAX = 2,
+#endif
+#if defined(IDICT_MPI)
+  // The default: the mean (or the value, when every rank has the same).
+  IDICT_MEAN = 3,
+#endif
+} idict_reduction;
+#endif
+
 // A run (an `IDict`). 0 is never a run.
 typedef uint64_t idict_t;
 
@@ -210,7 +229,9 @@ idict_status idict_writable_i64(idict_t d,
 
 // The loop's safe point: applies clients' queued writes, then sets
 // `*go` to 1 to go on, 0 once terminated. Blocks while the run is paused
-// (until resume, step or terminate). `go` may be NULL.
+// (until resume, step or terminate). `go` may be NULL. For an MPI run
+// (`idict_new_mpi`), collective: every rank gets rank 0's decision, and
+// its steering writes, at the same step.
 //
 // # Safety
 // `go` is NULL or points to an int.
@@ -223,7 +244,8 @@ idict_status idict_wait(idict_t d, int *go);
 idict_status idict_wait_timeout(idict_t d, double seconds, idict_wait_outcome *outcome);
 
 // Publishes the keys set since the last notify as one new version (in
-// `*version`, which may be NULL). Never blocks on clients.
+// `*version`, which may be NULL). Never blocks on clients. For an MPI run
+// (`idict_new_mpi`), collective: rank 0 publishes the ranks' values.
 //
 // # Safety
 // `version` is NULL or points to a uint64_t.
@@ -260,7 +282,8 @@ idict_status idict_terminate_on_signals(idict_t d);
 
 // Serves the run: 127.0.0.1 on a free port, fresh tokens, a run file (so
 // `idict ls`, the CLI and the inspector find it by name), and one line on
-// stderr saying where to connect. The server's handle in `*out`.
+// stderr saying where to connect. The server's handle in `*out`. For an
+// MPI run, rank 0 serves the job; the other ranks' handles stand for it.
 //
 // SIGPIPE: if the program left it at its default, it is ignored from now
 // on (as every Rust program does): a client that goes away mid-write
@@ -317,6 +340,71 @@ idict_status idict_checkpoint(idict_t d, const char *path, uint64_t *version);
 // # Safety
 // `path` is a NUL-terminated string; `out` points to an `idict_t`.
 idict_status idict_restore(const char *path, idict_t *out);
+
+#if defined(IDICT_MPI)
+// One rank's part of a run that is the whole MPI job (collective: every
+// rank of the communicator calls it). `comm` is the communicator's
+// Fortran handle: `MPI_Comm_c2f(MPI_COMM_WORLD)` in C, `MPI_COMM_WORLD` in
+// Fortran. MPI must be initialized. Rank 0's run says it is made of the
+// communicator's ranks.
+//
+// # Safety
+// `name` is a NUL-terminated string; `out` points to an `idict_t`; `comm`
+// is a live communicator's Fortran handle.
+idict_status idict_new_mpi(const char *name, int comm, idict_t *out);
+#endif
+
+#if defined(IDICT_MPI)
+// This rank's number and the job's size (either may be NULL).
+//
+// # Safety
+// `rank` and `size` are NULL or point to ints.
+idict_status idict_mpi_rank(idict_t d, int *rank, int *size);
+#endif
+
+#if defined(IDICT_MPI)
+// How `key`'s values on the ranks become the run's (default: mean).
+//
+// # Safety
+// `key` is a NUL-terminated string.
+idict_status idict_mpi_reduce(idict_t d, const char *key, int how);
+#endif
+
+#if defined(IDICT_MPI)
+// Declares this rank's block of a field decomposed over the ranks (f64,
+// row-major, 1 to 3 dimensions): the field's global shape, the block's
+// offset and shape in it, `ndim` each. Rank 0 publishes the field whole
+// under `key`, stitched only while someone watches.
+//
+// # Safety
+// `key` is a NUL-terminated string; `global`, `offset` and `shape` point
+// to `ndim` sizes each.
+idict_status idict_mpi_field(idict_t d,
+                             const char *key,
+                             size_t ndim,
+                             const size_t *global,
+                             const size_t *offset,
+                             const size_t *shape);
+#endif
+
+#if defined(IDICT_MPI)
+// Whether this step's update stitches the fields (`*yes` 1 or 0): a
+// program may skip preparing its blocks when it does not.
+//
+// # Safety
+// `yes` points to an int.
+idict_status idict_mpi_stitching(idict_t d, int *yes);
+#endif
+
+#if defined(IDICT_MPI)
+// This step's values of this rank's block of `key`: `n` doubles,
+// row-major (column-major data is the block of the transposed field).
+// Copied only when the update stitches.
+//
+// # Safety
+// `key` is a NUL-terminated string; `data` points to `n` doubles.
+idict_status idict_mpi_set_block(idict_t d, const char *key, const double *data, size_t n);
+#endif
 
 // The message of the last call on this thread that failed ("" if none).
 // Valid until the next failing call on this thread; never NULL.

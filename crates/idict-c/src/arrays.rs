@@ -76,15 +76,11 @@ pub unsafe fn array(
             format!("{ndim} dimensions: at most {}", NdArray::MAX_DIMS),
         ));
     }
-    if (ndim > 0 && shape.is_null()) || (nbytes > 0 && data.is_null()) {
+    if nbytes > 0 && data.is_null() {
         return Err(Failure::new(IDICT_ERR_NULL, "shape or data is NULL"));
     }
-    let shape: Vec<usize> = if ndim == 0 {
-        Vec::new()
-    } else {
-        // SAFETY: `shape` points to `ndim` sizes (the contract).
-        unsafe { std::slice::from_raw_parts(shape, ndim) }.to_vec()
-    };
+    // SAFETY: `shape` points to `ndim` sizes (the contract).
+    let shape = unsafe { shape_of(shape, ndim, "shape") }?;
     // The byte count is checked against the shape before anything is read.
     let expected = shape
         .iter()
@@ -116,6 +112,27 @@ pub unsafe fn array(
     NdArray::from_bytes(dtype, shape, stored.into())
         .map(Value::Array)
         .map_err(|e| Failure::new(IDICT_ERR_ARGUMENT, e.to_string()))
+}
+
+/// `ndim` sizes from C (NULL only when `ndim` is 0).
+///
+/// # Safety
+/// `sizes` points to `ndim` sizes, or is NULL and `ndim` 0.
+pub unsafe fn shape_of(sizes: *const usize, ndim: usize, what: &str) -> Result<Vec<usize>> {
+    if ndim == 0 {
+        return Ok(Vec::new());
+    }
+    if sizes.is_null() {
+        return Err(Failure::new(IDICT_ERR_NULL, format!("{what} is NULL")));
+    }
+    if ndim > NdArray::MAX_DIMS {
+        return Err(Failure::new(
+            IDICT_ERR_ARGUMENT,
+            format!("{ndim} dimensions: at most {}", NdArray::MAX_DIMS),
+        ));
+    }
+    // SAFETY: `sizes` points to `ndim` sizes (the contract).
+    Ok(unsafe { std::slice::from_raw_parts(sizes, ndim) }.to_vec())
 }
 
 /// Column-major bytes copied into row-major order: the one copy.

@@ -15,7 +15,12 @@
 mod arrays;
 mod extras;
 mod handles;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod status;
+
+#[cfg(feature = "mpi")]
+pub use mpi::idict_reduction;
 
 use handles::Table;
 use idict::{IDict, Level, ServeOptions, Server, Value, WaitOutcome};
@@ -41,6 +46,21 @@ pub type idict_server_t = u64;
 
 static RUNS: Table<IDict> = Table::new(1, "idict_t");
 static SERVERS: Table<Arc<Mutex<Option<Server>>>> = Table::new(2, "idict_server_t");
+
+#[cfg(feature = "mpi")]
+thread_local! {
+    /// Server handles of MPI runs (whose rank 0 keeps the server), to
+    /// their runs.
+    static JOB_SERVERS: std::cell::RefCell<std::collections::HashMap<idict_server_t, idict_t>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The MPI run a server handle stands for, if it does.
+#[cfg(feature = "mpi")]
+fn job_of_server(s: idict_server_t) -> Option<std::rc::Rc<std::cell::RefCell<idict_mpi::MpiDict>>> {
+    let d = JOB_SERVERS.with(|j| j.borrow().get(&s).copied())?;
+    mpi::job(d)
+}
 
 fn run(d: idict_t) -> Result<IDict> {
     RUNS.get(d)
@@ -88,7 +108,12 @@ pub unsafe extern "C" fn idict_new(name: *const c_char, out: *mut idict_t) -> id
 /// does (close that first to end it); the handle is dead from now on.
 #[unsafe(no_mangle)]
 pub extern "C" fn idict_free(d: idict_t) -> idict_status {
-    guard(|| RUNS.remove(d).map(drop))
+    guard(|| {
+        RUNS.remove(d)?;
+        #[cfg(feature = "mpi")]
+        mpi::forget(d);
+        Ok(())
+    })
 }
 
 /// Sets `key` to a value in the working map. Nothing a client sees changes
@@ -352,7 +377,9 @@ pub enum idict_wait_outcome {
 
 /// The loop's safe point: applies clients' queued writes, then sets
 /// `*go` to 1 to go on, 0 once terminated. Blocks while the run is paused
-/// (until resume, step or terminate). `go` may be NULL.
+/// (until resume, step or terminate). `go` may be NULL. For an MPI run
+/// (`idict_new_mpi`), collective: every rank gets rank 0's decision, and
+/// its steering writes, at the same step.
 ///
 /// # Safety
 /// `go` is NULL or points to an int.
@@ -360,6 +387,12 @@ pub enum idict_wait_outcome {
 pub unsafe extern "C" fn idict_wait(d: idict_t, go: *mut c_int) -> idict_status {
     guard(|| {
         let run = run(d)?;
+        #[cfg(feature = "mpi")]
+        let on = match mpi::job(d) {
+            Some(job) => mpi::wait(&job)?,
+            None => run.wait(),
+        };
+        #[cfg(not(feature = "mpi"))]
         let on = run.wait();
         // SAFETY: as the function's contract.
         unsafe { put(go, c_int::from(on)) };
@@ -398,6 +431,13 @@ pub unsafe extern "C" fn idict_wait_timeout(
 
 fn notify(d: idict_t, last: bool, version: *mut u64) -> Result<()> {
     let run = run(d)?;
+    #[cfg(feature = "mpi")]
+    if let Some(job) = mpi::job(d) {
+        let v = mpi::notify(&job, last)?;
+        // SAFETY: as below.
+        unsafe { put(version, v) };
+        return Ok(());
+    }
     let published = if last {
         run.notify_update_final()
     } else {
@@ -411,7 +451,8 @@ fn notify(d: idict_t, last: bool, version: *mut u64) -> Result<()> {
 }
 
 /// Publishes the keys set since the last notify as one new version (in
-/// `*version`, which may be NULL). Never blocks on clients.
+/// `*version`, which may be NULL). Never blocks on clients. For an MPI run
+/// (`idict_new_mpi`), collective: rank 0 publishes the ranks' values.
 ///
 /// # Safety
 /// `version` is NULL or points to a uint64_t.
@@ -505,7 +546,8 @@ pub extern "C" fn idict_terminate_on_signals(d: idict_t) -> idict_status {
 
 /// Serves the run: 127.0.0.1 on a free port, fresh tokens, a run file (so
 /// `idict ls`, the CLI and the inspector find it by name), and one line on
-/// stderr saying where to connect. The server's handle in `*out`.
+/// stderr saying where to connect. The server's handle in `*out`. For an
+/// MPI run, rank 0 serves the job; the other ranks' handles stand for it.
 ///
 /// SIGPIPE: if the program left it at its default, it is ignored from now
 /// on (as every Rust program does): a client that goes away mid-write
@@ -522,6 +564,17 @@ pub unsafe extern "C" fn idict_serve(d: idict_t, out: *mut idict_server_t) -> id
             return Err(Failure::new(IDICT_ERR_NULL, "out is NULL"));
         }
         ignore_sigpipe();
+        #[cfg(feature = "mpi")]
+        if let Some(job) = mpi::job(d) {
+            // The job's rank 0 serves it, and keeps its server (it tells
+            // the stitching whether anyone watches): this handle reaches it.
+            mpi::serve(&job)?;
+            let handle = SERVERS.insert(Arc::new(Mutex::new(None)));
+            JOB_SERVERS.with(|s| s.borrow_mut().insert(handle, d));
+            // SAFETY: as the function's contract (checked not NULL above).
+            unsafe { put(out, handle) };
+            return Ok(());
+        }
         let server = ServeOptions::default()
             .serve(&run)
             .map_err(|e| Failure::new(IDICT_ERR_SYSTEM, e.to_string()))?;
@@ -546,10 +599,20 @@ pub unsafe extern "C" fn idict_server_address(
     guard(|| {
         let server = SERVERS.get(s)?;
         let held = server.lock();
-        let address = held
-            .as_ref()
-            .map(|s| s.address().to_string())
-            .ok_or_else(|| Failure::new(IDICT_ERR_HANDLE, "the server is closed"))?;
+        #[cfg(feature = "mpi")]
+        let address = match job_of_server(s) {
+            Some(job) => Some(mpi::address(&job).ok_or_else(|| {
+                Failure::new(
+                    IDICT_ERR_STATE,
+                    "this rank serves nothing: rank 0 serves the MPI job",
+                )
+            })?),
+            None => held.as_ref().map(|s| s.address().to_string()),
+        };
+        #[cfg(not(feature = "mpi"))]
+        let address = held.as_ref().map(|s| s.address().to_string());
+        let address =
+            address.ok_or_else(|| Failure::new(IDICT_ERR_HANDLE, "the server is closed"))?;
         if buf.is_null() {
             return Err(Failure::new(IDICT_ERR_NULL, "buf is NULL"));
         }
@@ -587,6 +650,12 @@ pub extern "C" fn idict_server_wait_then_close(
             )
         })?;
         let server = SERVERS.remove(s)?;
+        #[cfg(feature = "mpi")]
+        if let Some(job) = job_of_server(s) {
+            JOB_SERVERS.with(|j| j.borrow_mut().remove(&s));
+            mpi::close(&job, timeout);
+            return Ok(());
+        }
         let taken = server.lock().take();
         if let Some(server) = taken {
             server.wait_then_close(timeout);
@@ -601,6 +670,12 @@ pub extern "C" fn idict_server_wait_then_close(
 pub extern "C" fn idict_server_close(s: idict_server_t) -> idict_status {
     guard(|| {
         let server = SERVERS.remove(s)?;
+        #[cfg(feature = "mpi")]
+        if let Some(job) = job_of_server(s) {
+            JOB_SERVERS.with(|j| j.borrow_mut().remove(&s));
+            mpi::close(&job, Duration::ZERO);
+            return Ok(());
+        }
         let taken = server.lock().take();
         if let Some(server) = taken {
             server.close();

@@ -221,3 +221,56 @@ fn fortran_programs_use_the_module() {
     );
     assert!(heat.starts_with("heat: 5 steps"), "{heat}");
 }
+
+/// The MPI functions through the real ABI, in a real 2-rank job: a short
+/// collective loop and every misuse refused (needs the `mpi` feature and
+/// Open MPI's mpicc and mpirun).
+#[cfg(feature = "mpi")]
+#[test]
+fn an_mpi_job_from_c_and_every_misuse_is_refused() {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().expect("tempdir");
+    let libs = linked_library(out.path());
+    let exe = out.path().join("mpi");
+    let built = Command::new("mpicc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(crate_dir.join("include"))
+        .arg(crate_dir.join("tests/c/mpi.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(format!("-L{}", libs.display()))
+        .arg(format!("-Wl,-rpath,{}", libs.display()))
+        .arg("-lidict")
+        .output()
+        .expect("mpicc (Open MPI's libopenmpi-dev) runs");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let mut mpirun = Command::new("mpirun");
+    mpirun.args(["--oversubscribe", "-n", "2"]);
+    if is_root() {
+        // Open MPI refuses root unless told (CI runs as root).
+        mpirun.arg("--allow-run-as-root");
+    }
+    let ran = mpirun
+        .arg(&exe)
+        .env("IDICT_RUNS_DIR", out.path())
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("mpirun runs");
+    assert!(
+        ran.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), "ok");
+}
+
+#[cfg(feature = "mpi")]
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

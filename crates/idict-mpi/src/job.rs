@@ -264,6 +264,15 @@ impl MpiDict {
         self.server.as_ref()
     }
 
+    /// Rank 0: lets watchers take the final update, then closes the
+    /// server (at most `linger`), keeping the rest; the other ranks:
+    /// nothing.
+    pub fn close_server(&mut self, linger: Duration) {
+        if let Some(server) = self.server.take() {
+            server.wait_then_close(linger);
+        }
+    }
+
     pub fn rank(&self) -> i32 {
         self.rank
     }

@@ -567,7 +567,6 @@ fn ranks_text(ranks: &[f64]) -> String {
     lines.join("\n")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
