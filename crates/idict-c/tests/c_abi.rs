@@ -58,6 +58,17 @@ fn compile_and_run(name: &str) -> String {
 
 /// Compiles the program `source` and runs it with `args`; its stdout.
 fn compile_and_run_source(compiler: &Compiler, source: &Path, name: &str, args: &[&str]) -> String {
+    compile_and_launch(compiler, source, name, &[], args)
+}
+
+/// The same, the program run by `launcher` (e.g. `mpirun -n 2`) if given.
+fn compile_and_launch(
+    compiler: &Compiler,
+    source: &Path,
+    name: &str,
+    launcher: &[&str],
+    args: &[&str],
+) -> String {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = tempfile::tempdir().expect("tempdir");
     let libs = linked_library(out.path());
@@ -85,16 +96,30 @@ fn compile_and_run_source(compiler: &Compiler, source: &Path, name: &str, args: 
         "{name}.c does not compile:\n{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let ran = Command::new(&exe)
+    run_program(&exe, launcher, args, out.path(), name)
+}
+
+/// Runs `exe` (by `launcher`, if given) with `args`, its run files in
+/// `runs`; its stdout, or a failure with what it printed.
+fn run_program(exe: &Path, launcher: &[&str], args: &[&str], runs: &Path, name: &str) -> String {
+    let mut command = match launcher {
+        [] => Command::new(exe),
+        [program, rest @ ..] => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(exe);
+            c
+        }
+    };
+    let ran = command
         .args(args)
-        .env("IDICT_RUNS_DIR", out.path())
+        .env("IDICT_RUNS_DIR", runs)
         // cargo's LD_LIBRARY_PATH names target/<profile> too, where the copy
         // of the library is only as fresh as the last `cargo build`: the
         // program loads the one it was linked against (its rpath).
         .env_remove("LD_LIBRARY_PATH")
         .env_remove("DYLD_LIBRARY_PATH")
         .output()
-        .expect("run the C program");
+        .unwrap_or_else(|e| panic!("{name} does not run: {e}"));
     assert!(
         ran.status.success(),
         "{name}: {}\n{}",
@@ -184,24 +209,7 @@ fn fortran_run(fc: &str, program: &Path, args: &[&str]) -> String {
         program.display(),
         String::from_utf8_lossy(&built.stderr)
     );
-    let ran = Command::new(&exe)
-        .args(args)
-        .env("IDICT_RUNS_DIR", out.path())
-        // cargo's LD_LIBRARY_PATH names target/<profile> too, where the copy
-        // of the library is only as fresh as the last `cargo build`: the
-        // program loads the one it was linked against (its rpath).
-        .env_remove("LD_LIBRARY_PATH")
-        .env_remove("DYLD_LIBRARY_PATH")
-        .output()
-        .expect("run the Fortran program");
-    assert!(
-        ran.status.success(),
-        "{}: {}\n{}",
-        program.display(),
-        String::from_utf8_lossy(&ran.stdout),
-        String::from_utf8_lossy(&ran.stderr)
-    );
-    String::from_utf8_lossy(&ran.stdout).into_owned()
+    run_program(&exe, &[], args, out.path(), &program.display().to_string())
 }
 
 /// The Fortran module: the loop, a 2-D array in place, `stat=` codes and
@@ -228,45 +236,20 @@ fn fortran_programs_use_the_module() {
 #[cfg(feature = "mpi")]
 #[test]
 fn an_mpi_job_from_c_and_every_misuse_is_refused() {
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = tempfile::tempdir().expect("tempdir");
-    let libs = linked_library(out.path());
-    let exe = out.path().join("mpi");
-    let built = Command::new("mpicc")
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
-        .arg(crate_dir.join("include"))
-        .arg(crate_dir.join("tests/c/mpi.c"))
-        .arg("-o")
-        .arg(&exe)
-        .arg(format!("-L{}", libs.display()))
-        .arg(format!("-Wl,-rpath,{}", libs.display()))
-        .arg("-lidict")
-        .output()
-        .expect("mpicc (Open MPI's libopenmpi-dev) runs");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let mut mpirun = Command::new("mpirun");
-    mpirun.args(["--oversubscribe", "-n", "2"]);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/mpi.c");
+    let mpicc = Compiler {
+        program: "mpicc".into(),
+        standard: "-std=c11",
+    };
+    let mut mpirun = vec!["mpirun", "--oversubscribe", "-n", "2"];
     if is_root() {
         // Open MPI refuses root unless told (CI runs as root).
-        mpirun.arg("--allow-run-as-root");
+        mpirun.push("--allow-run-as-root");
     }
-    let ran = mpirun
-        .arg(&exe)
-        .env("IDICT_RUNS_DIR", out.path())
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("mpirun runs");
-    assert!(
-        ran.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&ran.stdout),
-        String::from_utf8_lossy(&ran.stderr)
+    assert_eq!(
+        compile_and_launch(&mpicc, &source, "mpi", &mpirun, &[]).trim(),
+        "ok"
     );
-    assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), "ok");
 }
 
 #[cfg(feature = "mpi")]

@@ -392,9 +392,21 @@ impl IDict {
     pub fn wait_applying<E>(
         &self,
         every: Duration,
-        mut interrupt: impl FnMut() -> Result<(), E>,
+        interrupt: impl FnMut() -> Result<(), E>,
     ) -> (Result<bool, E>, Vec<AppliedWrite>) {
         self.inner.refuse_if_holding("wait_applying");
+        let mut applied = Vec::new();
+        let go = self.wait_checking(every, interrupt, Some(&mut applied));
+        (go, applied)
+    }
+
+    /// The body of `wait_interruptible` and `wait_applying`.
+    fn wait_checking<E>(
+        &self,
+        every: Duration,
+        mut interrupt: impl FnMut() -> Result<(), E>,
+        applied: Option<&mut Vec<AppliedWrite>>,
+    ) -> Result<bool, E> {
         let mut error = None;
         let mut check = || match interrupt() {
             Ok(()) => true,
@@ -403,15 +415,13 @@ impl IDict {
                 false
             }
         };
-        let mut applied = Vec::new();
         let outcome = self
             .inner
-            .wait_until(None, Some((every, &mut check)), Some(&mut applied));
-        let go = match (outcome, error) {
+            .wait_until(None, Some((every, &mut check)), applied);
+        match (outcome, error) {
             (_, Some(e)) => Err(e),
             (outcome, None) => Ok(outcome == Some(WaitOutcome::Go)),
-        };
-        (go, applied)
+        }
     }
 
     /// Like `wait`, giving up after `timeout` if still paused.
@@ -436,22 +446,10 @@ impl IDict {
     pub fn wait_interruptible<E>(
         &self,
         every: Duration,
-        mut interrupt: impl FnMut() -> Result<(), E>,
+        interrupt: impl FnMut() -> Result<(), E>,
     ) -> Result<bool, E> {
         self.inner.refuse_if_holding("wait_interruptible");
-        let mut error = None;
-        let mut check = || match interrupt() {
-            Ok(()) => true,
-            Err(e) => {
-                error = Some(e);
-                false
-            }
-        };
-        let outcome = self.inner.wait_until(None, Some((every, &mut check)), None);
-        match (outcome, error) {
-            (_, Some(e)) => Err(e),
-            (outcome, None) => Ok(outcome == Some(WaitOutcome::Go)),
-        }
+        self.wait_checking(every, interrupt, None)
     }
 
     /// Applies queued steering writes now (a safe point of the computation's
