@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
   const size_t global[2] = {(size_t)n, (size_t)n};
   const size_t offset[2] = {(size_t)first, 0};
   const size_t block[2] = {(size_t)rows, (size_t)n};
-  check(idict_mpi_field(d, "u", 2, global, offset, block), "field u");
+  check(idict_mpi_field(d, "u", 2, global, offset, block, IDICT_ROW_MAJOR), "field u");
   idict_server_t server;
   check(idict_serve(d, &server), "serve");
   if (rank == 0) {

@@ -30,6 +30,9 @@ module idict
     idict_notify_update_final, idict_terminate, idict_pause, idict_resume, &
     idict_message, idict_terminate_on_signals, idict_serve, &
     idict_server_wait_then_close, idict_checkpoint, idict_error_message
+  ! For modules built on this one (idict_mpi): a status to `stat` or a
+  ! stop, and a Fortran string as a C one.
+  public :: idict_done, idict_cstr
 
   ! Element types and orders, as idict.h has them.
   integer(c_int), parameter :: F64 = 0, F32 = 1, I64 = 2, I32 = 3
@@ -213,7 +216,7 @@ contains
   end function
 
   !> A status to `stat`, or, without one, a failure stops the program.
-  subroutine done(s, stat)
+  subroutine idict_done(s, stat)
     integer(c_int), intent(in) :: s
     integer, intent(out), optional :: stat
     if (present(stat)) then
@@ -225,7 +228,7 @@ contains
   end subroutine
 
   !> A Fortran string as a C one: trailing blanks trimmed, NUL added.
-  pure function cstr(text) result(c)
+  pure function idict_cstr(text) result(c)
     character(*), intent(in) :: text
     character(kind=c_char, len=len_trim(text) + 1) :: c
     c = trim(text)//c_null_char
@@ -238,14 +241,14 @@ contains
     integer, intent(out), optional :: stat
     integer(c_int) :: s
     s = c_check_version(IDICT_ABI_VERSION)
-    if (s == IDICT_OK) s = c_new(cstr(name), d%handle)
-    call done(s, stat)
+    if (s == IDICT_OK) s = c_new(idict_cstr(name), d%handle)
+    call idict_done(s, stat)
   end subroutine
 
   subroutine idict_free(d, stat)
     type(idict_t), intent(inout) :: d
     integer, intent(out), optional :: stat
-    call done(c_free(d%handle), stat)
+    call idict_done(c_free(d%handle), stat)
     d%handle = 0
   end subroutine
 
@@ -254,7 +257,7 @@ contains
     character(*), intent(in) :: key
     real(c_double), intent(in) :: value
     integer, intent(out), optional :: stat
-    call done(c_set_f64(d%handle, cstr(key), value), stat)
+    call idict_done(c_set_f64(d%handle, idict_cstr(key), value), stat)
   end subroutine
 
   subroutine set_i32(d, key, value, stat)
@@ -262,7 +265,7 @@ contains
     character(*), intent(in) :: key
     integer(c_int32_t), intent(in) :: value
     integer, intent(out), optional :: stat
-    call done(c_set_i64(d%handle, cstr(key), int(value, c_int64_t)), stat)
+    call idict_done(c_set_i64(d%handle, idict_cstr(key), int(value, c_int64_t)), stat)
   end subroutine
 
   subroutine set_i64(d, key, value, stat)
@@ -270,7 +273,7 @@ contains
     character(*), intent(in) :: key
     integer(c_int64_t), intent(in) :: value
     integer, intent(out), optional :: stat
-    call done(c_set_i64(d%handle, cstr(key), value), stat)
+    call idict_done(c_set_i64(d%handle, idict_cstr(key), value), stat)
   end subroutine
 
   subroutine set_logical(d, key, value, stat)
@@ -281,14 +284,14 @@ contains
     integer(c_int) :: v
     v = 0
     if (value) v = 1
-    call done(c_set_bool(d%handle, cstr(key), v), stat)
+    call idict_done(c_set_bool(d%handle, idict_cstr(key), v), stat)
   end subroutine
 
   subroutine set_str(d, key, value, stat)
     type(idict_t), intent(in) :: d
     character(*), intent(in) :: key, value
     integer, intent(out), optional :: stat
-    call done(c_set_str(d%handle, cstr(key), cstr(value)), stat)
+    call idict_done(c_set_str(d%handle, idict_cstr(key), idict_cstr(value)), stat)
   end subroutine
 
   !> An array in place: its address, bytes and shape, column-major.
@@ -302,7 +305,7 @@ contains
     integer, intent(out), optional :: stat
     integer(c_size_t) :: dims(size(shape))
     dims = int(shape, c_size_t)
-    call done(c_set_array(d%handle, cstr(key), dtype, data, nbytes, dims, &
+    call idict_done(c_set_array(d%handle, idict_cstr(key), dtype, data, nbytes, dims, &
                           int(size(shape), c_size_t), COLUMN_MAJOR), stat)
   end subroutine
 
@@ -398,7 +401,7 @@ contains
     integer, intent(out), optional :: stat
     real(c_double) :: value
     value = 0
-    call done(c_get_f64(d%handle, cstr(key), value), stat)
+    call idict_done(c_get_f64(d%handle, idict_cstr(key), value), stat)
   end function
 
   function idict_get_i64(d, key, stat) result(value)
@@ -407,7 +410,7 @@ contains
     integer, intent(out), optional :: stat
     integer(c_int64_t) :: value
     value = 0
-    call done(c_get_i64(d%handle, cstr(key), value), stat)
+    call idict_done(c_get_i64(d%handle, idict_cstr(key), value), stat)
   end function
 
   !> `key` writable by clients, within [lo, hi] (give ieee NaN for none).
@@ -416,7 +419,7 @@ contains
     character(*), intent(in) :: key
     real(c_double), intent(in) :: initial, lo, hi
     integer, intent(out), optional :: stat
-    call done(c_writable_f64(d%handle, cstr(key), initial, lo, hi), stat)
+    call idict_done(c_writable_f64(d%handle, idict_cstr(key), initial, lo, hi), stat)
   end subroutine
 
   !> The loop's safe point: .false. once terminated; blocks while paused.
@@ -425,7 +428,7 @@ contains
     integer, intent(out), optional :: stat
     integer(c_int) :: go
     go = 0
-    call done(c_wait(d%handle, go), stat)
+    call idict_done(c_wait(d%handle, go), stat)
     idict_wait = go /= 0
   end function
 
@@ -434,7 +437,7 @@ contains
     integer, intent(out), optional :: stat
     integer(c_int64_t), intent(out), optional :: version
     integer(c_int64_t) :: v
-    call done(c_notify(d%handle, v), stat)
+    call idict_done(c_notify(d%handle, v), stat)
     if (present(version)) version = v
   end subroutine
 
@@ -443,26 +446,26 @@ contains
     integer, intent(out), optional :: stat
     integer(c_int64_t), intent(out), optional :: version
     integer(c_int64_t) :: v
-    call done(c_notify_final(d%handle, v), stat)
+    call idict_done(c_notify_final(d%handle, v), stat)
     if (present(version)) version = v
   end subroutine
 
   subroutine idict_terminate(d, stat)
     type(idict_t), intent(in) :: d
     integer, intent(out), optional :: stat
-    call done(c_terminate(d%handle), stat)
+    call idict_done(c_terminate(d%handle), stat)
   end subroutine
 
   subroutine idict_pause(d, stat)
     type(idict_t), intent(in) :: d
     integer, intent(out), optional :: stat
-    call done(c_pause(d%handle), stat)
+    call idict_done(c_pause(d%handle), stat)
   end subroutine
 
   subroutine idict_resume(d, stat)
     type(idict_t), intent(in) :: d
     integer, intent(out), optional :: stat
-    call done(c_resume(d%handle), stat)
+    call idict_done(c_resume(d%handle), stat)
   end subroutine
 
   subroutine idict_message(d, level, text, stat)
@@ -470,13 +473,13 @@ contains
     integer, intent(in) :: level
     character(*), intent(in) :: text
     integer, intent(out), optional :: stat
-    call done(c_message(d%handle, int(level, c_int), cstr(text)), stat)
+    call idict_done(c_message(d%handle, int(level, c_int), idict_cstr(text)), stat)
   end subroutine
 
   subroutine idict_terminate_on_signals(d, stat)
     type(idict_t), intent(in) :: d
     integer, intent(out), optional :: stat
-    call done(c_signals(d%handle), stat)
+    call idict_done(c_signals(d%handle), stat)
   end subroutine
 
   !> Serves the run (127.0.0.1, a free port, tokens, a run file).
@@ -484,7 +487,7 @@ contains
     type(idict_t), intent(in) :: d
     type(idict_server_t), intent(out) :: server
     integer, intent(out), optional :: stat
-    call done(c_serve(d%handle, server%handle), stat)
+    call idict_done(c_serve(d%handle, server%handle), stat)
   end subroutine
 
   !> Serves until watchers have the final update (or `timeout` seconds), then closes.
@@ -492,7 +495,7 @@ contains
     type(idict_server_t), intent(inout) :: server
     real(c_double), intent(in) :: timeout
     integer, intent(out), optional :: stat
-    call done(c_close(server%handle, timeout), stat)
+    call idict_done(c_close(server%handle, timeout), stat)
     server%handle = 0
   end subroutine
 
@@ -502,7 +505,7 @@ contains
     integer, intent(out), optional :: stat
     integer(c_int64_t), intent(out), optional :: version
     integer(c_int64_t) :: v
-    call done(c_checkpoint(d%handle, cstr(path), v), stat)
+    call idict_done(c_checkpoint(d%handle, idict_cstr(path), v), stat)
     if (present(version)) version = v
   end subroutine
 

@@ -372,9 +372,11 @@ idict_status idict_mpi_reduce(idict_t d, const char *key, int how);
 
 #if defined(IDICT_MPI)
 // Declares this rank's block of a field decomposed over the ranks (f64,
-// row-major, 1 to 3 dimensions): the field's global shape, the block's
-// offset and shape in it, `ndim` each. Rank 0 publishes the field whole
-// under `key`, stitched only while someone watches.
+// 1 to 3 dimensions): the field's global shape, the block's offset
+// (0-based) and shape in it, `ndim` each, in the order `order` says
+// (`IDICT_COLUMN_MAJOR`: Fortran's, and the field shows with Fortran's
+// shape). Rank 0 publishes the field whole under `key`, stitched only
+// while someone watches.
 //
 // # Safety
 // `key` is a NUL-terminated string; `global`, `offset` and `shape` point
@@ -384,7 +386,8 @@ idict_status idict_mpi_field(idict_t d,
                              size_t ndim,
                              const size_t *global,
                              const size_t *offset,
-                             const size_t *shape);
+                             const size_t *shape,
+                             int order);
 #endif
 
 #if defined(IDICT_MPI)
@@ -397,9 +400,8 @@ idict_status idict_mpi_stitching(idict_t d, int *yes);
 #endif
 
 #if defined(IDICT_MPI)
-// This step's values of this rank's block of `key`: `n` doubles,
-// row-major (column-major data is the block of the transposed field).
-// Copied only when the update stitches.
+// This step's values of this rank's block of `key`: `n` doubles in the
+// order its field was declared in. Copied only when the update stitches.
 //
 // # Safety
 // `key` is a NUL-terminated string; `data` points to `n` doubles.

@@ -176,9 +176,11 @@ pub unsafe extern "C" fn idict_mpi_reduce(
 }
 
 /// Declares this rank's block of a field decomposed over the ranks (f64,
-/// row-major, 1 to 3 dimensions): the field's global shape, the block's
-/// offset and shape in it, `ndim` each. Rank 0 publishes the field whole
-/// under `key`, stitched only while someone watches.
+/// 1 to 3 dimensions): the field's global shape, the block's offset
+/// (0-based) and shape in it, `ndim` each, in the order `order` says
+/// (`IDICT_COLUMN_MAJOR`: Fortran's, and the field shows with Fortran's
+/// shape). Rank 0 publishes the field whole under `key`, stitched only
+/// while someone watches.
 ///
 /// # Safety
 /// `key` is a NUL-terminated string; `global`, `offset` and `shape` point
@@ -191,6 +193,7 @@ pub unsafe extern "C" fn idict_mpi_field(
     global: *const usize,
     offset: *const usize,
     shape: *const usize,
+    order: c_int,
 ) -> idict_status {
     guard(|| {
         // SAFETY: as the function's contract.
@@ -202,9 +205,18 @@ pub unsafe extern "C" fn idict_mpi_field(
                 shape_of(shape, ndim, "shape")?,
             )
         };
+        let declared = |j: &mut MpiDict| match order {
+            0 => j.field(key, &global, &offset, &shape),
+            _ => j.field_column_major(key, &global, &offset, &shape),
+        };
+        if !matches!(order, 0 | 1) {
+            return Err(Failure::new(
+                IDICT_ERR_ARGUMENT,
+                format!("{order} is not an idict_order (0: row-major, 1: column-major)"),
+            ));
+        }
         with_job(d, |j| {
-            j.field(key, &global, &offset, &shape)
-                .map_err(|e| Failure::new(IDICT_ERR_ARGUMENT, e.to_string()))
+            declared(j).map_err(|e| Failure::new(IDICT_ERR_ARGUMENT, e.to_string()))
         })
     })
 }
@@ -223,9 +235,8 @@ pub unsafe extern "C" fn idict_mpi_stitching(d: idict_t, yes: *mut c_int) -> idi
     })
 }
 
-/// This step's values of this rank's block of `key`: `n` doubles,
-/// row-major (column-major data is the block of the transposed field).
-/// Copied only when the update stitches.
+/// This step's values of this rank's block of `key`: `n` doubles in the
+/// order its field was declared in. Copied only when the update stitches.
 ///
 /// # Safety
 /// `key` is a NUL-terminated string; `data` points to `n` doubles.

@@ -185,6 +185,18 @@ fn compiler_from(var: &str, default: &str, what: &str, package: &str) -> Option<
 /// Compiles the module `include/idict.f90` and `program` with it, runs the
 /// program with `args`; its stdout.
 fn fortran_run(fc: &str, program: &Path, args: &[&str]) -> String {
+    fortran_launch(fc, &["idict.f90"], program, &[], args)
+}
+
+/// The same with the modules `include/MODULES` (in order), the program run
+/// by `launcher` (e.g. `mpirun -n 2`) if given.
+fn fortran_launch(
+    fc: &str,
+    modules: &[&str],
+    program: &Path,
+    launcher: &[&str],
+    args: &[&str],
+) -> String {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = tempfile::tempdir().expect("tempdir");
     let libs = linked_library(out.path());
@@ -194,7 +206,7 @@ fn fortran_run(fc: &str, program: &Path, args: &[&str]) -> String {
         .arg("-Werror")
         .arg("-J")
         .arg(out.path())
-        .arg(crate_dir.join("include/idict.f90"))
+        .args(modules.iter().map(|m| crate_dir.join("include").join(m)))
         .arg(program)
         .arg("-o")
         .arg(&exe)
@@ -209,7 +221,13 @@ fn fortran_run(fc: &str, program: &Path, args: &[&str]) -> String {
         program.display(),
         String::from_utf8_lossy(&built.stderr)
     );
-    run_program(&exe, &[], args, out.path(), &program.display().to_string())
+    run_program(
+        &exe,
+        launcher,
+        args,
+        out.path(),
+        &program.display().to_string(),
+    )
 }
 
 /// The Fortran module: the loop, a 2-D array in place, `stat=` codes and
@@ -249,6 +267,37 @@ fn an_mpi_job_from_c_and_every_misuse_is_refused() {
     assert_eq!(
         compile_and_launch(&mpicc, &source, "mpi", &mpirun, &[]).trim(),
         "ok"
+    );
+}
+
+/// The Fortran heat example as a 2-rank job through the `idict_mpi`
+/// module: five steps on every rank (needs the `mpi` feature and Open
+/// MPI's mpifort).
+#[cfg(feature = "mpi")]
+#[test]
+fn the_fortran_heat_example_runs_as_an_mpi_job() {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let program = crate_dir.join("../../examples/fortran/heat_mpi.f90");
+    let mut mpirun = vec!["mpirun", "--oversubscribe", "-n", "2"];
+    if is_root() {
+        mpirun.push("--allow-run-as-root");
+    }
+    let out = fortran_launch(
+        "mpifort",
+        &["idict.f90", "idict_mpi.f90"],
+        &program,
+        &mpirun,
+        &["16", "0", "5"],
+    );
+    let mut ended: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("ended at step"))
+        .collect();
+    ended.sort_unstable();
+    assert_eq!(
+        ended,
+        ["rank 0: ended at step 5", "rank 1: ended at step 5"],
+        "{out}"
     );
 }
 

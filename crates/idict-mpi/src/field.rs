@@ -126,6 +126,40 @@ impl Block {
     }
 }
 
+impl Block {
+    /// Like [`place`](Self::place), for a block a column-major program
+    /// (Fortran) holds: this block's dimensions are the reversed ones (as
+    /// its data lies in memory, read row-major), and `field` is row-major
+    /// in the true order, so the field shows with the program's own shape.
+    pub fn place_transposed(&self, field: &mut [f64], data: &[f64]) {
+        let n = self.shape.len();
+        if self.is_empty() || data.len() < self.len() || field.len() < self.global_len() {
+            return;
+        }
+        // Strides of the true (reversed) order, row-major, for each of
+        // this block's dimensions: dimension d here is n-1-d there.
+        let mut true_stride = vec![1usize; n];
+        for t in (0..n - 1).rev() {
+            true_stride[t] = true_stride[t + 1] * self.global[n - 1 - (t + 1)];
+        }
+        let stride: Vec<usize> = (0..n).map(|d| true_stride[n - 1 - d]).collect();
+        let mut index = vec![0usize; n];
+        for &value in &data[..self.len()] {
+            let at: usize = (0..n)
+                .map(|d| (self.offset[d] + index[d]) * stride[d])
+                .sum();
+            field[at] = value;
+            for d in (0..n).rev() {
+                index[d] += 1;
+                if index[d] < self.shape[d] {
+                    break;
+                }
+                index[d] = 0;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +198,24 @@ mod tests {
         assert!(Block::new(&[4, 5], &[0], &[2, 5]).is_err());
         assert!(Block::new(&[1, 1, 1, 1], &[0; 4], &[1; 4]).is_err());
         assert!(Block::decode(&[2, 1]).is_err());
+    }
+
+    #[test]
+    fn a_column_major_block_lands_where_its_program_sees_it() {
+        // Fortran's f(3, 4), of which this rank holds columns 2 and 3
+        // (1-based): in memory f(1,2), f(2,2), f(3,2), f(1,3), ... As C reads
+        // it, a block of shape [2, 3] at [1, 0] of a [4, 3] field.
+        let b = Block::new(&[4, 3], &[1, 0], &[2, 3]).unwrap();
+        let data: Vec<f64> = (0..6).map(f64::from).collect();
+        let mut field = vec![-1.0; 12];
+        b.place_transposed(&mut field, &data);
+        // The field is row-major in Fortran's order, [3, 4]: f(i, j) at
+        // (i-1)*4 + (j-1). f(1,2) = 0, f(2,2) = 1, f(3,2) = 2, f(1,3) = 3.
+        assert_eq!(
+            (field[1], field[5], field[9], field[2]),
+            (0.0, 1.0, 2.0, 3.0)
+        );
+        assert_eq!(field[11], -1.0, "column 4 is another rank's");
+        assert_eq!(field.iter().filter(|&&x| x >= 0.0).count(), 6);
     }
 }

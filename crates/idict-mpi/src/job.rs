@@ -136,7 +136,10 @@ pub struct MpiDict {
 /// One decomposed field, as this rank holds it.
 struct Field {
     key: String,
+    /// In row-major order (a column-major field's, reversed).
     block: Block,
+    /// Declared column-major: stitched and shown in its program's order.
+    column_major: bool,
     /// The block's latest values, copied only for a stitch.
     data: Vec<f64>,
 }
@@ -204,13 +207,31 @@ impl MpiDict {
         offset: &[usize],
         shape: &[usize],
     ) -> Result<(), BadBlock> {
-        let key = key.into();
-        let block = Block::new(global, offset, shape)?;
+        self.declare(key.into(), Block::new(global, offset, shape)?, false)
+    }
+
+    /// Like [`field`](Self::field), for a column-major program (Fortran):
+    /// shapes and offset in its own order, its block's values as they lie
+    /// in its memory. The field shows with the program's own shape.
+    pub fn field_column_major(
+        &mut self,
+        key: impl Into<String>,
+        global: &[usize],
+        offset: &[usize],
+        shape: &[usize],
+    ) -> Result<(), BadBlock> {
+        let reversed = |x: &[usize]| x.iter().rev().copied().collect::<Vec<_>>();
+        let block = Block::new(&reversed(global), &reversed(offset), &reversed(shape))?;
+        self.declare(key.into(), block, true)
+    }
+
+    fn declare(&mut self, key: String, block: Block, column_major: bool) -> Result<(), BadBlock> {
         self.fields.retain(|f| f.key != key);
         self.fields.push(Field {
             data: vec![0.0; block.len()],
             key,
             block,
+            column_major,
         });
         self.fields.sort_by(|a, b| a.key.cmp(&b.key));
         self.blocks = None;
@@ -610,9 +631,18 @@ impl MpiDict {
             {
                 let mut map = self.local.lock();
                 for (f, blocks) in self.fields.iter().zip(&blocks) {
+                    // In the order the field shows in.
+                    let order = |x: &[usize]| -> Vec<i64> {
+                        let x = x.iter().map(|&v| v as i64);
+                        if f.column_major {
+                            x.rev().collect()
+                        } else {
+                            x.collect()
+                        }
+                    };
                     let rows: Vec<i64> = blocks
                         .iter()
-                        .flat_map(|b| b.offset.iter().chain(&b.shape).map(|&x| x as i64))
+                        .flat_map(|b| [order(&b.offset), order(&b.shape)].concat())
                         .collect();
                     let shape = vec![size, 2 * f.block.global.len()];
                     if let Ok(layout) = Value::array(rows, shape) {
@@ -643,9 +673,17 @@ impl MpiDict {
             let mut field = vec![0.0f64; f.block.global_len()];
             for (r, b) in blocks.iter().enumerate() {
                 let at = displs[r] as usize;
-                b.place(&mut field, &received[at..at + b.len()]);
+                let data = &received[at..at + b.len()];
+                match f.column_major {
+                    false => b.place(&mut field, data),
+                    true => b.place_transposed(&mut field, data),
+                }
             }
-            if let Ok(array) = NdArray::from_f64_vec(field, f.block.global.clone()) {
+            let mut shape = f.block.global.clone();
+            if f.column_major {
+                shape.reverse();
+            }
+            if let Ok(array) = NdArray::from_f64_vec(field, shape) {
                 self.local
                     .lock()
                     .insert(f.key.as_str(), Value::Array(array));

@@ -33,12 +33,14 @@ int main(int argc, char **argv) {
   expect(idict_mpi_reduce(12345, "x", IDICT_SUM), IDICT_ERR_HANDLE, "a made-up handle");
   const size_t global[2] = {4, 3}, offset[2] = {(size_t)(2 * rank), 0}, shape[2] = {2, 3};
   const size_t outside[2] = {3, 0};
-  expect(idict_mpi_field(d, "f", 2, global, outside, shape), IDICT_ERR_ARGUMENT,
+  expect(idict_mpi_field(d, "f", 2, global, outside, shape, IDICT_ROW_MAJOR), IDICT_ERR_ARGUMENT,
          "a block outside its field");
-  expect(idict_mpi_field(d, "f", 4, global, offset, shape), IDICT_ERR_ARGUMENT,
+  expect(idict_mpi_field(d, "f", 4, global, offset, shape, IDICT_ROW_MAJOR), IDICT_ERR_ARGUMENT,
          "four dimensions");
-  expect(idict_mpi_field(d, "f", 2, NULL, offset, shape), IDICT_ERR_NULL, "global NULL");
-  expect(idict_mpi_field(d, "f", 2, global, offset, shape), IDICT_OK, "field");
+  expect(idict_mpi_field(d, "f", 2, NULL, offset, shape, IDICT_ROW_MAJOR), IDICT_ERR_NULL, "global NULL");
+  expect(idict_mpi_field(d, "f", 2, global, offset, shape, 7), IDICT_ERR_ARGUMENT,
+         "an unknown order");
+  expect(idict_mpi_field(d, "f", 2, global, offset, shape, IDICT_ROW_MAJOR), IDICT_OK, "field");
   double block[6] = {1, 1, 1, 1, 1, 1};
   expect(idict_mpi_set_block(d, "f", block, 5), IDICT_ERR_ARGUMENT, "5 values for 6");
   expect(idict_mpi_set_block(d, "g", block, 6), IDICT_ERR_ARGUMENT, "an undeclared field");

@@ -84,7 +84,11 @@ impl Gate {
             state,
             message: self.failed.clone().unwrap_or_default(),
             held: self.held,
-            steps_pending: if self.paused { self.steps } else { 0 },
+            steps_pending: if state == RunState::Paused {
+                self.steps
+            } else {
+                0
+            },
             step,
             pause_at: self.pause_at,
             terminate_at: self.terminate_at,
