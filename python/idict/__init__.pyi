@@ -256,12 +256,17 @@ class IDict:
         history_budget: Optional[int] = None,
         message_capacity: Optional[int] = None,
         pinned_history: Optional[int] = None,
+        comm: Any = None,
     ) -> IDict:
         """A new run called ``name``. ``start_paused``: hold at the first
         wait() until resumed. ``history_budget``: bytes of scalar history
         kept per key (32 bytes a sample). ``pinned_history``: bytes the
         histories together may keep beyond their budgets for watchers that
-        lag (default 512 MiB); past it they are told what was thinned."""
+        lag (default 512 MiB); past it they are told what was thinned.
+        ``comm``: an MPI communicator (mpi4py's ``MPI.COMM_WORLD``): this
+        rank's part of one run for the whole job (collective; needs an
+        idict built with MPI); wait(), notify_update() and serve() are then
+        the job's collective calls, rank 0 serving."""
     @staticmethod
     def restore(
         path: Union[str, PathLike[str]],
@@ -276,6 +281,23 @@ class IDict:
         and serve it as usual (their rules are code, not data)."""
     name: str
     callbacks: Callbacks
+    #: This process's rank in its MPI job (0 for a run of one process).
+    rank: int
+    #: The ranks of its MPI job (1 for a run of one process).
+    ranks: int
+    #: An MPI job: True when this step's update stitches the fields.
+    stitching: bool
+    def reduce(self, key: str, how: str) -> None:
+        """An MPI job: how ``key``'s values on the ranks become the run's:
+        'sum', 'min', 'max' or 'mean' (the default); each rank's stays
+        readable under ``KEY@ranks``."""
+    def field(self, key: str, shape: list[int], offset: list[int], block: list[int]) -> None:
+        """An MPI job: this rank's block of a field decomposed over the
+        ranks (float64, row-major): the field's shape, the block's offset
+        and shape. Rank 0 publishes it whole, stitched only while watched."""
+    def set_block(self, key: str, values: npt.NDArray[np.float64]) -> None:
+        """An MPI job: this step's values of this rank's block of ``key``
+        (C-contiguous), copied only when the update stitches."""
     def lock(self) -> Locked:
         """Exclusive access to the working map: ``with d.lock() as s:``.
         Blocks (releasing the GIL) while another thread holds it."""
@@ -385,6 +407,8 @@ class RunInfo:
     replay_of: Optional[str]
     #: A replay's span and marks, to move through with ``Run.seek``.
     replay: Optional[ReplayTimeline]
+    #: The processes the run is made of: an MPI job's ranks (1 for one).
+    ranks: int
 
 @final
 class ReplayTimeline:

@@ -170,6 +170,7 @@ impl Run {
             role: i.role.map(|r| r.name().to_owned()),
             server_version: i.server_version,
             replay_of: i.replay_of,
+            ranks: i.ranks,
             replay: i.replay.map(ReplayTimeline::from),
         })
     }
@@ -553,6 +554,8 @@ pub struct RunInfo {
     replay_of: Option<String>,
     /// A replay's timeline.
     replay: Option<ReplayTimeline>,
+    /// The processes the run is made of: an MPI job's ranks; 1 for one.
+    ranks: u32,
 }
 
 /// What a replayed recording spans, and its marks.

@@ -56,7 +56,9 @@ pub use idict_core::{
     CallbackId, DictGuard, IDict, IDictBuilder, IDictOptions, UpdateError, UpdateEvent,
     WaitOutcome, Writable,
 };
-pub use idict_server::{Bind, ServeError, ServeOptions, Server, TlsIdentity, Tokens, serve};
+pub use idict_server::{
+    Bind, ServeError, ServeOptions, Server, TlsIdentity, Tokens, WatcherCount, serve,
+};
 
 #[cfg(feature = "stderr-log")]
 mod stderr_log;

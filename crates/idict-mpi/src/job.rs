@@ -6,7 +6,8 @@ use crate::reduce::{Reduction, as_number};
 use crate::watchdog;
 use crate::{BLOCKS_SUFFIX, RANKS_SUFFIX};
 use idict::{
-    DictGuard, IDict, NdArray, ServeError, ServeOptions, Server, UpdateError, Value, Writable,
+    DictGuard, IDict, NdArray, ServeError, ServeOptions, Server, UpdateError, Value, WatcherCount,
+    Writable,
 };
 use mpi::datatype::PartitionMut;
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -108,6 +109,8 @@ pub struct MpiDict {
     rank: i32,
     size: i32,
     server: Option<Server>,
+    /// Rank 0: how many watch its server (kept if the server is taken).
+    watchers: Option<WatcherCount>,
     reductions: HashMap<String, Reduction>,
     /// The keys reduced, in the order every rank sends their values: rank
     /// 0's numeric scalars, agreed at a `wait()`.
@@ -179,6 +182,7 @@ impl MpiDict {
             rank,
             size,
             server: None,
+            watchers: None,
             reductions: HashMap::new(),
             keys: Vec::new(),
             ranks_keys: Vec::new(),
@@ -275,9 +279,17 @@ impl MpiDict {
     /// Like `serve`, with options.
     pub fn serve_with(&mut self, options: ServeOptions) -> Result<(), MpiError> {
         if self.rank == 0 && self.server.is_none() {
-            self.server = Some(options.serve(&self.local)?);
+            let server = options.serve(&self.local)?;
+            self.watchers = Some(server.watcher_count());
+            self.server = Some(server);
         }
         Ok(())
+    }
+
+    /// Takes rank 0's server, for a caller that closes it apart (a
+    /// language binding's own handle); stitching still knows who watches.
+    pub fn take_server(&mut self) -> Option<Server> {
+        self.server.take()
     }
 
     /// Rank 0's server, once served.
@@ -401,7 +413,7 @@ impl MpiDict {
         }
         let keys = self.relist();
         let root = self.comm.process_at_rank(0);
-        let watched = self.server.as_ref().is_some_and(|s| s.watchers() > 0);
+        let watched = self.watchers.as_ref().is_some_and(|w| w.get() > 0);
         let every = if watched {
             STITCH_WATCHED
         } else {

@@ -42,6 +42,22 @@ use tokio::sync::{oneshot, watch as tokio_watch};
 /// A running server. Dropping it closes the server and removes its run file
 /// at once; the server's thread finishes closing on its own.
 #[must_use = "dropping the Server closes it at once; keep it, then call wait_then_close"]
+/// How many watch streams a server has open ([`Server::watcher_count`]).
+#[derive(Clone)]
+pub struct WatcherCount(Arc<Shared>);
+
+impl WatcherCount {
+    pub fn get(&self) -> usize {
+        self.0.watchers.load(Ordering::Acquire)
+    }
+}
+
+impl std::fmt::Debug for WatcherCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WatcherCount({})", self.get())
+    }
+}
+
 pub struct Server {
     address: String,
     /// Where Prometheus scrapes, if metrics are served.
@@ -612,6 +628,13 @@ impl Server {
     /// Watch streams open now.
     pub fn watchers(&self) -> usize {
         self.shared.watchers.load(Ordering::Acquire)
+    }
+
+    /// A handle that tells how many watch streams are open, for as long as
+    /// it is kept (after the server has closed: 0), apart from the server:
+    /// what does more work only while watched keeps it.
+    pub fn watcher_count(&self) -> WatcherCount {
+        WatcherCount(self.shared.clone())
     }
 
     /// Keeps serving until every watcher has had the final update (their

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod callbacks;
 mod locked;
+mod mpi;
 mod serving;
 
 pub use callbacks::Callbacks;
@@ -112,6 +113,19 @@ pub struct PyIDict {
     serving: parking_lot::Mutex<Option<Py<Serving>>>,
 }
 
+/// What the MPI calls raise on a run that is not an MPI job.
+fn not_a_job() -> PyErr {
+    PyRuntimeError::new_err(
+        "not an MPI job: make it with IDict(name, comm=MPI.COMM_WORLD) (an idict built with MPI)",
+    )
+}
+
+impl Drop for PyIDict {
+    fn drop(&mut self) {
+        mpi::forget(&self.run.idict);
+    }
+}
+
 impl PyIDict {
     fn wrap(idict: IDict) -> Self {
         PyIDict {
@@ -149,15 +163,21 @@ impl PyIDict {
 #[pymethods]
 impl PyIDict {
     #[new]
-    #[pyo3(signature = (name, *, start_paused=false, history_budget=None, message_capacity=None, pinned_history=None))]
+    #[pyo3(signature = (name, *, start_paused=false, history_budget=None, message_capacity=None, pinned_history=None, comm=None))]
     fn new(
+        py: Python<'_>,
         name: String,
         start_paused: bool,
         history_budget: Option<usize>,
         message_capacity: Option<usize>,
         pinned_history: Option<usize>,
-    ) -> Self {
-        Self::wrap(IDict::with_options(
+        comm: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        if let Some(comm) = comm.filter(|c| !c.is_none()) {
+            // An MPI job: this rank's part of one run (collective).
+            return mpi::new(py, name, comm).map(Self::wrap);
+        }
+        Ok(Self::wrap(IDict::with_options(
             name,
             Self::options(
                 start_paused,
@@ -165,7 +185,7 @@ impl PyIDict {
                 message_capacity,
                 pinned_history,
             ),
-        ))
+        )))
     }
 
     /// A run restored from a checkpoint: its name, values, history, version
@@ -216,6 +236,20 @@ impl PyIDict {
     /// watchers get this update and their streams end.
     #[pyo3(signature = (r#final=false))]
     fn notify_update(&self, py: Python<'_>, r#final: bool) -> PyResult<u64> {
+        #[cfg(feature = "mpi")]
+        {
+            // An MPI job's update is collective: every rank sends rank 0.
+            let d = self.run.idict.clone();
+            let published = py.detach(move || {
+                mpi::with(&d, |j| match r#final {
+                    true => j.notify_update_final(),
+                    false => j.notify_update(),
+                })
+            });
+            if let Some(published) = published {
+                return published.map_err(mpi::error);
+            }
+        }
         let d = &self.run.idict;
         let result = self.run.may_wait_for_map(py, || {
             if r#final {
@@ -237,6 +271,15 @@ impl PyIDict {
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<bool>> {
         self.run.refuse_if_holding("d.wait()")?;
+        #[cfg(feature = "mpi")]
+        {
+            // An MPI job's wait is collective: rank 0's decision, on every
+            // rank (no timeout: the ranks must go on together).
+            let d = self.run.idict.clone();
+            if let Some(go) = py.detach(move || mpi::with(&d, |j| j.wait())) {
+                return Ok(Some(go));
+            }
+        }
         let d = &self.run.idict;
         let deadline = match timeout {
             // A timeout too long to add is as good as none.
@@ -402,23 +445,120 @@ impl PyIDict {
             options = options.runs_dir(dir);
         }
         let d = &self.run.idict;
-        let server = py
-            .detach(|| options.serve(d))
-            .map_err(|e| ServeError::new_err(e.to_string()))?;
+        // An MPI job: rank 0 serves it, the other ranks nothing.
+        #[cfg(feature = "mpi")]
+        let job = mpi::with(d, mpi::serve);
+        #[cfg(not(feature = "mpi"))]
+        let job: Option<Result<Option<idict::Server>, idict::ServeError>> = None;
+        let server = match job {
+            Some(served) => served.map_err(|e| ServeError::new_err(e.to_string()))?,
+            None => Some(
+                py.detach(|| options.serve(d))
+                    .map_err(|e| ServeError::new_err(e.to_string()))?,
+            ),
+        };
+        let field = |f: fn(&idict::Server) -> String| server.as_ref().map(f).unwrap_or_default();
         let serving = Py::new(
             py,
             Serving {
-                address: server.address().to_owned(),
-                observer_token: server.tokens().observer.clone(),
-                controller_token: server.tokens().controller.clone(),
-                run_file: server.run_file().map(|p| p.display().to_string()),
+                address: field(|s| s.address().to_owned()),
+                observer_token: field(|s| s.tokens().observer.clone()),
+                controller_token: field(|s| s.tokens().controller.clone()),
+                run_file: server
+                    .as_ref()
+                    .and_then(|s| s.run_file().map(|p| p.display().to_string())),
                 close_timeout,
                 idict: self.run.idict.clone(),
-                server: parking_lot::Mutex::new(Some(server)),
+                server: parking_lot::Mutex::new(server),
             },
         )?;
         *self.serving.lock() = Some(serving.clone_ref(py));
         Ok(serving)
+    }
+
+    /// This process's rank in its MPI job (0 for a run of one process).
+    #[getter]
+    fn rank(&self) -> i32 {
+        #[cfg(feature = "mpi")]
+        if let Some(rank) = mpi::with(&self.run.idict, |j| j.rank()) {
+            return rank;
+        }
+        0
+    }
+
+    /// The ranks of its MPI job (1 for a run of one process).
+    #[getter]
+    fn ranks(&self) -> i32 {
+        #[cfg(feature = "mpi")]
+        if let Some(size) = mpi::with(&self.run.idict, |j| j.size()) {
+            return size;
+        }
+        1
+    }
+
+    /// An MPI job: how `key`'s values on the ranks become the run's:
+    /// 'sum', 'min', 'max' or 'mean' (the default).
+    fn reduce(&self, key: String, how: &str) -> PyResult<()> {
+        #[cfg(feature = "mpi")]
+        {
+            let how = mpi::reduction(how)?;
+            if mpi::with(&self.run.idict, |j| j.reduce(key, how)).is_some() {
+                return Ok(());
+            }
+            Err(not_a_job())
+        }
+        #[cfg(not(feature = "mpi"))]
+        {
+            let _ = (key, how);
+            Err(not_a_job())
+        }
+    }
+
+    /// An MPI job: this rank's block of a field decomposed over the ranks
+    /// (float64, row-major): the field's shape, the block's offset and its
+    /// shape. Rank 0 publishes the field whole, stitched only while watched.
+    fn field(
+        &self,
+        key: String,
+        shape: Vec<usize>,
+        offset: Vec<usize>,
+        block: Vec<usize>,
+    ) -> PyResult<()> {
+        #[cfg(feature = "mpi")]
+        if let Some(declared) = mpi::with(&self.run.idict, |j| {
+            j.field(key.clone(), &shape, &offset, &block)
+        }) {
+            return declared.map_err(|e| PyValueError::new_err(e.to_string()));
+        }
+        let _ = (key, shape, offset, block);
+        Err(not_a_job())
+    }
+
+    /// An MPI job: True when this step's update stitches the fields.
+    #[getter]
+    fn stitching(&self) -> bool {
+        #[cfg(feature = "mpi")]
+        if let Some(on) = mpi::with(&self.run.idict, |j| j.stitching()) {
+            return on;
+        }
+        false
+    }
+
+    /// An MPI job: this step's values of this rank's block of `key` (a
+    /// C-contiguous float64 array of the block's shape), copied only when
+    /// the update stitches.
+    fn set_block(&self, key: &str, values: numpy::PyReadonlyArrayDyn<'_, f64>) -> PyResult<()> {
+        let values = values.as_slice().map_err(|_| {
+            PyValueError::new_err(format!(
+                "the block of {key} must be C-contiguous: pass np.ascontiguousarray(block)"
+            ))
+        })?;
+        #[cfg(feature = "mpi")]
+        if let Some(set) = mpi::with(&self.run.idict, |j| j.set_block(key, values)) {
+            return set.map_err(|e| PyValueError::new_err(e.to_string()));
+        }
+        let _ = values;
+        Err(not_a_job())
     }
 
     /// SIGTERM (a cancelled batch job) and Ctrl-C terminate the run (wait()
