@@ -289,16 +289,9 @@ fn the_fortran_heat_example_runs_as_an_mpi_job() {
         &mpirun,
         &["16", "0", "5"],
     );
-    let mut ended: Vec<&str> = out
-        .lines()
-        .filter(|l| l.contains("ended at step"))
-        .collect();
-    ended.sort_unstable();
-    assert_eq!(
-        ended,
-        ["rank 0: ended at step 5", "rank 1: ended at step 5"],
-        "{out}"
-    );
+    // mpirun forwards the ranks' lines as they come: two may share a line.
+    let ended = out.matches("ended at step 5").count();
+    assert_eq!(ended, 2, "both ranks end at step 5: {out}");
 }
 
 #[cfg(feature = "mpi")]

@@ -135,11 +135,15 @@ async fn held(c: &Client) -> bool {
     c.info().await.is_ok_and(|i| i.status.held)
 }
 
-/// Every rank's lines "rank R: ended at step S": the steps.
+/// Every rank's "rank R: ended at step S": the steps. mpirun forwards the
+/// ranks' lines as they come, and two may share a line.
 fn ended_at(out: &str) -> Vec<u64> {
-    out.lines()
-        .filter_map(|l| l.split("ended at step ").nth(1))
-        .filter_map(|s| s.trim().parse().ok())
+    out.split("ended at step ")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
         .collect()
 }
 
