@@ -36,6 +36,17 @@ pub(crate) fn forget(d: idict_t) {
     JOBS.with(|j| j.borrow_mut().remove(&d));
 }
 
+/// The job, borrowed for a call; refused while a call that called back
+/// (a callback of its update) has it.
+fn in_use(job: &RefCell<MpiDict>) -> Result<std::cell::RefMut<'_, MpiDict>> {
+    job.try_borrow_mut().map_err(|_| {
+        Failure::new(
+            IDICT_ERR_STATE,
+            "the MPI run is in use by a call that called back",
+        )
+    })
+}
+
 /// The job's part as a borrowed value, or why not.
 fn with_job<T>(d: idict_t, f: impl FnOnce(&mut MpiDict) -> Result<T>) -> Result<T> {
     let job = job(d).ok_or_else(|| {
@@ -44,12 +55,7 @@ fn with_job<T>(d: idict_t, f: impl FnOnce(&mut MpiDict) -> Result<T>) -> Result<
             format!("{d:#x} is not an MPI run of this thread (made by idict_new_mpi)"),
         )
     })?;
-    let mut job = job.try_borrow_mut().map_err(|_| {
-        Failure::new(
-            IDICT_ERR_STATE,
-            "the MPI run is in use by a call that called back",
-        )
-    })?;
+    let mut job = in_use(&job)?;
     f(&mut job)
 }
 
@@ -268,23 +274,13 @@ pub unsafe extern "C" fn idict_mpi_set_block(
 
 /// The job's collective wait, for `idict_wait`.
 pub(crate) fn wait(job: &RefCell<MpiDict>) -> Result<bool> {
-    let mut job = job.try_borrow_mut().map_err(|_| {
-        Failure::new(
-            IDICT_ERR_STATE,
-            "the MPI run is in use by a call that called back",
-        )
-    })?;
+    let mut job = in_use(job)?;
     Ok(job.wait())
 }
 
 /// The job's collective update, for `idict_notify_update(_final)`.
 pub(crate) fn notify(job: &RefCell<MpiDict>, last: bool) -> Result<u64> {
-    let mut job = job.try_borrow_mut().map_err(|_| {
-        Failure::new(
-            IDICT_ERR_STATE,
-            "the MPI run is in use by a call that called back",
-        )
-    })?;
+    let mut job = in_use(job)?;
     let published = if last {
         job.notify_update_final()
     } else {
@@ -295,12 +291,7 @@ pub(crate) fn notify(job: &RefCell<MpiDict>, last: bool) -> Result<u64> {
 
 /// Serves the job from rank 0 (the other ranks serve nothing).
 pub(crate) fn serve(job: &RefCell<MpiDict>) -> Result<()> {
-    let mut job = job.try_borrow_mut().map_err(|_| {
-        Failure::new(
-            IDICT_ERR_STATE,
-            "the MPI run is in use by a call that called back",
-        )
-    })?;
+    let mut job = in_use(job)?;
     job.serve()
         .map_err(|e| Failure::new(IDICT_ERR_SYSTEM, e.to_string()))
 }
