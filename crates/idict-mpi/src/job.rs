@@ -22,6 +22,25 @@ use std::time::{Duration, Instant};
 const STITCH_WATCHED: Duration = Duration::from_millis(40);
 const STITCH_UNWATCHED: Duration = Duration::from_secs(2);
 
+/// How often rank 0 publishes each rank's values (`KEY@ranks`) at most,
+/// but for its holds and last update.
+const RANKS_EVERY: Duration = Duration::from_millis(50);
+
+/// Each rank's values of the reduced keys, `all` as gathered (rank by
+/// rank), as `KEY@ranks` arrays.
+fn publish_ranks(map: &mut DictGuard<'_>, ranks_keys: &[String], all: &[f64], size: usize) {
+    let n = ranks_keys.len();
+    if n == 0 || all.len() < n * size {
+        return;
+    }
+    for (i, key) in ranks_keys.iter().enumerate() {
+        let values: Vec<f64> = (0..size).map(|r| all[r * n + i]).collect();
+        if let Ok(array) = NdArray::from_f64_vec(values, vec![size]) {
+            map.insert(key.as_str(), Value::Array(array));
+        }
+    }
+}
+
 /// How often a held rank 0 looks for ranks that have arrived.
 const ROLL_CALL: Duration = Duration::from_millis(100);
 /// The tag of a rank's "I have reached the wait() you hold in".
@@ -134,6 +153,10 @@ pub struct MpiDict {
     /// (learned at the first stitch).
     stitched_at: Option<Instant>,
     blocks: Option<Vec<Vec<Block>>>,
+    /// Rank 0: when it last published each rank's values, and whether an
+    /// update has gathered newer ones since.
+    ranks_at: Option<Instant>,
+    ranks_stale: bool,
 }
 
 /// One decomposed field, as this rank holds it.
@@ -195,6 +218,8 @@ impl MpiDict {
             stitch: false,
             stitched_at: None,
             blocks: None,
+            ranks_at: None,
+            ranks_stale: false,
         }
     }
 
@@ -377,8 +402,10 @@ impl MpiDict {
         // Called only when the gate is about to block, then every
         // ROLL_CALL while it does: the ranks are told to wait asleep, and
         // say when they are there.
+        let mut stale = self.ranks_stale;
         let (go, applied) = {
             let (comm, local) = (&self.comm, &self.local);
+            let (ranks_keys, all) = (&self.ranks_keys, &self.all);
             let root = comm.process_at_rank(0);
             local.wait_applying(ROLL_CALL, || {
                 let b = behind.get_or_insert_with(|| {
@@ -388,6 +415,14 @@ impl MpiDict {
                     b[0] = false;
                     b
                 });
+                if stale {
+                    // Held: each rank's values of the last update, as they are.
+                    publish_ranks(&mut local.lock(), ranks_keys, all, size);
+                    stale = false;
+                    if let Err(e) = local.notify_update() {
+                        tracing::warn!("rank 0 could not publish the ranks' values: {e}");
+                    }
+                }
                 while let Some(status) = comm.any_process().immediate_probe_with_tag(ARRIVED) {
                     let from = comm.process_at_rank(status.source_rank());
                     let (rank, _) = from.receive_with_tag::<u32>(ARRIVED);
@@ -400,6 +435,7 @@ impl MpiDict {
             })
         };
         let held = behind.is_some();
+        self.ranks_stale = stale;
         if let Some(b) = behind {
             // Every rank says it arrived: take the rest before going on, so
             // no message is left for the next hold.
@@ -589,9 +625,16 @@ impl MpiDict {
                 }
                 let how = self.reductions.get(key).copied().unwrap_or_default();
                 map.insert(key.as_str(), how.apply(&values, self.own[i].1));
-                if let Ok(array) = NdArray::from_f64_vec(values.clone(), vec![size]) {
-                    map.insert(self.ranks_keys[i].as_str(), Value::Array(array));
-                }
+            }
+            // Each rank's values: at most every RANKS_EVERY (they are an
+            // array a key, and publishing them was half of what an update
+            // cost rank 0), at the last update, and when rank 0 holds (see
+            // `decide`), so a held or finished job shows them as they are.
+            self.ranks_stale = true;
+            if last || self.ranks_at.is_none_or(|at| at.elapsed() >= RANKS_EVERY) {
+                publish_ranks(&mut map, &self.ranks_keys, &self.all, size);
+                self.ranks_at = Some(Instant::now());
+                self.ranks_stale = false;
             }
         }
         if self.stitch {
