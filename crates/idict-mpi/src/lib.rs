@@ -11,8 +11,9 @@
 //! - `notify_update()` is collective: each rank sends rank 0 its numeric
 //!   scalars; rank 0 publishes each key reduced across the ranks
 //!   ([`Reduction`], the mean by default) and every rank's own value under
-//!   `KEY@ranks` (an f64 array indexed by rank): `dt@ranks` shows a
-//!   steering write reached every rank.
+//!   `KEY@ranks` (an f64 array indexed by rank; at most every 50 ms, and
+//!   whenever rank 0 holds): `dt@ranks` shows a steering write reached
+//!   every rank.
 //! - A field decomposed over the ranks ([`MpiDict::field`]) is stitched
 //!   whole on rank 0 only while someone watches; `KEY@blocks` says where
 //!   each rank's block sits.
