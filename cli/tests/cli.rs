@@ -521,3 +521,42 @@ fn runs_on_other_hosts_are_listed_by_host_and_never_dialled_here() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// `idict watch RUN KEY` started before the run's first update (as a job
+/// script may, or CI under valgrind did) waits for it instead of saying
+/// the run has no such key.
+#[test]
+fn watching_a_key_before_the_first_update_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let idict = IDict::new("early");
+    let server = ServeOptions::default()
+        .runs_dir(dir.path())
+        .announce(false)
+        .serve(&idict)
+        .unwrap();
+    let watch = std::process::Command::new(assert_cmd::cargo::cargo_bin("idict"))
+        .env("IDICT_RUNS_DIR", dir.path())
+        .env_remove("IDICT_ADDR")
+        .env_remove("IDICT_TOKEN")
+        .args(["watch", "early", "x"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give the watch time to connect to the run at version 0.
+    std::thread::sleep(Duration::from_millis(500));
+    for x in 1..=3 {
+        idict.lock().insert("x", x);
+        idict.notify_update().unwrap();
+    }
+    idict.notify_update_final().unwrap();
+    server.wait_then_close(Duration::from_secs(5));
+    let out = watch.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("x=3"), "{text}");
+}

@@ -19,18 +19,24 @@ pub(crate) async fn watch(c: &Client, keys: &[String], full: bool, json: bool) -
     let mut stream = c.watch(WatchOptions::default()).await.map_err(explain)?;
     let mut last_status = None;
     let mut thinning = ThinningNotice::default();
+    let (mut checked, mut seen) = (false, BTreeSet::<String>::new());
     while let Some(u) = stream.next().await {
         let u = u.map_err(explain)?;
-        if u.reset {
-            // The first update is the whole state: a key it lacks would only
-            // ever print empty lines.
+        if !checked {
+            // The state as of the run's first update: a key it lacks would
+            // only ever print empty lines. (A run that has published nothing
+            // yet, version 0, has no keys to judge by: wait for its first.)
+            seen.extend(u.changed.iter().map(|(k, _)| k.clone()));
+        }
+        if !checked && u.version > 0 {
+            checked = true;
             let missing: Vec<&str> = wanted
                 .iter()
                 .copied()
-                .filter(|k| !u.changed.iter().any(|(have, _)| have == k))
+                .filter(|k| !seen.contains(*k))
                 .collect();
             if !missing.is_empty() {
-                let mut have: Vec<&str> = u.changed.iter().map(|(k, _)| k.as_str()).collect();
+                let mut have: Vec<&str> = seen.iter().map(String::as_str).collect();
                 have.truncate(20);
                 bail!(
                     "no key {} in this run (it has: {})",
