@@ -283,7 +283,7 @@ idict_status idict_terminate_on_signals(idict_t d);
 // Serves the run: 127.0.0.1 on a free port, fresh tokens, a run file (so
 // `idict ls`, the CLI and the inspector find it by name), and one line on
 // stderr saying where to connect. The server's handle in `*out`. For an
-// MPI run, rank 0 serves the job; the other ranks' handles stand for it.
+// MPI run, rank 0 serves the job; the other ranks' handles hold no server.
 //
 // SIGPIPE: if the program left it at its default, it is ignored from now
 // on (as every Rust program does): a client that goes away mid-write

@@ -47,21 +47,6 @@ pub type idict_server_t = u64;
 static RUNS: Table<IDict> = Table::new(1, "idict_t");
 static SERVERS: Table<Arc<Mutex<Option<Server>>>> = Table::new(2, "idict_server_t");
 
-#[cfg(feature = "mpi")]
-thread_local! {
-    /// Server handles of MPI runs (whose rank 0 keeps the server), to
-    /// their runs.
-    static JOB_SERVERS: std::cell::RefCell<std::collections::HashMap<idict_server_t, idict_t>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
-}
-
-/// The MPI run a server handle stands for, if it does.
-#[cfg(feature = "mpi")]
-fn job_of_server(s: idict_server_t) -> Option<std::rc::Rc<std::cell::RefCell<idict_mpi::MpiDict>>> {
-    let d = JOB_SERVERS.with(|j| j.borrow().get(&s).copied())?;
-    mpi::job(d)
-}
-
 fn run(d: idict_t) -> Result<IDict> {
     RUNS.get(d)
 }
@@ -547,7 +532,7 @@ pub extern "C" fn idict_terminate_on_signals(d: idict_t) -> idict_status {
 /// Serves the run: 127.0.0.1 on a free port, fresh tokens, a run file (so
 /// `idict ls`, the CLI and the inspector find it by name), and one line on
 /// stderr saying where to connect. The server's handle in `*out`. For an
-/// MPI run, rank 0 serves the job; the other ranks' handles stand for it.
+/// MPI run, rank 0 serves the job; the other ranks' handles hold no server.
 ///
 /// SIGPIPE: if the program left it at its default, it is ignored from now
 /// on (as every Rust program does): a client that goes away mid-write
@@ -564,25 +549,26 @@ pub unsafe extern "C" fn idict_serve(d: idict_t, out: *mut idict_server_t) -> id
             return Err(Failure::new(IDICT_ERR_NULL, "out is NULL"));
         }
         ignore_sigpipe();
+        // An MPI job: rank 0 serves it; the other ranks' handles hold none.
         #[cfg(feature = "mpi")]
-        if let Some(job) = mpi::job(d) {
-            // The job's rank 0 serves it, and keeps its server (it tells
-            // the stitching whether anyone watches): this handle reaches it.
-            mpi::serve(&job)?;
-            let handle = SERVERS.insert(Arc::new(Mutex::new(None)));
-            JOB_SERVERS.with(|s| s.borrow_mut().insert(handle, d));
-            // SAFETY: as the function's contract (checked not NULL above).
-            unsafe { put(out, handle) };
-            return Ok(());
-        }
-        let server = ServeOptions::default()
-            .serve(&run)
-            .map_err(|e| Failure::new(IDICT_ERR_SYSTEM, e.to_string()))?;
-        let handle = SERVERS.insert(Arc::new(Mutex::new(Some(server))));
+        let server = match mpi::job(d) {
+            Some(job) => mpi::serve(&job)?,
+            None => Some(serve_alone(&run)?),
+        };
+        #[cfg(not(feature = "mpi"))]
+        let server = Some(serve_alone(&run)?);
+        let handle = SERVERS.insert(Arc::new(Mutex::new(server)));
         // SAFETY: as the function's contract (checked not NULL above).
         unsafe { put(out, handle) };
         Ok(())
     })
+}
+
+/// A run of one process served on 127.0.0.1.
+fn serve_alone(run: &IDict) -> Result<Server> {
+    ServeOptions::default()
+        .serve(run)
+        .map_err(|e| Failure::new(IDICT_ERR_SYSTEM, e.to_string()))
 }
 
 /// Copies the server's address (`http://127.0.0.1:PORT`) into `buf` of
@@ -599,20 +585,12 @@ pub unsafe extern "C" fn idict_server_address(
     guard(|| {
         let server = SERVERS.get(s)?;
         let held = server.lock();
-        #[cfg(feature = "mpi")]
-        let address = match job_of_server(s) {
-            Some(job) => Some(mpi::address(&job).ok_or_else(|| {
-                Failure::new(
-                    IDICT_ERR_STATE,
-                    "this rank serves nothing: rank 0 serves the MPI job",
-                )
-            })?),
-            None => held.as_ref().map(|s| s.address().to_string()),
-        };
-        #[cfg(not(feature = "mpi"))]
-        let address = held.as_ref().map(|s| s.address().to_string());
-        let address =
-            address.ok_or_else(|| Failure::new(IDICT_ERR_HANDLE, "the server is closed"))?;
+        let address = held.as_ref().map(|s| s.address().to_string()).ok_or_else(|| {
+            Failure::new(
+                IDICT_ERR_STATE,
+                "no server here: it is closed, or this is an MPI rank other than 0 (rank 0 serves the job)",
+            )
+        })?;
         if buf.is_null() {
             return Err(Failure::new(IDICT_ERR_NULL, "buf is NULL"));
         }
@@ -650,12 +628,6 @@ pub extern "C" fn idict_server_wait_then_close(
             )
         })?;
         let server = SERVERS.remove(s)?;
-        #[cfg(feature = "mpi")]
-        if let Some(job) = job_of_server(s) {
-            JOB_SERVERS.with(|j| j.borrow_mut().remove(&s));
-            mpi::close(&job, timeout);
-            return Ok(());
-        }
         let taken = server.lock().take();
         if let Some(server) = taken {
             server.wait_then_close(timeout);
@@ -670,12 +642,6 @@ pub extern "C" fn idict_server_wait_then_close(
 pub extern "C" fn idict_server_close(s: idict_server_t) -> idict_status {
     guard(|| {
         let server = SERVERS.remove(s)?;
-        #[cfg(feature = "mpi")]
-        if let Some(job) = job_of_server(s) {
-            JOB_SERVERS.with(|j| j.borrow_mut().remove(&s));
-            mpi::close(&job, Duration::ZERO);
-            return Ok(());
-        }
         let taken = server.lock().take();
         if let Some(server) = taken {
             server.close();

@@ -19,7 +19,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int};
 use std::rc::Rc;
-use std::time::Duration;
 
 thread_local! {
     /// This thread's MPI runs, by handle.
@@ -289,22 +288,11 @@ pub(crate) fn notify(job: &RefCell<MpiDict>, last: bool) -> Result<u64> {
     published.map_err(|e| Failure::new(IDICT_ERR_STATE, e.to_string()))
 }
 
-/// Serves the job from rank 0 (the other ranks serve nothing).
-pub(crate) fn serve(job: &RefCell<MpiDict>) -> Result<()> {
+/// Serves the job from rank 0, whose server it gives (the other ranks
+/// serve nothing: `None`).
+pub(crate) fn serve(job: &RefCell<MpiDict>) -> Result<Option<idict::Server>> {
     let mut job = in_use(job)?;
     job.serve()
-        .map_err(|e| Failure::new(IDICT_ERR_SYSTEM, e.to_string()))
-}
-
-/// Rank 0's address, if this is rank 0 and it serves.
-pub(crate) fn address(job: &RefCell<MpiDict>) -> Option<String> {
-    let job = job.try_borrow().ok()?;
-    job.server().map(|s| s.address().to_string())
-}
-
-/// Closes rank 0's server after its watchers had `linger` to take the end.
-pub(crate) fn close(job: &RefCell<MpiDict>, linger: Duration) {
-    if let Ok(mut job) = job.try_borrow_mut() {
-        job.close_server(linger);
-    }
+        .map_err(|e| Failure::new(IDICT_ERR_SYSTEM, e.to_string()))?;
+    Ok(job.take_server())
 }
