@@ -134,8 +134,10 @@ pub struct MpiDict {
     /// The keys reduced, in the order every rank sends their values: rank
     /// 0's numeric scalars, agreed at a `wait()`.
     keys: Vec<String>,
-    /// Their `KEY@ranks` names, made once.
+    /// Their `KEY@ranks` names, made once, and their reductions (looked
+    /// up once, not at every update).
     ranks_keys: Vec<String>,
+    hows: Vec<Reduction>,
     /// Rank 0: the key generation `keys` was listed at.
     listed_at: u64,
     /// Rank 0: its own latest value of each key (the map holds the
@@ -209,6 +211,7 @@ impl MpiDict {
             reductions: HashMap::new(),
             keys: Vec::new(),
             ranks_keys: Vec::new(),
+            hows: Vec::new(),
             listed_at: u64::MAX,
             own: Vec::new(),
             send: Vec::new(),
@@ -360,7 +363,11 @@ impl MpiDict {
 
     /// How `key`'s values on the ranks become the run's (default: mean).
     pub fn reduce(&mut self, key: impl Into<String>, how: Reduction) {
-        self.reductions.insert(key.into(), how);
+        let key = key.into();
+        if let Some(i) = self.keys.iter().position(|k| *k == key) {
+            self.hows[i] = how;
+        }
+        self.reductions.insert(key, how);
     }
 
     /// The pause gate of the whole job (collective): rank 0's gate decides
@@ -557,6 +564,10 @@ impl MpiDict {
             vec![(f64::NAN, false); keys.len()]
         };
         self.own = own;
+        self.hows = keys
+            .iter()
+            .map(|k| self.reductions.get(k).copied().unwrap_or_default())
+            .collect();
         self.keys = keys;
     }
 
@@ -623,8 +634,7 @@ impl MpiDict {
                 for (r, v) in values.iter_mut().enumerate() {
                     *v = self.all[r * n + i];
                 }
-                let how = self.reductions.get(key).copied().unwrap_or_default();
-                map.insert(key.as_str(), how.apply(&values, self.own[i].1));
+                map.insert(key.as_str(), self.hows[i].apply(&values, self.own[i].1));
             }
             // Each rank's values: at most every RANKS_EVERY (they are an
             // array a key, and publishing them was half of what an update
