@@ -53,7 +53,7 @@ pub use idict_core::model::{
 pub use idict_core::signals::SignalError;
 pub use idict_core::value::{ArrayError, DType, Element, NdArray, Value, ValueKind};
 pub use idict_core::{
-    CallbackId, DictGuard, IDict, IDictBuilder, IDictOptions, UpdateError, UpdateEvent,
+    CallbackId, DictGuard, IDict, IDictBuilder, IDictOptions, KeyId, UpdateError, UpdateEvent,
     WaitOutcome, Writable,
 };
 pub use idict_server::{

@@ -43,7 +43,7 @@ pub mod wire;
 pub mod write_rules;
 
 pub use dict::{
-    CallbackId, DictGuard, IDict, IDictBuilder, IDictOptions, UpdateError, UpdateEvent,
+    CallbackId, DictGuard, IDict, IDictBuilder, IDictOptions, KeyId, UpdateError, UpdateEvent,
     WaitOutcome, Writable,
 };
 /// The run's shared state and the calls the server and a replay make on it.

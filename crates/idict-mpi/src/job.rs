@@ -6,8 +6,8 @@ use crate::reduce::{Reduction, as_number};
 use crate::watchdog;
 use crate::{BLOCKS_SUFFIX, RANKS_SUFFIX};
 use idict::{
-    DictGuard, IDict, NdArray, ServeError, ServeOptions, Server, UpdateError, Value, WatcherCount,
-    Writable,
+    DictGuard, IDict, KeyId, NdArray, ServeError, ServeOptions, Server, UpdateError, Value,
+    WatcherCount, Writable,
 };
 use mpi::datatype::PartitionMut;
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -145,6 +145,13 @@ pub struct MpiDict {
     own: Vec<(f64, bool)>,
     /// Each update's values: this rank's, and on rank 0 everyone's.
     send: Vec<f64>,
+    /// Where each reduced key sits in the map (`None`: not there), and the
+    /// map's key generation they were looked up at: an update reaches the
+    /// keys without hashing their names.
+    ids: Vec<Option<KeyId>>,
+    ids_at: u64,
+    /// A scratch row: one key's value on each rank.
+    row: Vec<f64>,
     all: Vec<f64>,
     updates: u64,
     /// Fields decomposed over the ranks: this rank's blocks, by key.
@@ -215,6 +222,9 @@ impl MpiDict {
             listed_at: u64::MAX,
             own: Vec::new(),
             send: Vec::new(),
+            ids: Vec::new(),
+            ids_at: u64::MAX,
+            row: Vec::new(),
             all: Vec::new(),
             updates: 0,
             fields: Vec::new(),
@@ -594,22 +604,26 @@ impl MpiDict {
         self.send.clear();
         {
             let map = self.local.lock();
+            if map.key_generation() != self.ids_at || self.ids.len() != n {
+                self.ids = self.keys.iter().map(|k| map.key_id(k)).collect();
+                self.ids_at = map.key_generation();
+            }
+            let value = |id: &Option<KeyId>| id.and_then(|id| map.get_by_id(id));
             if self.rank == 0 {
                 // Rank 0's map holds the reduced values once published:
                 // its own are those it set since, else the ones it kept.
-                for (own, key) in self.own.iter_mut().zip(&self.keys) {
-                    if map.changed(key) {
-                        *own = map
-                            .get(key)
-                            .and_then(as_number)
-                            .unwrap_or((f64::NAN, false));
+                for (own, id) in self.own.iter_mut().zip(&self.ids) {
+                    match value(id) {
+                        Some((v, true)) => *own = as_number(v).unwrap_or((f64::NAN, false)),
+                        Some((_, false)) => {}
+                        None => *own = (f64::NAN, false),
                     }
                     self.send.push(own.0);
                 }
             } else {
-                for key in &self.keys {
-                    let v = map.get(key).and_then(as_number).map_or(f64::NAN, |n| n.0);
-                    self.send.push(v);
+                for id in &self.ids {
+                    let v = value(id).and_then(|(v, _)| as_number(v));
+                    self.send.push(v.map_or(f64::NAN, |n| n.0));
                 }
             }
         }
@@ -629,12 +643,21 @@ impl MpiDict {
             self.all.resize(n * size, 0.0);
             root.gather_into_root(&self.send[..], &mut self.all[..]);
             let mut map = self.local.lock();
-            let mut values = vec![0.0; size];
+            self.row.resize(size, 0.0);
+            // Another thread may have added or removed keys since.
+            let ids_hold = map.key_generation() == self.ids_at;
             for (i, key) in self.keys.iter().enumerate() {
-                for (r, v) in values.iter_mut().enumerate() {
+                for (r, v) in self.row.iter_mut().enumerate() {
                     *v = self.all[r * n + i];
                 }
-                map.insert(key.as_str(), self.hows[i].apply(&values, self.own[i].1));
+                let reduced = self.hows[i].apply(&self.row, self.own[i].1);
+                let put = match self.ids[i] {
+                    Some(id) if ids_hold => map.insert_by_id(id, reduced).map(drop),
+                    _ => Err(reduced),
+                };
+                if let Err(reduced) = put {
+                    map.insert(key.as_str(), reduced);
+                }
             }
             // Each rank's values: at most every RANKS_EVERY (they are an
             // array a key, and publishing them was half of what an update

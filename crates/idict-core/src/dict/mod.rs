@@ -55,7 +55,7 @@ pub use callbacks::{CallbackId, UpdateEvent};
 pub use pause_gate::ControlAction;
 pub use pause_gate::WaitOutcome;
 pub use publish::{Recorded, StagedSamples};
-pub use working::DictGuard;
+pub use working::{DictGuard, KeyId};
 pub use writes::Writable;
 pub use writes::WriteRefused;
 

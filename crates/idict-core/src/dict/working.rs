@@ -50,16 +50,27 @@ impl Working {
         self.slots.get(id as usize)?.as_ref()
     }
 
-    pub fn insert(&mut self, key: &str, value: Value) -> Option<Value> {
-        if let Some(&id) = self.ids.get(key)
-            && let Some(Some(slot)) = self.slots.get_mut(id as usize)
-        {
-            if !slot.dirty {
-                slot.dirty = true;
-                self.touched.push(id);
-            }
-            return Some(std::mem::replace(&mut slot.value, value));
+    /// Sets the value of the key at `id`, if one is there; gives the value
+    /// back if not.
+    pub fn set(&mut self, id: u32, value: Value) -> Result<Value, Value> {
+        let Some(Some(slot)) = self.slots.get_mut(id as usize) else {
+            return Err(value);
+        };
+        if !slot.dirty {
+            slot.dirty = true;
+            self.touched.push(id);
         }
+        Ok(std::mem::replace(&mut slot.value, value))
+    }
+
+    pub fn insert(&mut self, key: &str, value: Value) -> Option<Value> {
+        let value = match self.ids.get(key) {
+            Some(&id) => match self.set(id, value) {
+                Ok(old) => return Some(old),
+                Err(value) => value,
+            },
+            None => value,
+        };
         let key: Arc<str> = Arc::from(key);
         let id = match self.free.pop() {
             Some(id) => id,
@@ -106,6 +117,13 @@ impl Working {
         self.slots.iter().flatten().map(|s| (&*s.key, &s.value))
     }
 }
+
+/// Where a key sits in the working map, so a caller that sets the same
+/// keys at every update reaches them without hashing their names
+/// ([`DictGuard::key_id`]). It stays valid while
+/// [`DictGuard::key_generation`] does not move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyId(u32);
 
 /// Exclusive access to the working map (see [`IDict::lock`](crate::IDict::lock)).
 /// Nothing a client sees changes until `notify_update()`.
@@ -173,10 +191,56 @@ impl DictGuard<'_> {
     pub fn changed(&self, key: &str) -> bool {
         self.w.slot(key).is_some_and(|s| s.dirty)
     }
+    /// Where `key` sits, for [`get_by_id`](Self::get_by_id) and
+    /// [`insert_by_id`](Self::insert_by_id).
+    pub fn key_id(&self, key: &str) -> Option<KeyId> {
+        self.w.ids.get(key).map(|&id| KeyId(id))
+    }
+    /// The value at `id` and whether it was set since the last notify.
+    pub fn get_by_id(&self, id: KeyId) -> Option<(&Value, bool)> {
+        let slot = self.w.slots.get(id.0 as usize)?.as_ref()?;
+        Some((&slot.value, slot.dirty))
+    }
+    /// Sets the value at `id`, as `insert` would; gives the value back if
+    /// the key there was removed.
+    pub fn insert_by_id(&mut self, id: KeyId, value: impl Into<Value>) -> Result<Value, Value> {
+        self.w.set(id.0, value.into())
+    }
     /// A number that moves on whenever a key is added or removed (not when
     /// a value changes): a caller that lists the keys can tell when its
     /// list is out of date without listing them again.
     pub fn key_generation(&self) -> u64 {
         self.w.key_generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::IDict;
+    use crate::value::Value;
+
+    #[test]
+    fn a_key_id_sets_the_key_until_it_is_removed() {
+        let d = IDict::new("ids");
+        let mut map = d.lock();
+        map.insert("a", 1.0);
+        map.insert("b", 2.0);
+        let generation = map.key_generation();
+        let Some(b) = map.key_id("b") else {
+            panic!("b has an id");
+        };
+        assert_eq!(map.insert_by_id(b, 3.0), Ok(Value::Float(2.0)));
+        assert_eq!(map.get("b"), Some(&Value::Float(3.0)));
+        assert_eq!(map.get_by_id(b), Some((&Value::Float(3.0), true)));
+        assert_eq!(
+            map.key_generation(),
+            generation,
+            "a value changed, not a key"
+        );
+        map.remove("b");
+        assert_ne!(map.key_generation(), generation);
+        assert_eq!(map.get_by_id(b), None);
+        assert_eq!(map.insert_by_id(b, 4.0), Err(Value::Float(4.0)));
+        assert!(!map.contains_key("b"), "a stale id never brings a key back");
     }
 }
