@@ -179,6 +179,40 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Add, list or remove a run's triggers: conditions it checks at each
+    /// update, acting when one becomes true. `trigger RUN add NAME
+    /// 'CONDITION' --pause`, `trigger RUN ls`, `trigger RUN rm NAME`.
+    /// CONDITION is a CEL expression over the run's scalar keys, e.g.
+    /// 'isnan(residual)', 'energy > 2 * start(energy)', 'rises(residual) >= 10'.
+    Trigger {
+        #[arg(value_name = "RUN add|ls|rm")]
+        words: Vec<String>,
+        /// Hold the run at its next wait(), before another step.
+        #[arg(long)]
+        pause: bool,
+        /// End the run.
+        #[arg(long)]
+        terminate: bool,
+        /// Write a checkpoint of the run (next to it).
+        #[arg(long)]
+        checkpoint: bool,
+        /// Log this text with the firing.
+        #[arg(long, value_name = "TEXT")]
+        message: Option<String>,
+        /// The firing's level: debug, info, warn (default), error.
+        #[arg(long, value_name = "LEVEL")]
+        level: Option<String>,
+    },
+    /// Wait until CONDITION holds at one of the run's updates (a CEL
+    /// expression, as for `trigger`). Exit 0 when it does, 1 on timeout,
+    /// 2 when the run ended first, 3 when it cannot wait.
+    WaitFor {
+        #[arg(value_name = "RUN CONDITION")]
+        words: Vec<String>,
+        /// Give up after this long: 90s, 10m, 1h.
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -314,6 +348,26 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             at_step,
             wait,
         } => terminate(&ctx, &cli.addr, &words, at_step, wait).await,
+        Command::Trigger {
+            words,
+            pause,
+            terminate,
+            checkpoint,
+            message,
+            level,
+        } => {
+            let flags = ActionFlags {
+                pause,
+                terminate,
+                checkpoint,
+                message,
+                level,
+            };
+            trigger(&ctx, &cli.addr, &words, flags).await
+        }
+        Command::WaitFor { words, timeout } => {
+            wait_for(&ctx, &cli.addr, &words, timeout.as_deref()).await
+        }
         Command::Set {
             words,
             at_step,

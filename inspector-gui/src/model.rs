@@ -554,6 +554,7 @@ mod tests {
                 text: format!("v{version}"),
                 time: 0.0,
                 version,
+                trigger: None,
             }],
             thinned: Vec::new(),
             applied: vec![AppliedWrite {

@@ -722,6 +722,12 @@ impl Bench {
             async fn set(&self, _: Request<pb::SetRequest>) -> Unsupported<pb::SetReply> {
                 Err(Status::unimplemented(""))
             }
+            async fn trigger(
+                &self,
+                _: Request<pb::TriggerRequest>,
+            ) -> Unsupported<pb::TriggerReply> {
+                Err(Status::unimplemented(""))
+            }
         }
 
         let message = pb::WatchUpdate {

@@ -39,7 +39,7 @@ pub use idict_client as client;
 /// tests; clients use [`client`].
 #[doc(hidden)]
 pub use idict_core::wire;
-pub use idict_core::{checkpoint, model, runfile, signals, value};
+pub use idict_core::{checkpoint, model, runfile, signals, triggers, value};
 pub use idict_recording::{recording, replay};
 
 /// For the micro-benchmarks only.
@@ -48,9 +48,10 @@ pub use idict_core::history::BoundedSeries;
 pub use idict_core::history::{SAMPLE_BYTES, Sample, Series};
 pub use idict_core::model::{
     AppliedWrite, KeyInfo, Level, LogMessage, MarkKind, ReplayTimeline, Role, RunState, SeekTo,
-    Status, Thinned, TimelineMark, WritableInfo,
+    Status, Thinned, TimelineMark, TriggerActions, TriggerFiring, TriggerInfo, WritableInfo,
 };
 pub use idict_core::signals::SignalError;
+pub use idict_core::triggers::TriggerError;
 pub use idict_core::value::{ArrayError, DType, Element, NdArray, Value, ValueKind};
 pub use idict_core::{
     CallbackId, DictGuard, IDict, IDictBuilder, IDictOptions, KeyId, UpdateError, UpdateEvent,

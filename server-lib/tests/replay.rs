@@ -23,6 +23,8 @@ struct Seen {
     /// Every sample of every key: (version, time, value).
     samples: BTreeMap<String, Vec<(u64, f64, f64)>>,
     messages: Vec<String>,
+    /// Trigger firings: (name, version).
+    firings: Vec<(String, u64)>,
     applied: Vec<(String, Value, u64)>,
     resets: usize,
     last: bool,
@@ -50,6 +52,11 @@ impl Seen {
         }
         self.messages
             .extend(u.messages.iter().map(|m| m.text.clone()));
+        self.firings.extend(
+            u.messages
+                .iter()
+                .filter_map(|m| m.trigger.as_ref().map(|t| (t.name.clone(), t.version))),
+        );
         self.applied.extend(
             u.applied
                 .iter()
@@ -125,6 +132,12 @@ async fn a_replay_shows_a_watcher_what_the_live_run_showed() {
     let dir = tempfile::tempdir().unwrap();
     let live = IDict::builder("steered").start_paused(true).build();
     live.writable("dt", 1.0);
+    live.trigger(
+        "hundred",
+        "i == 100",
+        idict::TriggerActions::message(Level::Info, "a hundred"),
+    )
+    .unwrap();
     let (run, path) = recorded(dir.path(), &live);
     let client = run.controller().await;
     let seen_live = Arc::new(Mutex::new(Seen::default()));
@@ -257,6 +270,9 @@ async fn a_replay_shows_a_watcher_what_the_live_run_showed() {
     assert!(y.iter().any(|s| s.2 == s.0 as f64 * 0.5 && s.0 > 40));
     // Messages and actions come back in the log, in order.
     assert!(replay_seen.messages.contains(&"sixty".to_string()));
+    // A trigger's firing replays as a firing, at its version.
+    assert_eq!(live_seen.firings, [("hundred".to_string(), 100)]);
+    assert_eq!(replay_seen.firings, live_seen.firings);
     let recorded: Vec<&String> = replay_seen
         .messages
         .iter()

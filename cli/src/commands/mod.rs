@@ -9,6 +9,7 @@ mod ls;
 mod prometheus_sd;
 mod replay;
 mod set;
+mod trigger;
 mod watch;
 
 pub(crate) use bridge::*;
@@ -20,4 +21,5 @@ pub(crate) use ls::*;
 pub(crate) use prometheus_sd::*;
 pub(crate) use replay::*;
 pub(crate) use set::*;
+pub(crate) use trigger::*;
 pub(crate) use watch::*;

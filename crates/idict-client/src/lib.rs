@@ -10,7 +10,9 @@ pub use resolve::{Target, resolve, resolve_default};
 
 use futures::Stream;
 use idict_core::history::Series;
-use idict_core::model::{AppliedWrite, KeyInfo, LogMessage, Role, Status, Thinned};
+use idict_core::model::{
+    AppliedWrite, KeyInfo, LogMessage, Role, Status, Thinned, TriggerActions, TriggerInfo,
+};
 use idict_core::part_joiner::{PartError, PartJoiner};
 use idict_core::value::Value;
 use idict_core::wire::{self, WireError};
@@ -172,6 +174,17 @@ pub struct RunInfo {
     pub replay: Option<idict_core::model::ReplayTimeline>,
     /// The processes the run is made of (an MPI job's ranks); 1 for one.
     pub ranks: u32,
+    /// The run's triggers, in the order they were added.
+    pub triggers: Vec<TriggerInfo>,
+}
+
+/// What the run said of a trigger added ([`Client::add_trigger`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerAdded {
+    /// E.g. a key the run does not have yet: the trigger waits for it.
+    pub notes: Vec<String>,
+    /// The run's triggers now.
+    pub triggers: Vec<TriggerInfo>,
 }
 
 /// The run's published state at one version (GetSnapshot).
@@ -445,7 +458,63 @@ impl Client {
             replay_of: Some(r.replay_of).filter(|f| !f.is_empty()),
             replay: r.replay.map(wire::timeline_from_proto),
             ranks: r.ranks.max(1),
+            triggers: r
+                .triggers
+                .into_iter()
+                .map(wire::trigger_info_from_proto)
+                .collect(),
         })
+    }
+
+    /// Adds a trigger to the run (a controller's token): when `condition`
+    /// becomes true at an update, the run logs it and does `actions`. A
+    /// bad condition is `InvalidArgument` naming the column; a name in use
+    /// `AlreadyExists`.
+    pub async fn add_trigger(
+        &self,
+        name: &str,
+        condition: &str,
+        actions: &TriggerActions,
+    ) -> Result<TriggerAdded, ClientError> {
+        use pb::trigger_request::Change;
+        let r = self
+            .trigger_request(Change::Add(pb::TriggerSpec {
+                name: name.to_owned(),
+                condition: condition.to_owned(),
+                actions: Some(wire::trigger_actions_to_proto(actions)),
+            }))
+            .await?;
+        Ok(TriggerAdded {
+            notes: r.notes,
+            triggers: r
+                .triggers
+                .into_iter()
+                .map(wire::trigger_info_from_proto)
+                .collect(),
+        })
+    }
+
+    /// Removes the run's trigger called `name` (`NotFound` if none);
+    /// returns the triggers left.
+    pub async fn remove_trigger(&self, name: &str) -> Result<Vec<TriggerInfo>, ClientError> {
+        use pb::trigger_request::Change;
+        let r = self
+            .trigger_request(Change::Remove(name.to_owned()))
+            .await?;
+        Ok(r.triggers
+            .into_iter()
+            .map(wire::trigger_info_from_proto)
+            .collect())
+    }
+
+    async fn trigger_request(
+        &self,
+        change: pb::trigger_request::Change,
+    ) -> Result<pb::TriggerReply, ClientError> {
+        let req = pb::TriggerRequest {
+            change: Some(change),
+        };
+        Ok(self.rpc.clone().trigger(req).await?.into_inner())
     }
 
     /// The current state, optionally only keys starting with `prefix`.

@@ -2,7 +2,9 @@
 //! budget. When the budget is full the older part is thinned to a uniform
 //! stride, so the whole run stays visible at a coarser resolution instead of
 //! the beginning being forgotten. The first and the newest samples are
-//! always kept exactly.
+//! always kept exactly, and so are the extremes: each thinned stretch keeps
+//! its lowest and highest sample and its first NaN, at their versions, so
+//! no spike or NaN is ever thinned out of sight.
 
 use crate::tuning::SAMPLES_PER_LOCK;
 use parking_lot::Mutex;
@@ -446,15 +448,22 @@ impl BoundedSeries {
         }
         let before = self.len();
         let stride = self.stride;
-        for h in self.recent.drain(..movable) {
-            if h.seq.is_multiple_of(stride) {
-                self.old.push(h);
-            }
+        if let Some(first) = self.recent.front().filter(|_| movable > 0) {
+            // The old part's last stretch may go on in what moves now:
+            // thinned again with it, so a stretch keeps one set of extremes.
+            let stretch = first.seq / stride;
+            let tail = self.old.partition_point(|h| h.seq / stride < stretch);
+            let tail: Vec<Held> = self.old.drain(tail..).collect();
+            thin_into(
+                &mut self.old,
+                tail.into_iter().chain(self.recent.drain(..movable)),
+                stride,
+            );
         }
         while self.old.len() > self.capacity / 2 && self.stride < u64::MAX / 2 {
             self.stride *= 2;
-            let stride = self.stride;
-            self.old.retain(|h| h.seq.is_multiple_of(stride));
+            let old = std::mem::take(&mut self.old);
+            thin_into(&mut self.old, old, self.stride);
         }
         self.dropped += (before - self.len()) as u64;
         self.tell_pool();
@@ -475,6 +484,45 @@ impl BoundedSeries {
         }
         self.over = over;
     }
+}
+
+/// Thins `held` (in push order) into `out`: of each stretch of `stride`
+/// pushes, the sample at the stride (the even sampling), the stretch's
+/// lowest and highest, and its first NaN; each once, in push order.
+fn thin_into(out: &mut Vec<Held>, held: impl IntoIterator<Item = Held>, stride: u64) {
+    // At the stride, lowest, highest, first NaN.
+    let mut keep: [Option<Held>; 4] = [None; 4];
+    let flush = |out: &mut Vec<Held>, keep: &mut [Option<Held>; 4]| {
+        keep.sort_by_key(|h| h.map_or(u64::MAX, |h| h.seq));
+        for h in keep.iter_mut().filter_map(Option::take) {
+            if out.last().is_none_or(|last| last.seq != h.seq) {
+                out.push(h);
+            }
+        }
+    };
+    let mut stretch = None;
+    for h in held {
+        let this = h.seq / stride;
+        if stretch != Some(this) {
+            flush(out, &mut keep);
+            stretch = Some(this);
+        }
+        if h.seq.is_multiple_of(stride) {
+            keep[0] = Some(h);
+        }
+        let x = h.sample.value;
+        if x.is_nan() {
+            keep[3].get_or_insert(h);
+        } else {
+            if keep[1].is_none_or(|m| x < m.sample.value) {
+                keep[1] = Some(h);
+            }
+            if keep[2].is_none_or(|m| x > m.sample.value) {
+                keep[2] = Some(h);
+            }
+        }
+    }
+    flush(out, &mut keep);
 }
 
 impl Drop for BoundedSeries {
@@ -619,6 +667,38 @@ mod tests {
         let v = p.series.versions[p.len() / 2];
         assert_eq!(h.next_seq_after(v), p.seqs[p.len() / 2 + 1]);
         assert_eq!(h.next_seq_after(100_000), 100_000);
+    }
+
+    #[test]
+    fn thinning_never_drops_a_spike_or_a_nan() {
+        let mut h = BoundedSeries::new(SAMPLE_BYTES * 100);
+        let value = |i: u64| match i {
+            31_337 => 1e9,
+            55_555 => -1e9,
+            77_777 => f64::NAN,
+            88_888 => f64::INFINITY,
+            _ => (i as f64 * 0.001).sin(),
+        };
+        for i in 1..=100_000 {
+            h.push(Sample {
+                version: i,
+                time: i as f64,
+                value: value(i),
+            });
+        }
+        assert!(h.len() <= 100, "within budget: {}", h.len());
+        let s = h.to_series();
+        for v in [31_337, 55_555, 77_777, 88_888] {
+            let i = s.versions.iter().position(|&x| x == v);
+            let kept = i.map(|i| s.values[i]);
+            assert!(
+                kept.is_some_and(|x| x.to_bits() == value(v).to_bits()),
+                "v{v} kept: {kept:?}"
+            );
+        }
+        assert!(s.versions.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(s.get(0).map(|x| x.version), Some(1));
+        assert_eq!(s.last().map(|x| x.version), Some(100_000));
     }
 
     #[test]

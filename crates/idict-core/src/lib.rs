@@ -33,6 +33,8 @@ pub mod signals;
 pub mod spin;
 #[doc(hidden)]
 pub mod staged;
+/// Triggers: conditions a run checks at each update, and what they do.
+pub mod triggers;
 #[doc(hidden)]
 pub mod tuning;
 pub mod value;
@@ -52,7 +54,7 @@ pub use dict::{ControlAction, Inner, Recorded, StagedSamples, WriteRefused};
 pub use history::{SAMPLE_BYTES, Sample, Series};
 pub use model::{
     AppliedWrite, KeyInfo, Level, LogMessage, MarkKind, ReplayTimeline, Role, RunState, SeekTo,
-    Status, Thinned, TimelineMark, WritableInfo,
+    Status, Thinned, TimelineMark, TriggerActions, TriggerFiring, TriggerInfo, WritableInfo,
 };
 pub use signals::SignalError;
 pub use value::{ArrayError, DType, Element, NdArray, Value, ValueKind};

@@ -184,6 +184,112 @@ pub struct LogMessage {
     pub time: f64,
     /// The newest published version when it was logged.
     pub version: u64,
+    /// Set when a trigger's firing logged it.
+    pub trigger: Option<TriggerFiring>,
+}
+
+/// What a trigger does when its condition becomes true. It always logs a
+/// message (at `level`, with `message` appended if set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerActions {
+    /// Hold the run at its next `wait()`, before another step.
+    pub pause: bool,
+    pub terminate: bool,
+    /// Write a checkpoint of the run (`IDict::checkpoint`) next to it.
+    pub checkpoint: bool,
+    pub level: Level,
+    pub message: String,
+}
+
+impl Default for TriggerActions {
+    fn default() -> Self {
+        TriggerActions {
+            pause: false,
+            terminate: false,
+            checkpoint: false,
+            level: Level::Warn,
+            message: String::new(),
+        }
+    }
+}
+
+impl TriggerActions {
+    /// Pause the run (and log at `Warn`).
+    pub fn pause() -> Self {
+        TriggerActions {
+            pause: true,
+            ..Self::default()
+        }
+    }
+    /// Terminate the run (and log at `Error`).
+    pub fn terminate() -> Self {
+        TriggerActions {
+            terminate: true,
+            level: Level::Error,
+            ..Self::default()
+        }
+    }
+    /// Only log `text` at `level`.
+    pub fn message(level: Level, text: impl Into<String>) -> Self {
+        TriggerActions {
+            level,
+            message: text.into(),
+            ..Self::default()
+        }
+    }
+    /// Also write a checkpoint.
+    pub fn with_checkpoint(mut self) -> Self {
+        self.checkpoint = true;
+        self
+    }
+    /// Also log `text` (at `level`).
+    pub fn with_message(mut self, level: Level, text: impl Into<String>) -> Self {
+        self.level = level;
+        self.message = text.into();
+        self
+    }
+    /// The actions in words, as `idict trigger ls` shows them.
+    pub fn describe(&self) -> String {
+        let mut words = Vec::new();
+        if self.pause {
+            words.push("pause".to_string());
+        }
+        if self.terminate {
+            words.push("terminate".to_string());
+        }
+        if self.checkpoint {
+            words.push("checkpoint".to_string());
+        }
+        if self.message.is_empty() {
+            words.push(format!("log {}", self.level));
+        } else {
+            words.push(format!("log {} \"{}\"", self.level, self.message));
+        }
+        words.join(", ")
+    }
+}
+
+/// A trigger's firing: which, at which version, and the values of the
+/// keys its condition read that made it true.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerFiring {
+    pub name: String,
+    pub condition: String,
+    pub version: u64,
+    pub values: Vec<(String, f64)>,
+}
+
+/// A trigger as a run lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerInfo {
+    pub name: String,
+    pub condition: String,
+    pub actions: TriggerActions,
+    /// Declared by the program (`IDict::trigger`), not added by a client.
+    pub from_program: bool,
+    /// How many times it fired, and the version it last did (0: never).
+    pub fired: u64,
+    pub last_fired_version: u64,
 }
 
 /// A steering write the computation applied at a safe point.

@@ -6,7 +6,8 @@
 
 use crate::history::Series;
 use crate::model::{
-    AppliedWrite, KeyInfo, Level, LogMessage, Role, RunState, Status, WritableInfo,
+    AppliedWrite, KeyInfo, Level, LogMessage, Role, RunState, Status, TriggerActions,
+    TriggerFiring, TriggerInfo, WritableInfo,
 };
 use crate::value::{ArrayError, DType, NdArray, Value, ValueKind};
 use idict_proto::v1 as pb;
@@ -250,22 +251,96 @@ pub fn message_to_proto(m: &LogMessage) -> pb::LogMessage {
         text: m.text.clone(),
         time: m.time,
         version: m.version,
+        trigger: m.trigger.as_ref().map(firing_to_proto),
     }
 }
 
 pub fn message_from_proto(m: pb::LogMessage) -> LogMessage {
-    let level = match pb::Level::try_from(m.level) {
-        Ok(pb::Level::Debug) => Level::Debug,
-        Ok(pb::Level::Warn) => Level::Warn,
-        Ok(pb::Level::Error) => Level::Error,
-        _ => Level::Info,
-    };
     LogMessage {
         seq: m.seq,
-        level,
+        level: level_from_proto(m.level, Level::Info),
         text: m.text,
         time: m.time,
         version: m.version,
+        trigger: m.trigger.and_then(firing_from_proto),
+    }
+}
+
+/// A level from the wire; `unset` when it is unspecified or unknown.
+pub fn level_from_proto(level: i32, unset: Level) -> Level {
+    match pb::Level::try_from(level) {
+        Ok(pb::Level::Debug) => Level::Debug,
+        Ok(pb::Level::Info) => Level::Info,
+        Ok(pb::Level::Warn) => Level::Warn,
+        Ok(pb::Level::Error) => Level::Error,
+        _ => unset,
+    }
+}
+
+pub fn firing_to_proto(f: &TriggerFiring) -> pb::TriggerFiring {
+    pb::TriggerFiring {
+        name: f.name.clone(),
+        condition: f.condition.clone(),
+        version: f.version,
+        keys: f.values.iter().map(|(k, _)| k.clone()).collect(),
+        values: f.values.iter().map(|(_, v)| *v).collect(),
+    }
+}
+
+/// A firing from the wire; `None` if its keys and values do not pair up
+/// or are more than a condition reads.
+pub fn firing_from_proto(f: pb::TriggerFiring) -> Option<TriggerFiring> {
+    if f.keys.len() != f.values.len() || f.keys.len() > crate::triggers::expr::MAX_KEYS {
+        return None;
+    }
+    Some(TriggerFiring {
+        name: f.name,
+        condition: f.condition,
+        version: f.version,
+        values: f.keys.into_iter().zip(f.values).collect(),
+    })
+}
+
+pub fn trigger_actions_to_proto(a: &TriggerActions) -> pb::TriggerActions {
+    pb::TriggerActions {
+        pause: a.pause,
+        terminate: a.terminate,
+        checkpoint: a.checkpoint,
+        level: level_to_proto(a.level) as i32,
+        message: a.message.clone(),
+    }
+}
+
+pub fn trigger_actions_from_proto(a: Option<pb::TriggerActions>) -> TriggerActions {
+    let a = a.unwrap_or_default();
+    TriggerActions {
+        pause: a.pause,
+        terminate: a.terminate,
+        checkpoint: a.checkpoint,
+        level: level_from_proto(a.level, crate::triggers::DEFAULT_LEVEL),
+        message: a.message,
+    }
+}
+
+pub fn trigger_info_to_proto(t: &TriggerInfo) -> pb::TriggerInfo {
+    pb::TriggerInfo {
+        name: t.name.clone(),
+        condition: t.condition.clone(),
+        actions: Some(trigger_actions_to_proto(&t.actions)),
+        from_program: t.from_program,
+        fired: t.fired,
+        last_fired_version: t.last_fired_version,
+    }
+}
+
+pub fn trigger_info_from_proto(t: pb::TriggerInfo) -> TriggerInfo {
+    TriggerInfo {
+        name: t.name,
+        condition: t.condition,
+        actions: trigger_actions_from_proto(t.actions),
+        from_program: t.from_program,
+        fired: t.fired,
+        last_fired_version: t.last_fired_version,
     }
 }
 

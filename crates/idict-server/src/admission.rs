@@ -42,6 +42,7 @@ fn policy(path: &str, set_bytes: usize) -> (Role, usize) {
     match path {
         "/idict.v1.Inspector/Set" => (Role::Controller, set_bytes),
         "/idict.v1.Inspector/Control" => (Role::Controller, SMALL_REQUEST_BYTES),
+        "/idict.v1.Inspector/Trigger" => (Role::Controller, SMALL_REQUEST_BYTES),
         "/idict.v1.Inspector/GetHistory" => (Role::Observer, HISTORY_REQUEST_BYTES),
         p if p.starts_with("/grpc.reflection.") => (Role::Observer, REFLECTION_REQUEST_BYTES),
         _ => (Role::Observer, SMALL_REQUEST_BYTES),

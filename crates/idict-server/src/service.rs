@@ -12,6 +12,7 @@ use idict_core::history::HistoryPieces;
 use idict_core::model::Role;
 use idict_core::model::SeekTo;
 use idict_core::published::Published;
+use idict_core::triggers::TriggerError;
 use idict_core::tuning::SAMPLES_PER_CHUNK;
 use idict_core::wire;
 use idict_core::{ControlAction, Inner, WriteRefused};
@@ -35,6 +36,14 @@ impl InspectorService {
     /// reader: it then reads the mirror, for as long as it takes, while the
     /// computation's `published` lock was held only for the refresh (the
     /// keys changed since the last frame).
+    fn trigger_infos(&self) -> Vec<pb::TriggerInfo> {
+        self.inner
+            .trigger_list()
+            .iter()
+            .map(wire::trigger_info_to_proto)
+            .collect()
+    }
+
     fn fresh_mirror(&self) -> parking_lot::RwLockReadGuard<'_, Published> {
         self.inner.refresh_mirror(&self.shared.mirror);
         self.shared.mirror.read()
@@ -155,6 +164,7 @@ impl Inspector for InspectorService {
                 .as_deref()
                 .map(wire::timeline_to_proto),
             ranks: self.inner.options.ranks,
+            triggers: self.trigger_infos(),
         }))
     }
 
@@ -335,6 +345,36 @@ impl Inspector for InspectorService {
         }))
     }
 
+    async fn trigger(
+        &self,
+        req: Request<pb::TriggerRequest>,
+    ) -> Result<Response<pb::TriggerReply>, Status> {
+        // Observers were refused at the gate, before the body was read.
+        use pb::trigger_request::Change;
+        let notes = match req.into_inner().change {
+            Some(Change::Add(spec)) => {
+                if self.inner.status().state.is_terminal() {
+                    return Err(Status::failed_precondition(
+                        "the run has ended: a trigger would never fire",
+                    ));
+                }
+                let actions = wire::trigger_actions_from_proto(spec.actions);
+                self.inner
+                    .add_trigger(&spec.name, &spec.condition, actions, false)
+                    .map_err(trigger_status)?
+            }
+            Some(Change::Remove(name)) => {
+                self.inner.remove_trigger(&name).map_err(trigger_status)?;
+                Vec::new()
+            }
+            None => return Err(Status::invalid_argument("say what to add or remove")),
+        };
+        Ok(Response::new(pb::TriggerReply {
+            notes,
+            triggers: self.trigger_infos(),
+        }))
+    }
+
     async fn set(&self, req: Request<pb::SetRequest>) -> Result<Response<pb::SetReply>, Status> {
         // Observers were refused at the gate, before the body was read.
         let origin = origin(&req, &req.get_ref().client_name);
@@ -373,6 +413,16 @@ const MAX_HISTORY_KEYS: usize = 4096;
 /// A status message of at most about 1 KiB: it travels in a header, which
 /// a client refuses past its limit, and a refusal should say what is wrong,
 /// not carry the whole of it.
+/// A trigger refused, as the client is told.
+fn trigger_status(e: TriggerError) -> Status {
+    match e {
+        TriggerError::Exists(_) => Status::already_exists(clip(e.to_string())),
+        TriggerError::NotFound(_) => Status::not_found(clip(e.to_string())),
+        TriggerError::TooMany => Status::resource_exhausted(e.to_string()),
+        _ => Status::invalid_argument(clip(e.to_string())),
+    }
+}
+
 fn clip(mut text: String) -> String {
     const MAX: usize = 1024;
     if text.len() > MAX {

@@ -30,6 +30,9 @@
 //! `published` for the frame) and before a history's mutex; never after
 //! either.
 //!
+//! `triggers` (their definitions) is taken last: under `data` by a
+//! notify whose triggers changed, alone otherwise.
+//!
 //! Taken alone, with nothing held and nothing taken under them: `gate`
 //! (then only `writes`' atomics), `writes`, `writable` (the declared rules:
 //! a reader copies what it needs and lets go), the replay `timeline`, and
@@ -48,6 +51,7 @@ mod callbacks;
 mod failure;
 mod pause_gate;
 mod publish;
+mod triggers;
 mod working;
 mod writes;
 
@@ -226,6 +230,10 @@ pub struct Inner {
     pub(crate) pin_pool: Arc<crate::history::PinPool>,
     /// A replay's recording, as its replayer found it.
     pub timeline: RwLock<Option<Arc<crate::model::ReplayTimeline>>>,
+    /// The triggers as defined, and their generation (a notify compares it
+    /// with its compiled copy's, one atomic load).
+    pub(crate) triggers: Mutex<crate::triggers::Defs>,
+    pub(crate) triggers_generation: AtomicU64,
 }
 
 /// The dictionary a computation embeds and serves. Cloning gives another
@@ -311,6 +319,8 @@ impl IDict {
             pins: Pins::default(),
             pin_pool: crate::history::PinPool::new(options.pinned_history_bytes),
             timeline: RwLock::new(None),
+            triggers: Mutex::new(crate::triggers::Defs::default()),
+            triggers_generation: AtomicU64::new(0),
             options,
         });
         failure::register(&inner);
@@ -360,7 +370,10 @@ impl IDict {
         if self.inner.holding() {
             return Err(UpdateError::LockHeld);
         }
-        let (version, event) = self.inner.publish(last, recorded)?;
+        let (version, event, fired) = self.inner.publish(last, recorded)?;
+        for f in fired {
+            self.act_on(f);
+        }
         if let Some(event) = event {
             self.inner.callbacks.run(self, &event);
         }

@@ -30,6 +30,7 @@ use crate::model::{Level, LogMessage};
 use crate::published::{Published, Record};
 use crate::spin;
 use crate::staged::Staged;
+use crate::triggers::Fired;
 use parking_lot::{Mutex, RwLock};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -65,7 +66,7 @@ impl Inner {
         &self,
         last: bool,
         recorded: Option<Recorded>,
-    ) -> Result<(u64, Option<UpdateEvent>), UpdateError> {
+    ) -> Result<(u64, Option<UpdateEvent>, Vec<Fired>), UpdateError> {
         self.claim_thread();
         if self.ended.load(Ordering::Acquire) {
             let g = self.gate.lock();
@@ -78,6 +79,9 @@ impl Inner {
         let budget = self.options.history_budget_bytes;
         let with_event = self.callbacks.any();
         let mut w = self.data.lock();
+        if self.triggers_generation.load(Ordering::Acquire) != w.triggers.generation {
+            w.triggers.sync(&self.triggers.lock());
+        }
         let mut p = spin::write(&self.published);
         let version = match &recorded {
             None => p
@@ -90,6 +94,32 @@ impl Inner {
         let mut staged = self.staged.lock();
         p.version = version;
         p.time = time;
+        // Triggers read this update's values before they are published,
+        // on this thread: a pause they ask for holds the next wait().
+        let fired = if recorded.is_none() && !w.triggers.is_empty() {
+            let super::Working {
+                ids,
+                slots,
+                key_generation,
+                triggers,
+                ..
+            } = &mut *w;
+            triggers.evaluate(
+                *key_generation,
+                |key| ids.get(key).copied(),
+                |id| {
+                    let slot = slots.get(id as usize)?.as_ref()?;
+                    if slot.dirty {
+                        slot.value.as_scalar()
+                    } else {
+                        None
+                    }
+                },
+                version,
+            )
+        } else {
+            Vec::new()
+        };
         let super::Working {
             slots,
             free,
@@ -193,7 +223,7 @@ impl Inner {
             self.mark_finished();
         }
         self.bump();
-        Ok((version, event))
+        Ok((version, event, fired))
     }
 
     /// Pushes recorded samples straight into the histories.
@@ -350,6 +380,18 @@ impl Inner {
     /// A log message at a given run time and version (default: the
     /// published one): a replay's, the recorded ones.
     pub fn log_at(&self, level: Level, text: String, time: f64, version: Option<u64>) {
+        self.log_message(level, text, time, version, None);
+    }
+
+    /// A log message, a trigger's firing if `trigger` is set.
+    pub fn log_message(
+        &self,
+        level: Level,
+        text: String,
+        time: f64,
+        version: Option<u64>,
+        trigger: Option<crate::model::TriggerFiring>,
+    ) {
         {
             let mut p = self.published.write();
             let version = version.unwrap_or(p.version);
@@ -359,6 +401,7 @@ impl Inner {
                 text,
                 time,
                 version,
+                trigger,
             });
         }
         self.bump();
@@ -397,6 +440,7 @@ impl Inner {
                 text: message,
                 time,
                 version,
+                trigger: None,
             });
         }
         self.bump();

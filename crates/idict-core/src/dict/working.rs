@@ -42,6 +42,8 @@ pub(crate) struct Working {
     pub applied: Vec<AppliedWrite>,
     /// Moves on when a key is added or removed (not when a value changes).
     pub key_generation: u64,
+    /// The triggers as this thread evaluates them at each notify.
+    pub triggers: crate::triggers::Engine,
 }
 
 impl Working {

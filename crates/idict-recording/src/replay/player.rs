@@ -266,7 +266,10 @@ impl Player<'_> {
                 // Its recorded version, within the span (a crafted one is
                 // held to it).
                 let v = Some(m.version.min(version));
-                this.idict.inner.log_at(level(m.level), m.text, t, v);
+                // A trigger's firing stays one, so a replay marks it too.
+                let trigger = m.trigger.and_then(wire::firing_from_proto);
+                let level = level(m.level);
+                this.idict.inner.log_message(level, m.text, t, v, trigger);
             }
             for a in &applied {
                 let note = format!("[recorded] {} at v{}", write_label(a), a.version);

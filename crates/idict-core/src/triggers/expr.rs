@@ -1,0 +1,599 @@
+//! A trigger's condition: a Common Expression Language expression (parsed
+//! by the `cel` crate) compiled into a small tree over the run's scalar
+//! keys, so evaluating it at every update costs a few nanoseconds and no
+//! allocation. Only what a condition over numbers needs is accepted:
+//! numbers and booleans, arithmetic, comparisons, `&&` `||` `!`, `?:`, and
+//! the functions in [`FUNCTIONS`]; anything else is refused, saying where.
+
+use cel::common::ast::{CallExpr, Expr, IdedExpr, LiteralValue, operators};
+use thiserror::Error;
+
+/// The longest condition accepted, in bytes: it is parsed when a client
+/// adds it, so its size is bounded before anything is.
+pub const MAX_CONDITION_BYTES: usize = 1024;
+/// The deepest nesting the parser follows.
+const MAX_DEPTH: u16 = 32;
+/// The most keys one condition reads.
+pub const MAX_KEYS: usize = 32;
+
+/// The functions a condition may call, as a user would look them up.
+pub const FUNCTIONS: &[(&str, &str)] = &[
+    ("isnan(x)", "x is NaN"),
+    ("isinf(x)", "x is +inf or -inf"),
+    ("isfinite(x)", "x is neither NaN nor infinite"),
+    ("abs(x)", "|x|"),
+    ("min(x, y), max(x, y)", "the smaller, the larger"),
+    ("prev(key)", "the key's value before its latest change"),
+    ("start(key)", "the key's first published value"),
+    ("rises(key)", "how many updates running the key has risen"),
+    ("falls(key)", "how many updates running the key has fallen"),
+];
+
+/// Why a condition was refused, with where (1-based column; 0 when the
+/// parser could not say).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("at column {column}: {message}")]
+pub struct ConditionError {
+    pub column: usize,
+    pub message: String,
+}
+
+impl ConditionError {
+    fn at(source: &str, near: &str, message: impl Into<String>) -> Self {
+        let column = source.find(near).map_or(0, |i| i + 1);
+        ConditionError {
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+/// Which value of a key an expression reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Now,
+    Prev,
+    Start,
+    Rises,
+    Falls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arith {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Min,
+    Max,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+/// A number-valued expression. `Key(i, _)`: the condition's i-th key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Num {
+    Const(f64),
+    Key(usize, Which),
+    Neg(Box<Num>),
+    Abs(Box<Num>),
+    Arith(Arith, Box<Num>, Box<Num>),
+    If(Box<Bool>, Box<Num>, Box<Num>),
+}
+
+/// A boolean expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bool {
+    Const(bool),
+    Cmp(Cmp, Box<Num>, Box<Num>),
+    IsNan(Box<Num>),
+    IsInf(Box<Num>),
+    IsFinite(Box<Num>),
+    And(Box<Bool>, Box<Bool>),
+    Or(Box<Bool>, Box<Bool>),
+    Not(Box<Bool>),
+    If(Box<Bool>, Box<Bool>, Box<Bool>),
+}
+
+/// What an expression reads of one key, at one update.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KeyValues {
+    pub now: f64,
+    pub prev: f64,
+    pub start: f64,
+    pub rises: u64,
+    pub falls: u64,
+}
+
+impl Num {
+    pub fn eval(&self, keys: &[KeyValues]) -> f64 {
+        match self {
+            Num::Const(x) => *x,
+            Num::Key(i, which) => {
+                let k = keys.get(*i).copied().unwrap_or_default();
+                match which {
+                    Which::Now => k.now,
+                    Which::Prev => k.prev,
+                    Which::Start => k.start,
+                    Which::Rises => k.rises as f64,
+                    Which::Falls => k.falls as f64,
+                }
+            }
+            Num::Neg(a) => -a.eval(keys),
+            Num::Abs(a) => a.eval(keys).abs(),
+            Num::Arith(op, a, b) => {
+                let (a, b) = (a.eval(keys), b.eval(keys));
+                match op {
+                    Arith::Add => a + b,
+                    Arith::Sub => a - b,
+                    Arith::Mul => a * b,
+                    Arith::Div => a / b,
+                    Arith::Rem => a % b,
+                    // NaN wins: a min or max never hides one.
+                    Arith::Min if a.is_nan() || b.is_nan() => f64::NAN,
+                    Arith::Max if a.is_nan() || b.is_nan() => f64::NAN,
+                    Arith::Min => a.min(b),
+                    Arith::Max => a.max(b),
+                }
+            }
+            Num::If(c, a, b) => {
+                if c.eval(keys) {
+                    a.eval(keys)
+                } else {
+                    b.eval(keys)
+                }
+            }
+        }
+    }
+}
+
+impl Bool {
+    pub fn eval(&self, keys: &[KeyValues]) -> bool {
+        match self {
+            Bool::Const(b) => *b,
+            Bool::Cmp(op, a, b) => {
+                let (a, b) = (a.eval(keys), b.eval(keys));
+                match op {
+                    Cmp::Lt => a < b,
+                    Cmp::Le => a <= b,
+                    Cmp::Gt => a > b,
+                    Cmp::Ge => a >= b,
+                    Cmp::Eq => a == b,
+                    Cmp::Ne => a != b,
+                }
+            }
+            Bool::IsNan(a) => a.eval(keys).is_nan(),
+            Bool::IsInf(a) => a.eval(keys).is_infinite(),
+            Bool::IsFinite(a) => a.eval(keys).is_finite(),
+            Bool::And(a, b) => a.eval(keys) && b.eval(keys),
+            Bool::Or(a, b) => a.eval(keys) || b.eval(keys),
+            Bool::Not(a) => !a.eval(keys),
+            Bool::If(c, a, b) => {
+                if c.eval(keys) {
+                    a.eval(keys)
+                } else {
+                    b.eval(keys)
+                }
+            }
+        }
+    }
+}
+
+/// A condition, compiled: the keys it reads (in the order `Num::Key`
+/// numbers them) and its expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub source: String,
+    pub keys: Vec<String>,
+    pub expr: Bool,
+}
+
+impl Condition {
+    /// Parses and compiles `source`; a refusal says where it is wrong.
+    pub fn parse(source: &str) -> Result<Condition, ConditionError> {
+        if source.len() > MAX_CONDITION_BYTES {
+            return Err(ConditionError {
+                column: MAX_CONDITION_BYTES,
+                message: format!(
+                    "a condition is at most {MAX_CONDITION_BYTES} bytes (this one is {})",
+                    source.len()
+                ),
+            });
+        }
+        if source.trim().is_empty() {
+            return Err(ConditionError {
+                column: 1,
+                message: "the condition is empty".into(),
+            });
+        }
+        let parsed = parse_on_a_big_stack(source)?;
+        let mut c = Compiler {
+            source,
+            keys: Vec::new(),
+            depth: 0,
+            nodes: 0,
+        };
+        let expr = c.boolean(&parsed)?;
+        Ok(Condition {
+            source: source.to_string(),
+            keys: c.keys,
+            expr,
+        })
+    }
+}
+
+/// The parser (ANTLR's, recursive descent through every precedence level)
+/// needs megabytes of stack for a few dozen nested parentheses, more than
+/// a server task's thread has: it runs on a thread of its own, its nesting
+/// bounded too.
+fn parse_on_a_big_stack(source: &str) -> Result<IdedExpr, ConditionError> {
+    const STACK_BYTES: usize = 64 << 20;
+    let parse = || {
+        cel::parser::Parser::new()
+            .max_recursion_depth(MAX_DEPTH)
+            .parse(source)
+            .map_err(|e| match e.errors.first() {
+                Some(first) if first.msg.contains("Recursion limit") => ConditionError {
+                    column: 0,
+                    message: format!("nested too deeply: at most {MAX_DEPTH} levels"),
+                },
+                Some(first) => ConditionError {
+                    // The parser's column is 0-based.
+                    column: usize::try_from(first.pos.1).map_or(0, |c| c + 1),
+                    message: first.msg.clone(),
+                },
+                None => ConditionError {
+                    column: 0,
+                    message: "not an expression".into(),
+                },
+            })
+    };
+    std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new()
+            .name("idict-condition".into())
+            .stack_size(STACK_BYTES)
+            .spawn_scoped(scope, parse)
+            .map_err(|e| ConditionError {
+                column: 0,
+                message: format!("could not start the parser: {e}"),
+            })?;
+        parser.join().unwrap_or_else(|_| {
+            Err(ConditionError {
+                column: 0,
+                message: "the parser failed on this condition".into(),
+            })
+        })
+    })
+}
+
+/// The deepest compiled tree and the most nodes a condition has: each
+/// update evaluates it, recursively, on the run's own thread.
+const MAX_TREE_DEPTH: usize = 64;
+const MAX_NODES: usize = 512;
+
+struct Compiler<'a> {
+    source: &'a str,
+    keys: Vec<String>,
+    depth: usize,
+    nodes: usize,
+}
+
+/// What an expression is, before it is known to be a number or a boolean.
+enum Typed {
+    Num(Num),
+    Bool(Bool),
+}
+
+impl Compiler<'_> {
+    fn error(&self, near: &str, message: impl Into<String>) -> ConditionError {
+        ConditionError::at(self.source, near, message)
+    }
+
+    fn key(&mut self, name: &str) -> Result<usize, ConditionError> {
+        if let Some(i) = self.keys.iter().position(|k| k == name) {
+            return Ok(i);
+        }
+        if self.keys.len() == MAX_KEYS {
+            return Err(self.error(name, format!("a condition reads at most {MAX_KEYS} keys")));
+        }
+        self.keys.push(name.to_string());
+        Ok(self.keys.len() - 1)
+    }
+
+    fn boolean(&mut self, e: &IdedExpr) -> Result<Bool, ConditionError> {
+        match self.any(e)? {
+            Typed::Bool(b) => Ok(b),
+            Typed::Num(_) => Err(self.error(
+                first_word(e),
+                "this is a number where a condition (true or false) is needed: compare it, e.g. `x > 0`",
+            )),
+        }
+    }
+
+    fn number(&mut self, e: &IdedExpr) -> Result<Num, ConditionError> {
+        match self.any(e)? {
+            Typed::Num(n) => Ok(n),
+            Typed::Bool(_) => Err(self.error(
+                first_word(e),
+                "this is true or false where a number is needed",
+            )),
+        }
+    }
+
+    /// A key's name: an identifier, or a dotted one (`stats.mean`).
+    fn key_name(e: &IdedExpr) -> Option<String> {
+        match &e.expr {
+            Expr::Ident(name) => Some(name.clone()),
+            Expr::Select(s) if !s.test => {
+                Self::key_name(&s.operand).map(|base| format!("{base}.{}", s.field))
+            }
+            _ => None,
+        }
+    }
+
+    fn any(&mut self, e: &IdedExpr) -> Result<Typed, ConditionError> {
+        self.nodes += 1;
+        if self.depth >= MAX_TREE_DEPTH || self.nodes > MAX_NODES {
+            return Err(self.error(
+                first_word(e),
+                format!("too big: at most {MAX_NODES} terms, nested at most {MAX_TREE_DEPTH} deep"),
+            ));
+        }
+        self.depth += 1;
+        let typed = self.any_inner(e);
+        self.depth -= 1;
+        typed
+    }
+
+    fn any_inner(&mut self, e: &IdedExpr) -> Result<Typed, ConditionError> {
+        match &e.expr {
+            Expr::Literal(LiteralValue::Double(x)) => Ok(Typed::Num(Num::Const(*x.inner()))),
+            Expr::Literal(LiteralValue::Int(x)) => Ok(Typed::Num(Num::Const(*x.inner() as f64))),
+            Expr::Literal(LiteralValue::UInt(x)) => {
+                Ok(Typed::Num(Num::Const(*x.inner() as f64)))
+            }
+            Expr::Literal(LiteralValue::Boolean(b)) => Ok(Typed::Bool(Bool::Const(*b.inner()))),
+            Expr::Ident(name) if name == "nan" || name == "NaN" => {
+                Ok(Typed::Num(Num::Const(f64::NAN)))
+            }
+            Expr::Ident(name) if name == "inf" => Ok(Typed::Num(Num::Const(f64::INFINITY))),
+            Expr::Ident(_) | Expr::Select(_) => match Self::key_name(e) {
+                Some(name) => Ok(Typed::Num(Num::Key(self.key(&name)?, Which::Now))),
+                None => Err(self.error(first_word(e), "not a key's name")),
+            },
+            Expr::Call(call) => self.call(call),
+            Expr::Literal(LiteralValue::String(s)) => Err(self.error(
+                s.inner(),
+                "a condition reads numbers: strings are not compared",
+            )),
+            _ => Err(self.error(
+                first_word(e),
+                "only numbers, keys, arithmetic, comparisons and the trigger functions are understood here",
+            )),
+        }
+    }
+
+    fn call(&mut self, call: &CallExpr) -> Result<Typed, ConditionError> {
+        let name = call.func_name.as_str();
+        if let Some(target) = &call.target {
+            return Err(self.error(
+                first_word(target),
+                format!("`.{name}()` is not understood: call it as `{name}(...)`"),
+            ));
+        }
+        let args = &call.args;
+        let arity = |n: usize, c: &Self| -> Result<(), ConditionError> {
+            if args.len() == n {
+                Ok(())
+            } else {
+                Err(c.error(
+                    name,
+                    format!("{name} takes {n} argument(s), not {}", args.len()),
+                ))
+            }
+        };
+        let arith = |c: &mut Self, op: Arith| -> Result<Typed, ConditionError> {
+            arity(2, c)?;
+            Ok(Typed::Num(Num::Arith(
+                op,
+                Box::new(c.number(&args[0])?),
+                Box::new(c.number(&args[1])?),
+            )))
+        };
+        let cmp = |c: &mut Self, op: Cmp| -> Result<Typed, ConditionError> {
+            arity(2, c)?;
+            Ok(Typed::Bool(Bool::Cmp(
+                op,
+                Box::new(c.number(&args[0])?),
+                Box::new(c.number(&args[1])?),
+            )))
+        };
+        let of_key = |c: &mut Self, which: Which| -> Result<Typed, ConditionError> {
+            arity(1, c)?;
+            match Self::key_name(&args[0]) {
+                Some(key) => Ok(Typed::Num(Num::Key(c.key(&key)?, which))),
+                None => Err(c.error(
+                    name,
+                    format!("{name}() takes a key's name, e.g. {name}(energy)"),
+                )),
+            }
+        };
+        match name {
+            operators::ADD => arith(self, Arith::Add),
+            operators::SUBSTRACT => arith(self, Arith::Sub),
+            operators::MULTIPLY => arith(self, Arith::Mul),
+            operators::DIVIDE => arith(self, Arith::Div),
+            operators::MODULO => arith(self, Arith::Rem),
+            "min" => arith(self, Arith::Min),
+            "max" => arith(self, Arith::Max),
+            operators::LESS => cmp(self, Cmp::Lt),
+            operators::LESS_EQUALS => cmp(self, Cmp::Le),
+            operators::GREATER => cmp(self, Cmp::Gt),
+            operators::GREATER_EQUALS => cmp(self, Cmp::Ge),
+            operators::EQUALS => cmp(self, Cmp::Eq),
+            operators::NOT_EQUALS => cmp(self, Cmp::Ne),
+            operators::NEGATE => {
+                arity(1, self)?;
+                Ok(Typed::Num(Num::Neg(Box::new(self.number(&args[0])?))))
+            }
+            "abs" => {
+                arity(1, self)?;
+                Ok(Typed::Num(Num::Abs(Box::new(self.number(&args[0])?))))
+            }
+            "isnan" => {
+                arity(1, self)?;
+                Ok(Typed::Bool(Bool::IsNan(Box::new(self.number(&args[0])?))))
+            }
+            "isinf" => {
+                arity(1, self)?;
+                Ok(Typed::Bool(Bool::IsInf(Box::new(self.number(&args[0])?))))
+            }
+            "isfinite" => {
+                arity(1, self)?;
+                Ok(Typed::Bool(Bool::IsFinite(Box::new(
+                    self.number(&args[0])?,
+                ))))
+            }
+            "prev" => of_key(self, Which::Prev),
+            "start" => of_key(self, Which::Start),
+            "rises" => of_key(self, Which::Rises),
+            "falls" => of_key(self, Which::Falls),
+            operators::LOGICAL_AND | operators::LOGICAL_OR => {
+                arity(2, self)?;
+                let (l, r) = (
+                    Box::new(self.boolean(&args[0])?),
+                    Box::new(self.boolean(&args[1])?),
+                );
+                Ok(Typed::Bool(if name == operators::LOGICAL_AND {
+                    Bool::And(l, r)
+                } else {
+                    Bool::Or(l, r)
+                }))
+            }
+            operators::LOGICAL_NOT => {
+                arity(1, self)?;
+                Ok(Typed::Bool(Bool::Not(Box::new(self.boolean(&args[0])?))))
+            }
+            operators::CONDITIONAL => {
+                arity(3, self)?;
+                let c = Box::new(self.boolean(&args[0])?);
+                match (self.any(&args[1])?, self.any(&args[2])?) {
+                    (Typed::Num(x), Typed::Num(y)) => {
+                        Ok(Typed::Num(Num::If(c, Box::new(x), Box::new(y))))
+                    }
+                    (Typed::Bool(x), Typed::Bool(y)) => {
+                        Ok(Typed::Bool(Bool::If(c, Box::new(x), Box::new(y))))
+                    }
+                    _ => Err(self.error(
+                        "?",
+                        "both sides of `? :` must be numbers, or both true or false",
+                    )),
+                }
+            }
+            _ => {
+                let shown = name.trim_matches('_').trim_start_matches('@');
+                let known: Vec<&str> = FUNCTIONS.iter().map(|(f, _)| *f).collect();
+                Err(self.error(
+                    shown,
+                    format!(
+                        "`{shown}` is not understood here; the functions are {}",
+                        known.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// Something of `e` to find in the source, to say where it is.
+fn first_word(e: &IdedExpr) -> &str {
+    match &e.expr {
+        Expr::Ident(name) => name,
+        Expr::Select(s) => first_word(&s.operand),
+        Expr::Call(c) => match (c.target.as_deref(), c.args.first()) {
+            (Some(t), _) => first_word(t),
+            (None, Some(a)) if c.func_name.starts_with('_') || c.func_name.ends_with('_') => {
+                first_word(a)
+            }
+            _ => c.func_name.as_str(),
+        },
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(source: &str, keys: &[KeyValues]) -> bool {
+        match Condition::parse(source) {
+            Ok(c) => c.expr.eval(keys),
+            Err(e) => panic!("{source}: {e}"),
+        }
+    }
+
+    fn now(x: f64) -> KeyValues {
+        KeyValues {
+            now: x,
+            ..KeyValues::default()
+        }
+    }
+
+    #[test]
+    fn conditions_a_user_writes() {
+        assert!(eval("isnan(residual)", &[now(f64::NAN)]));
+        assert!(!eval("isnan(residual)", &[now(1.0)]));
+        let energy = KeyValues {
+            now: 2.5,
+            start: 1.0,
+            ..KeyValues::default()
+        };
+        assert!(eval("energy > 2 * start(energy)", &[energy]));
+        let rising = KeyValues {
+            now: 1.0,
+            rises: 10,
+            ..KeyValues::default()
+        };
+        assert!(eval("rises(residual) >= 10", &[rising]));
+        assert!(eval("abs(x) < 1e-6 || !isfinite(x)", &[now(f64::INFINITY)]));
+        assert!(eval("x > 0 ? true : false", &[now(1.0)]));
+        assert!(eval("dt < 1e-9 && step > 100", &[now(1e-12), now(200.0)]));
+        assert!(eval("max(a, b) - min(a, b) > 1.5", &[now(1.0), now(3.0)]));
+        let c = Condition::parse("stats.mean > prev(stats.mean)").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.keys, ["stats.mean"]);
+    }
+
+    #[test]
+    fn a_malformed_condition_is_refused_saying_where() {
+        let e = Condition::parse("residual > ").unwrap_err();
+        assert!(e.column >= 10, "{e}");
+        let e = Condition::parse("isnan(residual) && frobnicate(x)").unwrap_err();
+        assert_eq!(e.column, 20, "{e}");
+        assert!(e.message.contains("frobnicate"), "{e}");
+        let e = Condition::parse("residual + 1").unwrap_err();
+        assert!(e.message.contains("number where a condition"), "{e}");
+        let e = Condition::parse("name == 'heat'").unwrap_err();
+        assert!(e.message.contains("strings"), "{e}");
+        assert_eq!(e.column, 10, "{e}");
+        let e = Condition::parse(&"x+".repeat(1000)).unwrap_err();
+        assert!(e.message.contains("at most"), "{e}");
+        // Nesting is bounded; checking it costs no stack overflow (on a
+        // test thread's 2 MiB, where the parser once overflowed at 16).
+        for n in [16, 32, 200] {
+            let deep = format!("{}x{} > 0", "(".repeat(n), ")".repeat(n));
+            assert_eq!(Condition::parse(&deep).is_ok(), n <= 32, "{n} levels");
+        }
+        let e = Condition::parse(&format!("{}x > 0", "x+".repeat(300))).unwrap_err();
+        assert!(e.message.contains("too big"), "{e}");
+        assert!(Condition::parse(&format!("{}x > 0", "x+".repeat(50))).is_ok());
+    }
+}
