@@ -560,3 +560,149 @@ fn watching_a_key_before_the_first_update_waits_for_it() {
     );
     assert!(text.contains("x=3"), "{text}");
 }
+
+#[test]
+fn a_nan_trigger_added_by_the_cli_pauses_a_heat_run_steered_into_instability() {
+    let run = heat_run(HeatConfig {
+        unstable_dt: true,
+        // No steady state before it is steered.
+        tolerance: 0.0,
+        ..small(300.0)
+    });
+    let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    // A bad condition says where it is wrong, and nothing is added.
+    let out = run
+        .idict()
+        .args([
+            "trigger",
+            "heat",
+            "add",
+            "nan",
+            "isnan(residual) &&",
+            "--pause",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("bad condition at column"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = run
+        .idict()
+        .args([
+            "trigger",
+            "heat",
+            "add",
+            "nan",
+            "isnan(residual)",
+            "--pause",
+        ])
+        .args(["--message", "the field blew up"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        text(&out).starts_with("added trigger 'nan': isnan(residual) → pause"),
+        "{}",
+        text(&out)
+    );
+    let out = run
+        .idict()
+        .args(["trigger", "heat", "add", "typo", "isnan(residul)"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("note: the run has no key 'residul' yet"),
+        "{}",
+        text(&out)
+    );
+    let ls = text(
+        &run.idict()
+            .args(["trigger", "heat", "ls"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        ls.contains("nan ") && ls.contains("client") && ls.contains("pause"),
+        "{ls}"
+    );
+    run.idict()
+        .args(["trigger", "heat", "rm", "typo"])
+        .assert()
+        .success();
+    let out = run
+        .idict()
+        .args(["trigger", "heat", "rm", "typo"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && stderr_of(&out).contains("no trigger named 'typo'"));
+
+    // A script waiting on it: not within the timeout, exit 1.
+    let out = run
+        .idict()
+        .args(["wait-for", "heat", "isnan(residual)", "--timeout", "200ms"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    // Two scripts wait: for the NaN, and for what never comes.
+    let waiting = |condition: &str| {
+        let mut c = run.idict();
+        c.args(["wait-for", "heat", condition, "--timeout", "25s"]);
+        std::thread::spawn(move || c.output().unwrap())
+    };
+    let nan_waiter = waiting("isnan(residual)");
+    let never = waiting("step < 0");
+    std::thread::sleep(Duration::from_millis(300));
+    // Steered past the stability limit, it blows up and holds itself at
+    // the first NaN.
+    let dt = run.json(&["get", "heat", "dt", "--json"])["values"]["dt"]
+        .as_f64()
+        .unwrap_or(0.0);
+    run.idict()
+        .args(["set", "heat", "dt", &format!("{}", dt * 20.0)])
+        .assert()
+        .success();
+    run.wait_for("the trigger to hold the run", |d| d.status().held);
+    let out = nan_waiter.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(
+        text(&out).starts_with("isnan(residual): true at v"),
+        "{}",
+        text(&out)
+    );
+    let got = run.json(&["get", "heat", "residual", "--json"]);
+    assert_eq!(got["status"], "paused");
+    let info = run.idict.triggers();
+    assert_eq!(info[0].fired, 1);
+    assert_eq!(
+        info[0].last_fired_version,
+        run.idict.version(),
+        "held at the version that made it true"
+    );
+    assert!(
+        run.idict
+            .history("residual")
+            .and_then(|s| s.last())
+            .is_some_and(|s| s.value.is_nan()),
+        "the last published residual is the NaN"
+    );
+    let ls = text(
+        &run.idict()
+            .args(["trigger", "heat", "ls"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        ls.contains(&format!("1 (last v{})", run.idict.version())),
+        "{ls}"
+    );
+    // The run ends before `step < 0` holds: exit 2.
+    run.idict()
+        .args(["terminate", "heat", "--wait"])
+        .assert()
+        .success();
+    let out = never.join().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+}

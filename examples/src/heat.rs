@@ -20,6 +20,10 @@ pub struct HeatConfig {
     pub max_steps: u64,
     /// Iterations per second at most (0: unlimited).
     pub rate: f64,
+    /// Let `dt` be steered past the stability limit (up to 100 times it):
+    /// the field then blows up to inf and NaN, which is how triggers are
+    /// tried.
+    pub unstable_dt: bool,
 }
 
 impl Default for HeatConfig {
@@ -31,6 +35,7 @@ impl Default for HeatConfig {
             tolerance: 1e-4,
             max_steps: u64::MAX,
             rate: 60.0,
+            unstable_dt: false,
         }
     }
 }
@@ -54,14 +59,21 @@ pub fn run(idict: &IDict, cfg: &HeatConfig) -> Result<HeatSummary, UpdateError> 
     let n = cfg.n.max(3);
     let h = 1.0 / (n - 1) as f64;
     let dt_max = stability_limit(h, cfg.alpha);
+    let (dt_bound, bound_is) = match cfg.unstable_dt {
+        false => (dt_max, "the stability limit"),
+        true => (
+            100.0 * dt_max,
+            "100 times the stability limit: past it, it blows up",
+        ),
+    };
     idict
         .writable("dt", 0.9 * dt_max)
-        .range(0.0, dt_max)
+        .range(0.0, dt_bound)
         .validate(|v| match v.as_f64() {
             Some(x) if x > 0.0 => Ok(()),
             _ => Err("dt must be positive".into()),
         })
-        .describe(format!("0 < dt <= {dt_max:.4e} (the stability limit)"));
+        .describe(format!("0 < dt <= {dt_bound:.4e} ({bound_is})"));
     idict.writable("source", cfg.source).range(0.0, 1e6);
     // A Gaussian heat source off the centre, so the field is not symmetric.
     let g: Vec<f64> = (0..n * n)
@@ -103,7 +115,12 @@ pub fn run(idict: &IDict, cfg: &HeatConfig) -> Result<HeatSummary, UpdateError> 
                 let lap = (u[k - 1] + u[k + 1] + u[k - n] + u[k + n] - 4.0 * u[k]) / (h * h);
                 let rate = cfg.alpha * lap + source * g[k];
                 next[k] = u[k] + dt * rate;
-                residual = f64::max(residual, rate.abs());
+                // Not f64::max alone, which would hide a NaN.
+                residual = if residual.is_nan() || rate.is_nan() {
+                    f64::NAN
+                } else {
+                    residual.max(rate.abs())
+                };
             }
         }
         std::mem::swap(&mut u, &mut next);

@@ -67,6 +67,18 @@ pub(crate) async fn info(c: &Client, json: bool) -> Result<ExitCode> {
             })),
             "role": i.role.map(|r| r.name()),
             "keys": keys,
+            "triggers": i.triggers.iter().map(|t| json!({
+                "name": t.name,
+                "condition": t.condition,
+                "from_program": t.from_program,
+                "pause": t.actions.pause,
+                "terminate": t.actions.terminate,
+                "checkpoint": t.actions.checkpoint,
+                "level": t.actions.level.name(),
+                "message": t.actions.message,
+                "fired": t.fired,
+                "last_fired_version": t.last_fired_version,
+            })).collect::<Vec<_>>(),
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -145,6 +157,12 @@ pub(crate) async fn info(c: &Client, json: bool) -> Result<ExitCode> {
             None => String::new(),
         };
         out(format!("    {:<width$}  {:<16} {}", escape_controls(&k.name), ty, w).trim_end())?;
+    }
+    if !i.triggers.is_empty() {
+        out("  triggers")?;
+        for line in super::trigger_table(&i.triggers) {
+            out(format!("    {line}"))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

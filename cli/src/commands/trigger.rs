@@ -8,6 +8,7 @@ use futures::StreamExt;
 use idict::client::WatchOptions;
 use idict::triggers::Evaluator;
 use idict::triggers::expr::Condition;
+use idict::value::escape_controls;
 use idict::{Level, TriggerActions, TriggerInfo};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -91,36 +92,47 @@ fn print_triggers(triggers: &[TriggerInfo]) -> Result<()> {
     if triggers.is_empty() {
         return out("no triggers");
     }
-    let width = triggers
-        .iter()
-        .map(|t| t.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let cwidth = triggers
-        .iter()
-        .map(|t| t.condition.chars().count())
-        .max()
-        .unwrap_or(9)
-        .clamp(9, 48);
-    out(format!(
-        "{:width$}  {:cwidth$}  {:<8}  FIRED  ACTIONS",
-        "NAME", "CONDITION", "FROM"
-    ))?;
-    for t in triggers {
-        let fired = match t.fired {
-            0 => "-".to_string(),
-            n => format!("{n} (last v{})", t.last_fired_version),
-        };
-        out(format!(
-            "{:width$}  {:cwidth$}  {:<8}  {fired}  {}",
-            t.name,
-            t.condition,
-            if t.from_program { "program" } else { "client" },
-            t.actions.describe()
-        ))?;
+    for line in trigger_table(triggers) {
+        out(line)?;
     }
     Ok(())
+}
+
+/// The triggers as a table (`trigger ls`, `info`): a header, a row each.
+pub(crate) fn trigger_table(triggers: &[TriggerInfo]) -> Vec<String> {
+    let rows: Vec<[String; 5]> = triggers
+        .iter()
+        .map(|t| {
+            [
+                escape_controls(&t.name).into_owned(),
+                escape_controls(&t.condition).into_owned(),
+                (if t.from_program { "program" } else { "client" }).to_string(),
+                match t.fired {
+                    0 => "-".to_string(),
+                    n => format!("{n} (last v{})", t.last_fired_version),
+                },
+                escape_controls(&t.actions.describe()).into_owned(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "CONDITION", "FROM", "FIRED", "ACTIONS"].map(String::from);
+    let mut widths = [0usize; 5];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    std::iter::once(&header)
+        .chain(&rows)
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect()
 }
 
 /// Exit codes of `wait-for`.

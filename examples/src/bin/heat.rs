@@ -12,6 +12,11 @@ struct Args {
     /// Stop when the residual falls below this.
     #[arg(long, default_value_t = 1e-4)]
     tolerance: f64,
+    /// Let dt be steered past the stability limit (up to 100 times it), so
+    /// the field blows up: to try triggers (`idict trigger heat add nan
+    /// 'isnan(residual)' --pause`).
+    #[arg(long)]
+    unstable_dt: bool,
     #[command(flatten)]
     run: launch::RunArgs,
 }
@@ -23,6 +28,7 @@ fn main() -> anyhow::Result<()> {
     let cfg = heat::HeatConfig {
         n: args.size,
         tolerance: args.tolerance,
+        unstable_dt: args.unstable_dt,
         max_steps: args.run.steps.unwrap_or(defaults.max_steps),
         rate: args.run.rate.unwrap_or(defaults.rate),
         ..defaults

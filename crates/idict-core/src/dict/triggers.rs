@@ -101,7 +101,12 @@ impl IDict {
                 Err(e) => text.push_str(&format!(" (checkpoint failed: {e})")),
             }
         }
-        tracing::warn!(run = %self.name(), "{text}");
+        match f.actions.level {
+            crate::model::Level::Debug => tracing::debug!(run = %self.name(), "{text}"),
+            crate::model::Level::Info => tracing::info!(run = %self.name(), "{text}"),
+            crate::model::Level::Warn => tracing::warn!(run = %self.name(), "{text}"),
+            crate::model::Level::Error => tracing::error!(run = %self.name(), "{text}"),
+        }
         self.inner.log_message(
             f.actions.level,
             text,

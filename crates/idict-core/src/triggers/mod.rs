@@ -383,7 +383,11 @@ fn renumber_bool(e: &Bool, keys: &[usize]) -> Bool {
 /// The text a firing logs: which trigger, at which version, and the
 /// values that made it true.
 pub fn firing_text(f: &TriggerFiring, actions: &TriggerActions) -> String {
-    let values: Vec<String> = f.values.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    let values: Vec<String> = f
+        .values
+        .iter()
+        .map(|(k, v)| format!("{k} = {}", short_number(*v)))
+        .collect();
     let mut text = format!(
         "trigger '{}' fired at v{}: {} ({})",
         f.name,
@@ -407,6 +411,23 @@ pub fn firing_text(f: &TriggerFiring, actions: &TriggerActions) -> String {
         text.push_str(&format!(": {}", actions.message));
     }
     text
+}
+
+/// A number as a message shows it: whole numbers whole, others to 6
+/// significant digits, very large or small ones in e-notation.
+pub fn short_number(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".into()
+    } else if x.is_infinite() {
+        (if x > 0.0 { "inf" } else { "-inf" }).into()
+    } else if x == x.trunc() && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else if (1e-4..1e6).contains(&x.abs()) {
+        let s = format!("{x:.6}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{x:.5e}")
+    }
 }
 
 /// The level a firing logs at when its actions name none.
