@@ -490,6 +490,15 @@ impl BoundedSeries {
 /// pushes, the sample at the stride (the even sampling), the stretch's
 /// lowest and highest, and its first NaN; each once, in push order.
 fn thin_into(out: &mut Vec<Held>, held: impl IntoIterator<Item = Held>, stride: u64) {
+    if stride <= 1 {
+        // Every sample is a stretch of its own: all kept.
+        out.extend(held);
+        return;
+    }
+    // The stride is a power of two (it starts at 1 and doubles): a shift
+    // and a mask, not a division per sample.
+    let shift = stride.trailing_zeros();
+    let mask = stride - 1;
     // At the stride, lowest, highest, first NaN.
     let mut keep: [Option<Held>; 4] = [None; 4];
     let flush = |out: &mut Vec<Held>, keep: &mut [Option<Held>; 4]| {
@@ -502,12 +511,12 @@ fn thin_into(out: &mut Vec<Held>, held: impl IntoIterator<Item = Held>, stride: 
     };
     let mut stretch = None;
     for h in held {
-        let this = h.seq / stride;
+        let this = h.seq >> shift;
         if stretch != Some(this) {
             flush(out, &mut keep);
             stretch = Some(this);
         }
-        if h.seq.is_multiple_of(stride) {
+        if h.seq & mask == 0 {
             keep[0] = Some(h);
         }
         let x = h.sample.value;

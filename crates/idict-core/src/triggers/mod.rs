@@ -13,7 +13,7 @@
 pub mod expr;
 
 use crate::model::{Level, TriggerActions, TriggerFiring, TriggerInfo};
-use expr::{Bool, Condition, ConditionError, KeyValues, Num};
+use expr::{Condition, ConditionError, KeyValues, Program};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -140,11 +140,13 @@ struct Rule {
     name: Arc<str>,
     condition: Arc<Condition>,
     /// The condition with its keys numbered as the engine's.
-    expr: Bool,
+    program: Program,
     keys: Vec<usize>,
     actions: TriggerActions,
     /// True at the last evaluation: it fires only on a crossing.
     was: bool,
+    /// Each of its keys has had a value.
+    ready: bool,
 }
 
 /// A firing the run acts on once the update is published.
@@ -162,6 +164,8 @@ pub(crate) struct Engine {
     keys: Vec<Tracked>,
     /// `values[i]`: what the conditions read of `keys[i]`.
     values: Vec<KeyValues>,
+    /// The programs' stack, as deep as the deepest needs.
+    stack: Vec<f64>,
     slots_at: u64,
 }
 
@@ -211,12 +215,15 @@ impl Engine {
             self.rules.push(Rule {
                 name: def.name.clone(),
                 condition: def.condition.clone(),
-                expr: renumber_bool(&def.condition.expr, &keys),
+                program: Program::new(&def.condition.expr, &keys),
                 keys,
                 actions: def.actions.clone(),
                 was,
+                ready: false,
             });
         }
+        let depth = self.rules.iter().map(|r| r.program.depth()).max();
+        self.stack = vec![0.0; depth.unwrap_or(0)];
         // Slots are looked up again at the next update.
         self.slots_at = u64::MAX;
         self.generation = defs.generation;
@@ -240,6 +247,8 @@ impl Engine {
         }
         let mut any = false;
         for (k, v) in self.keys.iter_mut().zip(&mut self.values) {
+            // Set for this update only: the flag of the last is cleared here.
+            k.changed = false;
             let Some(x) = k.slot.and_then(&changed) else {
                 continue;
             };
@@ -254,12 +263,21 @@ impl Engine {
         }
         let (keys, values) = (&self.keys, &self.values[..]);
         for rule in &mut self.rules {
-            if !rule.keys.iter().any(|&i| keys[i].changed)
-                || !rule.keys.iter().all(|&i| keys[i].seen)
-            {
+            let changed = match rule.keys.as_slice() {
+                [one] => keys[*one].changed,
+                many => many.iter().any(|&i| keys[i].changed),
+            };
+            if !changed {
                 continue;
             }
-            let now = rule.expr.eval(values);
+            // Ready once each key has had a value (and so for good).
+            if !rule.ready {
+                rule.ready = rule.keys.iter().all(|&i| keys[i].seen);
+                if !rule.ready {
+                    continue;
+                }
+            }
+            let now = rule.program.run_with(values, &mut self.stack);
             if now && !rule.was {
                 fired.push(Fired {
                     firing: TriggerFiring {
@@ -276,9 +294,6 @@ impl Engine {
                 });
             }
             rule.was = now;
-        }
-        for k in &mut self.keys {
-            k.changed = false;
         }
         fired
     }
@@ -349,34 +364,6 @@ impl Evaluator {
             .iter()
             .all(|s| *s)
             .then(|| self.condition.expr.eval(&self.values))
-    }
-}
-
-fn renumber_num(n: &Num, keys: &[usize]) -> Num {
-    let b = |x: &Num| Box::new(renumber_num(x, keys));
-    match n {
-        Num::Const(x) => Num::Const(*x),
-        Num::Key(i, w) => Num::Key(keys.get(*i).copied().unwrap_or(usize::MAX), *w),
-        Num::Neg(a) => Num::Neg(b(a)),
-        Num::Abs(a) => Num::Abs(b(a)),
-        Num::Arith(op, x, y) => Num::Arith(*op, b(x), b(y)),
-        Num::If(c, x, y) => Num::If(Box::new(renumber_bool(c, keys)), b(x), b(y)),
-    }
-}
-
-fn renumber_bool(e: &Bool, keys: &[usize]) -> Bool {
-    let n = |x: &Num| Box::new(renumber_num(x, keys));
-    let b = |x: &Bool| Box::new(renumber_bool(x, keys));
-    match e {
-        Bool::Const(x) => Bool::Const(*x),
-        Bool::Cmp(op, x, y) => Bool::Cmp(*op, n(x), n(y)),
-        Bool::IsNan(x) => Bool::IsNan(n(x)),
-        Bool::IsInf(x) => Bool::IsInf(n(x)),
-        Bool::IsFinite(x) => Bool::IsFinite(n(x)),
-        Bool::And(x, y) => Bool::And(b(x), b(y)),
-        Bool::Or(x, y) => Bool::Or(b(x), b(y)),
-        Bool::Not(x) => Bool::Not(b(x)),
-        Bool::If(c, x, y) => Bool::If(b(c), b(x), b(y)),
     }
 }
 
