@@ -24,6 +24,8 @@ __all__ = [
     "History",
     "AppliedWrite",
     "Message",
+    "Firing",
+    "Trigger",
     "Thinned",
     "UpdateEvent",
     "connect",
@@ -141,13 +143,41 @@ class AppliedWrite:
 
 @final
 class Message:
-    """A message the run logged."""
+    """A message the run logged; ``trigger`` is set when a trigger's
+    firing logged it."""
 
     seq: int
     level: str
     text: str
     time: float
     version: int
+    trigger: Optional[Firing]
+
+@final
+class Firing:
+    """A trigger's firing: the version it fired at and the values of the
+    keys its condition read that made it true."""
+
+    name: str
+    condition: str
+    version: int
+    values: dict[str, float]
+
+@final
+class Trigger:
+    """A run's trigger and what it has done (``last_fired_version`` 0:
+    never fired)."""
+
+    name: str
+    condition: str
+    pause: bool
+    terminate: bool
+    checkpoint: bool
+    level: str
+    message: str
+    from_program: bool
+    fired: int
+    last_fired_version: int
 
 @final
 class Thinned:
@@ -324,6 +354,24 @@ class IDict:
     ) -> None:
         """Declares ``key`` writable by clients with the type of ``initial``
         (and inclusive bounds for numbers), and sets it."""
+    def trigger(
+        self,
+        name: str,
+        condition: str,
+        *,
+        pause: bool = False,
+        terminate: bool = False,
+        checkpoint: bool = False,
+        level: Optional[_Level] = None,
+        message: Optional[str] = None,
+    ) -> list[str]:
+        """Adds a trigger: when ``condition`` (a CEL expression over the
+        run's scalar keys, e.g. ``"isnan(residual)"``) becomes true at an
+        update, the run logs it and pauses before another step, terminates
+        or checkpoints as asked. Returns notes (a key not there yet).
+        ValueError names the column of a bad condition."""
+    def remove_trigger(self, name: str) -> None: ...
+    def triggers(self) -> list[Trigger]: ...
     def message(self, level: _Level, text: str) -> None:
         """Logs a message every client sees."""
     def add_callback(self, f: Callable[[IDict, UpdateEvent], Any]) -> int: ...
@@ -409,6 +457,7 @@ class RunInfo:
     replay: Optional[ReplayTimeline]
     #: The processes the run is made of: an MPI job's ranks (1 for one).
     ranks: int
+    triggers: list[Trigger]
 
 @final
 class ReplayTimeline:
@@ -485,6 +534,20 @@ class Run:
         """Pauses now, or when the run has done ``at_step`` steps
         (FailedPrecondition when that step is past)."""
     def resume(self) -> Status: ...
+    def add_trigger(
+        self,
+        name: str,
+        condition: str,
+        *,
+        pause: bool = False,
+        terminate: bool = False,
+        checkpoint: bool = False,
+        level: Optional[_Level] = None,
+        message: Optional[str] = None,
+    ) -> list[str]:
+        """Adds a trigger to the run (controller token); see
+        ``IDict.trigger``."""
+    def remove_trigger(self, name: str) -> None: ...
     def step(self, n: int = 1) -> Status: ...
     def terminate(self, at_step: Optional[int] = None) -> Status:
         """Terminates now, or when the run has done ``at_step`` steps."""

@@ -6,7 +6,9 @@
 use crate::convert::{to_py, to_value};
 use crate::embed::duration;
 use crate::errors::{Disconnected, client_error};
-use crate::model::{AppliedWrite, History, Message, Status, Thinned, applied_list};
+use crate::model::{
+    AppliedWrite, History, Message, Status, Thinned, Trigger, applied_list, trigger_actions,
+};
 use futures::{Stream, StreamExt};
 use idict::client::{Client, ClientError, ConnectOptions, Update as RustUpdate, WatchOptions};
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
@@ -172,7 +174,42 @@ impl Run {
             replay_of: i.replay_of,
             ranks: i.ranks,
             replay: i.replay.map(ReplayTimeline::from),
+            triggers: i.triggers.iter().map(Trigger::from).collect(),
         })
+    }
+
+    /// Adds a trigger to the run (needs the controller token); the
+    /// arguments are `IDict.trigger`'s. Returns the run's notes on it. A bad
+    /// condition raises InvalidArgument naming the column.
+    #[pyo3(signature = (name, condition, *, pause=false, terminate=false, checkpoint=false, level=None, message=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn add_trigger(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        condition: &str,
+        pause: bool,
+        terminate: bool,
+        checkpoint: bool,
+        level: Option<&str>,
+        message: Option<String>,
+    ) -> PyResult<Vec<String>> {
+        let actions = trigger_actions(
+            pause,
+            terminate,
+            checkpoint,
+            level,
+            message.unwrap_or_default(),
+        )?;
+        let c = &self.client()?;
+        Ok(call(py, c.add_trigger(name, condition, &actions))?.notes)
+    }
+
+    /// Removes the run's trigger called `name` (NotFound if none).
+    fn remove_trigger(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        let c = &self.client()?;
+        call(py, c.remove_trigger(name))?;
+        Ok(())
     }
 
     /// The run's published values (arrays as read-only numpy arrays).
@@ -556,6 +593,8 @@ pub struct RunInfo {
     replay: Option<ReplayTimeline>,
     /// The processes the run is made of: an MPI job's ranks; 1 for one.
     ranks: u32,
+    /// The run's triggers.
+    triggers: Vec<Trigger>,
 }
 
 /// What a replayed recording spans, and its marks.

@@ -29,6 +29,8 @@ fn _idict(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::History>()?;
     m.add_class::<model::AppliedWrite>()?;
     m.add_class::<model::Message>()?;
+    m.add_class::<model::Firing>()?;
+    m.add_class::<model::Trigger>()?;
     m.add_class::<model::Thinned>()?;
     m.add_class::<model::UpdateEvent>()?;
     m.add_class::<client::Run>()?;

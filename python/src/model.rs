@@ -166,7 +166,8 @@ pub fn applied_list(py: Python<'_>, writes: &[idict::AppliedWrite]) -> PyResult<
     writes.iter().map(|a| AppliedWrite::new(py, a)).collect()
 }
 
-/// A message the run logged.
+/// A message the run logged; `trigger` is set when a trigger's firing
+/// logged it.
 #[pyclass(frozen, get_all, module = "idict")]
 pub struct Message {
     pub seq: u64,
@@ -174,6 +175,7 @@ pub struct Message {
     pub text: String,
     pub time: f64,
     pub version: u64,
+    pub trigger: Option<Firing>,
 }
 
 impl From<&idict::LogMessage> for Message {
@@ -184,8 +186,110 @@ impl From<&idict::LogMessage> for Message {
             text: m.text.clone(),
             time: m.time,
             version: m.version,
+            trigger: m.trigger.as_ref().map(Firing::from),
         }
     }
+}
+
+/// A trigger's firing: its name and condition, the version it fired at,
+/// and the values of the keys it read that made it true.
+#[pyclass(frozen, get_all, module = "idict")]
+#[derive(Clone)]
+pub struct Firing {
+    pub name: String,
+    pub condition: String,
+    pub version: u64,
+    pub values: std::collections::BTreeMap<String, f64>,
+}
+
+impl From<&idict::TriggerFiring> for Firing {
+    fn from(f: &idict::TriggerFiring) -> Self {
+        Firing {
+            name: f.name.clone(),
+            condition: f.condition.clone(),
+            version: f.version,
+            values: f.values.iter().cloned().collect(),
+        }
+    }
+}
+
+#[pymethods]
+impl Firing {
+    fn __repr__(&self) -> String {
+        format!(
+            "Firing({:?} at v{}: {})",
+            self.name, self.version, self.condition
+        )
+    }
+}
+
+/// A run's trigger: when `condition` becomes true at an update, the run
+/// logs it (at `level`, with `message`) and pauses, terminates or
+/// checkpoints as set. `fired` times so far, the last at
+/// `last_fired_version` (0: never).
+#[pyclass(frozen, get_all, module = "idict")]
+#[derive(Clone)]
+pub struct Trigger {
+    pub name: String,
+    pub condition: String,
+    pub pause: bool,
+    pub terminate: bool,
+    pub checkpoint: bool,
+    pub level: String,
+    pub message: String,
+    pub from_program: bool,
+    pub fired: u64,
+    pub last_fired_version: u64,
+}
+
+impl From<&idict::TriggerInfo> for Trigger {
+    fn from(t: &idict::TriggerInfo) -> Self {
+        Trigger {
+            name: t.name.clone(),
+            condition: t.condition.clone(),
+            pause: t.actions.pause,
+            terminate: t.actions.terminate,
+            checkpoint: t.actions.checkpoint,
+            level: t.actions.level.name().to_owned(),
+            message: t.actions.message.clone(),
+            from_program: t.from_program,
+            fired: t.fired,
+            last_fired_version: t.last_fired_version,
+        }
+    }
+}
+
+#[pymethods]
+impl Trigger {
+    fn __repr__(&self) -> String {
+        format!(
+            "Trigger({:?}: {} -> fired {})",
+            self.name, self.condition, self.fired
+        )
+    }
+}
+
+/// What a trigger does, from the keyword arguments both `IDict.trigger`
+/// and `Run.add_trigger` take.
+pub fn trigger_actions(
+    pause: bool,
+    terminate: bool,
+    checkpoint: bool,
+    level: Option<&str>,
+    message: String,
+) -> PyResult<idict::TriggerActions> {
+    let level = match level {
+        Some(l) => parse_level(l)?,
+        None if terminate => idict::Level::Error,
+        None => idict::Level::Warn,
+    };
+    Ok(idict::TriggerActions {
+        pause,
+        terminate,
+        checkpoint,
+        level,
+        message,
+    })
 }
 
 #[pymethods]

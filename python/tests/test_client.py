@@ -452,3 +452,43 @@ def test_pause_and_terminate_at_a_step(d, run, waiter, eventually):
     w.join()
     assert w.passed == 45
     assert w.results[-1] is False
+
+
+# --- triggers ---------------------------------------------------------------
+
+
+def test_a_trigger_from_a_client_pauses_the_loop_at_the_nan(d, run, serving, eventually):
+    """Added over the wire by a controller (not an observer), a NaN trigger
+    holds the loop at the step that published the NaN; the firing is a
+    message with its values, and info lists it."""
+    with idict.connect(serving.address, token=serving.observer_token) as obs:
+        with pytest.raises(idict.PermissionDenied):
+            obs.add_trigger("nan", "isnan(residual)", pause=True)
+    with pytest.raises(idict.InvalidArgument, match="at column 19: the condition ends too soon"):
+        run.add_trigger("bad", "isnan(residual) ||", pause=True)
+    notes = run.add_trigger("nan", "isnan(residual)", pause=True, message="blew up")
+    assert notes == ["the run has no key 'residual' yet: the trigger waits for it"]
+    steps = 0
+    while d.wait():
+        steps += 1
+        d["residual"] = float("nan") if steps == 25 else 1.0 / steps
+        d.notify_update()
+        if steps == 25:
+            break
+    assert d.status.state == "paused", "held before another step"
+    info = run.info()
+    (t,) = info.triggers
+    assert (t.name, t.pause, t.fired, t.last_fired_version) == ("nan", True, 1, 25)
+    w = run.watch()
+    first = next(iter(w))
+    w.close()
+    firings = [m for m in first.messages if m.trigger is not None]
+    assert len(firings) == 1
+    f = firings[0].trigger
+    assert (f.name, f.version) == ("nan", 25)
+    assert np.isnan(f.values["residual"])
+    assert "blew up" in firings[0].text
+    run.remove_trigger("nan")
+    with pytest.raises(idict.NotFound):
+        run.remove_trigger("nan")
+    assert run.info().triggers == []

@@ -589,3 +589,22 @@ def test_terminate_on_signals_makes_ctrl_c_end_wait():
     assert "wait returned False" in out, err
     assert proc.returncode == 0, err
     assert "KeyboardInterrupt" not in err
+
+
+def test_a_program_declares_a_trigger_that_fires_once_per_crossing(d):
+    """IDict.trigger: "energy doubled" fires each time it becomes true, not at
+    every update while it stays true; a bad condition says where."""
+    import pytest
+
+    with pytest.raises(ValueError, match="at column"):
+        d.trigger("bad", "energy >")
+    d.trigger("doubled", "energy > 2 * start(energy)", level="info", message="doubled")
+    for e in [1.0, 3.0, 3.5, 1.0, 2.5, 0.5, 4.0]:
+        d["energy"] = e
+        d.notify_update()
+    (t,) = d.triggers()
+    assert (t.fired, t.last_fired_version, t.from_program, t.level) == (3, 7, True, "info")
+    d.remove_trigger("doubled")
+    assert d.triggers() == []
+    with pytest.raises(KeyError):
+        d.remove_trigger("doubled")

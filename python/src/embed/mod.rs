@@ -359,6 +359,55 @@ impl PyIDict {
         Ok(())
     }
 
+    /// Adds a trigger: when `condition` (a CEL expression over the run's
+    /// scalar keys, e.g. "isnan(residual)" or "energy > 2 * start(energy)")
+    /// becomes true at an update, the run logs it and pauses (before another
+    /// step), terminates or checkpoints as asked. Returns notes (e.g. a key
+    /// the run does not have yet). A bad condition raises ValueError naming
+    /// the column.
+    #[pyo3(signature = (name, condition, *, pause=false, terminate=false, checkpoint=false, level=None, message=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn trigger(
+        &self,
+        name: &str,
+        condition: &str,
+        pause: bool,
+        terminate: bool,
+        checkpoint: bool,
+        level: Option<&str>,
+        message: Option<String>,
+    ) -> PyResult<Vec<String>> {
+        let actions = crate::model::trigger_actions(
+            pause,
+            terminate,
+            checkpoint,
+            level,
+            message.unwrap_or_default(),
+        )?;
+        self.run
+            .idict
+            .trigger(name, condition, actions)
+            .map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Removes the trigger called `name` (KeyError if there is none).
+    fn remove_trigger(&self, name: &str) -> PyResult<()> {
+        self.run
+            .idict
+            .remove_trigger(name)
+            .map_err(|e| pyo3::exceptions::PyKeyError::new_err(e.to_string()))
+    }
+
+    /// The run's triggers and what each has done.
+    fn triggers(&self) -> Vec<crate::model::Trigger> {
+        self.run
+            .idict
+            .triggers()
+            .iter()
+            .map(crate::model::Trigger::from)
+            .collect()
+    }
+
     /// Logs a message every client sees ("debug", "info", "warn", "error").
     fn message(&self, level: &str, text: String) -> PyResult<()> {
         self.run.idict.message(parse_level(level)?, text);

@@ -526,9 +526,9 @@ fn parse_on_a_big_stack(source: &str) -> Result<IdedExpr, ConditionError> {
                     message: format!("nested too deeply: at most {MAX_DEPTH} levels"),
                 },
                 Some(first) => ConditionError {
-                    // The parser's column is 0-based.
-                    column: usize::try_from(first.pos.1).map_or(0, |c| c + 1),
-                    message: first.msg.clone(),
+                    // The parser's column counts from 1, as ours do.
+                    column: usize::try_from(first.pos.1).unwrap_or(0),
+                    message: plain_syntax_error(&first.msg),
                 },
                 None => ConditionError {
                     column: 0,
@@ -552,6 +552,33 @@ fn parse_on_a_big_stack(source: &str) -> Result<IdedExpr, ConditionError> {
             })
         })
     })
+}
+
+/// ANTLR's message in a user's words: what was found, without the list of
+/// every token it could have been.
+fn plain_syntax_error(msg: &str) -> String {
+    let msg = msg.strip_prefix("Syntax error: ").unwrap_or(msg);
+    let quoted = |rest: &str| {
+        rest.split(" expecting")
+            .next()
+            .unwrap_or(rest)
+            .trim()
+            .to_string()
+    };
+    if msg.starts_with("mismatched input '<EOF>'") || msg.starts_with("extraneous input '<EOF>'") {
+        "the condition ends too soon".into()
+    } else if let Some(rest) = msg
+        .strip_prefix("extraneous input ")
+        .or_else(|| msg.strip_prefix("mismatched input "))
+    {
+        format!("unexpected {}", quoted(rest))
+    } else if let Some(rest) = msg.strip_prefix("missing ") {
+        format!("missing {}", rest.split(" at ").next().unwrap_or(rest))
+    } else if let Some(rest) = msg.strip_prefix("token recognition error at: ") {
+        format!("unexpected character {rest}")
+    } else {
+        msg.to_string()
+    }
 }
 
 /// The deepest compiled tree and the most nodes a condition has: each
@@ -907,7 +934,18 @@ mod tests {
     #[test]
     fn a_malformed_condition_is_refused_saying_where() {
         let e = Condition::parse("residual > ").unwrap_err();
-        assert!(e.column >= 10, "{e}");
+        assert_eq!(
+            (e.column, e.message.as_str()),
+            (12, "the condition ends too soon")
+        );
+        let e = Condition::parse("residual >> 3").unwrap_err();
+        assert_eq!(
+            (e.column, e.message.as_str()),
+            (11, "unexpected '>'"),
+            "{e}"
+        );
+        let e = Condition::parse("(x > 1").unwrap_err();
+        assert_eq!(e.message, "missing ')'");
         let e = Condition::parse("isnan(residual) && frobnicate(x)").unwrap_err();
         assert_eq!(e.column, 20, "{e}");
         assert!(e.message.contains("frobnicate"), "{e}");
