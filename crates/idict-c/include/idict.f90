@@ -17,6 +17,9 @@ module idict
     IDICT_ERR_SYSTEM = 8, IDICT_ERR_VERSION = 9, IDICT_ERR_INTERNAL = 10
   integer, parameter, public :: IDICT_DEBUG = 0, IDICT_INFO = 1, &
     IDICT_WARN = 2, IDICT_ERROR = 3
+  ! What a trigger does, added together (0: only log).
+  integer, parameter, public :: IDICT_TRIGGER_PAUSE = 1, &
+    IDICT_TRIGGER_TERMINATE = 2, IDICT_TRIGGER_CHECKPOINT = 4
 
   type, public :: idict_t
     integer(c_int64_t) :: handle = 0
@@ -28,7 +31,7 @@ module idict
   public :: idict_new, idict_free, idict_set, idict_get_f64, idict_get_i64, &
     idict_writable_f64, idict_wait, idict_notify_update, &
     idict_notify_update_final, idict_terminate, idict_pause, idict_resume, &
-    idict_message, idict_terminate_on_signals, idict_serve, &
+    idict_message, idict_trigger, idict_terminate_on_signals, idict_serve, &
     idict_server_wait_then_close, idict_checkpoint, idict_error_message
   ! For modules built on this one (idict_mpi): a status to `stat` or a
   ! stop, and a Fortran string as a C one.
@@ -169,6 +172,14 @@ module idict
       integer(c_int64_t), value :: d
       integer(c_int), value :: level
       character(kind=c_char), dimension(*) :: text
+      integer(c_int) :: s
+    end function
+    function c_trigger(d, name, condition, actions, level, text) &
+        bind(C, name="idict_trigger") result(s)
+      import :: c_int64_t, c_int, c_char
+      integer(c_int64_t), value :: d
+      character(kind=c_char), dimension(*) :: name, condition, text
+      integer(c_int), value :: actions, level
       integer(c_int) :: s
     end function
     function c_signals(d) bind(C, name="idict_terminate_on_signals") result(s)
@@ -474,6 +485,22 @@ contains
     character(*), intent(in) :: text
     integer, intent(out), optional :: stat
     call idict_done(c_message(d%handle, int(level, c_int), idict_cstr(text)), stat)
+  end subroutine
+
+  !> A trigger: when `condition` (e.g. 'isnan(residual)') becomes true at
+  !> an update, the run logs it and does `actions` (IDICT_TRIGGER_PAUSE,
+  !> ... added together; 0: only log).
+  subroutine idict_trigger(d, name, condition, actions, message, stat)
+    type(idict_t), intent(in) :: d
+    character(*), intent(in) :: name, condition
+    integer, intent(in) :: actions
+    character(*), intent(in), optional :: message
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: text
+    text = ''
+    if (present(message)) text = message
+    call idict_done(c_trigger(d%handle, idict_cstr(name), idict_cstr(condition), &
+      int(actions, c_int), -1_c_int, idict_cstr(text)), stat)
   end subroutine
 
   subroutine idict_terminate_on_signals(d, stat)

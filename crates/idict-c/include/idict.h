@@ -111,6 +111,15 @@ typedef enum {
 } idict_reduction;
 #endif
 
+// What a trigger does, or-ed together (0: only log).
+typedef enum {
+  // Hold the run at its next `idict_wait`, before another step.
+  IDICT_TRIGGER_PAUSE = 1,
+  IDICT_TRIGGER_TERMINATE = 2,
+  // Write a checkpoint of the run next to it.
+  IDICT_TRIGGER_CHECKPOINT = 4,
+} idict_trigger_action;
+
 // A run (an `IDict`). 0 is never a run.
 typedef uint64_t idict_t;
 
@@ -411,6 +420,31 @@ idict_status idict_mpi_set_block(idict_t d, const char *key, const double *data,
 // The message of the last call on this thread that failed ("" if none).
 // Valid until the next failing call on this thread; never NULL.
 const char *idict_last_error(void);
+
+// Adds a trigger: when `condition` (a Common Expression Language
+// expression over the run's scalar keys, e.g. `"isnan(residual)"` or
+// `"energy > 2 * start(energy)"`) becomes true at an update, the run logs
+// it at `level` (an `idict_level`; -1: warn, or error with
+// `IDICT_TRIGGER_TERMINATE`), with `message` (may be NULL) appended, and
+// does `actions` (`idict_trigger_action`s or-ed). It fires once each time
+// the condition becomes true. A bad condition is `IDICT_ERR_ARGUMENT`,
+// `idict_last_error()` naming the column; a name in use `IDICT_ERR_STATE`.
+//
+// # Safety
+// `name` and `condition` are NUL-terminated strings; `message` is NULL or
+// one.
+idict_status idict_trigger(idict_t d,
+                           const char *name,
+                           const char *condition,
+                           int actions,
+                           int level,
+                           const char *message);
+
+// Removes the trigger called `name` (`IDICT_ERR_NOT_FOUND` if none).
+//
+// # Safety
+// `name` is a NUL-terminated string.
+idict_status idict_remove_trigger(idict_t d, const char *name);
 
 #ifdef __cplusplus
 }  // extern "C"

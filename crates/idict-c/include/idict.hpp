@@ -205,6 +205,17 @@ class dict {
   void message(idict_level level, const std::string &text) {
     check(idict_message(handle_, level, text.c_str()));
   }
+  // A trigger: `actions` are idict_trigger_actions or-ed (0: only log),
+  // `level` an idict_level or -1 (warn; error with terminate).
+  void trigger(const std::string &name, const std::string &condition,
+               int actions = IDICT_TRIGGER_PAUSE, int level = -1,
+               const std::string &text = "") {
+    check(idict_trigger(handle_, name.c_str(), condition.c_str(), actions,
+                        level, text.c_str()));
+  }
+  void remove_trigger(const std::string &name) {
+    check(idict_remove_trigger(handle_, name.c_str()));
+  }
   void terminate_on_signals() { check(idict_terminate_on_signals(handle_)); }
   server serve() {
     idict_server_t handle = 0;

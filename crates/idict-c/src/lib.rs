@@ -18,6 +18,7 @@ mod handles;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod status;
+mod triggers;
 
 #[cfg(feature = "mpi")]
 pub use mpi::idict_reduction;
@@ -34,6 +35,7 @@ pub use arrays::{idict_dtype, idict_order};
 pub use extras::idict_callback;
 pub use status::idict_last_error;
 pub use status::idict_status;
+pub use triggers::idict_trigger_action;
 
 /// The version of this interface. `idict.h` defines it too; a program
 /// passes its header's to `idict_check_version` at start-up.
@@ -47,7 +49,7 @@ pub type idict_server_t = u64;
 static RUNS: Table<IDict> = Table::new(1, "idict_t");
 static SERVERS: Table<Arc<Mutex<Option<Server>>>> = Table::new(2, "idict_server_t");
 
-fn run(d: idict_t) -> Result<IDict> {
+pub(crate) fn run(d: idict_t) -> Result<IDict> {
     RUNS.get(d)
 }
 

@@ -154,6 +154,37 @@ int main(void) {
   REFUSED(idict_terminate(0x123456789abcdefULL), IDICT_ERR_HANDLE,
           "not a live");
 
+  /* Triggers: a bad condition refused saying where; a NaN holds the run. */
+  idict_t t = 0;
+  EXPECT(idict_new("triggered", &t) == IDICT_OK, "a run for triggers");
+  REFUSED(idict_trigger(t, "bad", "residual >", IDICT_TRIGGER_PAUSE, -1, NULL),
+          IDICT_ERR_ARGUMENT, "at column 11: the condition ends too soon");
+  REFUSED(idict_trigger(t, "x", "x > 0", 8, -1, NULL), IDICT_ERR_ARGUMENT,
+          "idict_trigger_action");
+  REFUSED(idict_trigger(t, "x", NULL, 0, -1, NULL), IDICT_ERR_NULL,
+          "condition");
+  EXPECT(idict_trigger(t, "nan", "isnan(residual)", IDICT_TRIGGER_PAUSE,
+                       IDICT_ERROR, "blew up") == IDICT_OK,
+         "a NaN trigger");
+  REFUSED(idict_trigger(t, "nan", "x > 0", 0, -1, NULL), IDICT_ERR_STATE,
+          "exists");
+  EXPECT(idict_set_f64(t, "residual", 1.0) == IDICT_OK &&
+             idict_notify_update(t, NULL) == IDICT_OK,
+         "a number");
+  EXPECT(idict_wait_timeout(t, 0.01, &outcome) == IDICT_OK &&
+             outcome == IDICT_GO,
+         "no firing on a number");
+  EXPECT(idict_set_f64(t, "residual", NAN) == IDICT_OK &&
+             idict_notify_update(t, NULL) == IDICT_OK,
+         "the NaN");
+  EXPECT(idict_wait_timeout(t, 0.05, &outcome) == IDICT_OK &&
+             outcome == IDICT_STILL_PAUSED,
+         "held at the NaN, before another step");
+  EXPECT(idict_remove_trigger(t, "nan") == IDICT_OK, "remove the trigger");
+  REFUSED(idict_remove_trigger(t, "nan"), IDICT_ERR_NOT_FOUND,
+          "no trigger named 'nan'");
+  EXPECT(idict_free(t) == IDICT_OK, "free the triggered run");
+
   if (failures == 0) {
     printf("ok\n");
   }

@@ -48,6 +48,11 @@ int main() {
     throws([&] { d.get_f64("nothing"); }, IDICT_ERR_NOT_FOUND, "nothing", "a missing key");
     throws([&] { d.set_array("u", u, {4, 3}); }, IDICT_ERR_ARGUMENT, "it takes 96",
            "a shape the data does not fill");
+    throws([&] { d.trigger("bad", "residual >"); }, IDICT_ERR_ARGUMENT, "column 11",
+           "a bad condition");
+    d.trigger("diverged", "residual > 1e6", IDICT_TRIGGER_PAUSE | IDICT_TRIGGER_CHECKPOINT);
+    throws([&] { d.remove_trigger("nothing"); }, IDICT_ERR_NOT_FOUND, "nothing",
+           "no such trigger");
     idict::server s = d.serve();
     EXPECT(s.address().rfind("http://127.0.0.1:", 0) == 0, "address");
     EXPECT(d.notify_update() == 1, "notify");
