@@ -371,6 +371,25 @@ impl MpiDict {
         self.local.writable(key, initial)
     }
 
+    /// A trigger over the job's values as clients see them (reduced):
+    /// checked on rank 0 at each update, its pause or terminate reaches
+    /// every rank at the same step (see `IDict::trigger`). Every rank may
+    /// call it; the others only check the condition, so a bad one is
+    /// refused alike on all.
+    pub fn trigger(
+        &self,
+        name: &str,
+        condition: &str,
+        actions: idict::TriggerActions,
+    ) -> Result<Vec<String>, idict::TriggerError> {
+        if self.rank == 0 {
+            self.local.trigger(name, condition, actions)
+        } else {
+            idict::triggers::expr::Condition::parse(condition)?;
+            Ok(Vec::new())
+        }
+    }
+
     /// How `key`'s values on the ranks become the run's (default: mean).
     pub fn reduce(&mut self, key: impl Into<String>, how: Reduction) {
         let key = key.into();

@@ -5,8 +5,8 @@
 //! installs both): `cargo test -p idict-mpi --features mpi`.
 #![cfg(feature = "mpi")]
 
-use idict::Value;
 use idict::client::Client;
+use idict::{TriggerActions, Value};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -223,6 +223,35 @@ async fn four_ranks_are_one_run_held_stepped_and_steered_at_one_step() {
     let (code, out) = job.finish();
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(ended_at(&out), vec![end; 4], "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_on_the_reduced_values_holds_every_rank_at_the_step_it_fired() {
+    let _one = ONE_JOB.lock().await;
+    let job = Job::start(4, &["32", "400"]);
+    let c = connect(&job.run_file()).await;
+    until("a few steps", async || {
+        c.info().await.is_ok_and(|i| i.status.step > 5)
+    })
+    .await;
+    // Conditions read the reduced values rank 0 publishes.
+    let at = c.info().await.expect("info").status.step + 40;
+    let condition = format!("step >= {at} && isfinite(residual)");
+    c.add_trigger("there", &condition, &TriggerActions::pause())
+        .await
+        .expect("add a trigger");
+    until("the hold", async || held(&c).await).await;
+    let info = c.info().await.expect("info");
+    assert_eq!(info.triggers[0].fired, 1);
+    assert_eq!(
+        per_rank(&c, "step").await,
+        vec![at as f64; 4],
+        "every rank held at the step the trigger fired"
+    );
+    c.terminate().await.expect("terminate");
+    let (code, out) = job.finish();
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(ended_at(&out), vec![at; 4], "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
