@@ -138,7 +138,7 @@ impl RunTab {
             .default_size(400.0)
             .size_range(200.0..=(0.45 * width).max(220.0))
             .show(ui, |ui| commands.extend(self.values.ui(ui, m)));
-        egui::CentralPanel::default().show(ui, |ui| self.plots.ui(ui, m, others));
+        egui::CentralPanel::default().show(ui, |ui| commands.extend(self.plots.ui(ui, m, others)));
         for c in commands {
             self.send(c);
         }

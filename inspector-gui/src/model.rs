@@ -51,6 +51,18 @@ pub enum WriteOutcome {
 
 /// Log messages kept per run.
 const MAX_MESSAGES: usize = 2000;
+/// Trigger firings kept for the plots' marks.
+const MAX_FIRINGS: usize = 1000;
+
+/// A trigger's firing, as the plots mark it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Firing {
+    pub name: String,
+    pub version: f64,
+    pub time: f64,
+    /// The message it logged (what it read, what it did).
+    pub text: String,
+}
 /// Applied writes remembered (to match late Set replies) and held for the UI.
 const MAX_APPLIED: usize = 1000;
 /// Thinning reports kept per run (the newest).
@@ -278,6 +290,11 @@ pub struct RunModel {
     /// updates come): the spread of the ranks' values, and each rank's.
     pub bands: BTreeMap<String, Band>,
     pub messages: VecDeque<LogMessage>,
+    /// The triggers' firings, oldest first (kept apart from the bounded
+    /// log, so the plots keep marking them).
+    pub firings: VecDeque<Firing>,
+    /// The run's triggers, as its info last listed them.
+    pub triggers: Vec<idict::TriggerInfo>,
     /// Where the run's histories thinned samples before they reached us:
     /// the curves have holes there, and the user is told so.
     pub thinned: VecDeque<Thinned>,
@@ -321,6 +338,8 @@ impl RunModel {
             series: BTreeMap::new(),
             bands: BTreeMap::new(),
             messages: VecDeque::new(),
+            firings: VecDeque::new(),
+            triggers: Vec::new(),
             thinned: VecDeque::new(),
             pending: BTreeMap::new(),
             recently_applied: VecDeque::new(),
@@ -400,6 +419,7 @@ impl RunModel {
         self.role = info.role;
         self.updates_per_second = info.updates_per_second;
         self.watchers = info.watchers;
+        self.triggers = info.triggers.clone();
     }
 
     /// Takes one delivered update into the model.
@@ -454,6 +474,23 @@ impl RunModel {
             if self.messages.back().is_none_or(|last| last.seq < m.seq) {
                 self.messages.push_back(m.clone());
             }
+            if let Some(t) = &m.trigger {
+                let known = self
+                    .firings
+                    .iter()
+                    .any(|f| f.name == t.name && f.version == t.version as f64);
+                if !known {
+                    self.firings.push_back(Firing {
+                        name: t.name.clone(),
+                        version: t.version as f64,
+                        time: m.time,
+                        text: m.text.clone(),
+                    });
+                }
+            }
+        }
+        while self.firings.len() > MAX_FIRINGS {
+            self.firings.pop_front();
         }
         while self.messages.len() > MAX_MESSAGES {
             self.messages.pop_front();

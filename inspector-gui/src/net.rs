@@ -29,6 +29,13 @@ pub enum Command {
     /// Moves a replay to a recorded version or time.
     Seek(idict::SeekTo),
     Set(String, Value),
+    /// Adds a trigger to the run, or removes one by name.
+    AddTrigger {
+        name: String,
+        condition: String,
+        actions: idict::TriggerActions,
+    },
+    RemoveTrigger(String),
     /// Reconnect now (e.g. after the run ended or while backing off).
     Reconnect,
 }
@@ -365,8 +372,23 @@ async fn execute(client: Client, cmd: Command, inbox: Arc<Mutex<Inbox>>, ctx: eg
                 return;
             }
         },
+        Command::AddTrigger {
+            name,
+            condition,
+            actions,
+        } => client
+            .add_trigger(&name, &condition, &actions)
+            .await
+            .map(drop),
+        Command::RemoveTrigger(name) => client.remove_trigger(&name).await.map(drop),
         Command::Reconnect => Ok(()),
     };
+    // The triggers' list at once, not at the next info tick.
+    if result.is_ok()
+        && let Ok(info) = client.info().await
+    {
+        inbox.lock().set_info(info);
+    }
     inbox.lock().set_error(result.err().map(|e| e.to_string()));
     ctx.request_repaint();
 }

@@ -147,7 +147,13 @@ pub struct SeriesData {
     /// The EMA factor and the smoothed values, kept up to date as samples
     /// come (a plot's frame only borrows the model).
     smoothed: std::cell::RefCell<Option<(f64, Pyramid)>>,
+    /// The samples no curve can draw (NaN, ±inf) as (version, time, value),
+    /// kept apart so that the plot marks each and thinning never drops one.
+    nonfinite: Vec<(f64, f64, f64)>,
 }
+
+/// At most this many NaN and infinite samples per series are kept.
+pub const MAX_NONFINITE: usize = 10_000;
 
 /// At most this many samples per series are kept; beyond it the older half
 /// is thinned, like the run's own history.
@@ -178,6 +184,26 @@ impl SeriesData {
         self.versions.push(version);
         self.times.push(time);
         self.raw.push(value);
+        if !value.is_finite() {
+            if self.nonfinite.len() >= MAX_NONFINITE {
+                let half = self.nonfinite.len() / 2;
+                thin_older_half(&mut self.nonfinite, half);
+            }
+            self.nonfinite.push((version, time, value));
+        }
+    }
+
+    /// The NaN and infinite samples with x in `[x0, x1]`, as (x, value).
+    pub fn nonfinite(
+        &self,
+        axis: XAxis,
+        x0: f64,
+        x1: f64,
+    ) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.nonfinite
+            .iter()
+            .map(move |&(v, t, y)| (if axis == XAxis::Version { v } else { t }, y))
+            .filter(move |(x, _)| (x0..=x1).contains(x))
     }
 
     fn thin(&mut self) {

@@ -1162,3 +1162,63 @@ fn a_reduced_key_is_drawn_with_the_spread_of_its_ranks() {
     // The header says it is a job of 4 ranks.
     assert!(g.harness.query_by_label_contains("4 ranks").is_some());
 }
+
+#[test]
+fn an_alert_added_on_a_plot_pauses_the_run_at_a_nan_marked_on_the_curve() {
+    let idict = IDict::new("blowup");
+    let server = options().serve(&idict).unwrap();
+    let run = idict.clone();
+    let looper = std::thread::spawn(move || {
+        let mut step = 0u32;
+        while run.wait() {
+            step += 1;
+            // A NaN once the rule is there (and some steps on).
+            let nan = run.triggers().len() == 1 && step > 60;
+            let residual = if nan { f64::NAN } else { 1.0 / f64::from(step) };
+            run.lock().insert("residual", residual);
+            if run.notify_update().is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = run.notify_update_final();
+    });
+    let mut g = gui(server.address(), &server.tokens().controller);
+    g.until("the residual plotted", |g| {
+        g.connected()
+            && g.app().tabs[0]
+                .plots
+                .plots
+                .first()
+                .is_some_and(|p| p.keys.contains(&"residual".to_string()))
+    });
+    {
+        let app = g.harness.state_mut().as_mut().unwrap();
+        let draft = &mut app.tabs[0].plots.plots[0].alert;
+        draft.condition = "isnan(residual)".into();
+        draft.name = "blowup".into();
+        draft.pause = true;
+    }
+    g.harness.get_by_label("Alerts (0)").click();
+    g.harness.run_steps(2);
+    g.harness.get_by_label("Add").click();
+    g.until("the run to hold itself at the NaN", |_| idict.status().held);
+    let fired_at = idict.triggers()[0].last_fired_version;
+    assert_eq!(fired_at, idict.version(), "held at the version that fired");
+    g.until("the firing and the NaN in the window", |g| {
+        let m = &g.app().tabs[0].model;
+        m.firings.len() == 1
+            && m.series.get("residual").is_some_and(|s| {
+                s.nonfinite(idict_inspector::series::XAxis::Version, 0.0, 1e9)
+                    .count()
+                    == 1
+            })
+    });
+    assert_eq!(g.app().tabs[0].model.firings[0].version, fired_at as f64);
+    // Both are drawn, and named in the plot's legend.
+    g.harness.run_steps(3);
+    assert!(g.harness.query_by_label_contains("residual NaN").is_some());
+    assert!(g.harness.query_by_label_contains("triggers").is_some());
+    idict.terminate();
+    looper.join().unwrap();
+}

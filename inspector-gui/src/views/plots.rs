@@ -9,6 +9,7 @@
 
 use super::fmt_num;
 use crate::model::RunModel;
+use crate::net::Command;
 use crate::series::XAxis;
 use egui::RichText;
 use egui_plot::{Legend, Line, Plot, PlotPoint};
@@ -36,6 +37,17 @@ pub struct PlotConfig {
     /// all the ranks' (none: the spread alone).
     #[serde(default)]
     pub rank: Option<usize>,
+    /// The Alert menu's rule being written (not remembered).
+    #[serde(skip)]
+    pub alert: AlertDraft,
+}
+
+/// A trigger being written in a plot's Alert menu.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertDraft {
+    pub name: String,
+    pub condition: String,
+    pub pause: bool,
 }
 
 impl PlotConfig {
@@ -50,6 +62,7 @@ impl PlotConfig {
             key_search: String::new(),
             compare: Vec::new(),
             rank: None,
+            alert: AlertDraft::default(),
         }
     }
 }
@@ -126,31 +139,36 @@ fn lines_and_hidden(
     for k in &cfg.keys {
         let Some(s) = m.series.get(k) else { continue };
         let pts = s.points(cfg.x, x0, x1, pixels, cfg.ema);
-        if !cfg.log_y {
-            lines.push((k.clone(), pts));
-            continue;
-        }
-        let (segments, gone) = log_segments(&pts);
+        let (segments, gone) = segments(&pts, cfg.log_y);
         hidden += gone;
         lines.extend(segments.into_iter().map(|seg| (k.clone(), seg)));
     }
     (lines, hidden)
 }
 
-/// A curve on a log axis: the runs of positive values, as log10, and how
-/// many points were not positive.
-fn log_segments(pts: &[[f64; 2]]) -> (Vec<Vec<[f64; 2]>>, usize) {
+/// A curve as drawn: its runs of finite values (a NaN or an infinity has
+/// no place on the axis: it is marked apart, and a line through it made
+/// the window's tessellator panic), on a log axis only the positive ones
+/// as log10; and how many points a log axis could not show.
+fn segments(pts: &[[f64; 2]], log: bool) -> (Vec<Vec<[f64; 2]>>, usize) {
     let mut segments: Vec<Vec<[f64; 2]>> = Vec::new();
     let mut current = Vec::new();
     let mut hidden = 0;
     for p in pts {
-        if p[1] > 0.0 {
-            current.push([p[0], p[1].log10()]);
-        } else {
-            hidden += 1;
-            if !current.is_empty() {
-                segments.push(std::mem::take(&mut current));
+        let y = p[1];
+        let drawn = match log {
+            _ if !y.is_finite() => None,
+            false => Some(y),
+            true if y > 0.0 => Some(y.log10()),
+            true => {
+                hidden += 1;
+                None
             }
+        };
+        match drawn {
+            Some(y) => current.push([p[0], y]),
+            None if !current.is_empty() => segments.push(std::mem::take(&mut current)),
+            None => {}
         }
     }
     if !current.is_empty() {
@@ -169,7 +187,8 @@ fn latest_x(m: &RunModel, cfg: &PlotConfig) -> Option<(f64, f64)> {
 
 impl PlotsPanel {
     /// `others`: the other open runs, to compare with.
-    pub fn ui(&mut self, ui: &mut egui::Ui, m: &RunModel, others: &[&RunModel]) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, m: &RunModel, others: &[&RunModel]) -> Vec<Command> {
+        let mut commands = Vec::new();
         if self.plots.is_empty() && ui.button("+ Add plot").clicked() {
             self.plots.push(PlotConfig::of(Vec::new()));
         }
@@ -292,6 +311,15 @@ impl PlotsPanel {
                                 .labelled_by(e.id)
                                 .on_hover_text("Exponential smoothing factor; 0 is off");
                             });
+                            egui::containers::menu::MenuButton::new(format!(
+                                "Alerts ({})",
+                                m.triggers.len()
+                            ))
+                            .config(
+                                egui::containers::menu::MenuConfig::new()
+                                    .close_behavior(egui::PopupCloseBehavior::CloseOnClickOutside),
+                            )
+                            .ui(ui, |ui| commands.extend(alerts_menu(ui, m, cfg)));
                             if ui
                                 .button("CSV")
                                 .on_hover_text("Export these series")
@@ -329,7 +357,86 @@ impl PlotsPanel {
         if let Some(i) = remove {
             self.plots.remove(i);
         }
+        commands
     }
+}
+
+/// A plot's Alert menu: the run's triggers (each removable) and a new one
+/// to add, its condition written over the plot's keys.
+fn alerts_menu(ui: &mut egui::Ui, m: &RunModel, cfg: &mut PlotConfig) -> Vec<Command> {
+    let mut commands = Vec::new();
+    ui.label(
+        RichText::new("Rules the run checks at each update; a firing is marked on the plots")
+            .weak(),
+    );
+    for t in &m.triggers {
+        ui.horizontal(|ui| {
+            let fired = match t.fired {
+                0 => "not fired".to_string(),
+                n => format!("fired {n} times, last at v{}", t.last_fired_version),
+            };
+            ui.label(format!(
+                "{}: {} -> {} ({fired})",
+                t.name,
+                t.condition,
+                t.actions.describe()
+            ));
+            if ui.small_button("Remove").clicked() {
+                commands.push(Command::RemoveTrigger(t.name.clone()));
+            }
+        });
+    }
+    ui.separator();
+    let d = &mut cfg.alert;
+    let example = cfg
+        .keys
+        .first()
+        .map_or_else(|| "isnan(residual)".to_string(), |k| format!("isnan({k})"));
+    ui.add(
+        egui::TextEdit::singleline(&mut d.condition)
+            .hint_text(&example)
+            .desired_width(260.0),
+    )
+    .on_hover_text(
+        "A condition over the run's keys: isnan(x), x > 1e3, abs(x) < 1e-9, \
+         energy > 2 * start(energy), rises(residual) >= 10, && || !",
+    );
+    ui.horizontal(|ui| {
+        ui.add(
+            egui::TextEdit::singleline(&mut d.name)
+                .hint_text("name")
+                .desired_width(120.0),
+        );
+        ui.checkbox(&mut d.pause, "Pause the run");
+        let condition = match d.condition.trim() {
+            "" => example.clone(),
+            c => c.to_string(),
+        };
+        let enabled = m.role == Some(idict::Role::Controller);
+        let add = ui
+            .add_enabled(enabled, egui::Button::new("Add"))
+            .on_disabled_hover_text("Adding a rule needs the run's controller token");
+        if add.clicked() {
+            let name = match d.name.trim() {
+                "" => format!("alert {}", m.triggers.len() + 1),
+                n => n.to_string(),
+            };
+            let actions = idict::TriggerActions {
+                pause: d.pause,
+                ..idict::TriggerActions::default()
+            };
+            commands.push(Command::AddTrigger {
+                name,
+                condition,
+                actions,
+            });
+            *d = AlertDraft::default();
+        }
+    });
+    if let Some(e) = &m.error {
+        ui.label(RichText::new(e).color(ui.visuals().error_fg_color));
+    }
+    commands
 }
 
 /// The smallest of 1, 2 and 5 times a power of ten that is at least `x`.
@@ -353,6 +460,12 @@ fn linear_axis_marks(input: egui_plot::GridInput, px_per_label: f64) -> Vec<egui
         return Vec::new();
     }
     let label = round_step(per_px * px_per_label);
+    if !(label.is_finite() && label > 0.0) {
+        // A run that blew up: values near f64::MAX, a step past it. Such an
+        // axis has no round marks (egui_plot's own NaN from an infinite
+        // step took the window down).
+        return Vec::new();
+    }
     let minor = [label / 5.0, label / 2.0]
         .into_iter()
         .find(|s| s / per_px >= 8.0);
@@ -411,7 +524,7 @@ fn linear_axis_label(value: f64, step: f64, range: &std::ops::RangeInclusive<f64
 /// spacer put marks at uniform steps of log10, labelled 0.794328, 0.630957.
 fn log_axis_marks(input: egui_plot::GridInput) -> Vec<egui_plot::GridMark> {
     let (lo, hi) = input.bounds;
-    if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
+    if !(lo.is_finite() && hi.is_finite() && input.base_step_size.is_finite()) || hi <= lo {
         return Vec::new();
     }
     let decades = hi - lo;
@@ -625,6 +738,18 @@ pub fn draw(
             }
         };
         let (lines, hidden) = lines_and_hidden(m, cfg, x0, x1, pixels);
+        // Where NaN and infinite samples are marked: the lowest and highest
+        // value drawn (not the plot's edges, which the markers would push
+        // out frame after frame).
+        let (bottom, top) = lines
+            .iter()
+            .flat_map(|(_, pts)| pts.iter().map(|p| p[1]))
+            .filter(|y| y.is_finite())
+            .fold(None, |span: Option<(f64, f64)>, y| match span {
+                None => Some((y, y)),
+                Some((lo, hi)) => Some((lo.min(y), hi.max(y))),
+            })
+            .unwrap_or((0.0, 0.0));
         let named = |key: String, run: &RunModel| match compared.is_empty() {
             true => key,
             false => format!("{key} · {}", run.label()),
@@ -685,6 +810,67 @@ pub fn draw(
                 );
             }
         }
+        // Values no curve can show, marked at their step: a NaN and -inf
+        // at the bottom, +inf at the top.
+        {
+            for key in &cfg.keys {
+                let Some(series) = m.series.get(key) else {
+                    continue;
+                };
+                let (mut nan, mut up, mut down) = (Vec::new(), Vec::new(), Vec::new());
+                for (x, y) in series.nonfinite(cfg.x, x0, x1) {
+                    match y {
+                        y if y.is_nan() => nan.push([x, bottom]),
+                        y if y > 0.0 => up.push([x, top]),
+                        _ => down.push([x, bottom]),
+                    }
+                }
+                for (what, pts, shape) in [
+                    ("NaN", nan, egui_plot::MarkerShape::Cross),
+                    ("+inf", up, egui_plot::MarkerShape::Up),
+                    ("-inf", down, egui_plot::MarkerShape::Down),
+                ] {
+                    if !pts.is_empty() {
+                        pui.points(
+                            egui_plot::Points::new(format!("{key} {what}"), pts)
+                                .shape(shape)
+                                .radius(6.0)
+                                .color(NONFINITE_COLOR),
+                        );
+                    }
+                }
+            }
+        }
+        // Triggers' firings, where they fall in view, named at the top.
+        for f in &m.firings {
+            let x = match cfg.x {
+                XAxis::Version => f.version,
+                XAxis::Time => f.time,
+            };
+            if x.is_finite() && (x0..=x1).contains(&x) {
+                pui.vline(
+                    egui_plot::VLine::new("triggers", x)
+                        .color(FIRING_COLOR)
+                        .width(1.5),
+                );
+                if top.is_finite() {
+                    pui.text(
+                        egui_plot::Text::new(
+                            "triggers",
+                            PlotPoint::new(x, top),
+                            egui::RichText::new(format!("⚠ {}", f.name)).color(FIRING_COLOR),
+                        )
+                        // Inside the plot: a mark in its right half is
+                        // named to the left of its line.
+                        .anchor(if x > (x0 + x1) / 2.0 {
+                            egui::Align2::RIGHT_TOP
+                        } else {
+                            egui::Align2::LEFT_TOP
+                        }),
+                    );
+                }
+            }
+        }
         // A replay's recorded actions and writes, where they fall in view.
         if let Some(t) = &m.replay {
             for mark in &t.marks {
@@ -726,6 +912,10 @@ pub fn draw(
     }
     let _: Option<PlotPoint> = response.inner;
 }
+
+/// NaN and infinite samples' markers, and triggers' firings.
+const NONFINITE_COLOR: egui::Color32 = egui::Color32::from_rgb(230, 40, 40);
+const FIRING_COLOR: egui::Color32 = egui::Color32::from_rgb(240, 140, 20);
 
 /// A key's colour in a plot: its hue by its place among the plot's keys;
 /// run `n` of those compared a lighter shade of it (0: the plot's own).
@@ -795,13 +985,33 @@ mod tests {
             [4.0, 100.0],
             [5.0, 1000.0],
         ];
-        let (segments, hidden) = log_segments(&pts);
+        let (segments, hidden) = super::segments(&pts, true);
         assert_eq!(hidden, 2);
         assert_eq!(
             segments,
             vec![vec![[0.0, 0.0], [1.0, 1.0]], vec![[4.0, 2.0], [5.0, 3.0]]]
         );
-        assert_eq!(log_segments(&[[0.0, -1.0]]), (vec![], 1));
+        assert_eq!(super::segments(&[[0.0, -1.0]], true), (vec![], 1));
+    }
+
+    #[test]
+    fn a_curve_breaks_at_a_nan_or_an_infinity_on_either_axis() {
+        let pts = [
+            [0.0, 1.0],
+            [1.0, f64::NAN],
+            [2.0, 2.0],
+            [3.0, f64::INFINITY],
+            [4.0, f64::NEG_INFINITY],
+            [5.0, 3.0],
+        ];
+        let (linear, hidden) = super::segments(&pts, false);
+        assert_eq!(hidden, 0, "marked apart, not counted as hidden");
+        assert_eq!(
+            linear,
+            vec![vec![[0.0, 1.0]], vec![[2.0, 2.0]], vec![[5.0, 3.0]]]
+        );
+        let (log, _) = super::segments(&pts, true);
+        assert!(log.iter().flatten().all(|p| p[1].is_finite()));
     }
 
     /// Issue 15: log-y labels read 1e0, 0.794328, 0.630957.
@@ -846,6 +1056,13 @@ mod tests {
         values.dedup();
         assert_eq!(values.len(), marks.len());
         assert!(linear_axis_marks(input(1.0, 1.0, 600.0), 80.0).is_empty());
+        // A blown-up run's values, near f64::MAX: no mark of an infinite
+        // step (its NaN made egui_plot panic).
+        let huge = linear_axis_marks(input(-6e307, 6e307, 40.0), 80.0);
+        assert!(
+            huge.iter()
+                .all(|m| m.value.is_finite() && m.step_size.is_finite())
+        );
     }
 
     #[test]
