@@ -99,6 +99,9 @@ pub struct IDictOptions {
     /// The processes the run is made of (an MPI job's ranks, idict-mpi);
     /// 1 for a run of one process. Its info and run file say so.
     pub ranks: u32,
+    /// Where a trigger's checkpoint is written (default: the working
+    /// directory).
+    pub checkpoint_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for IDictOptions {
@@ -110,6 +113,7 @@ impl Default for IDictOptions {
             pinned_history_bytes: 512 << 20,
             replay_of: None,
             ranks: 1,
+            checkpoint_dir: None,
         }
     }
 }
@@ -151,6 +155,12 @@ impl IDictBuilder {
     /// The processes the run is made of (an MPI job's ranks; default 1).
     pub fn ranks(mut self, n: u32) -> Self {
         self.options.ranks = n.max(1);
+        self
+    }
+    /// Where a trigger's checkpoint is written (default: the working
+    /// directory).
+    pub fn checkpoint_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.options.checkpoint_dir = Some(dir.into());
         self
     }
     pub fn build(self) -> IDict {

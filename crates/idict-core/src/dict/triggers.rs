@@ -95,7 +95,11 @@ impl IDict {
         self.inner.triggers.lock().fired(&f.firing.name, version);
         let mut text = firing_text(&f.firing, &f.actions);
         if f.actions.checkpoint {
-            let file = checkpoint_file(self.name(), &f.firing.name, version);
+            let name = checkpoint_file(self.name(), &f.firing.name, version);
+            let file = match &self.inner.options.checkpoint_dir {
+                Some(dir) => dir.join(name),
+                None => name,
+            };
             match self.checkpoint(&file) {
                 Ok(_) => text.push_str(&format!(" (checkpoint {})", file.display())),
                 Err(e) => text.push_str(&format!(" (checkpoint failed: {e})")),
@@ -252,6 +256,27 @@ mod tests {
             .collect();
         assert_eq!(fired, [20], "the 10th rise in a row");
         assert!(d.terminated());
+    }
+
+    #[test]
+    fn a_trigger_checkpoints_the_run_at_the_version_that_fired() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let d = IDict::builder("ckpt").checkpoint_dir(dir.path()).build();
+        d.trigger(
+            "big",
+            "x > 10",
+            TriggerActions::message(Level::Info, "saved").with_checkpoint(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for x in [1.0, 20.0] {
+            d.lock().insert("x", x);
+            d.notify_update().unwrap_or_else(|e| panic!("{e}"));
+        }
+        let file = dir.path().join("ckpt.big.v2.idict-checkpoint");
+        let restored = IDict::restore(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!(restored.lock().get("x"), Some(&crate::value::Value::Float(20.0)));
+        let text = messages(&d).iter().find(|m| m.trigger.is_some()).map(|m| m.text.clone());
+        assert!(text.is_some_and(|t| t.contains("checkpoint") && t.contains("ckpt.big.v2")));
     }
 
     #[test]
