@@ -274,8 +274,14 @@ mod tests {
         }
         let file = dir.path().join("ckpt.big.v2.idict-checkpoint");
         let restored = IDict::restore(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        assert_eq!(restored.lock().get("x"), Some(&crate::value::Value::Float(20.0)));
-        let text = messages(&d).iter().find(|m| m.trigger.is_some()).map(|m| m.text.clone());
+        assert_eq!(
+            restored.lock().get("x"),
+            Some(&crate::value::Value::Float(20.0))
+        );
+        let text = messages(&d)
+            .iter()
+            .find(|m| m.trigger.is_some())
+            .map(|m| m.text.clone());
         assert!(text.is_some_and(|t| t.contains("checkpoint") && t.contains("ckpt.big.v2")));
     }
 
