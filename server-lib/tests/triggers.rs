@@ -237,3 +237,44 @@ async fn a_nan_thinned_out_of_a_long_history_is_still_reported() {
         "a late watcher gets the NaN"
     );
 }
+
+#[test]
+fn a_nan_in_a_long_recorded_run_is_in_the_recording() {
+    // A small history (thinned 500 to 1 by the end) and a recorder that
+    // keeps up: the NaN is in the file, and a replay's history has it.
+    let dir = tempfile::tempdir().unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    let live = IDict::builder("long").history_budget_bytes(3200).build();
+    let server = idict::ServeOptions::default()
+        .runs_dir(runs.path())
+        .announce(false)
+        .record(dir.path())
+        .serve(&live)
+        .unwrap();
+    let path = server.recording().unwrap().to_path_buf();
+    for i in 1..=50_000u32 {
+        let x = if i == 31_337 {
+            f64::NAN
+        } else {
+            f64::from(i % 7)
+        };
+        live.lock().insert("residual", x);
+        live.notify_update().unwrap();
+    }
+    live.notify_update_final().unwrap();
+    server.wait_then_close(Duration::from_secs(20));
+
+    let replayer = idict::replay::Replayer::open(&path).unwrap();
+    let replay = IDict::builder("long")
+        .replay_of(path.display().to_string())
+        .build();
+    replayer
+        .replay(&replay, &idict::replay::ReplayOptions::default())
+        .unwrap();
+    let s = replay.history("residual").unwrap();
+    let i = s.versions.iter().position(|&v| v == 31_337);
+    assert!(
+        i.is_some_and(|i| s.values[i].is_nan()),
+        "the recording keeps the NaN at v31337"
+    );
+}

@@ -64,7 +64,7 @@ impl IDict {
     /// Returns notes on it (e.g. a key the run does not have yet).
     ///
     /// ```
-    /// use idict::{IDict, TriggerActions};
+    /// use idict_core::{IDict, TriggerActions};
     /// let d = IDict::new("heat");
     /// d.trigger("blew up", "isnan(residual)", TriggerActions::pause()).unwrap();
     /// ```
