@@ -487,8 +487,10 @@ impl BoundedSeries {
 }
 
 /// Thins `held` (in push order) into `out`: of each stretch of `stride`
-/// pushes, the sample at the stride (the even sampling), the stretch's
-/// lowest and highest, and its first NaN; each once, in push order.
+/// pushes, its lowest and highest sample (its envelope, as a plot draws a
+/// decimated curve) and its first NaN, each once, in push order; and the
+/// very first sample. Two samples a stretch, so each doubling of the stride
+/// halves what is held, as keeping every stride-th sample did.
 fn thin_into(out: &mut Vec<Held>, held: impl IntoIterator<Item = Held>, stride: u64) {
     if stride <= 1 {
         // Every sample is a stretch of its own: all kept.
@@ -498,40 +500,86 @@ fn thin_into(out: &mut Vec<Held>, held: impl IntoIterator<Item = Held>, stride: 
     // The stride is a power of two (it starts at 1 and doubles): a shift
     // and a mask, not a division per sample.
     let shift = stride.trailing_zeros();
-    let mask = stride - 1;
-    // At the stride, lowest, highest, first NaN.
-    let mut keep: [Option<Held>; 4] = [None; 4];
-    let flush = |out: &mut Vec<Held>, keep: &mut [Option<Held>; 4]| {
-        keep.sort_by_key(|h| h.map_or(u64::MAX, |h| h.seq));
-        for h in keep.iter_mut().filter_map(Option::take) {
-            if out.last().is_none_or(|last| last.seq != h.seq) {
-                out.push(h);
-            }
-        }
-    };
-    let mut stretch = None;
+    let mut current: Option<Stretch> = None;
     for h in held {
-        let this = h.seq >> shift;
-        if stretch != Some(this) {
-            flush(out, &mut keep);
-            stretch = Some(this);
-        }
-        if h.seq & mask == 0 {
-            keep[0] = Some(h);
-        }
-        let x = h.sample.value;
-        if x.is_nan() {
-            keep[3].get_or_insert(h);
-        } else {
-            if keep[1].is_none_or(|m| x < m.sample.value) {
-                keep[1] = Some(h);
-            }
-            if keep[2].is_none_or(|m| x > m.sample.value) {
-                keep[2] = Some(h);
+        let id = h.seq >> shift;
+        match &mut current {
+            Some(s) if s.id == id => s.add(h),
+            _ => {
+                if let Some(s) = current.take() {
+                    s.keep(out);
+                }
+                current = Some(Stretch::new(id, h));
             }
         }
     }
-    flush(out, &mut keep);
+    if let Some(s) = current {
+        s.keep(out);
+    }
+}
+
+/// One stretch of pushes being thinned: its first sample, its lowest and
+/// highest (of those that are numbers) and its first NaN.
+struct Stretch {
+    id: u64,
+    first: Held,
+    low: Held,
+    high: Held,
+    numbers: bool,
+    nan: Option<Held>,
+}
+
+impl Stretch {
+    fn new(id: u64, h: Held) -> Self {
+        let nan = h.sample.value.is_nan();
+        Stretch {
+            id,
+            first: h,
+            low: h,
+            high: h,
+            numbers: !nan,
+            nan: nan.then_some(h),
+        }
+    }
+
+    fn add(&mut self, h: Held) {
+        let x = h.sample.value;
+        if x.is_nan() {
+            self.nan.get_or_insert(h);
+        } else if !self.numbers {
+            (self.low, self.high, self.numbers) = (h, h, true);
+        } else if x < self.low.sample.value {
+            self.low = h;
+        } else if x > self.high.sample.value {
+            self.high = h;
+        }
+    }
+
+    /// What of it thinning keeps, in push order: its extremes, and the
+    /// series' first sample if it is this stretch's.
+    fn keep(self, out: &mut Vec<Held>) {
+        let mut kept = [self.first; 4];
+        let mut n = 0;
+        let mut put = |h: Held| {
+            if !kept[..n].iter().any(|k| k.seq == h.seq) {
+                kept[n] = h;
+                n += 1;
+            }
+        };
+        if self.first.seq == 0 {
+            put(self.first);
+        }
+        if self.numbers {
+            put(self.low);
+            put(self.high);
+        }
+        if let Some(h) = self.nan {
+            put(h);
+        }
+        let kept = &mut kept[..n];
+        kept.sort_unstable_by_key(|h| h.seq);
+        out.extend_from_slice(kept);
+    }
 }
 
 impl Drop for BoundedSeries {

@@ -193,6 +193,10 @@ impl Bool {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Op {
     Const(f64),
+    /// A key's latest value: the common read, one step of its own.
+    Now(u32),
+    /// A key's latest value compared with a constant.
+    NowCmp(u32, Cmp, f64),
     Key(u32, Which),
     Neg,
     Abs,
@@ -231,7 +235,7 @@ impl Program {
         let (mut sp, mut depth) = (0usize, 0usize);
         for op in &ops {
             match op {
-                Op::Const(_) | Op::Key(..) => sp += 1,
+                Op::Const(_) | Op::Now(_) | Op::NowCmp(..) | Op::Key(..) => sp += 1,
                 Op::Arith(_) | Op::Cmp(_) | Op::And | Op::Or => sp -= 1,
                 Op::If => sp -= 2,
                 _ => {}
@@ -252,6 +256,7 @@ impl Program {
 
     /// Runs on `stack` (at least [`depth`](Self::depth) long), so that
     /// evaluating at every update allocates and clears nothing.
+    #[inline]
     pub fn run_with(&self, keys: &[KeyValues], stack: &mut [f64]) -> bool {
         if let Some(s) = &self.simple {
             return s.holds(keys);
@@ -266,6 +271,15 @@ impl Program {
             match *op {
                 Op::Const(x) => {
                     stack[sp] = x;
+                    sp += 1;
+                }
+                Op::Now(i) => {
+                    stack[sp] = keys.get(i as usize).map_or(f64::NAN, |k| k.now);
+                    sp += 1;
+                }
+                Op::NowCmp(i, c, x) => {
+                    let now = keys.get(i as usize).map_or(f64::NAN, |k| k.now);
+                    stack[sp] = truth(compare(c, now, x));
                     sp += 1;
                 }
                 Op::Key(i, which) => {
@@ -308,6 +322,7 @@ impl Program {
 }
 
 /// What a condition reads of key `i`.
+#[inline]
 fn read(keys: &[KeyValues], i: u32, which: Which) -> f64 {
     match keys.get(i as usize) {
         Some(k) => match which {
@@ -363,6 +378,7 @@ impl Simple {
         }
     }
 
+    #[inline]
     fn holds(&self, keys: &[KeyValues]) -> bool {
         match *self {
             Simple::IsNan(i, w) => read(keys, i, w).is_nan(),
@@ -376,6 +392,7 @@ impl Simple {
     }
 }
 
+#[inline]
 fn arith(op: Arith, a: f64, b: f64) -> f64 {
     match op {
         Arith::Add => a + b,
@@ -390,6 +407,7 @@ fn arith(op: Arith, a: f64, b: f64) -> f64 {
     }
 }
 
+#[inline]
 fn compare(op: Cmp, a: f64, b: f64) -> bool {
     match op {
         Cmp::Lt => a < b,
@@ -406,7 +424,11 @@ fn emit_num(n: &Num, keys: &[usize], ops: &mut Vec<Op>) {
         Num::Const(x) => ops.push(Op::Const(*x)),
         Num::Key(i, w) => {
             let k = keys.get(*i).copied().unwrap_or(usize::MAX);
-            ops.push(Op::Key(u32::try_from(k).unwrap_or(u32::MAX), *w));
+            let k = u32::try_from(k).unwrap_or(u32::MAX);
+            ops.push(match w {
+                Which::Now => Op::Now(k),
+                w => Op::Key(k, *w),
+            });
         }
         Num::Neg(a) => {
             emit_num(a, keys, ops);
@@ -437,11 +459,18 @@ fn emit_bool(e: &Bool, keys: &[usize], ops: &mut Vec<Op>) {
     };
     match e {
         Bool::Const(b) => ops.push(Op::Const(if *b { 1.0 } else { 0.0 })),
-        Bool::Cmp(op, a, b) => {
-            emit_num(a, keys, ops);
-            emit_num(b, keys, ops);
-            ops.push(Op::Cmp(*op));
-        }
+        Bool::Cmp(op, a, b) => match (&**a, &**b) {
+            // The usual test, one step: a key's value against a constant.
+            (Num::Key(i, Which::Now), Num::Const(c)) => {
+                let k = keys.get(*i).copied().unwrap_or(usize::MAX);
+                ops.push(Op::NowCmp(u32::try_from(k).unwrap_or(u32::MAX), *op, *c));
+            }
+            _ => {
+                emit_num(a, keys, ops);
+                emit_num(b, keys, ops);
+                ops.push(Op::Cmp(*op));
+            }
+        },
         Bool::IsNan(a) => unary(a, Op::IsNan, ops),
         Bool::IsInf(a) => unary(a, Op::IsInf, ops),
         Bool::IsFinite(a) => unary(a, Op::IsFinite, ops),
@@ -709,11 +738,13 @@ impl Compiler<'_> {
         };
         let arith = |c: &mut Self, op: Arith| -> Result<Typed, ConditionError> {
             arity(2, c)?;
-            Ok(Typed::Num(Num::Arith(
-                op,
-                Box::new(c.number(&args[0])?),
-                Box::new(c.number(&args[1])?),
-            )))
+            Ok(Typed::Num(
+                match (c.number(&args[0])?, c.number(&args[1])?) {
+                    // Constants folded: `2 * 1e6` is computed once, here.
+                    (Num::Const(a), Num::Const(b)) => Num::Const(arith(op, a, b)),
+                    (a, b) => Num::Arith(op, Box::new(a), Box::new(b)),
+                },
+            ))
         };
         let cmp = |c: &mut Self, op: Cmp| -> Result<Typed, ConditionError> {
             arity(2, c)?;
@@ -749,7 +780,11 @@ impl Compiler<'_> {
             operators::NOT_EQUALS => cmp(self, Cmp::Ne),
             operators::NEGATE => {
                 arity(1, self)?;
-                Ok(Typed::Num(Num::Neg(Box::new(self.number(&args[0])?))))
+                Ok(Typed::Num(match self.number(&args[0])? {
+                    // `-1e300` is a constant, folded here.
+                    Num::Const(x) => Num::Const(-x),
+                    n => Num::Neg(Box::new(n)),
+                }))
             }
             "abs" => {
                 arity(1, self)?;
@@ -894,6 +929,8 @@ mod tests {
             "1 < a",
             "rises(a) == 3",
             "start(c) != -1",
+            "a > 1 && c < -2 * 1",
+            "c == -3 || b > 0",
         ] {
             let c = Condition::parse(source).unwrap_or_else(|e| panic!("{source}: {e}"));
             let order: Vec<usize> = c

@@ -301,6 +301,7 @@ impl Engine {
 
 impl KeyValues {
     /// A key's new value: `first` if it had none before.
+    #[inline]
     pub fn observe(&mut self, x: f64, first: bool) {
         if first {
             *self = KeyValues {
