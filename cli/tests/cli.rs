@@ -706,3 +706,38 @@ fn a_nan_trigger_added_by_the_cli_pauses_a_heat_run_steered_into_instability() {
     let out = never.join().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
 }
+
+#[test]
+fn getting_a_key_before_the_first_update_waits_for_it() {
+    // A job asked as soon as its run file appears (an MPI job's rank 0
+    // serves before its ranks have agreed on their keys): `get` answers
+    // from the first update instead of saying the key is not there.
+    let dir = tempfile::tempdir().unwrap();
+    let idict = IDict::new("early");
+    let server = ServeOptions::default()
+        .runs_dir(dir.path())
+        .announce(false)
+        .serve(&idict)
+        .unwrap();
+    let get = std::process::Command::new(assert_cmd::cargo::cargo_bin("idict"))
+        .env("IDICT_RUNS_DIR", dir.path())
+        .env_remove("IDICT_ADDR")
+        .env_remove("IDICT_TOKEN")
+        .args(["get", "early", "step"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    idict.lock().insert("step", 1);
+    idict.notify_update().unwrap();
+    let out = get.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "step  1\n");
+    idict.notify_update_final().unwrap();
+    server.wait_then_close(Duration::from_secs(5));
+}

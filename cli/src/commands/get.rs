@@ -4,11 +4,13 @@ use crate::out;
 use crate::render::{format_float, value_json, value_text};
 use crate::target::explain;
 use anyhow::{Result, anyhow, bail};
-use idict::client::Client;
+use futures::StreamExt;
+use idict::client::{Client, Snapshot, WatchOptions};
 use idict::{NdArray, Value};
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::time::Duration;
 
 pub(crate) fn pick<'a>(
     values: &'a BTreeMap<String, Value>,
@@ -27,8 +29,40 @@ pub(crate) fn pick<'a>(
         .collect()
 }
 
-pub(crate) async fn get(c: &Client, keys: &[String], full: bool, json: bool) -> Result<ExitCode> {
+/// How long `get` waits for a run's first update (a job asked just after
+/// it started, an MPI job's ranks still agreeing on its keys).
+const FIRST_UPDATE: Duration = Duration::from_secs(10);
+
+/// The run's published state; for a run that has published nothing yet
+/// (version 0, no keys to answer from), its first update, waited for.
+async fn published(c: &Client) -> Result<Snapshot> {
     let snap = c.snapshot("").await.map_err(explain)?;
+    if snap.version > 0 || snap.status.state.is_terminal() {
+        return Ok(snap);
+    }
+    let mut updates = c.watch(WatchOptions::default()).await.map_err(explain)?;
+    let first = tokio::time::timeout(FIRST_UPDATE, async {
+        while let Some(u) = updates.next().await {
+            let u = u.map_err(explain)?;
+            if u.version > 0 || u.last {
+                return Ok(());
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
+    match first {
+        Ok(r) => r?,
+        Err(_) => bail!(
+            "the run has published nothing yet (version 0, {} s after asking): ask again once it has",
+            FIRST_UPDATE.as_secs()
+        ),
+    }
+    c.snapshot("").await.map_err(explain)
+}
+
+pub(crate) async fn get(c: &Client, keys: &[String], full: bool, json: bool) -> Result<ExitCode> {
+    let snap = published(c).await?;
     let picked = pick(&snap.values, keys)?;
     if json {
         let values: serde_json::Map<String, Json> = picked
@@ -59,7 +93,7 @@ pub(crate) async fn get_ranks(
 ) -> Result<ExitCode> {
     const SUFFIX: &str = "@ranks";
     const BLOCKS: &str = "@blocks";
-    let snap = c.snapshot("").await.map_err(explain)?;
+    let snap = published(c).await?;
     let reduced: Vec<String> = match keys {
         [] => snap
             .values

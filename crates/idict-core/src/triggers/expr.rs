@@ -502,6 +502,9 @@ fn emit_bool(e: &Bool, keys: &[usize], ops: &mut Vec<Op>) {
 pub struct Condition {
     pub source: String,
     pub keys: Vec<String>,
+    /// `history[i]`: the condition reads more of key i than its latest
+    /// value (`prev`, `start`, `rises`, `falls`).
+    pub history: Vec<bool>,
     pub expr: Bool,
 }
 
@@ -527,6 +530,7 @@ impl Condition {
         let mut c = Compiler {
             source,
             keys: Vec::new(),
+            history: Vec::new(),
             depth: 0,
             nodes: 0,
         };
@@ -534,6 +538,7 @@ impl Condition {
         Ok(Condition {
             source: source.to_string(),
             keys: c.keys,
+            history: c.history,
             expr,
         })
     }
@@ -618,6 +623,7 @@ const MAX_NODES: usize = 512;
 struct Compiler<'a> {
     source: &'a str,
     keys: Vec<String>,
+    history: Vec<bool>,
     depth: usize,
     nodes: usize,
 }
@@ -641,6 +647,7 @@ impl Compiler<'_> {
             return Err(self.error(name, format!("a condition reads at most {MAX_KEYS} keys")));
         }
         self.keys.push(name.to_string());
+        self.history.push(false);
         Ok(self.keys.len() - 1)
     }
 
@@ -757,7 +764,11 @@ impl Compiler<'_> {
         let of_key = |c: &mut Self, which: Which| -> Result<Typed, ConditionError> {
             arity(1, c)?;
             match Self::key_name(&args[0]) {
-                Some(key) => Ok(Typed::Num(Num::Key(c.key(&key)?, which))),
+                Some(key) => {
+                    let i = c.key(&key)?;
+                    c.history[i] = true;
+                    Ok(Typed::Num(Num::Key(i, which)))
+                }
                 None => Err(c.error(
                     name,
                     format!("{name}() takes a key's name, e.g. {name}(energy)"),

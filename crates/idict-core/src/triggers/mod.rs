@@ -132,6 +132,9 @@ struct Tracked {
     slot: Option<u32>,
     seen: bool,
     changed: bool,
+    /// Some condition reads its previous, first or running values: they
+    /// are kept (else only its latest).
+    history: bool,
 }
 
 /// One compiled trigger: its condition over the engine's keys.
@@ -184,7 +187,7 @@ impl Engine {
         let old_rules = std::mem::take(&mut self.rules);
         for def in &defs.list {
             let mut keys = Vec::with_capacity(def.condition.keys.len());
-            for name in &def.condition.keys {
+            for (name, &history) in def.condition.keys.iter().zip(&def.condition.history) {
                 let i = match self.keys.iter().position(|k| &*k.name == name) {
                     Some(i) => i,
                     None => {
@@ -192,20 +195,24 @@ impl Engine {
                             .iter()
                             .position(|(k, _)| &*k.name == name)
                             .map(|i| old_keys.swap_remove(i));
-                        let (key, values) = kept.unwrap_or_else(|| {
+                        let (mut key, values) = kept.unwrap_or_else(|| {
                             let key = Tracked {
                                 name: name.as_str().into(),
                                 slot: None,
                                 seen: false,
                                 changed: false,
+                                history: false,
                             };
                             (key, KeyValues::default())
                         });
+                        // As the conditions now need (set below).
+                        key.history = false;
                         self.keys.push(key);
                         self.values.push(values);
                         self.keys.len() - 1
                     }
                 };
+                self.keys[i].history |= history;
                 keys.push(i);
             }
             let was = old_rules
@@ -252,7 +259,12 @@ impl Engine {
             let Some(x) = k.slot.and_then(&changed) else {
                 continue;
             };
-            v.observe(x, !k.seen);
+            // Its first value always (`start`), the rest only if read.
+            if k.history || !k.seen {
+                v.observe(x, !k.seen);
+            } else {
+                v.now = x;
+            }
             k.seen = true;
             k.changed = true;
             any = true;
