@@ -24,7 +24,10 @@ pub const FUNCTIONS: &[(&str, &str)] = &[
     ("abs(x)", "|x|"),
     ("min(x, y), max(x, y)", "the smaller, the larger"),
     ("prev(key)", "the key's value before its latest change"),
-    ("start(key)", "the key's first published value"),
+    (
+        "start(key)",
+        "the key's first value since the trigger was added (the run's first, for one the program declares before its loop)",
+    ),
     ("rises(key)", "how many updates running the key has risen"),
     ("falls(key)", "how many updates running the key has fallen"),
 ];
