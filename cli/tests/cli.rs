@@ -35,6 +35,13 @@ fn small(rate: f64) -> HeatConfig {
 }
 
 impl Run {
+    /// `idict ARGS` fails, saying `words` on stderr.
+    fn refused(&self, args: &[&str], words: &str) {
+        let out = self.idict().args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr_of(&out).contains(words), "{}", stderr_of(&out));
+    }
+
     fn idict(&self) -> Command {
         let mut c = Command::cargo_bin("idict").unwrap();
         c.env("IDICT_RUNS_DIR", self.dir.path())
@@ -53,6 +60,33 @@ impl Run {
         );
         serde_json::from_slice(&out.stdout).unwrap()
     }
+}
+
+/// A run served under `name` (its run file in the returned directory)
+/// that has published nothing yet.
+fn unpublished_run(name: &str) -> (tempfile::TempDir, IDict, idict::Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let idict = IDict::new(name);
+    let server = ServeOptions::default()
+        .runs_dir(dir.path())
+        .announce(false)
+        .serve(&idict)
+        .unwrap();
+    (dir, idict, server)
+}
+
+/// `idict ARGS` started in the background on the runs in `runs`, its
+/// output piped.
+fn spawn_idict(runs: &std::path::Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("idict"))
+        .env("IDICT_RUNS_DIR", runs)
+        .env_remove("IDICT_ADDR")
+        .env_remove("IDICT_TOKEN")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn stderr_of(out: &std::process::Output) -> String {
@@ -527,22 +561,8 @@ fn runs_on_other_hosts_are_listed_by_host_and_never_dialled_here() {
 /// the run has no such key.
 #[test]
 fn watching_a_key_before_the_first_update_waits_for_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let idict = IDict::new("early");
-    let server = ServeOptions::default()
-        .runs_dir(dir.path())
-        .announce(false)
-        .serve(&idict)
-        .unwrap();
-    let watch = std::process::Command::new(assert_cmd::cargo::cargo_bin("idict"))
-        .env("IDICT_RUNS_DIR", dir.path())
-        .env_remove("IDICT_ADDR")
-        .env_remove("IDICT_TOKEN")
-        .args(["watch", "early", "x"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (dir, idict, server) = unpublished_run("early");
+    let watch = spawn_idict(dir.path(), &["watch", "early", "x"]);
     // Give the watch time to connect to the run at version 0.
     std::thread::sleep(Duration::from_millis(500));
     for x in 1..=3 {
@@ -571,23 +591,16 @@ fn a_nan_trigger_added_by_the_cli_pauses_a_heat_run_steered_into_instability() {
     });
     let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
     // A bad condition says where it is wrong, and nothing is added.
-    let out = run
-        .idict()
-        .args([
+    run.refused(
+        &[
             "trigger",
             "heat",
             "add",
             "nan",
             "isnan(residual) &&",
             "--pause",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        stderr_of(&out).contains("bad condition at column"),
-        "{}",
-        stderr_of(&out)
+        ],
+        "bad condition at column",
     );
     let out = run
         .idict()
@@ -632,12 +645,10 @@ fn a_nan_trigger_added_by_the_cli_pauses_a_heat_run_steered_into_instability() {
         .args(["trigger", "heat", "rm", "typo"])
         .assert()
         .success();
-    let out = run
-        .idict()
-        .args(["trigger", "heat", "rm", "typo"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success() && stderr_of(&out).contains("no trigger named 'typo'"));
+    run.refused(
+        &["trigger", "heat", "rm", "typo"],
+        "no trigger named 'typo'",
+    );
 
     // A script waiting on it: not within the timeout, exit 1.
     let out = run
@@ -712,22 +723,8 @@ fn getting_a_key_before_the_first_update_waits_for_it() {
     // A job asked as soon as its run file appears (an MPI job's rank 0
     // serves before its ranks have agreed on their keys): `get` answers
     // from the first update instead of saying the key is not there.
-    let dir = tempfile::tempdir().unwrap();
-    let idict = IDict::new("early");
-    let server = ServeOptions::default()
-        .runs_dir(dir.path())
-        .announce(false)
-        .serve(&idict)
-        .unwrap();
-    let get = std::process::Command::new(assert_cmd::cargo::cargo_bin("idict"))
-        .env("IDICT_RUNS_DIR", dir.path())
-        .env_remove("IDICT_ADDR")
-        .env_remove("IDICT_TOKEN")
-        .args(["get", "early", "step"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (dir, idict, server) = unpublished_run("early");
+    let get = spawn_idict(dir.path(), &["get", "early", "step"]);
     std::thread::sleep(Duration::from_millis(500));
     idict.lock().insert("step", 1);
     idict.notify_update().unwrap();

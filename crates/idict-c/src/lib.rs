@@ -487,6 +487,22 @@ pub enum idict_level {
     IDICT_ERROR = 3,
 }
 
+/// An `idict_level` from C.
+pub(crate) fn level_from_c(level: c_int) -> Result<Level> {
+    Ok(match level {
+        0 => Level::Debug,
+        1 => Level::Info,
+        2 => Level::Warn,
+        3 => Level::Error,
+        other => {
+            return Err(Failure::new(
+                IDICT_ERR_ARGUMENT,
+                format!("{other} is not an idict_level (0 to 3)"),
+            ));
+        }
+    })
+}
+
 /// A message every client sees (a bounded log; late clients get the most
 /// recent). `level` is an `idict_level`.
 ///
@@ -500,18 +516,7 @@ pub unsafe extern "C" fn idict_message(
 ) -> idict_status {
     guard(|| {
         let run = run(d)?;
-        let level = match level {
-            0 => Level::Debug,
-            1 => Level::Info,
-            2 => Level::Warn,
-            3 => Level::Error,
-            other => {
-                return Err(Failure::new(
-                    IDICT_ERR_ARGUMENT,
-                    format!("{other} is not an idict_level (0 to 3)"),
-                ));
-            }
-        };
+        let level = level_from_c(level)?;
         // SAFETY: as the function's contract.
         let text = unsafe { status::text(text, "text") }?;
         run.message(level, text);

@@ -59,16 +59,7 @@ pub unsafe extern "C" fn idict_trigger(
         let level = match level {
             -1 if terminate => Level::Error,
             -1 => Level::Warn,
-            0 => Level::Debug,
-            1 => Level::Info,
-            2 => Level::Warn,
-            3 => Level::Error,
-            other => {
-                return Err(Failure::new(
-                    IDICT_ERR_ARGUMENT,
-                    format!("{other} is not an idict_level (0 to 3, or -1)"),
-                ));
-            }
+            level => crate::level_from_c(level)?,
         };
         let actions = TriggerActions {
             pause: actions & 1 != 0,

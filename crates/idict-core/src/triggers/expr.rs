@@ -121,33 +121,10 @@ impl Num {
     pub fn eval(&self, keys: &[KeyValues]) -> f64 {
         match self {
             Num::Const(x) => *x,
-            Num::Key(i, which) => {
-                let k = keys.get(*i).copied().unwrap_or_default();
-                match which {
-                    Which::Now => k.now,
-                    Which::Prev => k.prev,
-                    Which::Start => k.start,
-                    Which::Rises => k.rises as f64,
-                    Which::Falls => k.falls as f64,
-                }
-            }
+            Num::Key(i, which) => read(keys, u32::try_from(*i).unwrap_or(u32::MAX), *which),
             Num::Neg(a) => -a.eval(keys),
             Num::Abs(a) => a.eval(keys).abs(),
-            Num::Arith(op, a, b) => {
-                let (a, b) = (a.eval(keys), b.eval(keys));
-                match op {
-                    Arith::Add => a + b,
-                    Arith::Sub => a - b,
-                    Arith::Mul => a * b,
-                    Arith::Div => a / b,
-                    Arith::Rem => a % b,
-                    // NaN wins: a min or max never hides one.
-                    Arith::Min if a.is_nan() || b.is_nan() => f64::NAN,
-                    Arith::Max if a.is_nan() || b.is_nan() => f64::NAN,
-                    Arith::Min => a.min(b),
-                    Arith::Max => a.max(b),
-                }
-            }
+            Num::Arith(op, a, b) => arith(*op, a.eval(keys), b.eval(keys)),
             Num::If(c, a, b) => {
                 if c.eval(keys) {
                     a.eval(keys)
@@ -163,17 +140,7 @@ impl Bool {
     pub fn eval(&self, keys: &[KeyValues]) -> bool {
         match self {
             Bool::Const(b) => *b,
-            Bool::Cmp(op, a, b) => {
-                let (a, b) = (a.eval(keys), b.eval(keys));
-                match op {
-                    Cmp::Lt => a < b,
-                    Cmp::Le => a <= b,
-                    Cmp::Gt => a > b,
-                    Cmp::Ge => a >= b,
-                    Cmp::Eq => a == b,
-                    Cmp::Ne => a != b,
-                }
-            }
+            Bool::Cmp(op, a, b) => compare(*op, a.eval(keys), b.eval(keys)),
             Bool::IsNan(a) => a.eval(keys).is_nan(),
             Bool::IsInf(a) => a.eval(keys).is_infinite(),
             Bool::IsFinite(a) => a.eval(keys).is_finite(),
