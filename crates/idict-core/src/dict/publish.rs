@@ -9,14 +9,15 @@
 //! `crate::staged`. The protocol, in one place:
 //! 1. Every notify calls `Staged::staged_version(version)`, which records the
 //!    version as staged (`upto`) and says whether to move now: the run is
-//!    quiet (`QUIET_SECS` since the previous notify), the batch is full
-//!    (`BATCH_VERSIONS`), it is the final update, or nothing is waiting
-//!    (then moving costs one atomic store).
+//!    slow (`QUIET_SECS` since the previous notify) and few samples wait
+//!    (`SMALL_MOVE`), the batch is full (`BATCH_VERSIONS`), it is the final
+//!    update, or nothing is waiting (then moving costs one atomic store).
 //! 2. Moving pushes each waiting sample into its history and then stores
 //!    `samples_through = upto`: every sample of every version up to it is
 //!    in the histories.
-//! 3. If a run goes quiet with samples waiting, the server's dispatcher
-//!    moves them (`move_staged_if_quiet`); `fail` and readers of whole
+//! 3. If a run goes quiet with samples waiting (nothing staged for twice
+//!    its last interval, at most `MAX_QUIET_WAIT_SECS`), the server's
+//!    dispatcher moves them (`move_staged_if_quiet`); `fail` and readers of whole
 //!    histories move them too (`move_staged_now`).
 //! 4. Watchers send samples only up to `samples_through`, so none is
 //!    skipped, and a terminal run always reaches `samples_through ==
@@ -334,7 +335,7 @@ impl Inner {
     fn move_staged(&self, staged: &mut Staged) {
         let through = staged.move_all(|series, samples| {
             let mut s = spin::lock(series);
-            for x in samples.drain(..) {
+            for &x in samples {
                 s.push_pinned(x, || self.pins.oldest(self.elapsed_ms()));
             }
         });
