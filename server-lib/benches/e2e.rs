@@ -904,9 +904,11 @@ impl Bench {
         (count * size) as f64 / MIB / secs
     }
 
-    /// An 8 MiB f64 array per update, delivered, against raw TCP.
+    /// An 8 MiB f64 array per update, delivered, against raw TCP: rounds
+    /// of each in turn (so drift on a shared machine hits both alike), the
+    /// median round's ratio.
     fn arrays(&mut self) {
-        let count = if self.quick { 24 } else { 96 };
+        let (rounds, count) = if self.quick { (3, 16) } else { (7, 32) };
         let len = 1 << 20; // 1 Mi f64 = 8 MiB
         let idict = IDict::new("bench-arrays");
         let server = serve(&idict);
@@ -914,46 +916,63 @@ impl Bench {
         let arrays: Vec<Value> = (0..2)
             .map(|a| Value::from(vec![a as f64 + 0.5; len]))
             .collect();
-        let want = count as u64;
-        let (_client, mut w) = self.attached(&server);
-        let watcher = self.rt.spawn(async move {
-            let mut got = 0u64;
-            let mut bytes = 0u64;
-            let start = Instant::now();
-            while let Some(Ok(u)) = w.next().await {
-                for (_, v) in &u.changed {
-                    if let Some(a) = v.as_array() {
-                        got += 1;
-                        bytes += a.bytes().len() as u64;
+        let (_client, w) = self.attached(&server);
+        let w = Arc::new(tokio::sync::Mutex::new(w));
+        let mut i = 0;
+        let (mut ours, mut raws, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let w = w.clone();
+            let want = count as u64;
+            let watcher = self.rt.spawn(async move {
+                let mut w = w.lock().await;
+                let (mut got, mut bytes) = (0u64, 0u64);
+                let start = Instant::now();
+                while let Some(Ok(u)) = w.next().await {
+                    for (_, v) in &u.changed {
+                        if let Some(a) = v.as_array() {
+                            got += 1;
+                            bytes += a.bytes().len() as u64;
+                        }
+                    }
+                    if got >= want || u.last {
+                        break;
                     }
                 }
-                if got >= want || u.last {
-                    break;
-                }
+                (bytes, start.elapsed())
+            });
+            // Publish as fast as the watcher takes them, without ever
+            // blocking: whatever it has not taken yet is coalesced.
+            while !watcher.is_finished() {
+                idict.lock().insert("u", arrays[i % 2].clone());
+                idict.notify_update().expect("notify");
+                i += 1;
+                std::thread::sleep(Duration::from_micros(200));
             }
-            (bytes, start.elapsed())
-        });
-        // Publish as fast as the watcher takes them, without ever blocking:
-        // whatever it has not taken yet is coalesced.
-        let mut i = 0;
-        while !watcher.is_finished() {
-            idict.lock().insert("u", arrays[i % 2].clone());
-            idict.notify_update().expect("notify");
-            i += 1;
-            std::thread::sleep(Duration::from_micros(200));
+            let (bytes, elapsed) = self.rt.block_on(watcher).expect("watcher");
+            let mine = bytes as f64 / MIB / elapsed.as_secs_f64();
+            let raw = Self::tcp_raw(count, len * 8);
+            ours.push(mine);
+            raws.push(raw);
+            ratios.push(mine / raw);
         }
-        let (bytes, elapsed) = self.rt.block_on(watcher).expect("watcher");
-        let ours = bytes as f64 / MIB / elapsed.as_secs_f64();
-        let raw = Self::tcp_raw(count, len * 8);
-        let ratio = ours / raw;
-        self.figure("array_mb_per_s", ours, "MiB/s", "", None);
-        self.figure("tcp_raw_mb_per_s", raw, "MiB/s", "", None);
+        for v in [&mut ours, &mut raws, &mut ratios] {
+            v.sort_by(f64::total_cmp);
+        }
+        let ratio = percentile(&ratios, 0.5);
+        self.figure("array_mb_per_s", percentile(&ours, 0.5), "MiB/s", "", None);
+        self.figure(
+            "tcp_raw_mb_per_s",
+            percentile(&raws, 0.5),
+            "MiB/s",
+            "",
+            None,
+        );
         self.figure(
             "array_over_tcp_ratio",
             ratio,
             "",
-            ">= 0.5",
-            Some(ratio >= 0.5),
+            ">= 0.85",
+            Some(ratio >= 0.85),
         );
         idict.notify_update_final().expect("final");
         server.wait_then_close(Duration::from_secs(1));

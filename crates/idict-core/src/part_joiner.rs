@@ -22,6 +22,14 @@ fn refused(what: String) -> PartError {
     PartError(what)
 }
 
+/// A value's encoding, joined: decoded without copying its arrays' data.
+fn decode_value(key: String, bytes: bytes::Bytes) -> Result<(String, Value), PartError> {
+    let value =
+        pb::Value::decode(bytes).map_err(|e| refused(format!("'{key}' does not decode: {e}")))?;
+    let value = wire::value_from_proto(value).map_err(|e| refused(format!("'{key}': {e}")))?;
+    Ok((key, value))
+}
+
 impl PartJoiner {
     pub fn new(max: usize) -> Self {
         PartJoiner { max, current: None }
@@ -41,6 +49,11 @@ impl PartJoiner {
                 )));
             }
             wire::check_key(&p.key).map_err(|e| refused(e.to_string()))?;
+            if p.data.len() as u64 == p.total && !p.data.is_empty() {
+                // Whole in one part: decoded from the received buffer
+                // itself (an array's data shares it), not copied first.
+                return decode_value(p.key, p.data).map(Some);
+            }
             // Reserved up to 64 MiB at once (an 8 MiB array is not copied
             // again as the buffer doubles), grown past that as parts come:
             // a server cannot make us reserve a gigabyte it never sends.
@@ -75,10 +88,7 @@ impl PartJoiner {
         let Some((key, buf, _)) = self.current.take() else {
             return Ok(None);
         };
-        let value = pb::Value::decode(bytes::Bytes::from(buf))
-            .map_err(|e| refused(format!("'{key}' does not decode: {e}")))?;
-        let value = wire::value_from_proto(value).map_err(|e| refused(format!("'{key}': {e}")))?;
-        Ok(Some((key, value)))
+        decode_value(key, bytes::Bytes::from(buf)).map(Some)
     }
 
     /// Whether a value is still incomplete (an update must not end there).

@@ -16,7 +16,7 @@ use idict_core::model::Status;
 use idict_core::pins::WatchPin;
 use idict_core::published::PubEntry;
 use idict_core::tuning::{
-    MAX_SAMPLES_PER_MESSAGE, MESSAGES_FOR_LATE_JOINERS, SAMPLE_SPAN, SAMPLES_PER_CHUNK,
+    MAX_SAMPLES_PER_MESSAGE, MESSAGES_FOR_LATE_JOINERS, PART_BYTES, SAMPLE_SPAN, SAMPLES_PER_CHUNK,
 };
 use idict_core::value::Value;
 use idict_core::wire;
@@ -64,7 +64,7 @@ impl FirstState {
         };
         let mut size = 0usize;
         if let Some(parts) = self.parts.as_mut() {
-            cur.part = Some(parts.next(budget));
+            cur.part = Some(parts.next(PART_BYTES));
             if parts.is_done() {
                 self.parts = None;
             }
@@ -77,7 +77,7 @@ impl FirstState {
                 // Parts go one per message: after this chunk, or now.
                 if cur.changed.is_empty() {
                     let mut p = ValueParts::new(k, &e.value);
-                    cur.part = Some(p.next(budget));
+                    cur.part = Some(p.next(PART_BYTES));
                     self.parts = (!p.is_done()).then_some(p);
                     self.entries.next();
                 }
@@ -275,7 +275,7 @@ impl Watcher {
                 return Some(self.sent(chunk));
             }
             if let Some(tail) = self.tail.as_mut() {
-                let (m, finished) = tail.next(chunk_bytes);
+                let (m, finished) = tail.next(PART_BYTES);
                 if finished {
                     self.tail = None;
                 }
