@@ -207,6 +207,16 @@ fn thin(s: &mut Series) {
     thin_older_half(&mut s.values, half);
 }
 
+/// Sets `key`'s entry, copying the key only when it is new.
+fn set_or_insert<V>(map: &mut HashMap<String, V>, key: &str, value: V) {
+    match map.get_mut(key) {
+        Some(slot) => *slot = value,
+        None => {
+            map.insert(key.to_string(), value);
+        }
+    }
+}
+
 /// The suffix of the key an MPI job's rank 0 publishes each rank's value
 /// of a reduced key under.
 pub const RANKS_SUFFIX: &str = "@ranks";
@@ -281,6 +291,8 @@ pub struct RunModel {
     /// Min, max and mean of each array key, computed once per change (the
     /// views would otherwise walk every element every frame).
     pub array_stats: HashMap<String, idict::value::ArrayStats>,
+    /// The writable keys' info (the info is asked for those only: a run
+    /// of 100,000 keys would send them all each second).
     pub keys: BTreeMap<String, KeyInfo>,
     pub role: Option<Role>,
     pub updates_per_second: f64,
@@ -308,6 +320,9 @@ pub struct RunModel {
     pub error: Option<String>,
     /// Bumped whenever the state is replaced (a reconnect).
     pub generation: u64,
+    /// Bumped whenever a key appears or goes (not when a value changes):
+    /// views that list the keys list them again only then.
+    pub key_set_generation: u64,
 }
 
 impl RunModel {
@@ -346,6 +361,7 @@ impl RunModel {
             write_errors: HashMap::new(),
             error: None,
             generation: 0,
+            key_set_generation: 0,
         }
     }
 
@@ -439,15 +455,26 @@ impl RunModel {
             self.array_stats.clear();
             self.generation += 1;
         }
+        // A key already known is updated in place: its name is not copied
+        // again at every update (100,000 keys changing made as many
+        // allocations per update, in each map).
         for (k, v) in &u.changed {
-            self.values.insert(k.clone(), v.clone());
-            self.key_versions.insert(k.clone(), u.version);
+            match self.values.get_mut(k) {
+                Some(slot) => *slot = v.clone(),
+                None => {
+                    self.values.insert(k.clone(), v.clone());
+                    self.key_set_generation += 1;
+                }
+            }
+            set_or_insert(&mut self.key_versions, k, u.version);
             match v.as_array().and_then(|a| a.stats()) {
-                Some(stats) => self.array_stats.insert(k.clone(), stats),
-                None => self.array_stats.remove(k),
+                Some(stats) => set_or_insert(&mut self.array_stats, k, stats),
+                None => {
+                    self.array_stats.remove(k);
+                }
             };
             if !u.reset {
-                self.changed_at.insert(k.clone(), now);
+                set_or_insert(&mut self.changed_at, k, now);
             }
         }
         for (k, v) in &u.changed {
@@ -460,12 +487,18 @@ impl RunModel {
             }
         }
         for k in &u.removed {
-            self.values.remove(k);
+            if self.values.remove(k).is_some() {
+                self.key_set_generation += 1;
+            }
             self.key_versions.remove(k);
             self.array_stats.remove(k);
         }
         for (k, s) in &u.samples {
-            let series = self.series.entry(k.clone()).or_default();
+            let series = match self.series.get_mut(k) {
+                Some(series) => series,
+                None => self.series.entry(k.clone()).or_default(),
+            };
+            series.reserve(s.len());
             for x in s.iter() {
                 series.push(x.version as f64, x.time, x.value);
             }

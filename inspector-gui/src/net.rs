@@ -210,7 +210,7 @@ async fn session(
         ..connect_options()
     };
     let client = Client::connect_with(&spec.target, opts).await?;
-    let info = client.info().await?;
+    let info = client.info_writable_keys().await?;
     let mut stream = client
         .watch(WatchOptions {
             with_history: true,
@@ -274,7 +274,7 @@ async fn session(
                 let (client, inbox, ctx) = (client.clone(), inbox.clone(), ctx.clone());
                 let shown = shown_info.clone();
                 tokio::spawn(async move {
-                    if let Ok(info) = client.info().await {
+                    if let Ok(info) = client.info_writable_keys().await {
                         // A frame only when something the header shows
                         // moved: an idle window stays idle.
                         let now = InfoShown::of(&info);
@@ -385,7 +385,7 @@ async fn execute(client: Client, cmd: Command, inbox: Arc<Mutex<Inbox>>, ctx: eg
     };
     // The triggers' list at once, not at the next info tick.
     if result.is_ok()
-        && let Ok(info) = client.info().await
+        && let Ok(info) = client.info_writable_keys().await
     {
         inbox.lock().set_info(info);
     }

@@ -49,50 +49,55 @@ impl Bucket {
     }
 }
 
-/// Values with their pyramid of (min, max, sum) buckets.
+/// Values with their pyramid of (min, max, sum) buckets, built when a plot
+/// first needs it and brought up to date as it draws: a run of 100,000
+/// keys has as many series, most never drawn, and the buckets took more
+/// memory than their samples.
 #[derive(Debug, Clone, Default)]
 struct Pyramid {
     values: Vec<f64>,
+    levels: std::cell::RefCell<Levels>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Levels {
     /// Level k holds buckets of 2^(k+1) values.
     levels: Vec<Vec<Bucket>>,
+    /// How many of the values the levels take in.
+    upto: usize,
 }
 
 impl Pyramid {
     fn push(&mut self, value: f64) {
         self.values.push(value);
-        let i = self.values.len() - 1;
-        for (k, level) in self.levels.iter_mut().enumerate() {
-            let b = i >> (k + 1);
-            if b == level.len() {
-                level.push(Bucket::of(value));
-            } else if let Some(last) = level.last_mut() {
-                last.add(value);
+    }
+
+    /// Takes the values pushed since into the levels, and adds the levels
+    /// the values are now enough for (O(n) in total).
+    fn catch_up(&self) {
+        let mut lv = self.levels.borrow_mut();
+        let Levels { levels, upto } = &mut *lv;
+        for (i, &value) in self.values.iter().enumerate().skip(*upto) {
+            for (k, level) in levels.iter_mut().enumerate() {
+                let b = i >> (k + 1);
+                if b == level.len() {
+                    level.push(Bucket::of(value));
+                } else if let Some(last) = level.last_mut() {
+                    last.add(value);
+                }
             }
         }
-        // A level appears once it can hold a whole bucket (O(n) in total).
-        while (1usize << (self.levels.len() + 1)) <= self.values.len() {
-            self.levels.push(Vec::new());
-            self.rebuild_level(self.levels.len() - 1);
+        *upto = self.values.len();
+        // A level appears once it can hold a whole bucket.
+        while (1usize << (levels.len() + 1)) <= self.values.len() {
+            let size = 1usize << (levels.len() + 1);
+            levels.push(level_of(&self.values, size));
         }
     }
 
-    fn rebuild_level(&mut self, k: usize) {
-        let size = 1usize << (k + 1);
-        let mut level = Vec::with_capacity(self.values.len() / size + 1);
-        for chunk in self.values.chunks(size) {
-            let mut b = Bucket::of(chunk[0]);
-            for &y in &chunk[1..] {
-                b.add(y);
-            }
-            level.push(b);
-        }
-        self.levels[k] = level;
-    }
-
+    /// Forgets the levels (the values were thinned): built again when drawn.
     fn rebuild(&mut self) {
-        for k in 0..self.levels.len() {
-            self.rebuild_level(k);
-        }
+        *self.levels.get_mut() = Levels::default();
     }
 
     /// Points for x in `[x0, x1]` at about `pixels` wide (see
@@ -108,14 +113,18 @@ impl Pyramid {
         if n <= 2 * pixels {
             return (lo..hi).map(|i| [xs[i], self.values[i]]).collect();
         }
+        self.catch_up();
+        let lv = self.levels.borrow();
         // The finest level with at most one bucket per pixel.
         let want = n.div_ceil(pixels);
         let mut k = 0;
-        while k + 1 < self.levels.len() && (1usize << (k + 1)) < want {
+        while k + 1 < lv.levels.len() && (1usize << (k + 1)) < want {
             k += 1;
         }
         let size = 1usize << (k + 1);
-        let level = &self.levels[k];
+        let Some(level) = lv.levels.get(k) else {
+            return (lo..hi).map(|i| [xs[i], self.values[i]]).collect();
+        };
         let mut out = Vec::with_capacity(2 * (n / size + 2));
         let (b0, b1) = (lo / size, (hi - 1) / size);
         for b in b0..=b1.min(level.len().saturating_sub(1)) {
@@ -133,6 +142,19 @@ impl Pyramid {
         }
         out
     }
+}
+
+/// The buckets of `size` values each over `values`.
+fn level_of(values: &[f64], size: usize) -> Vec<Bucket> {
+    let mut level = Vec::with_capacity(values.len() / size + 1);
+    for chunk in values.chunks(size) {
+        let mut b = Bucket::of(chunk[0]);
+        for &y in &chunk[1..] {
+            b.add(y);
+        }
+        level.push(b);
+    }
+    level
 }
 
 /// The samples of one scalar key, with its summary pyramid, and (once a
@@ -171,6 +193,15 @@ impl SeriesData {
     }
     pub fn last_value(&self) -> Option<f64> {
         self.raw.values.last().copied()
+    }
+
+    /// Room for `n` more samples (exactly, for a series' first samples:
+    /// a first state's 20 a key took room for 32 as they were pushed).
+    pub fn reserve(&mut self, n: usize) {
+        let n = n.min(MAX_SAMPLES.saturating_sub(self.len()));
+        self.versions.reserve(n);
+        self.times.reserve(n);
+        self.raw.values.reserve(n);
     }
 
     /// Appends one sample; samples not newer than the last are ignored.
@@ -315,10 +346,22 @@ mod tests {
 
     #[test]
     fn the_pyramid_matches_a_rebuild() {
-        let s = series(12_345);
+        // Drawn as the samples came (levels brought up to date a few times
+        // on the way), against levels built once from all of them.
+        let mut s = SeriesData::default();
+        for i in 0..12_345 {
+            s.push(i as f64, i as f64 * 0.1, ((i * 7919) % 1000) as f64);
+            if i % 1000 == 999 {
+                s.raw.catch_up();
+            }
+        }
+        s.raw.catch_up();
         let mut rebuilt = s.clone();
         rebuilt.raw.rebuild();
-        for (a, b) in s.raw.levels.iter().zip(&rebuilt.raw.levels) {
+        rebuilt.raw.catch_up();
+        let (a, b) = (s.raw.levels.borrow(), rebuilt.raw.levels.borrow());
+        assert_eq!(a.levels.len(), b.levels.len());
+        for (a, b) in a.levels.iter().zip(&b.levels) {
             assert_eq!(a.len(), b.len());
             for (x, y) in a.iter().zip(b) {
                 assert_eq!((x.min, x.max, x.n), (y.min, y.max, y.n));

@@ -163,6 +163,47 @@ impl Gui {
     }
 }
 
+/// Issue 29: a run of many keys. The values list lays out only the rows on
+/// screen (every row of 100,000 keys was a frame's work of its own), its
+/// filter finds any key, and the Keys menu lists the first matches of its
+/// search and says how many more there are.
+#[test]
+fn a_run_of_many_keys_shows_the_rows_on_screen_and_finds_any_key() {
+    let keys = 20_000;
+    let idict = IDict::new("many-keys");
+    {
+        let mut d = idict.lock();
+        for i in 0..keys {
+            d.insert(format!("rank{:04}.q{:02}", i / 24, i % 24), i as f64);
+        }
+    }
+    idict.notify_update().unwrap();
+    let server: Server = options().serve(&idict).unwrap();
+    let mut g = gui(server.address(), &server.tokens().controller);
+    g.until("every key", |g| {
+        g.connected() && g.app().tabs[0].model.values.len() == keys
+    });
+    g.harness.run_steps(2);
+    let rows = g.harness.query_all_by_label_contains("rank0").count();
+    assert!(rows > 5 && rows < 200, "{rows} rows laid out");
+
+    let wanted = "rank0777.q13";
+    assert!(g.harness.query_by_label(wanted).is_none(), "far down the list");
+    g.harness.state_mut().as_mut().unwrap().tabs[0].values.filter = "0777.Q1".into();
+    g.harness.run_steps(2);
+    assert!(g.harness.query_by_label(wanted).is_some());
+    let shown = g.harness.query_all_by_label_contains("rank0777.q1").count();
+    assert_eq!(shown, 10, "q10..q19 of rank 777, one row each");
+
+    // The Keys menu of the first plot: its search narrows 20,000 keys.
+    g.harness.get_all_by_label_contains("Keys (").next().unwrap().click();
+    g.harness.run_steps(2);
+    let more = format!("and {} more: narrow the search", keys - 200);
+    assert!(g.harness.query_by_label(&more).is_some(), "{more}");
+    let ticks = g.harness.query_all_by_role(egui::accesskit::Role::CheckBox).count();
+    assert!((200..=210).contains(&ticks), "{ticks} checkboxes");
+}
+
 #[test]
 fn attach_and_see_values_appear_and_change_and_plots_have_the_history() {
     let sim = start(options());

@@ -244,6 +244,33 @@ async fn terminate_wakes_a_paused_run_and_watchers_get_the_final_update_then_the
     ));
 }
 
+/// A view that polls the info (the inspector, each second) asks for the
+/// writable keys only: its cost does not grow with the run's keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_info_lists_every_key_or_only_the_writable_ones() {
+    let idict = IDict::new("info-keys");
+    idict.writable("dt", 0.01).range(0.0, 0.25);
+    idict.writable("damping", 0.5);
+    {
+        let mut d = idict.lock();
+        for i in 0..1000 {
+            d.insert(format!("q{i:04}"), i as f64);
+        }
+    }
+    idict.notify_update().unwrap();
+    let run = serve(&idict);
+    let client = run.observer().await;
+    let all = client.info().await.unwrap();
+    assert_eq!(all.keys.len(), 1002);
+    let brief = client.info_writable_keys().await.unwrap();
+    let names: Vec<&str> = brief.keys.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["damping", "dt"], "sorted, only the writable keys");
+    assert!(brief.keys.iter().all(|k| k.writable.is_some()));
+    let dt = brief.keys.iter().find(|k| k.name == "dt").unwrap();
+    assert_eq!(dt.kind, idict::ValueKind::Float);
+    assert_eq!(brief.version, all.version);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steering_writes_are_checked_then_applied_at_the_next_wait_with_their_origin() {
     let idict = IDict::new("steer");

@@ -428,11 +428,23 @@ impl Client {
         &self.target
     }
 
+    /// The run's info, with every key's.
     pub async fn info(&self) -> Result<RunInfo, ClientError> {
+        self.info_with(false).await
+    }
+
+    /// The run's info listing only the keys clients may set: what a view
+    /// that polls the info needs, at a cost that does not grow with the
+    /// run's keys.
+    pub async fn info_writable_keys(&self) -> Result<RunInfo, ClientError> {
+        self.info_with(true).await
+    }
+
+    async fn info_with(&self, only_writable_keys: bool) -> Result<RunInfo, ClientError> {
         let r = self
             .rpc
             .clone()
-            .get_info(pb::GetInfoRequest {})
+            .get_info(pb::GetInfoRequest { only_writable_keys })
             .await?
             .into_inner();
         let stats = r.stats.unwrap_or_default();

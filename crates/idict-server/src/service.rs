@@ -49,12 +49,25 @@ impl InspectorService {
         self.shared.mirror.read()
     }
 
-    /// Every key's info, from the mirror. The writable specs are copied
-    /// first (declared keys are few, and a declaration waits for nothing).
-    fn key_infos(&self, m: &Published) -> Vec<pb::KeyInfo> {
+    /// Every key's info (or only the writable keys'), from the mirror. The
+    /// writable specs are copied first (declared keys are few, and a
+    /// declaration waits for nothing).
+    fn key_infos(&self, m: &Published, only_writable: bool) -> Vec<pb::KeyInfo> {
         let specs = self.inner.writable.read().clone();
-        let mut keys: Vec<pb::KeyInfo> = m
-            .sorted_entries("")
+        let entries = if only_writable {
+            let mut v: Vec<_> = (specs.keys())
+                .filter_map(|k| {
+                    let id = *m.ids.get(k.as_str())?;
+                    let slot = m.entries.get(id as usize)?.as_ref()?;
+                    Some((slot.key.clone(), slot.entry.clone()))
+                })
+                .collect();
+            v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            v
+        } else {
+            m.sorted_entries("")
+        };
+        let mut keys: Vec<pb::KeyInfo> = entries
             .into_iter()
             .map(|(k, e)| {
                 let spec = specs.get(&*k);
@@ -135,7 +148,8 @@ impl Inspector for InspectorService {
         let role = role(&req)?;
         let status = self.inner.status();
         let m = self.fresh_mirror();
-        let (version, keys) = (m.version, self.key_infos(&m));
+        let only_writable = req.get_ref().only_writable_keys;
+        let (version, keys) = (m.version, self.key_infos(&m, only_writable));
         let updates_per_second = updates_per_second(&m, self.inner.elapsed());
         drop(m);
         Ok(Response::new(pb::RunInfo {

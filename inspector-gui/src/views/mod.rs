@@ -28,7 +28,19 @@ pub fn state_color(state: RunState) -> Color32 {
 /// list and the Keys menu search both use it.
 pub fn filter_shows(filter: &str, key: &str) -> bool {
     let filter = filter.trim();
-    filter.is_empty() || key.to_lowercase().contains(&filter.to_lowercase())
+    filter.is_empty() || contains_folded(key, &filter.to_lowercase())
+}
+
+/// Whether `key` contains `needle` (already lower case), ignoring case,
+/// without allocating for a key that is all ASCII (most are).
+pub fn contains_folded(key: &str, needle: &str) -> bool {
+    if key.is_ascii() && needle.is_ascii() {
+        let (k, n) = (key.as_bytes(), needle.as_bytes());
+        return n.is_empty()
+            || k.windows(n.len())
+                .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b));
+    }
+    key.to_lowercase().contains(needle)
 }
 
 /// A run's status as far as it is known: while the run cannot be reached,

@@ -67,9 +67,11 @@ impl PlotConfig {
     }
 }
 
+/// The most keys the Keys menu lists at once (the search narrows them).
+pub const MAX_PICKER_KEYS: usize = 200;
+
 /// Keys a new view plots first: the usual suspects, else the first scalars.
 pub fn default_plots(m: &RunModel) -> Vec<PlotConfig> {
-    let keys: Vec<&str> = m.plottable().collect();
     let preferred = [
         "residual",
         "loss",
@@ -81,14 +83,14 @@ pub fn default_plots(m: &RunModel) -> Vec<PlotConfig> {
     ];
     let mut chosen: Vec<String> = preferred
         .iter()
-        .filter(|k| keys.contains(k))
+        .filter(|k| m.series.contains_key(**k))
         .take(2)
         .map(|k| k.to_string())
         .collect();
     if chosen.is_empty() {
-        chosen = keys
-            .iter()
-            .filter(|k| !matches!(**k, "step" | "t" | "n"))
+        chosen = m
+            .plottable()
+            .filter(|k| !matches!(*k, "step" | "t" | "n"))
             .take(2)
             .map(|k| k.to_string())
             .collect();
@@ -195,7 +197,6 @@ impl PlotsPanel {
         let count = self.plots.len();
         let height = ((ui.available_height() - 40.0) / count.max(1) as f32 - 34.0).max(120.0);
         let mut remove = None;
-        let keys: Vec<String> = m.plottable().map(str::to_string).collect();
         egui::ScrollArea::vertical()
             .id_salt("plots")
             .show(ui, |ui| {
@@ -212,29 +213,40 @@ impl PlotsPanel {
                             ))
                             .config(stay_open.clone())
                             .ui(ui, |ui| {
-                                if keys.len() > 8 {
+                                if m.series.len() > 8 {
                                     ui.add(
                                         egui::TextEdit::singleline(&mut cfg.key_search)
                                             .hint_text("search keys"),
                                     );
                                 }
                                 let search = cfg.key_search.clone();
+                                // The first matches only: a run of 100,000
+                                // keys made a menu of 100,000 checkboxes.
+                                let mut matches =
+                                    m.plottable().filter(|k| super::filter_shows(&search, k));
                                 egui::ScrollArea::vertical()
                                     .max_height(400.0)
                                     .show(ui, |ui| {
-                                        for k in
-                                            keys.iter().filter(|k| super::filter_shows(&search, k))
-                                        {
-                                            let mut on = cfg.keys.contains(k);
+                                        for k in matches.by_ref().take(MAX_PICKER_KEYS) {
+                                            let mut on = cfg.keys.iter().any(|x| x == k);
                                             if ui.checkbox(&mut on, k).changed() {
                                                 if on {
-                                                    cfg.keys.push(k.clone());
+                                                    cfg.keys.push(k.to_string());
                                                 } else {
                                                     cfg.keys.retain(|x| x != k);
                                                 }
                                             }
                                         }
                                     });
+                                let more = matches.count();
+                                if more > 0 {
+                                    ui.label(
+                                        RichText::new(format!(
+                                            "and {more} more: narrow the search"
+                                        ))
+                                        .weak(),
+                                    );
+                                }
                             });
                             egui::ComboBox::from_label("x axis")
                                 .selected_text(match cfg.x {

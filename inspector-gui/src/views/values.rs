@@ -29,6 +29,82 @@ pub struct ValuesPanel {
     heatmap: Option<HeatmapTexture>,
     /// How many times a 1-D array's plot points were built.
     line_builds: u64,
+    /// The keys the list shows, in order.
+    shown: Option<ShownKeys>,
+    /// The key set a field to show was last looked for in.
+    looked_for_field: Option<(u64, u64)>,
+}
+
+/// The keys the values list shows, kept until the run's keys or the filter
+/// change (filtering 100,000 keys each frame took milliseconds).
+#[derive(Default)]
+struct ShownKeys {
+    /// The model's (generation, key-set generation) they were listed at.
+    made_from: (u64, u64),
+    filter: String,
+    /// `None` when no filter is typed: every key, read from the model as
+    /// the rows on screen need them (no copy of every name).
+    keys: Option<Vec<String>>,
+    count: usize,
+}
+
+/// An MPI job's per-rank companions show on their key's row, not as rows
+/// of their own.
+fn is_row(key: &str) -> bool {
+    !key.ends_with(RANKS_SUFFIX) && !key.ends_with(BLOCKS_SUFFIX)
+}
+
+impl ShownKeys {
+    /// The keys `filter` shows; `before`, the list for an earlier filter:
+    /// when the new one only adds to it (the user typing on), the earlier
+    /// list is narrowed instead of every key searched again.
+    fn of(m: &RunModel, filter: &str, before: Option<ShownKeys>) -> Self {
+        let made_from = (m.generation, m.key_set_generation);
+        let needle = filter.trim().to_lowercase();
+        let keys = if needle.is_empty() {
+            None
+        } else {
+            let narrowed = before.filter(|b| {
+                b.made_from == made_from && needle.contains(&b.filter.trim().to_lowercase())
+            });
+            Some(match narrowed.and_then(|b| b.keys) {
+                Some(mut keys) => {
+                    keys.retain(|k| super::contains_folded(k, &needle));
+                    keys
+                }
+                None => (m.values.keys())
+                    .filter(|k| is_row(k) && super::contains_folded(k, &needle))
+                    .cloned()
+                    .collect(),
+            })
+        };
+        let count = match &keys {
+            Some(k) => k.len(),
+            None => m.values.keys().filter(|k| is_row(k)).count(),
+        };
+        ShownKeys {
+            made_from,
+            filter: filter.to_string(),
+            keys,
+            count,
+        }
+    }
+
+    /// The keys of rows `rows`.
+    fn rows<'a>(&'a self, m: &'a RunModel, rows: std::ops::Range<usize>) -> Vec<&'a str> {
+        match &self.keys {
+            Some(keys) => keys[rows.start.min(keys.len())..rows.end.min(keys.len())]
+                .iter()
+                .map(String::as_str)
+                .collect(),
+            None => (m.values.keys())
+                .filter(|k| is_row(k))
+                .skip(rows.start)
+                .take(rows.len())
+                .map(String::as_str)
+                .collect(),
+        }
+    }
 }
 
 /// The (generation, version) of a value: what a view derived from it is
@@ -208,7 +284,11 @@ impl ValuesPanel {
             ui.add(egui::TextEdit::singleline(&mut self.filter).hint_text("key prefix or part"))
                 .labelled_by(l.id);
         });
-        if self.selected_array.is_none() {
+        // A field to show when none is chosen: looked for when the keys
+        // change, not every frame (a walk over every key).
+        let keys_now = (m.generation, m.key_set_generation);
+        if self.selected_array.is_none() && self.looked_for_field != Some(keys_now) {
+            self.looked_for_field = Some(keys_now);
             self.selected_array = m
                 .values
                 .iter()
@@ -229,24 +309,31 @@ impl ValuesPanel {
         } else {
             room
         };
+        let made_from = (m.generation, m.key_set_generation);
+        let stale = self
+            .shown
+            .as_ref()
+            .is_none_or(|s| s.made_from != made_from || s.filter != self.filter);
+        if stale {
+            self.shown = Some(ShownKeys::of(m, &self.filter, self.shown.take()));
+        }
+        let shown = self.shown.take().unwrap_or_default();
+        // Only the rows on screen are laid out: a run of 100,000 keys took
+        // a frame of its own per key otherwise.
+        let row_height = ui.spacing().interact_size.y;
         egui::ScrollArea::vertical()
             .id_salt("values-tree")
             .max_height(list_height)
             .auto_shrink([false, true])
-            .show(ui, |ui| {
+            .show_rows(ui, row_height, shown.count, |ui, rows| {
                 egui::Grid::new("values")
                     .num_columns(2)
                     .striped(true)
                     .show(ui, |ui| {
-                        for (key, value) in &m.values {
-                            // An MPI job's per-rank companions show on their
-                            // key's row, not as rows of their own.
-                            if !super::filter_shows(&self.filter, key)
-                                || key.ends_with(RANKS_SUFFIX)
-                                || key.ends_with(BLOCKS_SUFFIX)
-                            {
+                        for key in shown.rows(m, rows) {
+                            let Some(value) = m.values.get(key) else {
                                 continue;
-                            }
+                            };
                             let recent = m
                                 .changed_at
                                 .get(key)
@@ -279,6 +366,7 @@ impl ValuesPanel {
                         }
                     });
             });
+        self.shown = Some(shown);
         if fading {
             // The fade is an animation: paced like data frames when drawing
             // is costly (software GL), never faster than 10 a second.
