@@ -5,6 +5,7 @@
 //! serve them; the library lets tests and the inspector's demo run them
 //! in-process.
 
+pub mod ensemble;
 pub mod heat;
 pub mod launch;
 pub mod lorenz;

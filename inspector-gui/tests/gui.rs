@@ -188,19 +188,31 @@ fn a_run_of_many_keys_shows_the_rows_on_screen_and_finds_any_key() {
     assert!(rows > 5 && rows < 200, "{rows} rows laid out");
 
     let wanted = "rank0777.q13";
-    assert!(g.harness.query_by_label(wanted).is_none(), "far down the list");
-    g.harness.state_mut().as_mut().unwrap().tabs[0].values.filter = "0777.Q1".into();
+    assert!(
+        g.harness.query_by_label(wanted).is_none(),
+        "far down the list"
+    );
+    g.harness.state_mut().as_mut().unwrap().tabs[0]
+        .values
+        .filter = "0777.Q1".into();
     g.harness.run_steps(2);
     assert!(g.harness.query_by_label(wanted).is_some());
     let shown = g.harness.query_all_by_label_contains("rank0777.q1").count();
     assert_eq!(shown, 10, "q10..q19 of rank 777, one row each");
 
     // The Keys menu of the first plot: its search narrows 20,000 keys.
-    g.harness.get_all_by_label_contains("Keys (").next().unwrap().click();
+    g.harness
+        .get_all_by_label_contains("Keys (")
+        .next()
+        .unwrap()
+        .click();
     g.harness.run_steps(2);
     let more = format!("and {} more: narrow the search", keys - 200);
     assert!(g.harness.query_by_label(&more).is_some(), "{more}");
-    let ticks = g.harness.query_all_by_role(egui::accesskit::Role::CheckBox).count();
+    let ticks = g
+        .harness
+        .query_all_by_role(egui::accesskit::Role::CheckBox)
+        .count();
     assert!((200..=210).contains(&ticks), "{ticks} checkboxes");
 }
 

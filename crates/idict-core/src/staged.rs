@@ -42,6 +42,8 @@ pub(crate) struct Staged {
     /// Scratch for a move: the samples grouped by position, and each
     /// position with samples with where its samples end in `grouped`.
     ends: Vec<(u32, usize)>,
+    /// Scratch for the counting sort: each position's next slot.
+    next: Vec<usize>,
     grouped: Vec<Sample>,
     /// The newest version staged: the histories are complete up to it once
     /// the staged samples are moved.
@@ -199,7 +201,9 @@ impl Staged {
             return;
         }
         // Counting sort: each position's start, then its next free slot.
-        let mut next = vec![0usize; n];
+        let mut next = std::mem::take(&mut self.next);
+        next.clear();
+        next.resize(n, 0);
         for &(p, _) in &self.log {
             next[p as usize] += 1;
         }
@@ -221,6 +225,7 @@ impl Staged {
                 *at += 1;
             }
         }
+        self.next = next;
     }
 
     /// A restored checkpoint's version: complete through it.
