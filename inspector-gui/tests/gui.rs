@@ -149,6 +149,16 @@ impl Gui {
         }
     }
 
+    /// Opens the first plot's Keys menu.
+    fn open_first_keys_menu(&mut self) {
+        self.harness
+            .get_all_by_label_contains("Keys (")
+            .next()
+            .unwrap()
+            .click();
+        self.harness.run_steps(2);
+    }
+
     fn value(&self, key: &str) -> Option<Value> {
         self.app().tabs[0].model.values.get(key).cloned()
     }
@@ -201,12 +211,7 @@ fn a_run_of_many_keys_shows_the_rows_on_screen_and_finds_any_key() {
     assert_eq!(shown, 10, "q10..q19 of rank 777, one row each");
 
     // The Keys menu of the first plot: its search narrows 20,000 keys.
-    g.harness
-        .get_all_by_label_contains("Keys (")
-        .next()
-        .unwrap()
-        .click();
-    g.harness.run_steps(2);
+    g.open_first_keys_menu();
     let more = format!("and {} more: narrow the search", keys - 200);
     assert!(g.harness.query_by_label(&more).is_some(), "{more}");
     let ticks = g
@@ -231,12 +236,7 @@ fn attach_and_see_values_appear_and_change_and_plots_have_the_history() {
 
     // Add max_u to the first plot through its Keys menu.
     g.until("plots", |g| !g.app().tabs[0].plots.plots.is_empty());
-    g.harness
-        .get_all_by_label_contains("Keys (")
-        .next()
-        .unwrap()
-        .click();
-    g.harness.run_steps(2);
+    g.open_first_keys_menu();
     g.harness
         .get_by_role_and_label(egui::accesskit::Role::CheckBox, "max_u")
         .click();
