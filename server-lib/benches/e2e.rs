@@ -94,6 +94,148 @@ fn timed_notifies(idict: &IDict, n: usize) -> Vec<f64> {
     ns
 }
 
+/// A bare tonic service that sends messages built in advance and does
+/// nothing else: the framework's floor, beside which idict is measured.
+struct Floor {
+    /// Each message waits for a notify (the latency section); without one,
+    /// messages go as fast as the client takes them.
+    notify: Option<Arc<tokio::sync::Notify>>,
+    /// Sent in turn, over and over, each with the next version.
+    messages: Vec<idict::proto::v1::WatchUpdate>,
+}
+
+type Unsupported<T> = Result<tonic::Response<T>, tonic::Status>;
+type FloorStream<T> =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl idict::proto::v1::inspector_server::Inspector for Floor {
+    async fn get_info(
+        &self,
+        _: tonic::Request<idict::proto::v1::GetInfoRequest>,
+    ) -> Unsupported<idict::proto::v1::RunInfo> {
+        Err(tonic::Status::unimplemented(""))
+    }
+    async fn get_snapshot(
+        &self,
+        _: tonic::Request<idict::proto::v1::GetSnapshotRequest>,
+    ) -> Unsupported<idict::proto::v1::Snapshot> {
+        Err(tonic::Status::unimplemented(""))
+    }
+    type WatchStream = FloorStream<idict::proto::v1::WatchUpdate>;
+    async fn watch(
+        &self,
+        _: tonic::Request<idict::proto::v1::WatchRequest>,
+    ) -> Unsupported<Self::WatchStream> {
+        let (notify, messages) = (self.notify.clone(), self.messages.clone());
+        let s = futures::stream::unfold(
+            (notify, messages, 0u64),
+            |(notify, messages, i)| async move {
+                if let Some(n) = &notify {
+                    n.notified().await;
+                }
+                let mut m = messages[i as usize % messages.len()].clone();
+                m.version = i + 1;
+                Some((Ok(m), (notify, messages, i + 1)))
+            },
+        );
+        Ok(tonic::Response::new(Box::pin(s)))
+    }
+    type GetHistoryStream = FloorStream<idict::proto::v1::HistoryChunk>;
+    async fn get_history(
+        &self,
+        _: tonic::Request<idict::proto::v1::GetHistoryRequest>,
+    ) -> Unsupported<Self::GetHistoryStream> {
+        Err(tonic::Status::unimplemented(""))
+    }
+    async fn control(
+        &self,
+        _: tonic::Request<idict::proto::v1::ControlRequest>,
+    ) -> Unsupported<idict::proto::v1::ControlReply> {
+        Err(tonic::Status::unimplemented(""))
+    }
+    async fn set(
+        &self,
+        _: tonic::Request<idict::proto::v1::SetRequest>,
+    ) -> Unsupported<idict::proto::v1::SetReply> {
+        Err(tonic::Status::unimplemented(""))
+    }
+    async fn trigger(
+        &self,
+        _: tonic::Request<idict::proto::v1::TriggerRequest>,
+    ) -> Unsupported<idict::proto::v1::TriggerReply> {
+        Err(tonic::Status::unimplemented(""))
+    }
+}
+
+/// Serves `floor` as idict serves a run: a current-thread runtime on a
+/// thread of its own, the same HTTP/2 windows and frames. Send on the
+/// sender to stop it.
+fn serve_floor(
+    floor: Floor,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    use idict_core::tuning::{FRAME_BYTES, WINDOW_BYTES};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        #[cfg(target_os = "linux")]
+        let _ = rustix::process::setpriority_process(
+            Some(rustix::thread::gettid()),
+            ServeOptions::default().nice,
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let service = idict::proto::v1::inspector_server::InspectorServer::new(floor)
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX);
+            let _ = tonic::transport::Server::builder()
+                .initial_stream_window_size(Some(WINDOW_BYTES))
+                .initial_connection_window_size(Some(WINDOW_BYTES))
+                .max_frame_size(Some(FRAME_BYTES))
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+    });
+    (addr, stop_tx, server)
+}
+
+/// A bare tonic client's Watch on a floor, with idict's client's windows.
+async fn floor_watch(
+    addr: std::net::SocketAddr,
+) -> tonic::Streaming<idict::proto::v1::WatchUpdate> {
+    use idict_core::tuning::{FRAME_BYTES, WINDOW_BYTES};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(WINDOW_BYTES))
+        .initial_connection_window_size(Some(WINDOW_BYTES))
+        .max_frame_size(Some(FRAME_BYTES))
+        .connect()
+        .await
+        .expect("connect");
+    idict::proto::v1::inspector_client::InspectorClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .watch(idict::proto::v1::WatchRequest::default())
+        .await
+        .expect("watch")
+        .into_inner()
+}
+
 impl Bench {
     fn figure(&mut self, name: &str, value: f64, unit: &str, target: &str, pass: Option<bool>) {
         let shown = if value.abs() >= 100.0 || value == 0.0 {
@@ -675,61 +817,6 @@ impl Bench {
     /// difference. 1 ms apart.
     fn tonic_floor(&self, n: usize) -> Vec<f64> {
         use idict::proto::v1 as pb;
-        use idict::proto::v1::inspector_server::{Inspector, InspectorServer};
-        use tonic::{Request, Response, Status};
-
-        struct Floor {
-            notify: Arc<tokio::sync::Notify>,
-            message: pb::WatchUpdate,
-        }
-        type Unsupported<T> = Result<Response<T>, Status>;
-        type Stream<T> =
-            std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
-        #[tonic::async_trait]
-        impl Inspector for Floor {
-            async fn get_info(&self, _: Request<pb::GetInfoRequest>) -> Unsupported<pb::RunInfo> {
-                Err(Status::unimplemented(""))
-            }
-            async fn get_snapshot(
-                &self,
-                _: Request<pb::GetSnapshotRequest>,
-            ) -> Unsupported<pb::Snapshot> {
-                Err(Status::unimplemented(""))
-            }
-            type WatchStream = Stream<pb::WatchUpdate>;
-            async fn watch(&self, _: Request<pb::WatchRequest>) -> Unsupported<Self::WatchStream> {
-                let (notify, message) = (self.notify.clone(), self.message.clone());
-                let s = futures::stream::unfold((notify, message), |(notify, mut m)| async move {
-                    notify.notified().await;
-                    m.version += 1;
-                    Some((Ok(m.clone()), (notify, m)))
-                });
-                Ok(Response::new(Box::pin(s)))
-            }
-            type GetHistoryStream = Stream<pb::HistoryChunk>;
-            async fn get_history(
-                &self,
-                _: Request<pb::GetHistoryRequest>,
-            ) -> Unsupported<Self::GetHistoryStream> {
-                Err(Status::unimplemented(""))
-            }
-            async fn control(
-                &self,
-                _: Request<pb::ControlRequest>,
-            ) -> Unsupported<pb::ControlReply> {
-                Err(Status::unimplemented(""))
-            }
-            async fn set(&self, _: Request<pb::SetRequest>) -> Unsupported<pb::SetReply> {
-                Err(Status::unimplemented(""))
-            }
-            async fn trigger(
-                &self,
-                _: Request<pb::TriggerRequest>,
-            ) -> Unsupported<pb::TriggerReply> {
-                Err(Status::unimplemented(""))
-            }
-        }
-
         let message = pb::WatchUpdate {
             changed: KEYS
                 .iter()
@@ -756,52 +843,13 @@ impl Bench {
             ..Default::default()
         };
         let notify = Arc::new(tokio::sync::Notify::new());
-        let floor = Floor {
-            notify: notify.clone(),
-            message,
-        };
-        // The server as idict's: a current-thread runtime on its own thread.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = std::thread::spawn(move || {
-            #[cfg(target_os = "linux")]
-            let _ = rustix::process::setpriority_process(
-                Some(rustix::thread::gettid()),
-                ServeOptions::default().nice,
-            );
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let incoming =
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-                let _ = tonic::transport::Server::builder()
-                    .add_service(InspectorServer::new(floor))
-                    .serve_with_incoming_shutdown(incoming, async {
-                        let _ = stop_rx.await;
-                    })
-                    .await;
-            });
+        let (addr, stop_tx, server) = serve_floor(Floor {
+            notify: Some(notify.clone()),
+            messages: vec![message],
         });
         let received = Arc::new(Mutex::new(Vec::with_capacity(n)));
         let rec = received.clone();
-        let mut stream = self.rt.block_on(async move {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                .expect("endpoint")
-                .tcp_nodelay(true)
-                .connect()
-                .await
-                .expect("connect");
-            let mut c = idict::proto::v1::inspector_client::InspectorClient::new(channel);
-            c.watch(pb::WatchRequest::default())
-                .await
-                .expect("watch")
-                .into_inner()
-        });
+        let mut stream = self.rt.block_on(floor_watch(addr));
         let ready = self.rt.spawn(async move {
             while let Ok(Some(m)) = stream.message().await {
                 rec.lock().push((m.version, Instant::now()));
@@ -918,8 +966,44 @@ impl Bench {
             .collect();
         let (_client, w) = self.attached(&server);
         let w = Arc::new(tokio::sync::Mutex::new(w));
+        // The framework's floor for the same arrays: a bare tonic stream of
+        // the same parts (slices of one shared buffer, as idict's server
+        // sends them), joined by the client with the one copy idict's
+        // client makes.
+        let floor_messages = {
+            use idict::proto::v1 as pb;
+            let data = bytes::Bytes::from(vec![7u8; len * 8]);
+            let part = idict_core::tuning::PART_BYTES;
+            (0..data.len().div_ceil(part))
+                .map(|p| {
+                    let (a, b) = (p * part, ((p + 1) * part).min(data.len()));
+                    pb::WatchUpdate {
+                        part: Some(pb::ValuePart {
+                            key: "u".into(),
+                            offset: a as u64,
+                            total: data.len() as u64,
+                            data: data.slice(a..b),
+                        }),
+                        more: b < data.len(),
+                        status: Some(pb::Status {
+                            state: pb::RunState::Running as i32,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }
+                })
+                .collect()
+        };
+        let (floor_addr, floor_stop, floor_server) = serve_floor(Floor {
+            notify: None,
+            messages: floor_messages,
+        });
+        let floor_stream = Arc::new(tokio::sync::Mutex::new(
+            self.rt.block_on(floor_watch(floor_addr)),
+        ));
         let mut i = 0;
         let (mut ours, mut raws, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut floors, mut floor_ratios, mut over_floor) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let w = w.clone();
             let want = count as u64;
@@ -951,11 +1035,46 @@ impl Bench {
             let (bytes, elapsed) = self.rt.block_on(watcher).expect("watcher");
             let mine = bytes as f64 / MIB / elapsed.as_secs_f64();
             let raw = Self::tcp_raw(count, len * 8);
+            let stream = floor_stream.clone();
+            let floor = self.rt.block_on(async move {
+                let mut s = stream.lock().await;
+                let (mut got, mut bytes) = (0u64, 0u64);
+                let mut joined: Vec<u8> = Vec::new();
+                let start = Instant::now();
+                while got < want {
+                    let Ok(Some(m)) = s.message().await else {
+                        break;
+                    };
+                    let Some(p) = m.part else { continue };
+                    if p.offset == 0 {
+                        joined = Vec::with_capacity(p.total as usize);
+                    }
+                    joined.extend_from_slice(&p.data);
+                    if joined.len() as u64 == p.total {
+                        got += 1;
+                        bytes += std::hint::black_box(&joined).len() as u64;
+                    }
+                }
+                bytes as f64 / MIB / start.elapsed().as_secs_f64()
+            });
             ours.push(mine);
             raws.push(raw);
             ratios.push(mine / raw);
+            floors.push(floor);
+            floor_ratios.push(floor / raw);
+            over_floor.push(mine / floor);
         }
-        for v in [&mut ours, &mut raws, &mut ratios] {
+        let _ = floor_stop.send(());
+        drop(floor_stream);
+        let _ = floor_server.join();
+        for v in [
+            &mut ours,
+            &mut raws,
+            &mut ratios,
+            &mut floors,
+            &mut floor_ratios,
+            &mut over_floor,
+        ] {
             v.sort_by(f64::total_cmp);
         }
         let ratio = percentile(&ratios, 0.5);
@@ -973,6 +1092,27 @@ impl Bench {
             "",
             ">= 0.85",
             Some(ratio >= 0.85),
+        );
+        self.figure(
+            "array_tonic_floor_mb_per_s",
+            percentile(&floors, 0.5),
+            "MiB/s",
+            "(a bare tonic stream of the same 1 MiB parts, joined: the framework's floor)",
+            None,
+        );
+        self.figure(
+            "array_floor_over_tcp_ratio",
+            percentile(&floor_ratios, 0.5),
+            "",
+            "(the floor against the target's 0.85)",
+            None,
+        );
+        self.figure(
+            "array_over_tonic_floor_ratio",
+            percentile(&over_floor, 0.5),
+            "",
+            "(what idict keeps of the framework's floor)",
+            None,
         );
         idict.notify_update_final().expect("final");
         server.wait_then_close(Duration::from_secs(1));
