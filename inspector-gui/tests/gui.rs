@@ -275,12 +275,17 @@ fn pause_step_set_and_terminate_from_the_window() {
     assert!(g.harness.query_by_label("Set residual").is_none());
     assert!(g.harness.query_by_label("Set step").is_none());
 
+    let rate_shown = |g: &Gui| g.harness.query_by_label_contains("updates/s").is_some();
+    g.until("the rate while it runs", rate_shown);
     g.harness.get_by_label("Pause").click();
     g.until("paused and held", |_| sim.idict.status().held);
     let held_at = sim.idict.version();
     g.until("the window to show it", |g| {
         g.harness.query_by_label("Resume").is_some()
     });
+    // Issue 30: no rate that outlives the state while paused.
+    g.harness.run_steps(2);
+    assert!(!rate_shown(&g), "a paused run shows no update rate");
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(sim.idict.version(), held_at, "paused: the version stops");
 

@@ -61,8 +61,14 @@ impl ControlsPanel {
             ui.separator();
             field(ui, format!("version {:<8}", m.version));
             field(ui, format!("t = {:<11}", format!("{:.3} s", m.time)));
-            // The rate only while it is known to be current.
-            if m.connection == Connection::Connected && !ended {
+            // The rate only while it is known to be current and the run
+            // runs: a paused run's (or one stepped while paused) read as if
+            // it were still going (issue 30: "40.0 updates/s" while PAUSED).
+            let running = m
+                .status
+                .as_ref()
+                .is_some_and(|s| s.state == RunState::Running);
+            if m.connection == Connection::Connected && !ended && running {
                 field(ui, format!("{:>7.1} updates/s", m.updates_per_second));
             }
         });
