@@ -56,11 +56,7 @@ impl InspectorService {
         let specs = self.inner.writable.read().clone();
         let entries = if only_writable {
             let mut v: Vec<_> = (specs.keys())
-                .filter_map(|k| {
-                    let id = *m.ids.get(k.as_str())?;
-                    let slot = m.entries.get(id as usize)?.as_ref()?;
-                    Some((slot.key.clone(), slot.entry.clone()))
-                })
+                .filter_map(|k| Some((Arc::<str>::from(k.as_str()), m.entry(k)?.clone())))
                 .collect();
             v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             v
