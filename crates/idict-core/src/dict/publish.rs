@@ -374,8 +374,16 @@ impl Inner {
         }
     }
 
+    /// A log message now. A replay's are on the recorded run's clock, as
+    /// its recorded messages are (the replay's own seconds beside them read
+    /// as a second clock: "[7.13s v601]" after "[3.00s v600]").
     pub(crate) fn log(&self, level: Level, text: String) {
-        self.log_at(level, text, self.elapsed(), None);
+        let time = match self.options.replay_of {
+            Some(_) => self.published.read().time,
+            None => self.elapsed(),
+        };
+        let time = if time.is_finite() { time } else { 0.0 };
+        self.log_at(level, text, time, None);
     }
 
     /// A log message at a given run time and version (default: the
