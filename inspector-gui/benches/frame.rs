@@ -37,12 +37,10 @@ fn main() {
         "built {SERIES} series x {SAMPLES} samples in {:.2} s",
         t.elapsed().as_secs_f64()
     );
-    let mut panel = PlotsPanel {
-        plots: vec![PlotConfig::of(
-            (0..SERIES).map(|s| format!("series_{s}")).collect(),
-        )],
-        note: None,
-    };
+    let mut panel = PlotsPanel::default();
+    panel.plots = vec![PlotConfig::of(
+        (0..SERIES).map(|s| format!("series_{s}")).collect(),
+    )];
     let ctx = egui::Context::default();
     let input = || egui::RawInput {
         screen_rect: Some(egui::Rect::from_min_size(

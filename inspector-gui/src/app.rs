@@ -25,10 +25,98 @@ use std::time::{Duration, Instant};
 /// What is remembered between launches.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
-    /// Runs opened recently (names or addresses), newest first.
+    /// Runs opened recently, newest first: run names (opened again by
+    /// name, whatever their pid now), recordings' paths, ssh:// targets.
     pub recent: Vec<String>,
     /// Plot choices per run name.
     pub plots: BTreeMap<String, Vec<PlotConfig>>,
+    /// The window's size (points) when last seen.
+    #[serde(default)]
+    pub window: Option<[f32; 2]>,
+    /// The panels' sizes as the user chose them.
+    #[serde(default)]
+    pub panels: PanelSizes,
+    /// Where File > Open recording last found one.
+    #[serde(default)]
+    pub last_folder: Option<PathBuf>,
+}
+
+/// The most runs the Recent list keeps.
+const MAX_RECENT: usize = 10;
+
+/// The panels' sizes as the user chose them, by dragging their edges (or
+/// the Messages toggle), remembered between launches.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PanelSizes {
+    pub runs: ChosenSize,
+    pub values: ChosenSize,
+    pub messages: ChosenSize,
+    /// Messages shown (`None`: shown when the window is at least
+    /// [`MESSAGES_OPEN_FROM`] tall).
+    pub messages_open: Option<bool>,
+}
+
+impl Default for PanelSizes {
+    fn default() -> Self {
+        PanelSizes {
+            runs: ChosenSize::new(210.0),
+            values: ChosenSize::new(400.0),
+            messages: ChosenSize::new(100.0),
+            messages_open: None,
+        }
+    }
+}
+
+/// A window shorter than this opens with the Messages panel folded.
+pub const MESSAGES_OPEN_FROM: f32 = 700.0;
+
+/// A panel's size as the user chose it, apart from what the window allows
+/// now. egui keeps only the size shown: a window made small narrowed the
+/// values panel for good (it stayed narrow at 1280x800 again).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChosenSize {
+    pub size: f32,
+    /// The size shown in the last frame (a change while the pointer is
+    /// down and the window is not being resized is the user's drag).
+    #[serde(skip)]
+    shown: Option<f32>,
+}
+
+impl ChosenSize {
+    pub fn new(size: f32) -> Self {
+        ChosenSize { size, shown: None }
+    }
+
+    /// The size shown in the last frame.
+    pub fn shown(&self) -> Option<f32> {
+        self.shown
+    }
+
+    /// `panel` at the chosen size within `min..=cap`; `force` (the
+    /// window's size changed, or the first frame) sets it, as egui would
+    /// otherwise keep the size it last showed.
+    fn apply(&self, panel: egui::Panel, min: f32, cap: f32, force: bool) -> egui::Panel {
+        let cap = cap.max(min);
+        let size = self.size.clamp(min, cap);
+        if force || self.shown.is_none() {
+            panel.exact_size(size)
+        } else {
+            panel.default_size(size).size_range(min..=cap)
+        }
+    }
+
+    /// Learns from the size shown: moved by a drag, it is the new choice.
+    fn learn(&mut self, shown: f32, dragging: bool, resized: bool) {
+        if let Some(before) = self.shown
+            && dragging
+            && !resized
+            && (shown - before).abs() > 0.5
+        {
+            self.size = shown;
+        }
+        self.shown = Some(shown);
+    }
 }
 
 /// One open run: its network task, what the UI knows of it, and its panels.
@@ -41,6 +129,8 @@ pub struct RunTab {
     pub plots: PlotsPanel,
     pub timeline: TimelinePanel,
     plots_ready: bool,
+    /// Put in the Recent list (once its name or file is known).
+    in_recent: bool,
     /// A run that started under this one's name since (offered, not taken).
     pub successor: Option<FoundRun>,
 }
@@ -62,8 +152,27 @@ impl RunTab {
             plots: PlotsPanel::default(),
             timeline: TimelinePanel::default(),
             plots_ready: false,
+            in_recent: false,
             successor: None,
         }
+    }
+
+    /// How the Recent list opens this run again, once that is known: a
+    /// replay by its recording, a run over ssh by its target, any other by
+    /// its name (its pid, address and run file change with each start).
+    /// Runs opened with a token (the demo, Connect) are not kept: the token
+    /// is not saved.
+    fn recent_entry(&self) -> Option<String> {
+        let m = &self.model;
+        if let Some(file) = &m.replay_of {
+            return Some(file.clone());
+        }
+        let target = &self.handle.spec.target;
+        if target.starts_with("ssh://") {
+            return Some(target.clone());
+        }
+        (self.handle.spec.token.is_none() && m.pid != 0 && !m.name.is_empty())
+            .then(|| m.name.clone())
     }
 
     /// Takes what the network task delivered since the last frame into the
@@ -92,6 +201,8 @@ impl RunTab {
         ui: &mut egui::Ui,
         screenshot_note: Option<&str>,
         others: &[&RunModel],
+        panels: &mut PanelSizes,
+        resized: bool,
     ) -> TabAction {
         let m = &self.model;
         let mut commands = Vec::new();
@@ -126,18 +237,50 @@ impl RunTab {
         }
         // Side and bottom panels are capped at a share of the window, so a
         // window made smaller (down to 800x500) keeps room for the plots:
-        // a panel keeps the size it had, and used to crush them.
+        // a panel keeps the size it had, and used to crush them. Made
+        // larger again, each gets the size the user chose back.
         let (width, height) = (ui.available_width(), ui.available_height());
-        egui::Panel::bottom("messages")
-            .resizable(true)
-            .default_size(100.0)
-            .size_range(40.0..=(0.22 * height).max(60.0))
-            .show(ui, |ui| MessagesPanel.ui(ui, m));
-        egui::Panel::left("values")
-            .resizable(true)
-            .default_size(400.0)
-            .size_range(200.0..=(0.45 * width).max(220.0))
-            .show(ui, |ui| commands.extend(self.values.ui(ui, m)));
+        let dragging = ui.input(|i| i.pointer.primary_down());
+        let window_height = ui.ctx().content_rect().height();
+        // Open by the window's height until the user says otherwise.
+        let mut open = panels
+            .messages_open
+            .unwrap_or(window_height >= MESSAGES_OPEN_FROM);
+        let was_open = open;
+        let messages = egui::Panel::bottom("messages");
+        let messages = if open {
+            panels.messages.apply(
+                messages.resizable(true),
+                60.0,
+                (0.25 * height).max(70.0),
+                resized,
+            )
+        } else {
+            // Folded: its one line (the newest message), no resizing; the
+            // chosen height comes back when it opens.
+            panels.messages.shown = None;
+            messages
+                .resizable(false)
+                .exact_size(ui.spacing().interact_size.y + 6.0)
+        };
+        let shown = messages.show(ui, |ui| MessagesPanel.ui(ui, m, &mut open));
+        if open != was_open {
+            panels.messages_open = Some(open);
+        } else if open {
+            panels
+                .messages
+                .learn(shown.response.rect.height(), dragging, resized);
+        }
+        let values = panels.values.apply(
+            egui::Panel::left("values").resizable(true),
+            200.0,
+            0.4 * width,
+            resized,
+        );
+        let shown = values.show(ui, |ui| commands.extend(self.values.ui(ui, m)));
+        panels
+            .values
+            .learn(shown.response.rect.width(), dragging, resized);
         egui::CentralPanel::default().show(ui, |ui| commands.extend(self.plots.ui(ui, m, others)));
         for c in commands {
             self.send(c);
@@ -196,6 +339,8 @@ pub struct InspectorApp {
     /// `runs/` here, when there is one).
     pub recordings_dir: Option<PathBuf>,
     screenshot: Option<ScreenshotPlan>,
+    /// The window's size in the last frame (a change resizes the panels).
+    last_window: Option<egui::Vec2>,
     /// Keeps the runtime alive when the app owns it.
     _runtime: Option<tokio::runtime::Runtime>,
 }
@@ -220,6 +365,7 @@ impl InspectorApp {
             open_dialog: None,
             recordings_dir: None,
             screenshot: None,
+            last_window: None,
             _runtime: None,
         }
     }
@@ -235,14 +381,28 @@ impl InspectorApp {
             self.selected = i;
             return;
         }
-        let handle = net::open(&self.rt, spec.clone(), self.ctx.clone());
+        let handle = net::open(&self.rt, spec, self.ctx.clone());
         self.tabs.push(RunTab::new(handle));
         self.selected = self.tabs.len() - 1;
-        let looks_temporary = spec.target.ends_with(".json") || spec.token.is_some();
-        if !looks_temporary {
-            self.settings.recent.retain(|r| r != &spec.target);
-            self.settings.recent.insert(0, spec.target);
-            self.settings.recent.truncate(10);
+    }
+
+    /// Puts runs in the Recent list once their names (or files) are known.
+    /// It used to keep only what was typed or given on the command line:
+    /// runs opened from the list (by run file) and recordings (opened with
+    /// a token) never got in.
+    fn remember_recent(&mut self) {
+        for tab in self.tabs.iter_mut().filter(|t| !t.in_recent) {
+            // Until the run's info comes, its name is what was asked for.
+            if tab.model.pid == 0 {
+                continue;
+            }
+            tab.in_recent = true;
+            if let Some(entry) = tab.recent_entry() {
+                let recent = &mut self.settings.recent;
+                recent.retain(|r| *r != entry);
+                recent.insert(0, entry);
+                recent.truncate(MAX_RECENT);
+            }
         }
     }
 
@@ -269,6 +429,7 @@ impl InspectorApp {
         let env = std::env::var_os("IDICT_RECORD").map(PathBuf::from);
         let start = [
             self.recordings_dir.clone(),
+            self.settings.last_folder.clone(),
             env,
             Some(PathBuf::from("runs")),
         ]
@@ -305,6 +466,11 @@ impl InspectorApp {
                 let picked = dialog.path().map(|p| p.to_path_buf());
                 self.open_dialog = None;
                 if let Some(path) = picked {
+                    // The next File > Open starts here.
+                    self.settings.last_folder = path
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .map(PathBuf::from);
                     self.open_recording(path);
                 }
             }
@@ -408,41 +574,53 @@ impl InspectorApp {
             self.local_seen = found;
         }
         self.follow_restarted_runs();
+        self.remember_recent();
         self.file_dialog(ui.ctx());
         self.take_recordings(ui.ctx());
+        let window = ui.ctx().content_rect().size();
+        let resized = self.last_window != Some(window);
+        self.last_window = Some(window);
+        self.settings.window = Some([window.x, window.y]);
+        let dragging = ui.input(|i| i.pointer.primary_down());
         let models: Vec<&RunModel> = self.tabs.iter().map(|t| &t.model).collect();
         let (local, recent) = (&self.local_seen, &self.settings.recent);
         let mut action = None;
         let mut wants_dialog = false;
         let width = ui.available_width();
-        egui::Panel::left("runs")
-            .resizable(true)
-            .default_size(210.0)
-            .size_range(120.0..=(0.22 * width).max(140.0))
-            .show(ui, |ui| {
-                let mut open = false;
-                egui::containers::menu::MenuBar::new().ui(ui, |ui| {
-                    ui.menu_button("File", |ui| {
-                        open = ui
-                            .button("Open recording…")
-                            .on_hover_text("A recording (FILE.idrec, from --record), replayed here")
-                            .clicked();
-                    });
+        let runs = self.settings.panels.runs.apply(
+            egui::Panel::left("runs").resizable(true),
+            120.0,
+            0.2 * width,
+            resized,
+        );
+        let shown = runs.show(ui, |ui| {
+            let mut open = false;
+            egui::containers::menu::MenuBar::new().ui(ui, |ui| {
+                ui.menu_button("File", |ui| {
+                    open = ui
+                        .button("Open recording…")
+                        .on_hover_text("A recording (FILE.idrec, from --record), replayed here")
+                        .clicked();
                 });
-                if open {
-                    wants_dialog = true;
-                }
-                egui::ScrollArea::vertical()
-                    .id_salt("runs-list")
-                    .show(ui, |ui| {
-                        action = self
-                            .runs_panel
-                            .ui(ui, &models, &mut self.selected, local, recent);
-                        if let Some(n) = &self.notice {
-                            ui.label(RichText::new(n).color(ui.visuals().error_fg_color));
-                        }
-                    });
             });
+            if open {
+                wants_dialog = true;
+            }
+            egui::ScrollArea::vertical()
+                .id_salt("runs-list")
+                .show(ui, |ui| {
+                    action = self
+                        .runs_panel
+                        .ui(ui, &models, &mut self.selected, local, recent);
+                    if let Some(n) = &self.notice {
+                        ui.label(RichText::new(n).color(ui.visuals().error_fg_color));
+                    }
+                });
+        });
+        self.settings
+            .panels
+            .runs
+            .learn(shown.response.rect.width(), dragging, resized);
         if wants_dialog {
             self.show_open_dialog();
         }
@@ -491,7 +669,13 @@ impl InspectorApp {
             .chain(after.iter())
             .map(|t| &t.model)
             .collect();
-        let action = tab.ui(ui, note.as_deref(), &others);
+        let action = tab.ui(
+            ui,
+            note.as_deref(),
+            &others,
+            &mut self.settings.panels,
+            resized,
+        );
         if let Some(found) = action.follow {
             tab.follow(&self.rt, &self.ctx, &found);
         }
@@ -588,5 +772,11 @@ impl eframe::App for InspectorApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, "settings", &self.settings_to_save());
+    }
+
+    /// Saved every few seconds, not only at a clean exit: a window closed
+    /// by a killed session (or a crash) kept what it had at launch.
+    fn auto_save_interval(&self) -> Duration {
+        Duration::from_secs(5)
     }
 }

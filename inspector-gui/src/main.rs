@@ -34,12 +34,16 @@ struct Args {
     screenshot: Option<PathBuf>,
     #[arg(long, default_value_t = 6.0, value_name = "SECONDS")]
     screenshot_after: f64,
-    /// Window size in points.
-    #[arg(long, default_value_t = 1400.0)]
-    width: f32,
-    #[arg(long, default_value_t = 860.0)]
-    height: f32,
+    /// Window size in points (default: the size it had when last closed,
+    /// else 1400 x 860).
+    #[arg(long)]
+    width: Option<f32>,
+    #[arg(long)]
+    height: Option<f32>,
 }
+
+/// The window's size when nothing else says.
+const DEFAULT_SIZE: [f32; 2] = [1400.0, 860.0];
 
 fn main() -> ExitCode {
     // RUST_LOG, e.g. `RUST_LOG=idict_inspector=debug,warn`; default warnings.
@@ -100,7 +104,10 @@ fn main() -> ExitCode {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("idict inspector")
-            .with_inner_size([args.width, args.height])
+            .with_inner_size([
+                args.width.unwrap_or(DEFAULT_SIZE[0]),
+                args.height.unwrap_or(DEFAULT_SIZE[1]),
+            ])
             .with_min_inner_size([640.0, 420.0]),
         ..Default::default()
     };
@@ -112,6 +119,18 @@ fn main() -> ExitCode {
                 .storage
                 .and_then(|s| eframe::get_value(s, "settings"))
                 .unwrap_or_default();
+            // The size asked for wins; else the one remembered (eframe
+            // restores its own record too, when it saved one).
+            let remembered = settings.window.filter(|[w, h]| *w >= 320.0 && *h >= 200.0);
+            let size = match (args.width, args.height, remembered) {
+                (None, None, Some(size)) => Some(size),
+                (None, None, None) => None,
+                (w, h, _) => Some([w.unwrap_or(DEFAULT_SIZE[0]), h.unwrap_or(DEFAULT_SIZE[1])]),
+            };
+            if let Some([w, h]) = size {
+                cc.egui_ctx
+                    .send_viewport_cmd(egui::ViewportCommand::InnerSize(egui::vec2(w, h)));
+            }
             let mut app =
                 InspectorApp::new(cc.egui_ctx.clone(), runtime.handle().clone(), settings);
             for replay in replays {

@@ -578,7 +578,6 @@ impl RunModel {
         self.recently_applied.contains(&write_id)
     }
 
-    /// Scalar keys that have a plot series.
     /// How the run is named in a legend beside others: its name and pid
     /// (a replay's: the recorded run's).
     pub fn label(&self) -> String {
@@ -588,11 +587,54 @@ impl RunModel {
         }
     }
 
+    /// How the Runs list names the run: as a legend does, and a replay by
+    /// its file too (replays run in the inspector's own process: named by
+    /// its pid, two recordings of one run read alike).
+    pub fn list_label(&self) -> String {
+        match (&self.replay, &self.replay_of) {
+            (Some(_), Some(file)) => {
+                let file = std::path::Path::new(file)
+                    .file_name()
+                    .map_or_else(|| file.clone(), |f| f.to_string_lossy().into_owned());
+                format!("{} · {file}", self.label())
+            }
+            _ => self.label(),
+        }
+    }
+
+    /// What the run is, in full (the Runs list's hover): where it runs,
+    /// or for a replay what was recorded, where and when, and the file.
+    pub fn describe(&self) -> String {
+        let started = |ms: i64| {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+            httpdate::fmt_http_date(at)
+        };
+        match (&self.replay, &self.replay_of) {
+            (Some(t), Some(file)) => format!(
+                "A replay of {file}\nrecorded: {} (pid {}) on {}, started {}",
+                self.name,
+                t.pid,
+                t.host,
+                started(t.started_unix_ms)
+            ),
+            _ if self.started_unix_ms > 0 => format!(
+                "{} (pid {}) on {}, started {}\nat {}",
+                self.name,
+                self.pid,
+                self.host,
+                started(self.started_unix_ms),
+                self.address
+            ),
+            _ => self.target.clone(),
+        }
+    }
+
     /// The ranks of the job (1: not an MPI job).
     pub fn rank_count(&self) -> usize {
         self.ranks as usize
     }
 
+    /// Scalar keys that have a plot series.
     pub fn plottable(&self) -> impl Iterator<Item = &str> {
         self.series.keys().map(String::as_str)
     }

@@ -83,6 +83,15 @@ fn gui_with(specs: Vec<OpenSpec>) -> Gui {
 /// The same, with `set_up` applied to the app as it is made (what a
 /// command-line flag does).
 fn gui_set_up(specs: Vec<OpenSpec>, set_up: fn(&mut InspectorApp)) -> Gui {
+    gui_remembering(specs, set_up, Default::default())
+}
+
+/// The same, launched with `settings` remembered from an earlier launch.
+fn gui_remembering(
+    specs: Vec<OpenSpec>,
+    set_up: fn(&mut InspectorApp),
+    settings: idict_inspector::Settings,
+) -> Gui {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -95,7 +104,7 @@ fn gui_set_up(specs: Vec<OpenSpec>, set_up: fn(&mut InspectorApp)) -> Gui {
             move |ui, app: &mut Option<InspectorApp>| {
                 let app = app.get_or_insert_with(|| {
                     let mut a =
-                        InspectorApp::new(ui.ctx().clone(), handle.clone(), Default::default());
+                        InspectorApp::new(ui.ctx().clone(), handle.clone(), settings.clone());
                     for s in &specs {
                         a.open(s.clone());
                     }
@@ -364,6 +373,51 @@ fn pause_step_set_and_terminate_from_the_window() {
         sim.idict.status().state == RunState::Finished
             && g.app().tabs[0].model.status.as_ref().map(|s| s.state) == Some(RunState::Finished)
     });
+}
+
+/// Issue 30: with `dt = 4e-5` pending on a paused run, typing `abc` and
+/// pressing Set still read "pending"; the refusal showed only after the
+/// run resumed. A refusal shows at once, beside the write still pending.
+#[test]
+fn a_refused_value_shows_at_once_while_a_write_is_pending() {
+    // A run that never reaches its next wait(): what is set stays pending.
+    let idict = IDict::new("pending");
+    idict.writable("dt", 1e-4);
+    idict.notify_update().unwrap();
+    let server = options().serve(&idict).unwrap();
+    let mut g = gui(server.address(), &server.tokens().controller);
+    g.until("the editor", |g| {
+        g.connected() && g.harness.query_by_label("Set dt").is_some()
+    });
+    let set = |g: &mut Gui, text: &str| {
+        let field = || (egui::accesskit::Role::TextInput, "dt");
+        g.harness
+            .get_by_role_and_label(field().0, field().1)
+            .focus();
+        g.harness
+            .key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+        g.harness
+            .get_by_role_and_label(field().0, field().1)
+            .type_text(text);
+        g.harness.run_steps(2);
+        g.harness.get_by_label("Set dt").click();
+        g.harness.run_steps(2);
+    };
+    set(&mut g, "4e-5");
+    let pending = |g: &Gui| {
+        g.harness
+            .query_by_label_contains("pending: applied")
+            .is_some()
+    };
+    g.until("the write pending", pending);
+    set(&mut g, "abc");
+    assert!(
+        g.harness
+            .query_by_label_contains("'abc' is not a number")
+            .is_some(),
+        "the refusal is not shown while a write is pending"
+    );
+    assert!(pending(&g), "the pending write is still said");
 }
 
 #[test]
@@ -729,15 +783,27 @@ fn a_finished_run_shows_no_rate_and_nothing_to_reconnect() {
     drop(server);
 }
 
-/// Issue 15: the wheel panned vertically and nothing said how to zoom. The
-/// wheel over a plot now zooms it (time), which also leaves follow mode.
+/// Issue 30 (after 15): the wheel over a plot zoomed it, so a column of
+/// plots could be scrolled only over their toolbars. The wheel scrolls the
+/// plots; Ctrl/⌘+wheel zooms the plot under the pointer in time, which
+/// leaves follow mode; the (?) hint says so.
 #[test]
-fn the_wheel_over_a_plot_zooms_it_and_leaves_follow_mode() {
+fn the_wheel_scrolls_the_plots_and_ctrl_wheel_zooms_one() {
     let sim = start(options());
     let mut g = gui(&sim.address, &sim.token);
     g.until("plots", |g| {
         g.value("step").is_some() && !g.app().tabs[0].plots.plots.is_empty()
     });
+    // A column taller than the window.
+    {
+        let plots = &mut g.harness.state_mut().as_mut().unwrap().tabs[0].plots.plots;
+        for _ in 0..4 {
+            plots.push(idict_inspector::views::plots::PlotConfig::of(vec![
+                "residual".into(),
+            ]));
+        }
+    }
+    g.harness.run_steps(3);
     g.harness
         .get_all_by_role_and_label(egui::accesskit::Role::CheckBox, "Follow latest")
         .next()
@@ -745,47 +811,76 @@ fn the_wheel_over_a_plot_zooms_it_and_leaves_follow_mode() {
         .click();
     g.harness.run_steps(2);
     assert!(g.app().tabs[0].plots.plots[0].follow);
-    // Into the first plot: left of its legend, a little lower.
-    let legend = g
-        .harness
-        .get_all_by_label("residual")
-        .last()
-        .unwrap()
-        .rect();
-    let inside = legend.left_center() + egui::vec2(-200.0, 60.0);
-    g.harness.hover_at(inside);
-    g.harness.run_steps(1);
     let target = g.app().tabs[0].model.target.clone();
     let id = idict_inspector::views::plots::plot_id(&target, 0);
-    let width = |g: &Gui| {
-        let ctx = g.harness.ctx.clone();
-        egui_plot::PlotMemory::load(&ctx, id).map(|m| m.bounds().width())
+    let memory =
+        |g: &Gui| egui_plot::PlotMemory::load(&g.harness.ctx, id).expect("the first plot's memory");
+    let frame = memory(&g).transform().frame().to_owned();
+    let inside = frame.center();
+    g.harness.hover_at(inside);
+    g.harness.run_steps(1);
+    let wheel = |g: &Gui, modifiers: egui::Modifiers| {
+        g.harness.event(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Point,
+            delta: egui::vec2(0.0, -80.0),
+            modifiers,
+            phase: egui::TouchPhase::Move,
+            source: egui::MouseWheelSource::Wheel,
+        });
     };
-    let before = width(&g).expect("the plot's memory");
-    g.harness.event(egui::Event::MouseWheel {
-        unit: egui::MouseWheelUnit::Point,
-        delta: egui::vec2(0.0, 80.0),
-        modifiers: egui::Modifiers::NONE,
-        phase: egui::TouchPhase::Move,
-        source: egui::MouseWheelSource::Wheel,
-    });
+    let width = memory(&g).bounds().width();
+    wheel(&g, egui::Modifiers::NONE);
     // Smooth scrolling spreads the wheel over a few frames.
+    g.harness.run_steps(10);
+    let scrolled = memory(&g).transform().frame().to_owned();
+    assert!(
+        scrolled.top() < frame.top() - 20.0,
+        "the plots did not scroll: the first plot's top {} -> {}",
+        frame.top(),
+        scrolled.top()
+    );
+    assert!(
+        g.app().tabs[0].plots.plots[0].follow,
+        "the wheel left follow mode"
+    );
+    assert!(
+        (memory(&g).bounds().width() - width).abs() < width * 0.01,
+        "the wheel zoomed"
+    );
+    // Ctrl+wheel over the plot (now higher up) zooms it in time.
+    g.harness
+        .hover_at(egui::pos2(scrolled.center().x, scrolled.bottom() - 10.0));
+    g.harness.run_steps(1);
+    wheel(
+        &g,
+        egui::Modifiers {
+            ctrl: true,
+            command: true,
+            ..Default::default()
+        },
+    );
     g.harness.run_steps(10);
     assert!(
         !g.app().tabs[0].plots.plots[0].follow,
-        "the wheel did not reach the plot"
+        "Ctrl+wheel did not reach the plot"
     );
-    // Zoomed in along x (it used to pan), and the follow window is gone.
-    let after = width(&g).expect("the plot's memory");
-    assert!(after < before * 0.99, "x width {before} -> {after}");
+    let after = memory(&g).bounds().width();
+    assert!(
+        (after - width).abs() > width * 0.01,
+        "x width {width} -> {after}"
+    );
+    assert!(idict_inspector::views::plots::NAVIGATION_HINT.contains("Ctrl/⌘+wheel: zoom time"));
 }
 
-/// Issue 15: after the window was made smaller the plots kept no room (at
-/// 700x450 they vanished) and the Set buttons were cut off. From 800x500
-/// up, after a resize from a large window, everything stays inside and the
-/// plots keep a usable width.
+/// Issues 15 and 30: at 800x500 the values list shrank to 3 rows, plot
+/// toolbars wrapped to three rows and the second plot was ~40 px; at
+/// 1280x800 "+ Add plot" sat half under Messages; made large again, the
+/// values panel stayed narrow. At both sizes, after a resize from a large
+/// window: nothing is cut at the window's edges, the controls and "+ Add
+/// plot" are in view, the plots in view are at least 120 px tall, the
+/// values list shows its rows, and the panels come back to their sizes.
 #[test]
-fn the_layout_fits_800x500_after_a_resize_from_a_large_window() {
+fn the_layout_fits_800x500_and_1280x800_after_resizes() {
     let sim = start(options());
     let mut g = gui(&sim.address, &sim.token);
     g.until("plots and steering", |g| {
@@ -794,39 +889,81 @@ fn the_layout_fits_800x500_after_a_resize_from_a_large_window() {
             && g.harness.query_by_label("Set dt").is_some()
     });
     g.harness.run_steps(5);
-    g.harness.set_size(egui::vec2(800.0, 500.0));
-    g.harness.run_steps(10);
-    let window = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(800.0, 500.0));
-    let target = g.app().tabs[0].model.target.clone();
-    let id = idict_inspector::views::plots::plot_id(&target, 0);
-    let frame = egui_plot::PlotMemory::load(&g.harness.ctx, id)
-        .expect("the first plot is drawn")
-        .transform()
-        .frame()
-        .to_owned();
-    assert!(
-        frame.width() >= 250.0,
-        "the plot is {} px wide",
-        frame.width()
-    );
-    assert!(
-        frame.right() <= window.right() + 0.5,
-        "the plot ends at {}",
-        frame.right()
-    );
-    for label in [
-        "Set dt",
-        "Set source",
-        "Pause",
-        "Terminate",
-        "Save window as PNG",
-    ] {
-        let rect = g.harness.get_by_label(label).rect();
+    let chosen = g.app().settings.panels.values.size;
+    for (w, h) in [(800.0, 500.0), (1280.0, 800.0)] {
+        g.harness.set_size(egui::vec2(w, h));
+        g.harness.run_steps(10);
+        let window = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(w, h));
+        let at = format!("at {w}x{h}");
+        // Nothing reaches past the window's right edge.
+        for node in g
+            .harness
+            .query_all(egui_kittest::kittest::by().predicate(|n| n.bounding_box().is_some()))
+        {
+            let r = node.rect();
+            if r.is_positive() {
+                assert!(
+                    r.right() <= window.right() + 0.5,
+                    "{at}: {node:?} ends at x = {}",
+                    r.right()
+                );
+            }
+        }
+        for label in [
+            "Set dt",
+            "Set source",
+            "Pause",
+            "Terminate",
+            "Save window as PNG",
+            "+ Add plot",
+            "Filter",
+        ] {
+            let rect = g.harness.get_by_label(label).rect();
+            assert!(window.contains_rect(rect), "{at}: {label} at {rect:?}");
+        }
+        let messages = g.harness.get_by_label_contains("Messages (").rect();
+        let add = g.harness.get_by_label("+ Add plot").rect();
         assert!(
-            window.contains_rect(rect),
-            "{label} at {rect:?} is not inside the window"
+            add.bottom() <= messages.top(),
+            "{at}: + Add plot at {add:?} is under Messages at {messages:?}"
         );
+        // Every plot frame in view is a readable height; the first is whole.
+        let target = g.app().tabs[0].model.target.clone();
+        for i in 0..g.app().tabs[0].plots.plots.len() {
+            let id = idict_inspector::views::plots::plot_id(&target, i);
+            let Some(mem) = egui_plot::PlotMemory::load(&g.harness.ctx, id) else {
+                continue;
+            };
+            let frame = *mem.transform().frame();
+            assert!(frame.height() >= 120.0, "{at}: plot {i} is {frame:?}");
+            assert!(frame.width() >= 250.0, "{at}: plot {i} is {frame:?}");
+            if i == 0 {
+                assert!(window.contains_rect(frame), "{at}: plot 0 at {frame:?}");
+            }
+        }
+        // The values list shows its rows (it kept 3 at 800x500).
+        let shown = g.app().tabs[0]
+            .model
+            .values
+            .keys()
+            .filter(|k| !matches!(k.as_str(), "dt" | "source"))
+            .filter(|k| {
+                g.harness
+                    .query_all_by_label(k)
+                    .any(|n| window.contains_rect(n.rect()))
+            })
+            .count();
+        assert!(shown >= 5, "{at}: {shown} rows of values in view");
     }
+    // Large again: the values panel is as wide as before (it stayed at
+    // what 800x500 allowed).
+    let values = g.app().settings.panels.values;
+    assert_eq!(values.size, chosen, "the chosen width is kept");
+    let shown = values.shown().unwrap();
+    assert!(
+        (shown - chosen).abs() < 1.0,
+        "the values panel is {shown} px wide, chosen {chosen}"
+    );
 }
 
 /// Issue 15: the inspector never went idle (35% of a core with every run
@@ -868,37 +1005,7 @@ fn nothing_asks_for_a_frame_when_nothing_changes() {
 /// values and curves.
 #[test]
 fn a_recording_opens_as_a_replay_with_a_timeline_to_scrub() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = IDict::new("recorded");
-    run.writable("gain", 1.0);
-    let server = options().record(dir.path()).serve(&run).unwrap();
-    let path = server.recording().unwrap().to_path_buf();
-    // A write and a pause/resume from a client: marks on the timeline.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = rt.block_on(async {
-        idict::client::Client::connect_target(
-            idict::client::Target::at(server.address(), Some(server.tokens().controller.clone())),
-            Default::default(),
-        )
-        .await
-        .unwrap()
-    });
-    for i in 0..100i64 {
-        if i == 30 {
-            rt.block_on(client.set("gain", 2.0)).unwrap();
-        }
-        if i == 60 {
-            rt.block_on(client.pause()).unwrap();
-            rt.block_on(client.resume()).unwrap();
-        }
-        run.wait();
-        run.lock().insert("step", i);
-        run.notify_update().unwrap();
-    }
-    run.notify_update_final().unwrap();
-    drop(client);
-    server.close();
-
+    let (_dir, path) = recorded_with_marks();
     let replay = idict_inspector::demo::Replay::start(&path).unwrap();
     let mut g = gui(&replay.address, &replay.controller_token);
     g.until("the replay, held at its start", |g| {
@@ -938,6 +1045,132 @@ fn a_recording_opens_as_a_replay_with_a_timeline_to_scrub() {
         g.app().tabs[0].model.version == 40
     });
     drop(replay);
+}
+
+/// Issue 30: a write at v203 was marked where the handle reads v237 (the
+/// marks were spread over the slider and its label). A mark sits where
+/// the handle is at its version: hovering there names it, and a click on
+/// it goes to exactly that version.
+#[test]
+fn a_timeline_mark_sits_where_the_handle_reads_its_version() {
+    let (_dir, path) = recorded_with_marks();
+    let replay = idict_inspector::demo::Replay::start(&path).unwrap();
+    let mut g = gui(&replay.address, &replay.controller_token);
+    g.until("the replay with its marks", |g| {
+        g.connected()
+            && g.app().tabs[0].model.role == Some(idict::Role::Controller)
+            && g.app().tabs[0]
+                .model
+                .replay
+                .as_ref()
+                .is_some_and(|t| t.marks.len() == 3)
+    });
+    g.harness.run_steps(2);
+    let t = g.app().tabs[0].model.replay.clone().unwrap();
+    let write = t
+        .marks
+        .iter()
+        .find(|m| m.kind == idict::MarkKind::Write)
+        .unwrap()
+        .version;
+    let rail = g.harness.get_by_label("Replay position").rect();
+    let at = egui::pos2(
+        idict_inspector::views::timeline::mark_x(&rail, t.first_version, t.last_version, write),
+        rail.center().y,
+    );
+    g.harness.hover_at(at);
+    g.harness.run_steps(2);
+    assert!(
+        g.harness
+            .query_by_label_contains(&format!("v{write}: gain"))
+            .is_some(),
+        "no mark under the pointer where the handle reads v{write}"
+    );
+    g.harness.drag_at(at);
+    g.harness.run_steps(1);
+    g.harness.drop_at(at);
+    g.harness.run_steps(1);
+    g.until("the replay at the mark's version", |g| {
+        g.app().tabs[0].model.version == write
+    });
+}
+
+/// Issue 30: a replay's recorded lines read "[0.00s v0]" and its end line
+/// "[7.13s v601]" (the replay's own clock) with the header at t = 3.004 s.
+/// Every line of a replay is on the recorded run's clock, and the panel
+/// says which clock that is.
+#[test]
+fn a_replays_messages_are_on_one_clock_the_recorded_runs() {
+    let (_dir, path) = recorded_with_marks();
+    let replay = idict_inspector::demo::Replay::start(&path).unwrap();
+    let mut g = gui(&replay.address, &replay.controller_token);
+    g.until("the replay, held at its start", |g| {
+        g.connected() && g.app().tabs[0].model.replay.is_some()
+    });
+    // The replay's own clock runs on meanwhile: past the whole recording.
+    std::thread::sleep(Duration::from_millis(1200));
+    g.harness.get_by_label("Resume").click();
+    g.until("the end of the replay", |g| {
+        let m = &g.app().tabs[0].model;
+        m.messages
+            .iter()
+            .any(|l| l.text.contains("the end of the recording"))
+    });
+    let m = &g.app().tabs[0].model;
+    let last = m.replay.as_ref().unwrap().last_time;
+    assert!(last < 1.0, "the recording spans {last} s");
+    for line in &m.messages {
+        assert!(
+            line.time <= last + 1e-9,
+            "[{}s v{}] {}: past the recording's last time {last}",
+            line.time,
+            line.version,
+            line.text
+        );
+    }
+    assert!(
+        g.harness
+            .query_by_label_contains("t: the recorded run's seconds")
+            .is_some(),
+        "the panel does not say which clock"
+    );
+}
+
+/// A run that published `step` = 0..100, with a write of `gain` from a
+/// client at its 31st wait and a pause and resume at its 61st, recorded:
+/// the directory and the recording.
+fn recorded_with_marks() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = IDict::new("recorded");
+    run.writable("gain", 1.0);
+    let server = options().record(dir.path()).serve(&run).unwrap();
+    let path = server.recording().unwrap().to_path_buf();
+    // A write and a pause/resume from a client: marks on the timeline.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(async {
+        idict::client::Client::connect_target(
+            idict::client::Target::at(server.address(), Some(server.tokens().controller.clone())),
+            Default::default(),
+        )
+        .await
+        .unwrap()
+    });
+    for i in 0..100i64 {
+        if i == 30 {
+            rt.block_on(client.set("gain", 2.0)).unwrap();
+        }
+        if i == 60 {
+            rt.block_on(client.pause()).unwrap();
+            rt.block_on(client.resume()).unwrap();
+        }
+        run.wait();
+        run.lock().insert("step", i);
+        run.notify_update().unwrap();
+    }
+    run.notify_update_final().unwrap();
+    drop(client);
+    server.close();
+    (dir, path)
 }
 
 /// Issue 16: a plot lays the same key of another open run over its own,
@@ -982,7 +1215,10 @@ fn a_plot_compares_a_key_across_two_runs() {
     g.harness.run_steps(2);
     let pid = std::process::id();
     g.harness
-        .get_by_label(&format!("second (pid {pid})"))
+        .get_by_role_and_label(
+            egui::accesskit::Role::CheckBox,
+            &format!("second (pid {pid})"),
+        )
         .click();
     g.harness.run_steps(3);
     let cfg = &g.app().tabs[0].plots.plots[0];
@@ -1095,6 +1331,151 @@ fn a_recording_opened_to_compare_is_held_at_its_end() {
     assert_eq!(replay.idict.history("step").unwrap().len(), 30);
 }
 
+/// Issue 30: two recordings open were both listed as "heat (PID)", with
+/// the inspector's own pid (replays run in its process). A replay is
+/// listed by its recorded run and its file, and described on hover.
+#[test]
+fn replays_are_told_apart_in_the_runs_list() {
+    let (_a_dir, a) = recorded_steps("same", 10);
+    let (_b_dir, b) = recorded_steps("same", 10);
+    let replays = [
+        idict_inspector::demo::Replay::start(&a).unwrap(),
+        idict_inspector::demo::Replay::start(&b).unwrap(),
+    ];
+    let specs = replays
+        .iter()
+        .map(|r| OpenSpec {
+            target: r.address.clone(),
+            token: Some(r.controller_token.clone()),
+        })
+        .collect();
+    let mut g = gui_with(specs);
+    g.until("both replays with their info", |g| {
+        g.app().tabs.len() == 2 && g.app().tabs.iter().all(|t| t.model.replay.is_some())
+    });
+    g.harness.run_steps(2);
+    let pid = std::process::id();
+    assert!(
+        g.harness.query_by_label(&format!("same ({pid})")).is_none(),
+        "a replay listed by the inspector's pid"
+    );
+    for path in [&a, &b] {
+        let file = path.file_name().unwrap().to_string_lossy();
+        let label = format!("same (recorded pid {pid}) · {file}");
+        assert!(
+            g.harness.query_by_label(&label).is_some(),
+            "no \"{label}\" in the Runs list"
+        );
+    }
+    assert!(a.file_name() != b.file_name());
+    let m = &g.app().tabs[0].model;
+    assert!(
+        m.describe()
+            .starts_with(&format!("A replay of {}", a.display()))
+    );
+}
+
+/// Issue 30: Recent never changed (runs opened from the list and
+/// recordings never got in), File > Open started in the working directory
+/// each time, and the window and panels came back at their old sizes. The
+/// settings saved hold the runs opened (by name, a recording by its path),
+/// the last folder, the window's size and the panels' chosen sizes; a
+/// launch with them lists the runs to open again, opens the file dialog
+/// where the last recording was, and gives the panels their sizes back.
+#[test]
+fn the_window_remembers_recent_runs_the_last_folder_and_its_sizes() {
+    let (dir, recording) = recorded_steps("recorded-one", 10);
+    let (_idict, server) = one_key_run("live-one");
+    let runs = tempfile::tempdir().unwrap();
+    let run_file =
+        idict::runfile::write_run_file(runs.path(), &run_file_for(&server, "live-one")).unwrap();
+    let mut g = gui_with(vec![OpenSpec {
+        target: run_file.display().to_string(),
+        token: None,
+    }]);
+    g.until("the run opened by its run file", |g| {
+        g.connected() && g.value("x") == Some(Value::Int(1))
+    });
+    if let Some(app) = g.harness.state_mut().as_mut() {
+        app.recordings_dir = Some(dir.path().to_path_buf());
+    }
+    g.harness.get_by_label("File").click();
+    g.harness.run_steps(2);
+    g.harness.get_by_label("Open recording…").click();
+    g.harness.run_steps(3);
+    let name = recording.file_name().unwrap().to_string_lossy().to_string();
+    g.harness.get_by_label_contains(&name).click();
+    g.harness.run_steps(2);
+    g.harness.get_by_label("Open").click();
+    g.until("the recording, open", |g| {
+        g.app().tabs.len() == 2 && g.app().tabs[1].model.replay.is_some()
+    });
+    g.harness.set_size(egui::vec2(1280.0, 800.0));
+    g.harness.run_steps(5);
+    // Widen the values panel by dragging its edge 20 px.
+    let before = g.app().settings.panels.values.size;
+    // The values panel ends where the plots' panel (and its 8 px margin)
+    // begins.
+    let edge = g.harness.get_by_label("+ Add plot").rect().left() - 8.0;
+    let y = 400.0;
+    g.harness.hover_at(egui::pos2(edge, y));
+    g.harness.run_steps(1);
+    g.harness.drag_at(egui::pos2(edge, y));
+    g.harness.run_steps(1);
+    for dx in [10.0, 20.0] {
+        g.harness.hover_at(egui::pos2(edge + dx, y));
+        g.harness.run_steps(1);
+    }
+    g.harness.drop_at(egui::pos2(edge + 20.0, y));
+    g.harness.run_steps(2);
+    let saved = g.app().settings_to_save();
+    assert!(
+        (saved.panels.values.size - (before + 20.0)).abs() < 2.0,
+        "the values panel was {before} wide, dragged 20 px: {}",
+        saved.panels.values.size
+    );
+    assert_eq!(saved.window, Some([1280.0, 800.0]));
+    assert_eq!(
+        saved.recent,
+        [recording.display().to_string(), "live-one".to_string()],
+        "newest first: the recording by its path, the run by its name"
+    );
+    assert_eq!(saved.last_folder.as_deref(), Some(dir.path()));
+    drop(g);
+
+    // The next launch, nothing open.
+    let mut g = gui_remembering(Vec::new(), |_| {}, saved.clone());
+    g.harness.set_size(egui::vec2(1280.0, 800.0));
+    g.harness.run_steps(3);
+    assert!(g.harness.query_by_label("live-one").is_some());
+    let listed = |g: &Gui| g.harness.query_all_by_label_contains(&name).count();
+    let in_recent = listed(&g);
+    assert_eq!(in_recent, 1, "the recording in the Recent list");
+    g.harness.get_by_label("File").click();
+    g.harness.run_steps(2);
+    g.harness.get_by_label("Open recording…").click();
+    g.harness.run_steps(3);
+    assert!(
+        listed(&g) > in_recent,
+        "File > Open does not start in the last folder"
+    );
+    g.harness.key_press(egui::Key::Escape);
+    g.harness.run_steps(2);
+    g.harness
+        .get_by_label(&recording.display().to_string())
+        .click();
+    g.until("the recording, open again from Recent", |g| {
+        g.app().tabs.len() == 1 && g.app().tabs[0].model.replay.is_some()
+    });
+    g.harness.run_steps(3);
+    let shown = g.app().settings.panels.values.shown().unwrap();
+    assert!(
+        (shown - saved.panels.values.size).abs() < 1.0,
+        "the values panel opens {shown} px wide, saved {}",
+        saved.panels.values.size
+    );
+}
+
 /// Two recordings compared, at 800x500: the plot and its Compare and CSV
 /// buttons stay inside the window.
 #[test]
@@ -1155,6 +1536,138 @@ fn compared_replays_fit_800x500() {
     );
     for rect in g.harness.query_all_by_label("CSV").map(|n| n.rect()) {
         assert!(window.contains_rect(rect), "CSV at {rect:?}");
+    }
+}
+
+/// A run called `name` whose `residual` decays at `rate` over 300 updates,
+/// recorded: the directory and the recording.
+fn recorded_decay(name: &str, rate: f64) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = IDict::new(name);
+    let server = options().record(dir.path()).serve(&run).unwrap();
+    let path = server.recording().unwrap().to_path_buf();
+    for i in 0..300 {
+        run.lock().insert("residual", (-rate * i as f64).exp());
+        run.notify_update().unwrap();
+    }
+    run.notify_update_final().unwrap();
+    server.close();
+    (dir, path)
+}
+
+/// Issue 30: a compared replay scrubbed to v237 drew its curve to there
+/// and stopped, the legend silent. Its legend entry says how far it is
+/// shown, and a line marks where it stops.
+#[test]
+fn a_compared_replay_shown_in_part_says_where_it_stops() {
+    let (_a_dir, a) = recorded_decay("first", 0.01);
+    let (_b_dir, b) = recorded_decay("second", 0.02);
+    let replays = [
+        idict_inspector::demo::Replay::start_at(&a, Some(idict::SeekTo::Version(u64::MAX)))
+            .unwrap(),
+        idict_inspector::demo::Replay::start_at(&b, Some(idict::SeekTo::Version(120))).unwrap(),
+    ];
+    let specs = replays
+        .iter()
+        .map(|r| OpenSpec {
+            target: r.address.clone(),
+            token: Some(r.controller_token.clone()),
+        })
+        .collect();
+    let mut g = gui_set_up(specs, InspectorApp::compare_with_others_on_open);
+    g.until("the first whole, the second at v120, compared", |g| {
+        let tabs = &g.app().tabs;
+        tabs.len() == 2
+            && tabs[0].model.version == 301
+            && tabs[1].model.version == 120
+            && tabs[1].model.replay.is_some()
+            && tabs[0]
+                .plots
+                .plots
+                .first()
+                .is_some_and(|p| !p.compare.is_empty())
+    });
+    g.harness.run_steps(3);
+    let pid = std::process::id();
+    let legend = format!("residual · second (recorded pid {pid}) · shown to v120 of v301");
+    assert!(
+        g.harness.query_by_label(&legend).is_some(),
+        "no legend entry \"{legend}\""
+    );
+    // The first run, whole, is named plainly.
+    assert!(
+        g.harness
+            .query_by_label(&format!("residual · first (recorded pid {pid})"))
+            .is_some()
+    );
+}
+
+/// Issue 30: off a curve the hover read "step 7 / 3.4687e-4" (the
+/// pointer's place, read as a value), and tooltips were cut at the plot's
+/// right edge. Off a curve there is no readout; on one it names the value,
+/// inside the window even at the plot's right end.
+#[test]
+fn the_hover_reads_values_only_on_a_curve_and_stays_in_the_window() {
+    let idict = IDict::new("hover");
+    for i in 0..200 {
+        idict
+            .lock()
+            .insert("energy", 1e-3 * (i as f64 / 20.0).sin());
+        idict.notify_update().unwrap();
+    }
+    let server = options().serve(&idict).unwrap();
+    let mut g = gui(server.address(), &server.tokens().observer);
+    g.until("the plot of energy", |g| {
+        g.app().tabs[0]
+            .model
+            .series
+            .get("energy")
+            .is_some_and(|s| s.len() == 200)
+            && !g.app().tabs[0].plots.plots.is_empty()
+    });
+    g.harness.run_steps(5);
+    let target = g.app().tabs[0].model.target.clone();
+    let id = idict_inspector::views::plots::plot_id(&target, 0);
+    let transform = egui_plot::PlotMemory::load(&g.harness.ctx, id)
+        .expect("the plot is drawn")
+        .transform();
+    let frame = *transform.frame();
+    let window = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1400.0, 900.0));
+    let readout = |g: &Gui| {
+        // A readout reads "step N" then the value, on a line of its own.
+        g.harness
+            .query_all_by_label_contains("step ")
+            .filter(|n| format!("{n:?}").contains("\\n"))
+            .map(|n| n.rect())
+            .collect::<Vec<_>>()
+    };
+    // Far above the curve (|energy| <= 1e-3 fills the frame: the top-left
+    // corner holds no sample).
+    g.harness
+        .hover_at(egui::pos2(frame.left() + 3.0, frame.top() + 3.0));
+    g.harness.run_steps(3);
+    assert!(
+        g.harness.query_by_label_contains("energy =").is_none() && readout(&g).is_empty(),
+        "a readout off the curve"
+    );
+    // On the curve's last sample, at the plot's right end.
+    let last = transform.position_from_point(&egui_plot::PlotPoint::new(
+        200.0,
+        1e-3 * (199.0f64 / 20.0).sin(),
+    ));
+    g.harness.hover_at(last);
+    g.harness.run_steps(3);
+    let tips: Vec<egui::Rect> = g
+        .harness
+        .query_all_by_label_contains("energy =")
+        .map(|n| n.rect())
+        .collect();
+    assert!(!tips.is_empty(), "no readout on the curve at {last:?}");
+    for tip in tips {
+        assert!(
+            window.contains_rect(tip),
+            "the readout at {tip:?} leaves the window"
+        );
     }
 }
 

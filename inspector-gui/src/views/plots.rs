@@ -110,7 +110,14 @@ pub struct PlotsPanel {
     pub plots: Vec<PlotConfig>,
     /// The outcome of the last export.
     pub note: Option<String>,
+    /// The tallest plot toolbar of the last frame (one row, or two in a
+    /// narrow window): the plots share what is left of the panel.
+    toolbar_height: f32,
 }
+
+/// The least height of a plot, axes included: its curve's frame keeps
+/// 120 px or more.
+pub const MIN_PLOT_HEIGHT: f32 = 160.0;
 
 /// One drawn line: its key, and its points.
 pub type PlotLine = (String, Vec<[f64; 2]>);
@@ -191,18 +198,29 @@ impl PlotsPanel {
     /// `others`: the other open runs, to compare with.
     pub fn ui(&mut self, ui: &mut egui::Ui, m: &RunModel, others: &[&RunModel]) -> Vec<Command> {
         let mut commands = Vec::new();
-        if self.plots.is_empty() && ui.button("+ Add plot").clicked() {
-            self.plots.push(PlotConfig::of(Vec::new()));
-        }
         let count = self.plots.len();
-        let height = ((ui.available_height() - 40.0) / count.max(1) as f32 - 34.0).max(120.0);
+        // "+ Add plot" keeps a row of its own under the plots, outside their
+        // scrolling (it sat half under the Messages panel); the plots share
+        // the rest, each at least MIN_PLOT_HEIGHT, scrolled when they do not
+        // fit.
+        let spacing = ui.spacing().item_spacing.y;
+        let footer = ui.spacing().interact_size.y + 2.0 * spacing;
+        let room = (ui.available_height() - footer).max(MIN_PLOT_HEIGHT);
+        if self.toolbar_height <= 0.0 {
+            self.toolbar_height = ui.spacing().interact_size.y;
+        }
+        let per_plot = room / count.max(1) as f32 - self.toolbar_height - 3.0 * spacing;
+        let height = per_plot.max(MIN_PLOT_HEIGHT);
+        let mut toolbar_height: f32 = 0.0;
         let mut remove = None;
         egui::ScrollArea::vertical()
             .id_salt("plots")
+            .max_height(room)
+            .auto_shrink([false, true])
             .show(ui, |ui| {
                 for (i, cfg) in self.plots.iter_mut().enumerate() {
                     ui.push_id(i, |ui| {
-                        ui.horizontal_wrapped(|ui| {
+                        let bar = ui.horizontal_wrapped(|ui| {
                             // Stays open while keys are ticked (closing after
                             // each took three openings for x, y and z).
                             let stay_open = egui::containers::menu::MenuConfig::new()
@@ -248,11 +266,13 @@ impl PlotsPanel {
                                     );
                                 }
                             });
-                            egui::ComboBox::from_label("x axis")
+                            let x = ui.label("x");
+                            egui::ComboBox::from_id_salt("x axis")
                                 .selected_text(match cfg.x {
                                     XAxis::Version => "step",
                                     XAxis::Time => "time",
                                 })
+                                .width(56.0)
                                 .show_ui(ui, |ui| {
                                     ui.selectable_value(
                                         &mut cfg.x,
@@ -260,7 +280,9 @@ impl PlotsPanel {
                                         "x: step (version)",
                                     );
                                     ui.selectable_value(&mut cfg.x, XAxis::Time, "x: time (s)");
-                                });
+                                })
+                                .response
+                                .labelled_by(x.id);
                             if !others.is_empty() {
                                 egui::containers::menu::MenuButton::new(format!(
                                     "Compare ({})",
@@ -295,34 +317,10 @@ impl PlotsPanel {
                             if let Some(ranks) = ranks {
                                 rank_picker(ui, cfg, ranks, m.rank_count());
                             }
-                            ui.checkbox(&mut cfg.follow, "Follow latest");
-                            // Always there (greyed when not following): it
-                            // used to appear and push the rest off the edge.
-                            let w = ui.label("window");
-                            ui.add_enabled(
-                                cfg.follow,
-                                egui::DragValue::new(&mut cfg.window)
-                                    .range(1.0..=1e12)
-                                    .speed(10.0),
-                            )
-                            .labelled_by(w.id)
-                            .on_hover_text("How much of the x axis Follow latest shows");
+                            ui.checkbox(&mut cfg.follow, "Follow latest").on_hover_text(
+                                "Show the newest stretch of x (its width: … > Follow window)",
+                            );
                             ui.checkbox(&mut cfg.log_y, "Log y");
-                            // The slider goes in a scope, which a wrapping
-                            // row does not move on by itself: move it here
-                            // (what is left of this row, not its width).
-                            if ui.available_size_before_wrap().x < 170.0 {
-                                ui.end_row();
-                            }
-                            let e = ui.label("EMA");
-                            ui.scope(|ui| {
-                                ui.spacing_mut().slider_width = 70.0;
-                                ui.add(
-                                    egui::Slider::new(&mut cfg.ema, 0.0..=0.99).fixed_decimals(2),
-                                )
-                                .labelled_by(e.id)
-                                .on_hover_text("Exponential smoothing factor; 0 is off");
-                            });
                             egui::containers::menu::MenuButton::new(format!(
                                 "Alerts ({})",
                                 m.triggers.len()
@@ -332,23 +330,59 @@ impl PlotsPanel {
                                     .close_behavior(egui::PopupCloseBehavior::CloseOnClickOutside),
                             )
                             .ui(ui, |ui| commands.extend(alerts_menu(ui, m, cfg)));
-                            if ui
-                                .button("CSV")
-                                .on_hover_text("Export these series")
-                                .clicked()
-                            {
-                                self.note = Some(export_csv(m, cfg));
-                            }
-                            if ui
-                                .button("Remove")
-                                .on_hover_text("Remove this plot")
-                                .clicked()
-                            {
-                                remove = Some(i);
-                            }
+                            // The rest, seldom changed, in one menu: the bar
+                            // wrapped to three rows in an 800 px window.
+                            egui::containers::menu::MenuButton::new("…")
+                                .config(
+                                    egui::containers::menu::MenuConfig::new().close_behavior(
+                                        egui::PopupCloseBehavior::CloseOnClickOutside,
+                                    ),
+                                )
+                                .ui(ui, |ui| {
+                                    ui.horizontal(|ui| {
+                                        let w = ui.label("Follow window");
+                                        ui.add_enabled(
+                                            cfg.follow,
+                                            egui::DragValue::new(&mut cfg.window)
+                                                .range(1.0..=1e12)
+                                                .speed(10.0),
+                                        )
+                                        .labelled_by(w.id)
+                                        .on_hover_text(
+                                            "How much of the x axis Follow latest shows",
+                                        );
+                                    });
+                                    ui.horizontal(|ui| {
+                                        let e = ui.label("EMA");
+                                        ui.add(
+                                            egui::Slider::new(&mut cfg.ema, 0.0..=0.99)
+                                                .fixed_decimals(2),
+                                        )
+                                        .labelled_by(e.id)
+                                        .on_hover_text("Exponential smoothing factor; 0 is off");
+                                    });
+                                    if ui
+                                        .button("CSV")
+                                        .on_hover_text("Export these series")
+                                        .clicked()
+                                    {
+                                        self.note = Some(export_csv(m, cfg));
+                                    }
+                                    if ui
+                                        .button("Remove")
+                                        .on_hover_text("Remove this plot")
+                                        .clicked()
+                                    {
+                                        remove = Some(i);
+                                    }
+                                    ui.label(RichText::new(NAVIGATION_HINT).weak());
+                                })
+                                .0
+                                .on_hover_text("Follow window, smoothing, CSV export, remove");
                             ui.label(egui::RichText::new("(?)").weak())
                                 .on_hover_text(NAVIGATION_HINT);
                         });
+                        toolbar_height = toolbar_height.max(bar.response.rect.height());
                         let compared: Vec<&RunModel> = others
                             .iter()
                             .copied()
@@ -357,15 +391,18 @@ impl PlotsPanel {
                         draw(ui, m, &compared, cfg, height, plot_id(&m.target, i));
                     });
                 }
-                ui.horizontal(|ui| {
-                    if count > 0 && ui.button("+ Add plot").clicked() {
-                        self.plots.push(PlotConfig::of(Vec::new()));
-                    }
-                    if let Some(n) = &self.note {
-                        ui.label(RichText::new(n).weak());
-                    }
-                });
             });
+        if toolbar_height > 0.0 {
+            self.toolbar_height = toolbar_height;
+        }
+        ui.horizontal(|ui| {
+            if ui.button("+ Add plot").clicked() {
+                self.plots.push(PlotConfig::of(Vec::new()));
+            }
+            if let Some(n) = &self.note {
+                ui.label(RichText::new(n).weak());
+            }
+        });
         if let Some(i) = remove {
             self.plots.remove(i);
         }
@@ -598,22 +635,18 @@ fn log_axis_label(value: f64) -> String {
     }
 }
 
-/// How the wheel zooms a plot: the wheel alone zooms the x axis (time or
-/// steps, what a long run is read along), Ctrl+wheel (or a pinch) the y
-/// axis. The wheel used to pan vertically, and nothing said how to zoom.
-fn wheel_zoom(scroll_y: f32, zoom: f32) -> Option<egui::Vec2> {
-    if zoom != 1.0 {
-        Some(egui::vec2(1.0, zoom))
-    } else if scroll_y != 0.0 {
-        Some(egui::vec2((scroll_y * 0.003).exp(), 1.0))
-    } else {
-        None
-    }
+/// How the wheel zooms a plot: Ctrl/⌘+wheel (or a pinch; egui turns both
+/// into a zoom factor) zooms the x axis, time or steps, what a long run is
+/// read along. The wheel alone is left to scroll the column of plots, as
+/// egui_plot users expect (it zoomed, and a column of plots could only be
+/// scrolled over their toolbars).
+fn wheel_zoom(zoom: f32) -> Option<egui::Vec2> {
+    (zoom != 1.0 && zoom.is_finite() && zoom > 0.0).then(|| egui::vec2(zoom, 1.0))
 }
 
 /// What the mouse does on a plot, said on the plot's hover.
-pub const NAVIGATION_HINT: &str = "Wheel: zoom time · Ctrl+wheel: zoom values · drag or Shift+wheel: pan · \
-     right-drag: zoom to a box · double-click: fit all";
+pub const NAVIGATION_HINT: &str = "Wheel: scroll the plots · Ctrl/⌘+wheel: zoom time · drag or Shift+wheel: pan · \
+     right-drag: zoom to a box (values too) · double-click: fit all";
 
 /// The hover tooltip: the x axis by its own name (a step is a whole
 /// number), the value by the series' name ("x = 6327.279036" on a step axis
@@ -683,15 +716,16 @@ pub fn draw(
         .height(height)
         .x_axis_label(x_label)
         .label_formatter(move |hover| {
-            let (name, p) = match hover {
+            // Off a curve, nothing: the pointer's place read as a value
+            // ("step 7 / 3.4687e-4" where energy is ~0).
+            match hover {
                 egui_plot::HoverPosition::NearDataPoint {
                     plot_name,
                     position,
                     ..
-                } => (*plot_name, *position),
-                egui_plot::HoverPosition::Elsewhere { position } => ("", *position),
-            };
-            Some(hover_text(name, x_axis, log_y, p.x, p.y))
+                } => Some(hover_text(plot_name, x_axis, log_y, position.x, position.y)),
+                egui_plot::HoverPosition::Elsewhere { .. } => None,
+            }
         });
     // Round numbers, close enough to read: a label every 80 px or so
     // across, 30 px up. The default spacer stepped by powers of ten, which
@@ -708,27 +742,21 @@ pub fn draw(
             .y_grid_spacer(|input| linear_axis_marks(input, 30.0))
             .y_axis_formatter(|mark, range| linear_axis_label(mark.value, mark.step_size, range));
     }
-    // The wheel is ours (see `wheel_zoom`); the plot keeps dragging to pan,
-    // right-drag to zoom a box, double-click to reset, and horizontal
-    // scrolling (Shift+wheel) to pan x.
+    // Ctrl+wheel is ours (see `wheel_zoom`); the plot keeps dragging to
+    // pan, right-drag to zoom a box, double-click to reset, and horizontal
+    // scrolling (Shift+wheel) to pan x. The wheel scrolls the plots.
     let plot = plot.allow_zoom(false).allow_scroll([true, false]);
     let range = latest_x(m, cfg);
     let mut wheeled = false;
     let mut hidden_on_log = 0;
     let response = plot.show(ui, |pui| {
         if pui.response().contains_pointer() {
-            let (scroll_y, zoom) = pui
-                .ctx()
-                .input(|i| (i.smooth_scroll_delta.y, i.zoom_delta()));
-            if let Some(factor) = wheel_zoom(scroll_y, zoom) {
-                // Taken: the plots' scroll area must not scroll as well.
-                pui.ctx().input_mut(|i| i.smooth_scroll_delta.y = 0.0);
+            let zoom = pui.ctx().input(|i| i.zoom_delta());
+            if let Some(factor) = wheel_zoom(zoom) {
                 pui.zoom_bounds_around_hovered(factor);
                 wheeled = true;
-                if factor.y == 1.0 {
-                    // Zooming in time keeps the values fitted.
-                    pui.set_auto_bounds([false, true]);
-                }
+                // Zooming in time keeps the values fitted.
+                pui.set_auto_bounds([false, true]);
             }
         }
         let pixels = pui.transform().frame().width().max(1.0) as usize;
@@ -764,7 +792,7 @@ pub fn draw(
             .unwrap_or((0.0, 0.0));
         let named = |key: String, run: &RunModel| match compared.is_empty() {
             true => key,
-            false => format!("{key} · {}", run.label()),
+            false => format!("{key} · {}", compared_label(run)),
         };
         for (key, pts) in lines {
             // A key's colour by its place in the plot, as egui_plot picks
@@ -810,7 +838,9 @@ pub fn draw(
                 );
             }
         }
-        // Other runs' same keys: dashed, a shade apart, named by run.
+        // Other runs' same keys: dashed, a shade apart, named by run. A
+        // replay shown only to where it was scrubbed says so, in the legend
+        // and with a line where it stops (it was cut there silently).
         for (n, other) in compared.iter().enumerate() {
             let (lines, _) = lines_and_hidden(other, cfg, x0, x1, pixels);
             for (key, pts) in lines {
@@ -820,6 +850,19 @@ pub fn draw(
                         .color(color)
                         .style(egui_plot::LineStyle::dashed_loose()),
                 );
+            }
+            if cut_short(other).is_some() {
+                let x = match cfg.x {
+                    XAxis::Version => other.version as f64,
+                    XAxis::Time => other.time,
+                };
+                if x.is_finite() && (x0..=x1).contains(&x) {
+                    pui.vline(
+                        egui_plot::VLine::new(compared_label(other), x)
+                            .color(egui::Color32::from(key_color(cfg, "", n + 1)))
+                            .style(egui_plot::LineStyle::dashed_dense()),
+                    );
+                }
             }
         }
         // Values no curve can show, marked at their step: a NaN and -inf
@@ -923,6 +966,21 @@ pub fn draw(
         cfg.follow = false;
     }
     let _: Option<PlotPoint> = response.inner;
+}
+
+/// A replay not at its end: the version it is at and its last.
+fn cut_short(run: &RunModel) -> Option<(u64, u64)> {
+    let t = run.replay.as_ref()?;
+    (run.version < t.last_version).then_some((run.version, t.last_version))
+}
+
+/// How a compared run is named in the legend: by its label, and a replay
+/// shown only in part by how far.
+fn compared_label(run: &RunModel) -> String {
+    match cut_short(run) {
+        Some((at, last)) => format!("{} · shown to v{at} of v{last}", run.label()),
+        None => run.label(),
+    }
 }
 
 /// NaN and infinite samples' markers, and triggers' firings.
@@ -1102,13 +1160,11 @@ mod tests {
     }
 
     #[test]
-    fn the_wheel_zooms_time_and_ctrl_wheel_zooms_values() {
-        let up = wheel_zoom(50.0, 1.0).unwrap();
-        assert!(up.x > 1.0 && up.y == 1.0, "{up:?}");
-        let down = wheel_zoom(-50.0, 1.0).unwrap();
-        assert!(down.x < 1.0 && down.y == 1.0, "{down:?}");
-        assert_eq!(wheel_zoom(0.0, 1.2), Some(egui::vec2(1.0, 1.2)));
-        assert_eq!(wheel_zoom(0.0, 1.0), None);
+    fn ctrl_wheel_zooms_time_and_the_wheel_alone_zooms_nothing() {
+        assert_eq!(wheel_zoom(1.2), Some(egui::vec2(1.2, 1.0)));
+        assert_eq!(wheel_zoom(0.8), Some(egui::vec2(0.8, 1.0)));
+        assert_eq!(wheel_zoom(1.0), None);
+        assert_eq!(wheel_zoom(f32::NAN), None);
     }
 
     #[test]

@@ -46,9 +46,13 @@ impl RunsPanel {
                         action = Some(RunsAction::Close(i));
                     }
                     ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
-                        let label = format!("{} ({})", m.name, m.pid);
-                        let button = egui::Button::selectable(*selected == i, label.clone());
-                        if ui.add(button.truncate()).on_hover_text(label).clicked() {
+                        let label = m.list_label();
+                        let button = egui::Button::selectable(*selected == i, label);
+                        if ui
+                            .add(button.truncate())
+                            .on_hover_text(m.describe())
+                            .clicked()
+                        {
                             *selected = i;
                         }
                     });

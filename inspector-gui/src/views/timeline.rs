@@ -65,9 +65,10 @@ impl TimelinePanel {
             // Room for the slider's label, End and the span after it.
             let right = 340.0;
             let mut at = shown.clamp(first, last);
+            let width = (ui.available_width() - right).max(80.0);
             let response = ui
                 .scope(|ui| {
-                    ui.spacing_mut().slider_width = (ui.available_width() - right).max(80.0);
+                    ui.spacing_mut().slider_width = width;
                     ui.add_enabled(
                         enabled,
                         egui::Slider::new(&mut at, first..=last)
@@ -76,8 +77,19 @@ impl TimelinePanel {
                     )
                 })
                 .inner;
-            self.draw_marks(ui, &response.rect, m, first, last);
-            if response.changed() {
+            // The rail alone: the slider's response also spans its label,
+            // and marks spread over both sat right of their versions (a
+            // write at v203 drawn where the handle reads v237).
+            let rail =
+                egui::Rect::from_min_size(response.rect.min, egui::vec2(width, rail_thickness(ui)));
+            if let Some(v) = self
+                .draw_marks(ui, &rail, m, first, last)
+                .filter(|_| enabled)
+            {
+                // Exactly the mark's version, not the pixel's under it.
+                self.want = None;
+                seek(self, v, &mut commands);
+            } else if response.changed() {
                 self.want = Some(at);
             }
             // Sent at most every SEEK_EVERY (a drag, a held arrow key);
@@ -140,20 +152,23 @@ impl TimelinePanel {
     }
 
     /// Ticks over the slider's rail for the marks; the one under the
-    /// pointer says what it was.
-    fn draw_marks(&self, ui: &egui::Ui, rail: &egui::Rect, m: &RunModel, first: u64, last: u64) {
-        let Some(t) = &m.replay else { return };
-        let span = (last - first).max(1) as f32;
-        // The slider's handle is a circle: its centre travels the rail
-        // inset by its radius.
-        let inset = rail.height() / 2.5;
-        let (x0, x1) = (rail.left() + inset, rail.right() - inset);
-        let x_of = |v: u64| x0 + (x1 - x0) * ((v.saturating_sub(first)) as f32 / span);
+    /// pointer says what it was, and a click on it seeks there (the
+    /// version it returns).
+    fn draw_marks(
+        &self,
+        ui: &egui::Ui,
+        rail: &egui::Rect,
+        m: &RunModel,
+        first: u64,
+        last: u64,
+    ) -> Option<u64> {
+        let t = m.replay.as_ref()?;
         let painter = ui.painter();
         let pointer = ui.ctx().pointer_hover_pos();
         let mut hovered = Vec::new();
+        let mut clicked = None;
         for mark in &t.marks {
-            let x = x_of(mark.version.clamp(first, last));
+            let x = mark_x(rail, first, last, mark.version);
             let color = mark_color(mark.kind);
             painter.line_segment(
                 [
@@ -167,6 +182,9 @@ impl TimelinePanel {
                 && (rail.top() - 6.0..=rail.bottom()).contains(&p.y)
             {
                 hovered.push(format!("v{}: {}", mark.version, mark.label));
+                if ui.input(|i| i.pointer.primary_clicked()) {
+                    clicked = Some(mark.version);
+                }
             }
         }
         if !hovered.is_empty() {
@@ -175,7 +193,25 @@ impl TimelinePanel {
                 for h in &hovered {
                     ui.label(h);
                 }
+                ui.label(RichText::new("click: go to this version").weak());
             });
         }
+        clicked
     }
+}
+
+/// The slider's thickness, as egui lays it out.
+fn rail_thickness(ui: &egui::Ui) -> f32 {
+    ui.text_style_height(&egui::TextStyle::Body)
+        .max(ui.spacing().interact_size.y)
+}
+
+/// Where version `v` sits on a slider `rail` over `first..=last`: where the
+/// handle's centre is when the slider reads `v` (a circle that travels the
+/// rail inset by its radius, the thickness / 2.5, as egui draws it).
+pub fn mark_x(rail: &egui::Rect, first: u64, last: u64, v: u64) -> f32 {
+    let span = (last.saturating_sub(first)).max(1) as f32;
+    let inset = rail.height() / 2.5;
+    let (x0, x1) = (rail.left() + inset, rail.right() - inset);
+    x0 + (x1 - x0) * (v.clamp(first, last) - first) as f32 / span
 }

@@ -262,19 +262,31 @@ impl ValuesPanel {
                             }
                         }
                     });
+                    // A refusal shows at once, above a write still pending
+                    // (it hid behind one until the run resumed).
                     let pending = m.pending.values().any(|p| &p.key == key);
-                    let note = if pending {
-                        RichText::new("pending: applied at the run's next wait()")
-                            .color(Color32::from_rgb(220, 170, 40))
-                    } else if let Some(e) = self.local_errors.get(key).or(m.write_errors.get(key)) {
-                        RichText::new(e).color(Color32::from_rgb(220, 70, 70))
-                    } else {
-                        RichText::new(format!("now {current}  ({})", spec.description)).weak()
-                    };
-                    ui.horizontal(|ui| {
-                        ui.add_space(name_width + ui.spacing().item_spacing.x);
-                        ui.add(egui::Label::new(note).wrap());
-                    });
+                    let refused = self.local_errors.get(key).or(m.write_errors.get(key));
+                    let mut notes = Vec::new();
+                    if let Some(e) = refused {
+                        notes.push(RichText::new(e).color(Color32::from_rgb(220, 70, 70)));
+                    }
+                    if pending {
+                        notes.push(
+                            RichText::new("pending: applied at the run's next wait()")
+                                .color(Color32::from_rgb(220, 170, 40)),
+                        );
+                    }
+                    if notes.is_empty() {
+                        notes.push(
+                            RichText::new(format!("now {current}  ({})", spec.description)).weak(),
+                        );
+                    }
+                    for note in notes {
+                        ui.horizontal(|ui| {
+                            ui.add_space(name_width + ui.spacing().item_spacing.x);
+                            ui.add(egui::Label::new(note).wrap());
+                        });
+                    }
                 }
             }
             ui.separator();
@@ -305,7 +317,7 @@ impl ValuesPanel {
             .is_some_and(|k| m.values.get(k).and_then(Value::as_array).is_some());
         let room = ui.available_height();
         let list_height = if shows_array {
-            (room - 200.0).max(room * 0.35)
+            (room - 200.0).max(room * 0.5)
         } else {
             room
         };
@@ -532,7 +544,7 @@ impl ValuesPanel {
         // Leave room beside the map for the colour scale and its labels.
         let side = (ui.available_width() - 80.0)
             .min(ui.available_height() - 30.0)
-            .clamp(80.0, 420.0);
+            .clamp(40.0, 420.0);
         let size = heatmap_display_size(rows, cols, side);
         ui.horizontal(|ui| {
             ui.add(
