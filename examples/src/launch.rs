@@ -26,18 +26,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub record: Option<std::path::PathBuf>,
     /// Keep at most this many MiB per second of run time of each array key
-    /// in the recording (its first version and its value at the end
-    /// always; what is left out is reported in the file). Default: every
-    /// version (or IDICT_RECORD_ARRAY_MIBS).
-    #[arg(long, value_name = "MIB_PER_S", value_parser = positive_mibs)]
-    pub record_array_mibs: Option<f64>,
+    /// in the recording, or `all` of them (its first version and its value
+    /// at the end always; what is left out is reported in the file).
+    /// Default: a version a second (or IDICT_RECORD_ARRAY_MIBS).
+    #[arg(long, value_name = "MIB_PER_S|all", value_parser = array_mibs)]
+    pub record_array_mibs: Option<idict::RecordArrays>,
 }
 
-fn positive_mibs(s: &str) -> Result<f64, String> {
-    s.parse::<f64>()
-        .ok()
-        .filter(|m| m.is_finite() && *m > 0.0)
-        .ok_or_else(|| format!("'{s}' is not a number of MiB per second above 0"))
+fn array_mibs(s: &str) -> Result<idict::RecordArrays, String> {
+    idict::RecordArrays::parse_mibs(s)
+        .ok_or_else(|| format!("'{s}' is not a number of MiB per second above 0, or `all`"))
 }
 
 /// Creates and serves the run; the server prints how to connect.
@@ -52,9 +50,7 @@ pub fn start(name: &str, args: &RunArgs) -> anyhow::Result<(IDict, Server)> {
     let server = idict::ServeOptions {
         metrics: args.metrics,
         record: args.record.clone(),
-        record_array_budget: args
-            .record_array_mibs
-            .map(|m| (m * 1048576.0).min(u64::MAX as f64) as u64),
+        record_arrays: args.record_array_mibs,
         ..Default::default()
     }
     .serve(&idict)?;

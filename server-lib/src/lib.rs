@@ -58,7 +58,7 @@ pub use idict_core::{
     WaitOutcome, Writable,
 };
 pub use idict_server::{
-    Bind, ServeError, ServeOptions, Server, TlsIdentity, Tokens, WatcherCount, serve,
+    Bind, RecordArrays, ServeError, ServeOptions, Server, TlsIdentity, Tokens, WatcherCount, serve,
 };
 
 #[cfg(feature = "stderr-log")]

@@ -114,6 +114,8 @@ fn recorded(dir: &std::path::Path, idict: &IDict) -> (common::Run, std::path::Pa
         .runs_dir(runs_dir.path())
         .announce(false)
         .record(dir)
+        // Every version: these tests hold a replay to what the run showed.
+        .record_arrays(idict::RecordArrays::All)
         .serve(idict)
         .expect("serve");
     let path = server.recording().expect("recording").to_path_buf();

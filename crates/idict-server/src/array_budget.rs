@@ -24,8 +24,16 @@ struct KeyBudget {
 
 #[derive(Debug)]
 pub(crate) struct ArrayBudget {
-    bytes_per_second: f64,
+    rate: Rate,
     keys: HashMap<String, KeyBudget>,
+}
+
+/// A key's allowance per second of run time.
+#[derive(Debug, Clone, Copy)]
+enum Rate {
+    Bytes(f64),
+    /// So many of its versions (in bytes: the version's own size).
+    Versions(f64),
 }
 
 fn array_bytes(v: &pb::Value) -> Option<usize> {
@@ -38,15 +46,30 @@ fn array_bytes(v: &pb::Value) -> Option<usize> {
 impl ArrayBudget {
     pub fn new(bytes_per_second: u64) -> Self {
         ArrayBudget {
-            bytes_per_second: bytes_per_second.max(1) as f64,
+            rate: Rate::Bytes(bytes_per_second.max(1) as f64),
             keys: HashMap::new(),
+        }
+    }
+
+    /// The budget for `arrays` (none: every version kept).
+    pub fn of(arrays: crate::RecordArrays) -> Option<Self> {
+        match arrays {
+            crate::RecordArrays::All => None,
+            crate::RecordArrays::BytesPerSecond(b) => Some(ArrayBudget::new(b)),
+            crate::RecordArrays::VersionPerSecond => Some(ArrayBudget {
+                rate: Rate::Versions(1.0),
+                keys: HashMap::new(),
+            }),
         }
     }
 
     /// Whether a version of `key` of `bytes` fits at run time `t`; takes
     /// it from the allowance if so, counts it dropped if not.
     fn admit(&mut self, key: &str, bytes: usize, version: u64, t: f64) -> bool {
-        let rate = self.bytes_per_second;
+        let rate = match self.rate {
+            Rate::Bytes(r) => r,
+            Rate::Versions(n) => n * (bytes.max(1) as f64),
+        };
         let cap = rate.max(bytes as f64);
         let k = match self.keys.get_mut(key) {
             Some(k) => k,
@@ -188,6 +211,35 @@ mod tests {
             ],
             ..Default::default()
         }
+    }
+
+    /// The default: a 128 KB field published at 200 Hz for 3 s keeps its
+    /// first version and about one a second (not all 600, 78 MB).
+    #[test]
+    fn by_default_a_key_keeps_a_version_a_second() {
+        let mut b = ArrayBudget::of(crate::RecordArrays::default()).unwrap();
+        let mut reports = Vec::new();
+        let mut kept = 0;
+        for v in 1..=600u64 {
+            let mut u = update(v, v as f64 / 200.0, 16_384);
+            b.filter(&mut u, false, &mut reports);
+            kept += u.changed.iter().filter(|e| e.key == "field").count();
+        }
+        reports.extend(b.take_pending());
+        assert!((3..=5).contains(&kept), "{kept} kept");
+        let dropped: u64 = reports.iter().map(|r| r.dropped).sum();
+        assert_eq!(kept as u64 + dropped, 600, "every version kept or reported");
+        assert!(ArrayBudget::of(crate::RecordArrays::All).is_none());
+        assert_eq!(
+            crate::RecordArrays::parse_mibs(" ALL "),
+            Some(crate::RecordArrays::All)
+        );
+        assert_eq!(
+            crate::RecordArrays::parse_mibs("0.5"),
+            Some(crate::RecordArrays::BytesPerSecond(524_288))
+        );
+        assert_eq!(crate::RecordArrays::parse_mibs("0"), None);
+        assert_eq!(crate::RecordArrays::parse_mibs("fast"), None);
     }
 
     /// 100 versions of an 8 KB array, 10 a second, with 16 KB/s: the first

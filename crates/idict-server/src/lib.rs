@@ -22,7 +22,7 @@ mod watch;
 
 pub use auth::Tokens;
 pub(crate) use auth::random_token;
-pub use options::{Bind, ServeError, ServeOptions, TlsIdentity};
+pub use options::{Bind, RecordArrays, ServeError, ServeOptions, TlsIdentity};
 use shared::{Shared, thread_name};
 
 use idict_core::published::Published;
@@ -157,19 +157,12 @@ impl ServeOptions {
             }
             (_, dir) => dir,
         };
-        let array_budget = match self.record_array_budget {
-            Some(b) => Some(b),
+        let record_arrays = match self.record_arrays {
+            Some(a) => a,
             None => match std::env::var("IDICT_RECORD_ARRAY_MIBS") {
-                Ok(v) if !v.trim().is_empty() => {
-                    let mibs = v
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|m| m.is_finite() && *m > 0.0)
-                        .ok_or_else(|| ServeError::ArrayBudget(v.clone()))?;
-                    Some((mibs * 1048576.0).min(u64::MAX as f64) as u64)
-                }
-                _ => None,
+                Ok(v) if !v.trim().is_empty() => RecordArrays::parse_mibs(&v)
+                    .ok_or_else(|| ServeError::ArrayBudget(v.clone()))?,
+                _ => RecordArrays::default(),
             },
         };
         let (controls_tx, controls_rx) = tokio::sync::mpsc::channel(recorder::CONTROL_QUEUE);
@@ -263,7 +256,7 @@ impl ServeOptions {
                     inner.clone(),
                     shared.clone(),
                     controls_rx,
-                    array_budget,
+                    record_arrays,
                 )
                 .map_err(|source| ServeError::Record {
                     path: dir.clone(),
@@ -345,6 +338,19 @@ impl ServeOptions {
                     .metrics_address
                     .map(|a| format!(", metrics: http://{a}/metrics"))
                     .unwrap_or_default(),
+            );
+        }
+        // A recording grows on disk: where it goes and what it keeps are
+        // said (they were nowhere to be read).
+        if self.announce
+            && let Some(path) = &server.recording
+        {
+            eprintln!(
+                "idict: recording run '{}' to {} ({}; IDICT_RECORD_ARRAY_MIBS=N|all for more) — replay: `idict replay {}`",
+                server.inner.name,
+                path.display(),
+                record_arrays.describe(),
+                path.display()
             );
         }
         tracing::info!(address = %server.address, run_file = ?server.run_file, "idict server ready");

@@ -30,7 +30,7 @@ pub(crate) fn start(
     inner: Arc<Inner>,
     shared: Arc<Shared>,
     controls: mpsc::Receiver<pb::ControlEvent>,
-    array_budget: Option<u64>,
+    arrays: crate::RecordArrays,
 ) -> std::io::Result<(PathBuf, std::thread::JoinHandle<()>)> {
     std::fs::create_dir_all(dir)?;
     let host = idict_core::runfile::host_name();
@@ -105,7 +105,7 @@ pub(crate) fn start(
     let thread = std::thread::Builder::new()
         .name(super::shared::thread_name("idict-recorder", &inner.name))
         .spawn(move || {
-            let budget = array_budget.map(ArrayBudget::new);
+            let budget = ArrayBudget::of(arrays);
             if let Err(e) = runtime.block_on(record(watcher, controls, out, budget)) {
                 // Said where the user sees it: a run without a tracing
                 // subscriber would lose its recording in silence.
