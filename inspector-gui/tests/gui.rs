@@ -1130,7 +1130,7 @@ fn a_replays_messages_are_on_one_clock_the_recorded_runs() {
     }
     assert!(
         g.harness
-            .query_by_label_contains("t: the recorded run's seconds")
+            .query_by_label_contains("t = the recorded run's seconds")
             .is_some(),
         "the panel does not say which clock"
     );

@@ -543,6 +543,25 @@ fn an_array_budget_keeps_the_first_and_last_and_reports_the_rest() {
         100,
         "every scalar sample"
     );
+    // The log says what was left out in two lines, not one per report
+    // (a budget of a version a second made a line a second per array):
+    // the first report as it comes, the rest summed at the end.
+    let said: Vec<String> = replay
+        .inner
+        .published
+        .read()
+        .messages_after(0)
+        .into_iter()
+        .map(|m| m.text)
+        .filter(|t| t.contains("left out by the recording's array budget"))
+        .collect();
+    assert!(said.len() <= 2, "{said:?}");
+    let versions: u64 = said
+        .iter()
+        // "[recorded] field: N [more] versions ..."
+        .map(|t| t.split_whitespace().nth(2).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(versions, dropped, "{said:?}");
 }
 
 /// A recording written by hand, record by record.

@@ -13,8 +13,8 @@ impl MessagesPanel {
         // One clock for every line, said: a replay's lines are on the
         // recorded run's clock, as its timeline and header are.
         let clock = match m.replay {
-            Some(_) => "t: the recorded run's seconds since it started",
-            None => "t: the run's seconds since it started",
+            Some(_) => "t = the recorded run's seconds since it started, v = its version",
+            None => "t = the run's seconds since it started, v = its version",
         };
         ui.horizontal(|ui| {
             ui.toggle_value(open, format!("Messages ({})", m.messages.len()))
@@ -24,7 +24,7 @@ impl MessagesPanel {
                     "Show the messages"
                 });
             if *open {
-                ui.label(RichText::new(format!("[t v: {clock}, and its version]")).weak());
+                ui.label(RichText::new(clock).weak());
             } else if let Some(msg) = m.messages.back() {
                 ui.add(egui::Label::new(line(ui, msg)).truncate());
             }

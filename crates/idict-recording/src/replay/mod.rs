@@ -121,6 +121,7 @@ impl Replayer {
             reader: Reader::open(&self.path)?,
             controls: Vec::new(),
             arrays_thinned: Vec::new(),
+            arrays_left_out: Default::default(),
             complete: false,
             target: None,
             pace: Pace {

@@ -64,6 +64,10 @@ pub(crate) struct Player<'a> {
     pub(crate) controls: Vec<pb::ControlEvent>,
     /// Reports of array versions left out, not yet reached.
     pub(crate) arrays_thinned: Vec<pb::ArraysThinned>,
+    /// Keys whose first report of versions left out was logged, with what
+    /// was left out since, summed for one line at the end: a budget of a
+    /// version a second made a line a second per array key.
+    pub(crate) arrays_left_out: std::collections::BTreeMap<String, pb::ArraysThinned>,
     /// The recording's last update was published.
     pub(crate) complete: bool,
     /// Where a seek is going: until there, no gate and no pacing.
@@ -338,17 +342,41 @@ impl Player<'_> {
     /// left out) up to `upto`, at run time `time`.
     pub(crate) fn log_controls(&mut self, upto: u64, time: f64) {
         let inner = &self.idict.inner;
+        let left_out = &mut self.arrays_left_out;
         self.arrays_thinned.retain(|a| {
             if a.last_version > upto {
                 return true;
             }
-            let note = bounded(format!(
-                "[recorded] {}: {} versions (v{} to v{}, {} bytes) left out by the recording's array budget",
-                a.key, a.dropped, a.first_version, a.last_version, a.bytes
-            ));
-            inner.log_at(Level::Info, note, time, None);
+            match left_out.get_mut(&a.key) {
+                Some(sum) => {
+                    if sum.dropped == 0 {
+                        sum.first_version = a.first_version;
+                    }
+                    sum.last_version = a.last_version;
+                    sum.dropped += a.dropped;
+                    sum.bytes += a.bytes;
+                }
+                None => {
+                    let note = bounded(format!(
+                        "[recorded] {}: {} versions (v{} to v{}, {} bytes) left out by the recording's array budget (more are summed up at the end)",
+                        a.key, a.dropped, a.first_version, a.last_version, a.bytes
+                    ));
+                    inner.log_at(Level::Info, note, time, None);
+                    left_out.insert(a.key.clone(), pb::ArraysThinned::default());
+                }
+            }
             false
         });
+        if upto == u64::MAX {
+            for (key, sum) in left_out.iter_mut().filter(|(_, s)| s.dropped > 0) {
+                let note = bounded(format!(
+                    "[recorded] {key}: {} more versions (v{} to v{}, {} bytes) left out by the recording's array budget",
+                    sum.dropped, sum.first_version, sum.last_version, sum.bytes
+                ));
+                inner.log_at(Level::Info, note, time, None);
+                *sum = pb::ArraysThinned::default();
+            }
+        }
         self.controls.retain(|c| {
             if c.version > upto {
                 return true;
@@ -468,6 +496,7 @@ impl Player<'_> {
             self.reader = Reader::open(&self.replayer.path)?;
             self.controls.clear();
             self.arrays_thinned.clear();
+            self.arrays_left_out.clear();
             self.complete = false;
             self.said_end = false;
         }
