@@ -77,10 +77,12 @@ pub const MESSAGES_OPEN_FROM: f32 = 700.0;
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChosenSize {
     pub size: f32,
-    /// The size shown in the last frame (a change while the pointer is
-    /// down and the window is not being resized is the user's drag).
+    /// The size shown in the last frame, and the most the window allowed
+    /// then: a change while the pointer is down, with neither the window
+    /// nor the cap changed (another panel dragged moves this one's cap),
+    /// is the user's drag of this panel's edge.
     #[serde(skip)]
-    shown: Option<f32>,
+    shown: Option<(f32, f32)>,
 }
 
 impl ChosenSize {
@@ -90,7 +92,12 @@ impl ChosenSize {
 
     /// The size shown in the last frame.
     pub fn shown(&self) -> Option<f32> {
-        self.shown
+        self.shown.map(|(size, _)| size)
+    }
+
+    /// The most the window allowed in the last frame.
+    pub fn cap(&self) -> Option<f32> {
+        self.shown.map(|(_, cap)| cap)
     }
 
     /// `panel` at the chosen size within `min..=cap`; `force` (the
@@ -98,7 +105,13 @@ impl ChosenSize {
     /// otherwise keep the size it last showed.
     fn apply(&self, panel: egui::Panel, min: f32, cap: f32, force: bool) -> egui::Panel {
         let cap = cap.max(min);
-        let size = self.size.clamp(min, cap);
+        // A size read from a damaged settings file is not kept.
+        let chosen = if self.size.is_finite() {
+            self.size
+        } else {
+            min
+        };
+        let size = chosen.clamp(min, cap);
         if force || self.shown.is_none() {
             panel.exact_size(size)
         } else {
@@ -106,16 +119,18 @@ impl ChosenSize {
         }
     }
 
-    /// Learns from the size shown: moved by a drag, it is the new choice.
-    fn learn(&mut self, shown: f32, dragging: bool, resized: bool) {
-        if let Some(before) = self.shown
+    /// Learns from the size shown under `cap`: moved by a drag of its
+    /// edge, it is the new choice.
+    fn learn(&mut self, shown: f32, cap: f32, dragging: bool, resized: bool) {
+        if let Some((before, cap_before)) = self.shown
             && dragging
             && !resized
+            && (cap - cap_before).abs() < 0.5
             && (shown - before).abs() > 0.5
         {
             self.size = shown;
         }
-        self.shown = Some(shown);
+        self.shown = Some((shown, cap));
     }
 }
 
@@ -247,14 +262,12 @@ impl RunTab {
             .messages_open
             .unwrap_or(window_height >= MESSAGES_OPEN_FROM);
         let was_open = open;
+        let messages_cap = (0.25 * height).max(70.0);
         let messages = egui::Panel::bottom("messages");
         let messages = if open {
-            panels.messages.apply(
-                messages.resizable(true),
-                60.0,
-                (0.25 * height).max(70.0),
-                resized,
-            )
+            panels
+                .messages
+                .apply(messages.resizable(true), 60.0, messages_cap, resized)
         } else {
             // Folded: its one line (the newest message), no resizing; the
             // chosen height comes back when it opens.
@@ -267,20 +280,24 @@ impl RunTab {
         if open != was_open {
             panels.messages_open = Some(open);
         } else if open {
-            panels
-                .messages
-                .learn(shown.response.rect.height(), dragging, resized);
+            panels.messages.learn(
+                shown.response.rect.height(),
+                messages_cap,
+                dragging,
+                resized,
+            );
         }
+        let values_cap = 0.4 * width;
         let values = panels.values.apply(
             egui::Panel::left("values").resizable(true),
             200.0,
-            0.4 * width,
+            values_cap,
             resized,
         );
         let shown = values.show(ui, |ui| commands.extend(self.values.ui(ui, m)));
         panels
             .values
-            .learn(shown.response.rect.width(), dragging, resized);
+            .learn(shown.response.rect.width(), values_cap, dragging, resized);
         egui::CentralPanel::default().show(ui, |ui| commands.extend(self.plots.ui(ui, m, others)));
         for c in commands {
             self.send(c);
@@ -377,7 +394,11 @@ impl InspectorApp {
 
     /// Opens a run (or selects it if it is open already).
     pub fn open(&mut self, spec: OpenSpec) {
-        if let Some(i) = self.tabs.iter().position(|t| t.handle.spec == spec) {
+        // Open already (as asked, or by the name the Recent list keeps).
+        let open = self.tabs.iter().position(|t| {
+            t.handle.spec == spec || (spec.token.is_none() && t.model.name == spec.target)
+        });
+        if let Some(i) = open {
             self.selected = i;
             return;
         }
@@ -409,6 +430,21 @@ impl InspectorApp {
     /// Opens a recording as a replay in this process (File > Open, a
     /// dropped file, a path in the Connect field); it shows once read.
     pub fn open_recording(&mut self, path: PathBuf) {
+        let path = std::path::absolute(&path).unwrap_or(path);
+        let shown = path.display().to_string();
+        if let Some(i) = self
+            .tabs
+            .iter()
+            .position(|t| t.model.replay_of.as_deref() == Some(shown.as_str()))
+        {
+            self.selected = i;
+            return;
+        }
+        // The next File > Open starts here.
+        self.settings.last_folder = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(PathBuf::from);
         let (slot, ctx) = (self.opening.clone(), self.ctx.clone());
         self.rt.spawn_blocking(move || {
             let opened = crate::demo::Replay::start(&path)
@@ -466,11 +502,6 @@ impl InspectorApp {
                 let picked = dialog.path().map(|p| p.to_path_buf());
                 self.open_dialog = None;
                 if let Some(path) = picked {
-                    // The next File > Open starts here.
-                    self.settings.last_folder = path
-                        .parent()
-                        .filter(|d| !d.as_os_str().is_empty())
-                        .map(PathBuf::from);
                     self.open_recording(path);
                 }
             }
@@ -587,10 +618,11 @@ impl InspectorApp {
         let mut action = None;
         let mut wants_dialog = false;
         let width = ui.available_width();
+        let runs_cap = 0.2 * width;
         let runs = self.settings.panels.runs.apply(
             egui::Panel::left("runs").resizable(true),
             120.0,
-            0.2 * width,
+            runs_cap,
             resized,
         );
         let shown = runs.show(ui, |ui| {
@@ -620,7 +652,7 @@ impl InspectorApp {
         self.settings
             .panels
             .runs
-            .learn(shown.response.rect.width(), dragging, resized);
+            .learn(shown.response.rect.width(), runs_cap, dragging, resized);
         if wants_dialog {
             self.show_open_dialog();
         }

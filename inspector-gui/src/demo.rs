@@ -88,6 +88,9 @@ impl Replay {
         at: Option<idict::SeekTo>,
     ) -> Result<Replay, ReplayStartError> {
         let replayer = idict::replay::Replayer::open(path)?;
+        // Named by its absolute path: the Recent list opens it again from
+        // wherever the inspector starts.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let idict = IDict::builder(replayer.header.name.clone())
             .replay_of(path.display().to_string())
             .start_paused(true)

@@ -123,9 +123,11 @@ fn main() -> ExitCode {
             // restores its own record too, when it saved one).
             let remembered = settings.window.filter(|[w, h]| *w >= 320.0 && *h >= 200.0);
             let size = match (args.width, args.height, remembered) {
-                (None, None, Some(size)) => Some(size),
                 (None, None, None) => None,
-                (w, h, _) => Some([w.unwrap_or(DEFAULT_SIZE[0]), h.unwrap_or(DEFAULT_SIZE[1])]),
+                (w, h, remembered) => {
+                    let [rw, rh] = remembered.unwrap_or(DEFAULT_SIZE);
+                    Some([w.unwrap_or(rw), h.unwrap_or(rh)])
+                }
             };
             if let Some([w, h]) = size {
                 cc.egui_ctx

@@ -604,10 +604,15 @@ impl RunModel {
 
     /// What the run is, in full (the Runs list's hover): where it runs,
     /// or for a replay what was recorded, where and when, and the file.
+    /// Any start time is said, none panics.
     pub fn describe(&self) -> String {
-        let started = |ms: i64| {
-            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-            httpdate::fmt_http_date(at)
+        // Said as a date where httpdate can (it panics past the year
+        // 9999, which a crafted recording's header can claim).
+        let started = |ms: i64| match u64::try_from(ms) {
+            Ok(ms) if ms < 253_402_300_800_000 => httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+            ),
+            _ => format!("at {ms} ms since 1970"),
         };
         match (&self.replay, &self.replay_of) {
             (Some(t), Some(file)) => format!(
@@ -678,6 +683,42 @@ mod tests {
             }],
             time: version as f64 * 0.1,
             last: false,
+        }
+    }
+
+    /// A crafted recording's header can claim any start: past the year
+    /// 9999 the date formatter panicked, taking the window down.
+    #[test]
+    fn a_run_is_described_whatever_its_start() {
+        let mut m = RunModel::new("heat");
+        m.name = "heat".into();
+        m.pid = 7;
+        m.host = "node1".into();
+        m.replay_of = Some("/runs/heat-node1-7-1.idrec".into());
+        let mut t = idict::ReplayTimeline {
+            pid: 7,
+            host: "node1".into(),
+            started_unix_ms: 1_796_623_373_379,
+            ..Default::default()
+        };
+        m.replay = Some(t.clone());
+        let d = m.describe();
+        assert!(
+            d.starts_with("A replay of /runs/heat-node1-7-1.idrec"),
+            "{d}"
+        );
+        assert!(
+            d.contains("heat (pid 7) on node1, started Mon, 07 Dec 2026"),
+            "{d}"
+        );
+        assert_eq!(
+            m.list_label(),
+            "heat (recorded pid 7) · heat-node1-7-1.idrec"
+        );
+        for ms in [i64::MAX, i64::MIN, 253_402_300_800_000] {
+            t.started_unix_ms = ms;
+            m.replay = Some(t.clone());
+            assert!(m.describe().contains(&format!("{ms} ms since 1970")));
         }
     }
 

@@ -345,8 +345,12 @@ impl ServeOptions {
         if self.announce
             && let Some(path) = &server.recording
         {
+            let more = match record_arrays {
+                RecordArrays::VersionPerSecond => "; IDICT_RECORD_ARRAY_MIBS=N|all for more",
+                _ => "",
+            };
             eprintln!(
-                "idict: recording run '{}' to {} ({}; IDICT_RECORD_ARRAY_MIBS=N|all for more) — replay: `idict replay {}`",
+                "idict: recording run '{}' to {} ({}{more}) — replay: `idict replay {}`",
                 server.inner.name,
                 path.display(),
                 record_arrays.describe(),

@@ -375,7 +375,6 @@ impl PlotsPanel {
                                     {
                                         remove = Some(i);
                                     }
-                                    ui.label(RichText::new(NAVIGATION_HINT).weak());
                                 })
                                 .0
                                 .on_hover_text("Follow window, smoothing, CSV export, remove");
@@ -392,8 +391,12 @@ impl PlotsPanel {
                     });
                 }
             });
-        if toolbar_height > 0.0 {
+        if toolbar_height > 0.0 && (toolbar_height - self.toolbar_height).abs() > 0.5 {
+            // The heights above used the last frame's: one more frame lays
+            // the plots out by this one's (it settles: the bar's height
+            // does not depend on the plots').
             self.toolbar_height = toolbar_height;
+            ui.ctx().request_repaint();
         }
         ui.horizontal(|ui| {
             if ui.button("+ Add plot").clicked() {
@@ -857,8 +860,9 @@ pub fn draw(
                     XAxis::Time => other.time,
                 };
                 if x.is_finite() && (x0..=x1).contains(&x) {
+                    // Unnamed: the legend names it with its curve.
                     pui.vline(
-                        egui_plot::VLine::new(compared_label(other), x)
+                        egui_plot::VLine::new("", x)
                             .color(egui::Color32::from(key_color(cfg, "", n + 1)))
                             .style(egui_plot::LineStyle::dashed_dense()),
                     );
@@ -968,10 +972,16 @@ pub fn draw(
     let _: Option<PlotPoint> = response.inner;
 }
 
-/// A replay not at its end: the version it is at and its last.
+/// A replay held short of its end (paused there, not playing on): the
+/// version it is at and its last. (One playing would be renamed in the
+/// legend at every version, which forgets the legend's choices.)
 fn cut_short(run: &RunModel) -> Option<(u64, u64)> {
     let t = run.replay.as_ref()?;
-    (run.version < t.last_version).then_some((run.version, t.last_version))
+    let held = run
+        .status
+        .as_ref()
+        .is_some_and(|s| s.state == idict::RunState::Paused);
+    (held && run.version < t.last_version).then_some((run.version, t.last_version))
 }
 
 /// How a compared run is named in the legend: by its label, and a replay

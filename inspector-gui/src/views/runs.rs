@@ -48,9 +48,12 @@ impl RunsPanel {
                     ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
                         let label = m.list_label();
                         let button = egui::Button::selectable(*selected == i, label);
+                        // The description is made only when shown.
                         if ui
                             .add(button.truncate())
-                            .on_hover_text(m.describe())
+                            .on_hover_ui(|ui| {
+                                ui.label(m.describe());
+                            })
                             .clicked()
                         {
                             *selected = i;

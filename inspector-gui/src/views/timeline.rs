@@ -29,6 +29,11 @@ pub struct TimelinePanel {
     /// stays there until the replay moves (or a moment passes), instead of
     /// jumping back.
     sent: Option<(u64, Instant, u64)>,
+    /// The slider's rail as last drawn (where the marks are).
+    rail: Option<egui::Rect>,
+    /// A mark pressed on: the slider's own move to the pixel under the
+    /// pointer is ignored, and the release goes to the mark's version.
+    pressed_mark: Option<u64>,
 }
 
 impl TimelinePanel {
@@ -66,6 +71,15 @@ impl TimelinePanel {
             let right = 340.0;
             let mut at = shown.clamp(first, last);
             let width = (ui.available_width() - right).max(80.0);
+            // A press on a mark (found on the rail as last drawn, before the
+            // slider takes the press as a drag to the pixel's version).
+            let pointer = ui.ctx().pointer_interact_pos();
+            if enabled && ui.input(|i| i.pointer.primary_pressed()) {
+                self.pressed_mark = self
+                    .rail
+                    .zip(pointer)
+                    .and_then(|(rail, p)| mark_under(&rail, p, &t.marks, first, last));
+            }
             let response = ui
                 .scope(|ui| {
                     ui.spacing_mut().slider_width = width;
@@ -82,13 +96,15 @@ impl TimelinePanel {
             // write at v203 drawn where the handle reads v237).
             let rail =
                 egui::Rect::from_min_size(response.rect.min, egui::vec2(width, rail_thickness(ui)));
-            if let Some(v) = self
-                .draw_marks(ui, &rail, m, first, last)
-                .filter(|_| enabled)
-            {
-                // Exactly the mark's version, not the pixel's under it.
+            self.rail = Some(rail);
+            self.draw_marks(ui, &rail, m, first, last);
+            if let Some(v) = self.pressed_mark {
+                // Exactly the mark's version, once, on release.
                 self.want = None;
-                seek(self, v, &mut commands);
+                if !ui.input(|i| i.pointer.primary_down()) {
+                    self.pressed_mark = None;
+                    seek(self, v, &mut commands);
+                }
             } else if response.changed() {
                 self.want = Some(at);
             }
@@ -151,22 +167,13 @@ impl TimelinePanel {
         commands
     }
 
-    /// Ticks over the slider's rail for the marks; the one under the
-    /// pointer says what it was, and a click on it seeks there (the
-    /// version it returns).
-    fn draw_marks(
-        &self,
-        ui: &egui::Ui,
-        rail: &egui::Rect,
-        m: &RunModel,
-        first: u64,
-        last: u64,
-    ) -> Option<u64> {
-        let t = m.replay.as_ref()?;
+    /// Ticks over the slider's rail for the marks; the ones under the
+    /// pointer say what they were (a press on one goes to its version).
+    fn draw_marks(&self, ui: &egui::Ui, rail: &egui::Rect, m: &RunModel, first: u64, last: u64) {
+        let Some(t) = m.replay.as_ref() else { return };
         let painter = ui.painter();
         let pointer = ui.ctx().pointer_hover_pos();
         let mut hovered = Vec::new();
-        let mut clicked = None;
         for mark in &t.marks {
             let x = mark_x(rail, first, last, mark.version);
             let color = mark_color(mark.kind);
@@ -177,14 +184,8 @@ impl TimelinePanel {
                 ],
                 Stroke::new(2.0, color),
             );
-            if let Some(p) = pointer
-                && (p.x - x).abs() <= 4.0
-                && (rail.top() - 6.0..=rail.bottom()).contains(&p.y)
-            {
+            if pointer.is_some_and(|p| near_mark(rail, p, x)) {
                 hovered.push(format!("v{}: {}", mark.version, mark.label));
-                if ui.input(|i| i.pointer.primary_clicked()) {
-                    clicked = Some(mark.version);
-                }
             }
         }
         if !hovered.is_empty() {
@@ -196,8 +197,28 @@ impl TimelinePanel {
                 ui.label(RichText::new("click: go to this version").weak());
             });
         }
-        clicked
     }
+}
+
+/// Whether `p` is on the mark drawn at `x` over `rail`.
+fn near_mark(rail: &egui::Rect, p: egui::Pos2, x: f32) -> bool {
+    (p.x - x).abs() <= 4.0 && (rail.top() - 6.0..=rail.bottom()).contains(&p.y)
+}
+
+/// The version of the mark under `p` (the nearest, if several are).
+fn mark_under(
+    rail: &egui::Rect,
+    p: egui::Pos2,
+    marks: &[idict::TimelineMark],
+    first: u64,
+    last: u64,
+) -> Option<u64> {
+    marks
+        .iter()
+        .map(|m| (m.version, mark_x(rail, first, last, m.version)))
+        .filter(|(_, x)| near_mark(rail, p, *x))
+        .min_by(|a, b| (a.1 - p.x).abs().total_cmp(&(b.1 - p.x).abs()))
+        .map(|(v, _)| v)
 }
 
 /// The slider's thickness, as egui lays it out.

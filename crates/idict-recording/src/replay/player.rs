@@ -358,7 +358,7 @@ impl Player<'_> {
                 }
                 None => {
                     let note = bounded(format!(
-                        "[recorded] {}: {} versions (v{} to v{}, {} bytes) left out by the recording's array budget (more are summed up at the end)",
+                        "[recorded] {}: {} versions (v{} to v{}, {} bytes) left out by the recording's array budget (any later ones: summed up at the end)",
                         a.key, a.dropped, a.first_version, a.last_version, a.bytes
                     ));
                     inner.log_at(Level::Info, note, time, None);
