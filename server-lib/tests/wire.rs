@@ -1122,6 +1122,8 @@ async fn a_recorded_run_reads_back_with_every_sample_and_its_control_actions() {
     let idict = IDict::new("recorded");
     let server = idict::ServeOptions {
         record: Some(dir.path().to_path_buf()),
+        // Every version of the field (by default, one a second of run time).
+        record_arrays: Some(idict::RecordArrays::All),
         ..Default::default()
     }
     .write_run_file(false)
