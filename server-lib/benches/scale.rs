@@ -85,9 +85,12 @@ fn notify_per_key(rt: &tokio::runtime::Runtime, k: usize, quick: bool) -> (f64, 
             }
         }
     });
-    // About the same number of changed keys at each size.
+    // About the same number of changed keys at each size, and at least a
+    // few tenths of a second of notifies: at 10 keys, 20,000 notifies took
+    // 15 ms just after the process started, and their p50 swung with its
+    // first page faults (40.5-43.8 ns a key; 36-39 over seconds).
     let budget = if quick { 2_000_000 } else { 10_000_000 };
-    let updates = (budget / k).clamp(30, 20_000);
+    let updates = (budget / k).clamp(30, if quick { 20_000 } else { 400_000 });
     let warmup = updates / 10;
     let mut ns = Vec::with_capacity(updates);
     let mut insert_ns = Vec::with_capacity(updates);
