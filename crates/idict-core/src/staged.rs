@@ -17,7 +17,10 @@ use crate::history::SharedSeries;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
-use crate::tuning::{BATCH_VERSIONS, MAX_QUIET_WAIT_SECS, QUIET_SECS, SMALL_MOVE};
+use crate::tuning::{
+    BATCH_VERSIONS, MAX_MOVE_SHARE, MAX_QUIET_WAIT_SECS, MOVE_SECS_PER_SAMPLE, QUIET_SECS,
+    SMALL_MOVE,
+};
 
 #[derive(Debug, Default)]
 pub(crate) struct Staged {
@@ -107,7 +110,8 @@ impl Staged {
 
     /// Records `version` as staged; true if the samples should be moved
     /// now: the batch is full, nothing is waiting (a move then costs one
-    /// store), or the run is slow and the batch small. A slow run's large
+    /// store), or the run is slow and the batch small enough to move in a
+    /// small share of its pace. A slow run's large
     /// batch waits for the next full batch or for the dispatcher, which
     /// moves it once the run has gone quiet ([`is_quiet`](Self::is_quiet)):
     /// moving 100,000 keys' samples one version at a time touched each
@@ -117,9 +121,12 @@ impl Staged {
         self.interval = interval;
         self.upto = version;
         self.last_time = time;
+        // A slow run's move at its notify is worth its latency while it
+        // costs a small share of the run's pace.
+        let cheap = (self.log.len() as f64) * MOVE_SECS_PER_SAMPLE <= MAX_MOVE_SHARE * interval;
         self.log.is_empty()
             || self.batch.len() >= BATCH_VERSIONS as usize
-            || (interval >= QUIET_SECS && self.log.len() <= SMALL_MOVE)
+            || (interval >= QUIET_SECS && self.log.len() <= SMALL_MOVE && cheap)
     }
 
     /// True once the run has staged nothing for longer than its own pace
@@ -266,6 +273,46 @@ mod tests {
         assert_eq!(staged.registered(), 1);
         assert!(staged.series.len() <= 2, "{} places", staged.series.len());
         assert!(staged.log.len() <= 1);
+    }
+
+    /// Stages one version of `keys` samples `interval` seconds after the
+    /// previous one; whether the notify would move them at once.
+    fn moves_at_once(keys: u32, interval: f64) -> bool {
+        let mut staged = Staged::default();
+        let new = || Arc::new(Mutex::new(BoundedSeries::new(1024)));
+        let positions: Vec<u32> = (0..keys)
+            .map(|k| staged.position(&Arc::from(format!("k{k}")), new))
+            .collect();
+        let mut moved = false;
+        for v in 1..=3u64 {
+            for &p in &positions {
+                staged.stage(p, sample(v, 1.0));
+            }
+            moved = staged.staged_version(v, v as f64 * interval);
+            if moved {
+                staged.move_all(|_, _| {});
+            }
+        }
+        moved
+    }
+
+    /// A slow run's samples move at its notify only while that costs a
+    /// small share of its pace: a 1,000-key run notifying every 150 µs
+    /// moved every version's samples at once (touching 1,000 histories a
+    /// notify: 65-190 ns a key, where a batch costs 15), flipping between
+    /// the two as the machine's speed put it either side of 100 µs.
+    #[test]
+    fn a_slow_run_moves_its_samples_at_once_only_when_that_is_cheap() {
+        assert!(!moves_at_once(1000, 150e-6), "1,000 keys every 150 µs");
+        assert!(!moves_at_once(1000, 1e-3), "1,000 keys every 1 ms");
+        assert!(moves_at_once(1000, 20e-3), "1,000 keys every 20 ms");
+        assert!(moves_at_once(10, 150e-6), "10 keys every 150 µs");
+        assert!(moves_at_once(100, 2e-3), "100 keys every 2 ms");
+        assert!(!moves_at_once(10, 20e-6), "10 keys every 20 µs: a batch");
+        assert!(
+            !moves_at_once(100_000, 1.0),
+            "100,000 keys: the dispatcher's"
+        );
     }
 
     fn sample(version: u64, value: f64) -> Sample {

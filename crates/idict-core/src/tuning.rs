@@ -39,6 +39,13 @@ pub(crate) const QUIET_SECS: f64 = 100e-6;
 /// key). Its samples wait for a full batch, or for the dispatcher once the
 /// run goes quiet.
 pub(crate) const SMALL_MOVE: usize = 4096;
+/// ...and if moving them costs at most this share of the run's pace
+/// between notifies, reckoning a sample's move (a history touched, a
+/// cache miss or more) at `MOVE_SECS_PER_SAMPLE`: a 1,000-key run
+/// notifying every 150 µs moved each version's samples at once, and paid
+/// 65-190 ns a key at each notify where a batch costs 15.
+pub(crate) const MAX_MOVE_SHARE: f64 = 0.05;
+pub(crate) const MOVE_SECS_PER_SAMPLE: f64 = 200e-9;
 /// A run is quiet when it has staged nothing for twice its last interval
 /// between notifies, and at most this long: how long a big, slow run's
 /// last samples wait for the dispatcher.
