@@ -1214,20 +1214,41 @@ fn a_plot_compares_a_key_across_two_runs() {
     );
 }
 
-/// A run called `name` that published `step` = 0..n, recorded into a
-/// directory of its own; the directory and the recording.
-fn recorded_steps(name: &str, n: i64) -> (tempfile::TempDir, std::path::PathBuf) {
+/// What opens these replays in the window.
+fn opening(replays: &[idict_inspector::demo::Replay]) -> Vec<OpenSpec> {
+    replays
+        .iter()
+        .map(|r| OpenSpec {
+            target: r.address.clone(),
+            token: Some(r.controller_token.clone()),
+        })
+        .collect()
+}
+
+/// A run called `name` that published `key` = `value(i)` for i in 0..n,
+/// recorded into a directory of its own; the directory and the recording.
+fn recorded(
+    name: &str,
+    n: i64,
+    key: &str,
+    value: impl Fn(i64) -> Value,
+) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let run = IDict::new(name);
     let server = options().record(dir.path()).serve(&run).unwrap();
     let path = server.recording().unwrap().to_path_buf();
     for i in 0..n {
-        run.lock().insert("step", i);
+        run.lock().insert(key, value(i));
         run.notify_update().unwrap();
     }
     run.notify_update_final().unwrap();
     server.close();
     (dir, path)
+}
+
+/// A run called `name` that published `step` = 0..n, recorded.
+fn recorded_steps(name: &str, n: i64) -> (tempfile::TempDir, std::path::PathBuf) {
+    recorded(name, n, "step", Value::Int)
 }
 
 /// Issue 16: a recording's path in the Connect field opens it as a
@@ -1320,13 +1341,7 @@ fn replays_are_told_apart_in_the_runs_list() {
         idict_inspector::demo::Replay::start(&a).unwrap(),
         idict_inspector::demo::Replay::start(&b).unwrap(),
     ];
-    let specs = replays
-        .iter()
-        .map(|r| OpenSpec {
-            target: r.address.clone(),
-            token: Some(r.controller_token.clone()),
-        })
-        .collect();
+    let specs = opening(&replays);
     let mut g = gui_with(specs);
     g.until("both replays with their info", |g| {
         g.app().tabs.len() == 2 && g.app().tabs.iter().all(|t| t.model.replay.is_some())
@@ -1498,13 +1513,7 @@ fn compared_replays_fit_800x500() {
         idict_inspector::demo::Replay::start_at(&a, whole).unwrap(),
         idict_inspector::demo::Replay::start_at(&b, whole).unwrap(),
     ];
-    let specs = replays
-        .iter()
-        .map(|r| OpenSpec {
-            target: r.address.clone(),
-            token: Some(r.controller_token.clone()),
-        })
-        .collect();
+    let specs = opening(&replays);
     let mut g = gui_set_up(specs, InspectorApp::compare_with_others_on_open);
     g.until("both runs whole, compared", |g| {
         let tabs = &g.app().tabs;
@@ -1538,19 +1547,11 @@ fn compared_replays_fit_800x500() {
 }
 
 /// A run called `name` whose `residual` decays at `rate` over 300 updates,
-/// recorded: the directory and the recording.
+/// recorded.
 fn recorded_decay(name: &str, rate: f64) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let run = IDict::new(name);
-    let server = options().record(dir.path()).serve(&run).unwrap();
-    let path = server.recording().unwrap().to_path_buf();
-    for i in 0..300 {
-        run.lock().insert("residual", (-rate * i as f64).exp());
-        run.notify_update().unwrap();
-    }
-    run.notify_update_final().unwrap();
-    server.close();
-    (dir, path)
+    recorded(name, 300, "residual", |i| {
+        Value::Float((-rate * i as f64).exp())
+    })
 }
 
 /// Issue 30: a compared replay scrubbed to v237 drew its curve to there
@@ -1565,13 +1566,7 @@ fn a_compared_replay_shown_in_part_says_where_it_stops() {
             .unwrap(),
         idict_inspector::demo::Replay::start_at(&b, Some(idict::SeekTo::Version(120))).unwrap(),
     ];
-    let specs = replays
-        .iter()
-        .map(|r| OpenSpec {
-            target: r.address.clone(),
-            token: Some(r.controller_token.clone()),
-        })
-        .collect();
+    let specs = opening(&replays);
     let mut g = gui_set_up(specs, InspectorApp::compare_with_others_on_open);
     g.until("the first whole, the second at v120, compared", |g| {
         let tabs = &g.app().tabs;
