@@ -67,21 +67,28 @@ fn a_recording_killed_mid_write_reads_to_its_last_whole_record() {
     }
 }
 
-/// The versions of array key `key` a recording holds.
-fn array_versions(path: &std::path::Path, key: &str) -> usize {
+/// The versions of array key `key` a recording holds, and how many its
+/// budget left out.
+fn array_versions(path: &std::path::Path, key: &str) -> (usize, u64) {
     let recording = idict::recording::open(path).unwrap();
-    let mut n = 0;
+    let (mut n, mut left_out) = (0, 0);
     for entry in recording {
-        if let Some(pb::record_entry::Kind::Update(u)) = entry.unwrap().kind {
-            n += u.changed.iter().filter(|e| e.key == key).count();
-            n += u
-                .part
-                .iter()
-                .filter(|p| p.key == key && p.offset == 0)
-                .count();
+        match entry.unwrap().kind {
+            Some(pb::record_entry::Kind::Update(u)) => {
+                n += u.changed.iter().filter(|e| e.key == key).count();
+                n += u
+                    .part
+                    .iter()
+                    .filter(|p| p.key == key && p.offset == 0)
+                    .count();
+            }
+            Some(pb::record_entry::Kind::ArraysThinned(a)) if a.key == key => {
+                left_out += a.dropped;
+            }
+            _ => {}
         }
     }
-    n
+    (n, left_out)
 }
 
 /// Issue 30: `heat --rate 200 --steps 600 --record DIR` wrote 78.8 MB in
@@ -120,15 +127,20 @@ fn a_recording_says_where_it_goes_and_keeps_a_field_a_second() {
     let line = format!("recording run 'heat' to {}", path.display());
     assert!(said.contains(&line), "not said where: {said}");
     assert!(said.contains("a version a second of each array"), "{said}");
-    let fields = array_versions(&path, "u");
+    // About one a second of its 3 s (more if a loaded machine slows it).
+    let (fields, left_out) = array_versions(&path, "u");
     assert!(
-        (3..=6).contains(&fields),
-        "{fields} versions of the field kept in 3 s"
+        (3..=12).contains(&fields) && left_out > 500,
+        "{fields} versions of the field kept, {left_out} left out"
     );
     let bytes = std::fs::metadata(&path).unwrap().len();
     assert!(bytes < 10_000_000, "{bytes} bytes");
 
+    // Every version the recorder receives (a loaded machine may coalesce
+    // a few on the way, as for any watcher): none left out by a budget.
     let (_dir, path, said) = run(&["--record-array-mibs", "all"], "40");
     assert!(said.contains("every version of each array"), "{said}");
-    assert!(array_versions(&path, "u") >= 40);
+    let (fields, left_out) = array_versions(&path, "u");
+    assert_eq!(left_out, 0, "left out under `all`");
+    assert!(fields >= 10, "{fields} versions of 40 kept");
 }

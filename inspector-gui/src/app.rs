@@ -394,9 +394,14 @@ impl InspectorApp {
 
     /// Opens a run (or selects it if it is open already).
     pub fn open(&mut self, spec: OpenSpec) {
-        // Open already (as asked, or by the name the Recent list keeps).
+        // Open already (as asked, or by the name the Recent list keeps: a
+        // live run of that name, not a replay of one or one that ended).
         let open = self.tabs.iter().position(|t| {
-            t.handle.spec == spec || (spec.token.is_none() && t.model.name == spec.target)
+            t.handle.spec == spec
+                || (spec.token.is_none()
+                    && t.model.name == spec.target
+                    && t.model.replay.is_none()
+                    && !t.model.ended())
         });
         if let Some(i) = open {
             self.selected = i;

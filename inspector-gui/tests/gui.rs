@@ -1368,6 +1368,34 @@ fn replays_are_told_apart_in_the_runs_list() {
     );
 }
 
+/// A run opened again from the Recent list (by name) selects the live
+/// run of that name if it is open, and never a replay of one.
+#[test]
+fn a_name_from_recent_is_never_taken_for_a_replay_of_it() {
+    let (_dir, path) = recorded_steps("twin", 5);
+    let replay = idict_inspector::demo::Replay::start(&path).unwrap();
+    let mut g = gui_with(opening(std::slice::from_ref(&replay)));
+    g.until("the replay, named", |g| {
+        g.app().tabs[0].model.replay.is_some() && g.app().tabs[0].model.name == "twin"
+    });
+    let by_name = OpenSpec {
+        target: "twin".into(),
+        token: None,
+    };
+    if let Some(app) = g.harness.state_mut().as_mut() {
+        app.open(by_name.clone());
+    }
+    assert_eq!(g.app().tabs.len(), 2, "the replay was taken for the run");
+    assert_eq!(g.app().selected, 1);
+    // Asked again: the tab opened for it is selected, not a third.
+    if let Some(app) = g.harness.state_mut().as_mut() {
+        app.selected = 0;
+        app.open(by_name);
+    }
+    assert_eq!(g.app().tabs.len(), 2);
+    assert_eq!(g.app().selected, 1);
+}
+
 /// Issue 30: Recent never changed (runs opened from the list and
 /// recordings never got in), File > Open started in the working directory
 /// each time, and the window and panels came back at their old sizes. The
