@@ -158,6 +158,22 @@ impl Gui {
         }
     }
 
+    /// File > Open recording, in `dir` (as `IDICT_RECORD` would), picks
+    /// `path`'s file and opens it.
+    fn pick_recording(&mut self, dir: &std::path::Path, path: &std::path::Path) {
+        if let Some(app) = self.harness.state_mut().as_mut() {
+            app.recordings_dir = Some(dir.to_path_buf());
+        }
+        self.harness.get_by_label("File").click();
+        self.harness.run_steps(2);
+        self.harness.get_by_label("Open recording…").click();
+        self.harness.run_steps(3);
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        self.harness.get_by_label_contains(&name).click();
+        self.harness.run_steps(2);
+        self.harness.get_by_label("Open").click();
+    }
+
     /// Opens the first plot's Keys menu.
     fn open_first_keys_menu(&mut self) {
         self.harness
@@ -1296,17 +1312,7 @@ fn file_open_picks_a_recording() {
     let (dir, path) = recorded_steps("picked", 10);
     let mut g = gui_with(Vec::new());
     g.harness.run_steps(2);
-    if let Some(app) = g.harness.state_mut().as_mut() {
-        app.recordings_dir = Some(dir.path().to_path_buf());
-    }
-    g.harness.get_by_label("File").click();
-    g.harness.run_steps(2);
-    g.harness.get_by_label("Open recording…").click();
-    g.harness.run_steps(3);
-    let name = path.file_name().unwrap().to_string_lossy().to_string();
-    g.harness.get_by_label_contains(&name).click();
-    g.harness.run_steps(2);
-    g.harness.get_by_label("Open").click();
+    g.pick_recording(dir.path(), &path);
     g.until("the picked recording, open", |g| {
         g.app().tabs.len() == 1 && g.app().tabs[0].model.name == "picked"
     });
@@ -1417,17 +1423,8 @@ fn the_window_remembers_recent_runs_the_last_folder_and_its_sizes() {
     g.until("the run opened by its run file", |g| {
         g.connected() && g.value("x") == Some(Value::Int(1))
     });
-    if let Some(app) = g.harness.state_mut().as_mut() {
-        app.recordings_dir = Some(dir.path().to_path_buf());
-    }
-    g.harness.get_by_label("File").click();
-    g.harness.run_steps(2);
-    g.harness.get_by_label("Open recording…").click();
-    g.harness.run_steps(3);
+    g.pick_recording(dir.path(), &recording);
     let name = recording.file_name().unwrap().to_string_lossy().to_string();
-    g.harness.get_by_label_contains(&name).click();
-    g.harness.run_steps(2);
-    g.harness.get_by_label("Open").click();
     g.until("the recording, open", |g| {
         g.app().tabs.len() == 2 && g.app().tabs[1].model.replay.is_some()
     });
