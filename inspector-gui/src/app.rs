@@ -121,7 +121,8 @@ impl ChosenSize {
 
     /// Learns from the size shown under `cap`: moved by a drag of its
     /// edge, it is the new choice.
-    fn learn(&mut self, shown: f32, cap: f32, dragging: bool, resized: bool) {
+    fn learn(&mut self, ui: &egui::Ui, shown: f32, cap: f32, resized: bool) {
+        let dragging = ui.input(|i| i.pointer.primary_down());
         if let Some((before, cap_before)) = self.shown
             && dragging
             && !resized
@@ -255,7 +256,6 @@ impl RunTab {
         // a panel keeps the size it had, and used to crush them. Made
         // larger again, each gets the size the user chose back.
         let (width, height) = (ui.available_width(), ui.available_height());
-        let dragging = ui.input(|i| i.pointer.primary_down());
         let window_height = ui.ctx().content_rect().height();
         // Open by the window's height until the user says otherwise.
         let mut open = panels
@@ -280,12 +280,8 @@ impl RunTab {
         if open != was_open {
             panels.messages_open = Some(open);
         } else if open {
-            panels.messages.learn(
-                shown.response.rect.height(),
-                messages_cap,
-                dragging,
-                resized,
-            );
+            let height = shown.response.rect.height();
+            panels.messages.learn(ui, height, messages_cap, resized);
         }
         let values_cap = 0.4 * width;
         let values = panels.values.apply(
@@ -297,7 +293,7 @@ impl RunTab {
         let shown = values.show(ui, |ui| commands.extend(self.values.ui(ui, m)));
         panels
             .values
-            .learn(shown.response.rect.width(), values_cap, dragging, resized);
+            .learn(ui, shown.response.rect.width(), values_cap, resized);
         egui::CentralPanel::default().show(ui, |ui| commands.extend(self.plots.ui(ui, m, others)));
         for c in commands {
             self.send(c);
@@ -617,7 +613,6 @@ impl InspectorApp {
         let resized = self.last_window != Some(window);
         self.last_window = Some(window);
         self.settings.window = Some([window.x, window.y]);
-        let dragging = ui.input(|i| i.pointer.primary_down());
         let models: Vec<&RunModel> = self.tabs.iter().map(|t| &t.model).collect();
         let (local, recent) = (&self.local_seen, &self.settings.recent);
         let mut action = None;
@@ -657,7 +652,7 @@ impl InspectorApp {
         self.settings
             .panels
             .runs
-            .learn(shown.response.rect.width(), runs_cap, dragging, resized);
+            .learn(ui, shown.response.rect.width(), runs_cap, resized);
         if wants_dialog {
             self.show_open_dialog();
         }

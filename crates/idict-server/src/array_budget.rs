@@ -44,11 +44,15 @@ fn array_bytes(v: &pb::Value) -> Option<usize> {
 }
 
 impl ArrayBudget {
-    pub fn new(bytes_per_second: u64) -> Self {
+    fn at(rate: Rate) -> Self {
         ArrayBudget {
-            rate: Rate::Bytes(bytes_per_second.max(1) as f64),
+            rate,
             keys: HashMap::new(),
         }
+    }
+
+    pub fn new(bytes_per_second: u64) -> Self {
+        ArrayBudget::at(Rate::Bytes(bytes_per_second.max(1) as f64))
     }
 
     /// The budget for `arrays` (none: every version kept).
@@ -56,10 +60,7 @@ impl ArrayBudget {
         match arrays {
             crate::RecordArrays::All => None,
             crate::RecordArrays::BytesPerSecond(b) => Some(ArrayBudget::new(b)),
-            crate::RecordArrays::VersionPerSecond => Some(ArrayBudget {
-                rate: Rate::Versions(1.0),
-                keys: HashMap::new(),
-            }),
+            crate::RecordArrays::VersionPerSecond => Some(ArrayBudget::at(Rate::Versions(1.0))),
         }
     }
 

@@ -94,8 +94,10 @@ impl TimelinePanel {
             // The rail alone: the slider's response also spans its label,
             // and marks spread over both sat right of their versions (a
             // write at v203 drawn where the handle reads v237).
-            let rail =
-                egui::Rect::from_min_size(response.rect.min, egui::vec2(width, rail_thickness(ui)));
+            let rail = egui::Rect::from_min_size(
+                response.rect.min,
+                egui::vec2(width, response.rect.height()),
+            );
             self.rail = Some(rail);
             self.draw_marks(ui, &rail, m, first, last);
             if let Some(v) = self.pressed_mark {
@@ -219,12 +221,6 @@ fn mark_under(
         .filter(|(_, x)| near_mark(rail, p, *x))
         .min_by(|a, b| (a.1 - p.x).abs().total_cmp(&(b.1 - p.x).abs()))
         .map(|(v, _)| v)
-}
-
-/// The slider's thickness, as egui lays it out.
-fn rail_thickness(ui: &egui::Ui) -> f32 {
-    ui.text_style_height(&egui::TextStyle::Body)
-        .max(ui.spacing().interact_size.y)
 }
 
 /// Where version `v` sits on a slider `rail` over `first..=last`: where the
